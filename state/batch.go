@@ -1,0 +1,120 @@
+package state
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Batch is an atomic set of changes that also reads its own writes. Commit or
+// Close it exactly once; it is not safe for concurrent use.
+type Batch struct {
+	b *pebble.Batch
+	s *Store
+}
+
+// Get reads key through the batch (uncommitted changes first).
+func (b *Batch) Get(key []byte) (val []byte, ok bool, err error) { return get(b.b, key) }
+
+// Set stages key=val.
+func (b *Batch) Set(key, val []byte) error {
+	if err := b.b.Set(key, val, nil); err != nil {
+		return fmt.Errorf("state: batch set %q: %w", key, err)
+	}
+	return nil
+}
+
+// Delete stages the removal of key.
+func (b *Batch) Delete(key []byte) error {
+	if err := b.b.Delete(key, nil); err != nil {
+		return fmt.Errorf("state: batch delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteRange stages the removal of every key in [start, end).
+func (b *Batch) DeleteRange(start, end []byte) error {
+	if err := b.b.DeleteRange(start, end, nil); err != nil {
+		return fmt.Errorf("state: batch delete range: %w", err)
+	}
+	return nil
+}
+
+// DeletePrefix stages the removal of every key starting with prefix.
+func (b *Batch) DeletePrefix(prefix []byte) error {
+	return b.DeleteRange(prefix, PrefixEnd(prefix))
+}
+
+// NewIter iterates keys with prefix as the batch sees them.
+func (b *Batch) NewIter(prefix []byte) (*Iter, error) { return newIter(b.b, prefix) }
+
+// SetOffset records that the changes in this batch account for the input of
+// topic/partition up to and including offset. Committing the batch commits
+// the offset with the state, so after a crash Store.Offsets says exactly where
+// to resume.
+func (b *Batch) SetOffset(topic string, partition int32, offset int64) error {
+	return b.Set(OffsetKey(topic, partition), appendUint64(nil, uint64(offset)))
+}
+
+// Len is the size of the staged changes in bytes.
+func (b *Batch) Len() int { return b.b.Len() }
+
+// Empty says whether nothing was staged.
+func (b *Batch) Empty() bool { return b.b.Empty() }
+
+// Commit applies the batch atomically; sync waits for the WAL to reach disk.
+// The batch is released either way.
+func (b *Batch) Commit(sync bool) error {
+	defer b.b.Close()
+	if b.s.db == nil {
+		return ErrClosed
+	}
+	wo := pebble.NoSync
+	if sync {
+		wo = pebble.Sync
+	}
+	if err := b.b.Commit(wo); err != nil {
+		return fmt.Errorf("state: commit batch (%d bytes): %w", b.b.Len(), err)
+	}
+	return nil
+}
+
+// Close discards an uncommitted batch.
+func (b *Batch) Close() error {
+	if err := b.b.Close(); err != nil {
+		return fmt.Errorf("state: close batch: %w", err)
+	}
+	return nil
+}
+
+// TopicPartition names one Kafka partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Offsets returns the last committed offset of every topic/partition that
+// recorded one with Batch.SetOffset.
+func (s *Store) Offsets() (map[TopicPartition]int64, error) {
+	it, err := s.NewIter(offsetPrefix)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := make(map[TopicPartition]int64)
+	for ok := it.First(); ok; ok = it.Next() {
+		tp, err := parseOffsetKey(it.Key())
+		if err != nil {
+			return nil, err
+		}
+		v := it.Value()
+		if len(v) != 8 {
+			return nil, fmt.Errorf("state: offset of %s/%d: %d bytes, want 8", tp.Topic, tp.Partition, len(v))
+		}
+		out[tp] = int64(readUint64(v))
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
