@@ -79,6 +79,7 @@ type table struct {
 	index   map[string]int
 	schema  *arrow.Schema
 	ts      int // index of the Timestamp column
+	pos     int // position in tables
 	bit     uint32
 }
 
@@ -93,7 +94,7 @@ var (
 
 func init() {
 	for i, d := range tableDefs {
-		t := &table{name: d.name, index: make(map[string]int, len(d.columns)), ts: -1, bit: 1 << uint(i)}
+		t := &table{name: d.name, index: make(map[string]int, len(d.columns)), ts: -1, pos: i, bit: 1 << uint(i)}
 		for _, c := range d.columns {
 			if c.kind == kindString && dictColumns[c.name] {
 				c.kind = kindDict

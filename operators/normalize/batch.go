@@ -1,0 +1,179 @@
+package normalize
+
+import (
+	"math"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+)
+
+// colBuilder is one column's Arrow builder with its concrete type resolved
+// once, so appending a cell is a switch, not an interface assertion.
+type colBuilder struct {
+	kind kind
+	b    array.Builder
+	str  *array.StringBuilder
+	dict *array.BinaryDictionaryBuilder
+	i64  *array.Int64Builder
+	i32  *array.Int32Builder
+	bl   *array.BooleanBuilder
+	ts   *array.TimestampBuilder
+}
+
+func newColBuilder(mem memory.Allocator, k kind) colBuilder {
+	b := array.NewBuilder(mem, arrowType(k))
+	c := colBuilder{kind: k, b: b}
+	switch k {
+	case kindDict:
+		c.dict = b.(*array.BinaryDictionaryBuilder)
+	case kindLong:
+		c.i64 = b.(*array.Int64Builder)
+	case kindInt:
+		c.i32 = b.(*array.Int32Builder)
+	case kindBool:
+		c.bl = b.(*array.BooleanBuilder)
+	case kindTime:
+		c.ts = b.(*array.TimestampBuilder)
+	default:
+		c.str = b.(*array.StringBuilder)
+	}
+	return c
+}
+
+func (c *colBuilder) append(s *slot) {
+	if !s.set || s.null {
+		c.b.AppendNull()
+		return
+	}
+	switch c.kind {
+	case kindDict:
+		if err := c.dict.Append(s.b); err != nil {
+			c.dict.AppendNull() // cannot happen for utf8 values; never lose the row
+		}
+	case kindLong:
+		c.i64.Append(s.i)
+	case kindInt:
+		c.i32.Append(int32(s.i))
+	case kindBool:
+		c.bl.Append(s.i != 0)
+	case kindTime:
+		c.ts.Append(arrow.Timestamp(s.i))
+	default:
+		c.str.BinaryBuilder.Append(s.b)
+	}
+}
+
+// pending is the open batch of one (table, tenant).
+type pending struct {
+	tenant     string
+	cols       []colBuilder
+	rows       int
+	bytes      int64
+	first      time.Time // arrival (clock) of the oldest row, for FlushDue
+	minT, maxT int64
+}
+
+// tableState is a Normalizer's view of a table: the defined columns plus
+// those it promoted, and the open batches per tenant.
+type tableState struct {
+	t        *table
+	cols     []columnDef
+	index    map[string]int
+	version  int
+	schema   *arrow.Schema
+	extraCol int // index of ExtraFieldsColumn, -1 until needed
+	scratch  []slot
+	pending  map[string]*pending
+
+	normalized, inferred int64
+}
+
+func newTableState(t *table) *tableState {
+	st := &tableState{
+		t: t, cols: append([]columnDef(nil), t.columns...), index: make(map[string]int, len(t.columns)),
+		version: SchemaVersion, schema: t.schema, extraCol: -1,
+		scratch: make([]slot, len(t.columns)), pending: map[string]*pending{},
+	}
+	for k, v := range t.index {
+		st.index[k] = v
+	}
+	return st
+}
+
+// promote adds an undefined column as nullable utf8 and bumps the schema
+// version; open batches get it (null-filled) at their next append or flush.
+func (st *tableState) promote(name string) int {
+	idx := len(st.cols)
+	st.cols = append(st.cols, columnDef{name: name, kind: kindString})
+	st.index[name] = idx
+	st.scratch = append(st.scratch, slot{})
+	st.version++
+	st.schema = buildSchema(st.t.name, st.cols, st.version)
+	return idx
+}
+
+func (st *tableState) extras() int {
+	n := len(st.cols) - len(st.t.columns)
+	if st.extraCol >= 0 {
+		n--
+	}
+	return n
+}
+
+// widen gives p builders for columns promoted since it was opened, filled
+// with nulls for the rows it already holds.
+func (st *tableState) widen(p *pending, mem memory.Allocator) {
+	for len(p.cols) < len(st.cols) {
+		c := newColBuilder(mem, st.cols[len(p.cols)].kind)
+		c.b.AppendNulls(p.rows)
+		p.cols = append(p.cols, c)
+	}
+}
+
+// appendRow moves the scratch row into p.
+func (st *tableState) appendRow(p *pending, ts int64) {
+	for i := range p.cols {
+		p.cols[i].append(&st.scratch[i])
+	}
+	if p.rows == 0 {
+		p.minT, p.maxT = math.MaxInt64, math.MinInt64
+	}
+	p.minT, p.maxT = min(p.minT, ts), max(p.maxT, ts)
+	p.rows++
+}
+
+// flush turns p's rows into a Batch and emits it; p stays open, empty.
+func (st *tableState) flush(p *pending, mem memory.Allocator, emit func(Batch)) {
+	if p.rows == 0 {
+		return
+	}
+	st.widen(p, mem)
+	arrs := make([]arrow.Array, len(p.cols))
+	for i := range p.cols {
+		arrs[i] = p.cols[i].b.NewArray()
+		if p.cols[i].dict != nil {
+			// The memo table otherwise keeps every value ever seen, and each
+			// batch would carry the dictionary of all previous ones.
+			p.cols[i].dict.ResetFull()
+		}
+	}
+	rec := array.NewRecord(st.schema, arrs, int64(p.rows))
+	for _, a := range arrs {
+		a.Release()
+	}
+	b := Batch{
+		Table: st.t.name, Tenant: p.tenant, Record: rec, Bytes: p.bytes,
+		MinTime: time.UnixMicro(p.minT).UTC(), MaxTime: time.UnixMicro(p.maxT).UTC(),
+	}
+	p.rows, p.bytes = 0, 0
+	emit(b)
+}
+
+func (p *pending) release() {
+	for _, c := range p.cols {
+		c.b.Release()
+	}
+	p.cols = nil
+}

@@ -1,0 +1,424 @@
+package normalize
+
+import (
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/valyala/fastjson"
+)
+
+// Normalizer turns raw records into Arrow batches. It keeps one open batch
+// per (table, tenant) and reuses its JSON parser and scratch row between
+// records, so it is NOT safe for concurrent use: run one per goroutine
+// (per partition), which also keeps batches in offset order.
+type Normalizer struct {
+	cfg    config
+	parser fastjson.Parser
+	states []*tableState // by table position, created on first use
+	dead   map[Reason]int64
+
+	records, bytes int64
+
+	// Per-record scratch, reset by begin.
+	cur        *tableState
+	buf        []byte // JSON text of non-string values
+	ofbuf      []byte // the ExtraFields object
+	extras     []extra
+	failReason Reason
+	failMsg    string
+	visit      func(key []byte, v *fastjson.Value) // n.visitColumn, bound once
+	elemBuf    []byte
+}
+
+// extra is a key the record's table does not define.
+type extra struct {
+	name []byte
+	val  slot
+}
+
+// New makes a Normalizer; see the With* options for the defaults.
+func New(opts ...Option) *Normalizer {
+	n := &Normalizer{cfg: defaults(), states: make([]*tableState, len(tables)), dead: map[Reason]int64{}}
+	for _, o := range opts {
+		o(&n.cfg)
+	}
+	n.visit = n.visitColumn
+	return n
+}
+
+// Stats counts what a Normalizer has seen. Records counts logical records
+// (each element of an envelope is one); every record ends up either
+// normalized or dead: Records == sum(Normalized) + sum(Dead).
+type Stats struct {
+	Records    int64
+	Normalized map[string]int64
+	Dead       map[Reason]int64
+	Inferred   map[string]int64 // import mode: rows whose table was inferred
+	Bytes      int64            // input bytes, as given to Add
+}
+
+// Stats returns a snapshot of the counters.
+func (n *Normalizer) Stats() Stats {
+	s := Stats{Records: n.records, Bytes: n.bytes, Normalized: map[string]int64{}, Dead: map[Reason]int64{}, Inferred: map[string]int64{}}
+	for _, st := range n.states {
+		if st == nil {
+			continue
+		}
+		if st.normalized > 0 {
+			s.Normalized[st.t.name] = st.normalized
+		}
+		if st.inferred > 0 {
+			s.Inferred[st.t.name] = st.inferred
+		}
+	}
+	for r, c := range n.dead {
+		s.Dead[r] = c
+	}
+	return s
+}
+
+// Schema is the current schema of table in this Normalizer: Schema(table)
+// plus the columns it promoted. Nil for an unknown table.
+func (n *Normalizer) Schema(table string) *arrow.Schema {
+	t := tableIndex[table]
+	if t == nil {
+		return nil
+	}
+	if st := n.states[t.pos]; st != nil {
+		return st.schema
+	}
+	return t.schema
+}
+
+func (n *Normalizer) state(t *table) *tableState {
+	st := n.states[t.pos]
+	if st == nil {
+		st = newTableState(t)
+		n.states[t.pos] = st
+	}
+	return st
+}
+
+// Add normalizes one Kafka record: a streaming-API record, an Event Hubs
+// envelope {"records":[...]} whose elements are handled independently, or in
+// import mode one export row. Full batches go to emit, bad records to dead;
+// neither is called after Add returns. in.Value is not retained.
+func (n *Normalizer) Add(in Input, emit func(Batch), dead func(DeadLetter)) {
+	v := in.Value
+	n.bytes += int64(len(v))
+	whole := func(r Reason, msg string) {
+		n.records++
+		n.deadLetter(in, -1, v, r, msg, dead)
+	}
+	if len(v) > n.cfg.maxRecord {
+		whole(ReasonTooLarge, fmt.Sprintf("record is %d bytes, limit %d", len(v), n.cfg.maxRecord))
+		return
+	}
+	// Checked before parsing: fastjson does not validate UTF-8, and Arrow
+	// strings must be valid.
+	if !utf8.Valid(v) {
+		whole(ReasonInvalidUTF8, "record is not valid UTF-8")
+		return
+	}
+	depth := jsonDepth(v, n.cfg.maxDepth)
+	deep := depth > n.cfg.maxDepth
+	tooDeep := fmt.Sprintf // only formatted on the slow path
+	if deep && depth > maxParserDepth {
+		whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
+		return
+	}
+	root, err := n.parser.ParseBytes(v)
+	if err != nil {
+		whole(ReasonNotJSON, err.Error())
+		return
+	}
+	if !n.cfg.importMode && root.Type() == fastjson.TypeObject && root.Get("category") == nil {
+		if recs := root.Get("records"); recs != nil && recs.Type() == fastjson.TypeArray {
+			elems, _ := recs.Array()
+			per := int64(len(v))
+			if len(elems) > 0 {
+				per /= int64(len(elems))
+			}
+			for i, e := range elems {
+				if deep {
+					// Judge each element on its own: one deep element must
+					// not take its neighbours with it.
+					if d := valueDepth(e); d > n.cfg.maxDepth {
+						n.records++
+						n.deadLetter(in, i, e.MarshalTo(n.elemBuf[:0]), ReasonTooDeep,
+							tooDeep("nesting depth %d exceeds limit %d", d, n.cfg.maxDepth), dead)
+						continue
+					}
+				}
+				n.addRecord(in, i, e, nil, per, emit, dead)
+			}
+			return
+		}
+	}
+	if deep {
+		whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
+		return
+	}
+	n.addRecord(in, -1, root, v, int64(len(v)), emit, dead)
+}
+
+// addRecord normalizes one record (raw is its bytes, or nil for an envelope
+// element, re-encoded only if it is dead-lettered).
+func (n *Normalizer) addRecord(in Input, idx int, v *fastjson.Value, raw []byte, size int64, emit func(Batch), dead func(DeadLetter)) {
+	n.records++
+	fail := func(r Reason, msg string) {
+		if raw == nil {
+			n.elemBuf = v.MarshalTo(n.elemBuf[:0])
+			raw = n.elemBuf
+		}
+		n.deadLetter(in, idx, raw, r, msg, dead)
+	}
+	o, err := v.Object()
+	if err != nil {
+		fail(ReasonNotObject, fmt.Sprintf("record is a JSON %s, not an object", v.Type()))
+		return
+	}
+	if n.cfg.importMode {
+		n.addExportRow(o, size, emit, fail)
+		return
+	}
+	cat := o.Get("category")
+	if cat == nil || cat.Type() != fastjson.TypeString {
+		fail(ReasonMissingCategory, "record has no category string")
+		return
+	}
+	catb, _ := cat.StringBytes()
+	t := tableIndex[string(trimCategory(catb))]
+	if t == nil || len(catb) <= len(CategoryPrefix) || string(catb[:len(CategoryPrefix)]) != CategoryPrefix {
+		fail(ReasonUnknownCategory, fmt.Sprintf("category %q names no advanced-hunting table", catb))
+		return
+	}
+	var tenant []byte
+	if tv := o.Get("tenantId"); tv != nil && tv.Type() == fastjson.TypeString {
+		tenant, _ = tv.StringBytes()
+	}
+	if len(tenant) == 0 {
+		fail(ReasonMissingTenant, "record has no tenantId")
+		return
+	}
+	props := o.Get("properties")
+	if props == nil || props.Type() != fastjson.TypeObject {
+		fail(ReasonMissingProps, "record has no properties object")
+		return
+	}
+	po, _ := props.Object()
+	var recTime []byte
+	if tv := o.Get("time"); tv != nil && tv.Type() == fastjson.TypeString {
+		recTime, _ = tv.StringBytes()
+	}
+	n.addRow(n.state(t), tenant, po, recTime, size, emit, fail)
+}
+
+func trimCategory(c []byte) []byte {
+	if len(c) > len(CategoryPrefix) {
+		return c[len(CategoryPrefix):]
+	}
+	return nil
+}
+
+// addExportRow normalizes one advanced-hunting export row.
+func (n *Normalizer) addExportRow(o *fastjson.Object, size int64, emit func(Batch), fail func(Reason, string)) {
+	var t *table
+	if n.cfg.importTbl != "" {
+		if t = tableIndex[n.cfg.importTbl]; t == nil {
+			fail(ReasonUnknownTable, fmt.Sprintf("import table %q is not an advanced-hunting table", n.cfg.importTbl))
+			return
+		}
+	} else if t = inferTable(o); t == nil {
+		fail(ReasonUnknownTable, "cannot infer the table of the export row from its columns")
+		return
+	}
+	st := n.state(t)
+	if n.addRow(st, []byte(n.cfg.tenant), o, nil, size, emit, fail) && n.cfg.importTbl == "" {
+		st.inferred++
+	}
+}
+
+// addRow converts the columns of props into the table's scratch row and, if
+// every value fits, appends the row to the (table, tenant) batch. recTime is
+// the record's time, used when the row has no Timestamp.
+func (n *Normalizer) addRow(st *tableState, tenant []byte, props *fastjson.Object, recTime []byte, size int64, emit func(Batch), fail func(Reason, string)) bool {
+	n.cur = st
+	clear(st.scratch)
+	n.buf, n.extras, n.failReason, n.failMsg = n.buf[:0], n.extras[:0], "", ""
+	props.Visit(n.visit)
+	if n.failReason != "" {
+		fail(n.failReason, n.failMsg)
+		return false
+	}
+	ts := &st.scratch[st.t.ts]
+	if !ts.set || ts.null {
+		if recTime == nil {
+			fail(ReasonBadTimestamp, "record has neither properties.Timestamp nor time")
+			return false
+		}
+		us, ok := parseTime(recTime)
+		if !ok {
+			fail(ReasonBadTimestamp, fmt.Sprintf("time %q is not a timestamp", recTime))
+			return false
+		}
+		*ts = slot{set: true, i: us}
+	}
+	// Validation is over: from here on the row is committed.
+	if len(n.extras) > 0 {
+		n.placeExtras(st)
+	}
+	p := st.pending[string(tenant)]
+	if p == nil {
+		p = &pending{tenant: string(tenant)}
+		st.pending[p.tenant] = p
+	}
+	st.widen(p, n.cfg.mem)
+	if p.rows == 0 {
+		p.first = n.cfg.clock()
+	}
+	st.appendRow(p, ts.i)
+	p.bytes += size
+	st.normalized++
+	if p.rows >= n.cfg.batchRows || p.bytes >= n.cfg.batchBytes {
+		st.flush(p, n.cfg.mem, emit)
+	}
+	return true
+}
+
+// visitColumn converts one property into the scratch row.
+func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
+	if n.failReason != "" {
+		return
+	}
+	st := n.cur
+	idx, ok := st.index[string(key)]
+	if !ok {
+		if base := stripSuffix(key); base != nil {
+			idx, ok = st.t.index[string(base)]
+		}
+	}
+	if !ok || idx >= len(st.t.columns) {
+		// Not a defined column. Export rows are a union of tables: their
+		// empty columns belong to other tables and are dropped.
+		if n.cfg.importMode && isEmptyValue(v) {
+			return
+		}
+		if !ok {
+			var s slot
+			convert(kindString, v, &n.buf, &s)
+			n.extras = append(n.extras, extra{name: key, val: s})
+			return
+		}
+	}
+	k := st.cols[idx].kind
+	var s slot
+	if !convert(k, v, &n.buf, &s) {
+		n.failReason = ReasonWrongType
+		if idx == st.t.ts {
+			n.failReason = ReasonBadTimestamp
+		}
+		n.failMsg = fmt.Sprintf("column %s (%s): cannot take %s", key, kindNames[k], describe(v))
+		return
+	}
+	setSlot(&st.scratch[idx], s)
+}
+
+// setSlot stores s unless it would replace a value with an empty one: the
+// export tool writes a column once per type (ReportId_long, ReportId_string)
+// and only one of them holds the value.
+func setSlot(dst *slot, s slot) {
+	if dst.set && !dst.empty && s.empty {
+		return
+	}
+	*dst = s
+}
+
+func isEmptyValue(v *fastjson.Value) bool {
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return true
+	case fastjson.TypeString:
+		s, _ := v.StringBytes()
+		return len(s) == 0
+	}
+	return false
+}
+
+// placeExtras puts the row's undefined columns into promoted columns, or,
+// once the table has MaxExtraColumns of them, into the ExtraFields object.
+func (n *Normalizer) placeExtras(st *tableState) {
+	n.ofbuf = n.ofbuf[:0]
+	for _, e := range n.extras {
+		idx, ok := st.index[string(e.name)]
+		if !ok {
+			if st.extras() >= MaxExtraColumns {
+				if len(n.ofbuf) == 0 {
+					n.ofbuf = append(n.ofbuf, '{')
+				} else {
+					n.ofbuf = append(n.ofbuf, ',')
+				}
+				n.ofbuf = appendJSONString(n.ofbuf, e.name)
+				n.ofbuf = append(n.ofbuf, ':')
+				if e.val.null {
+					n.ofbuf = append(n.ofbuf, "null"...)
+				} else {
+					n.ofbuf = appendJSONString(n.ofbuf, e.val.b)
+				}
+				continue
+			}
+			idx = st.promote(string(e.name))
+		}
+		setSlot(&st.scratch[idx], e.val)
+	}
+	if len(n.ofbuf) > 0 {
+		n.ofbuf = append(n.ofbuf, '}')
+		if st.extraCol < 0 {
+			st.extraCol = st.promote(ExtraFieldsColumn)
+		}
+		st.scratch[st.extraCol] = slot{set: true, b: n.ofbuf}
+	}
+}
+
+// FlushDue emits the batches whose oldest row arrived at least the batch age
+// before now, so a quiet stream still reaches the writers.
+func (n *Normalizer) FlushDue(now time.Time, emit func(Batch)) {
+	for _, st := range n.states {
+		if st == nil {
+			continue
+		}
+		for _, p := range st.pending {
+			if p.rows > 0 && now.Sub(p.first) >= n.cfg.batchAge {
+				st.flush(p, n.cfg.mem, emit)
+			}
+		}
+	}
+}
+
+// Flush emits every open batch.
+func (n *Normalizer) Flush(emit func(Batch)) {
+	for _, st := range n.states {
+		if st == nil {
+			continue
+		}
+		for _, p := range st.pending {
+			st.flush(p, n.cfg.mem, emit)
+		}
+	}
+}
+
+// Close releases the builders; rows not flushed are dropped. The Normalizer
+// must not be used afterwards.
+func (n *Normalizer) Close() {
+	for _, st := range n.states {
+		if st == nil {
+			continue
+		}
+		for k, p := range st.pending {
+			p.release()
+			delete(st.pending, k)
+		}
+	}
+}
