@@ -40,7 +40,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, specs ...TopicSpec) error
 		}
 		names[i] = s.Name
 	}
-	existing, err := adm.ListTopics(ctx, names...)
+	existing, err := adm.ListTopics(fresh(ctx), names...)
 	if err != nil {
 		return fmt.Errorf("ensure topics: list topics: %w", err)
 	}
@@ -98,6 +98,7 @@ func Lag(ctx context.Context, cl *kgo.Client, group string, topics ...string) (i
 		return 0, nil
 	}
 	adm := kadm.NewClient(cl)
+	ctx = fresh(ctx)
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		return 0, fmt.Errorf("lag of group %s: list end offsets: %w", group, err)
@@ -110,6 +111,9 @@ func Lag(ctx context.Context, cl *kgo.Client, group string, topics ...string) (i
 		return 0, fmt.Errorf("lag of group %s: list start offsets: %w", group, err)
 	}
 	committed, err := adm.FetchOffsetsForTopics(ctx, group, topics...)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = nil, nil // a group that never committed lags by everything
+	}
 	if err != nil {
 		return 0, fmt.Errorf("lag of group %s: fetch committed offsets: %w", group, err)
 	}
@@ -134,3 +138,8 @@ func Lag(ctx context.Context, cl *kgo.Client, group string, topics ...string) (i
 	})
 	return total, ferr
 }
+
+// fresh makes kadm bypass the client's metadata cache (asking for authorized
+// operations forces a direct request). The cache keeps answers, including
+// "unknown topic", for 5s, which would hide a topic created a moment ago.
+func fresh(ctx context.Context) context.Context { return kadm.WithAuthorizedOps(ctx) }
