@@ -235,7 +235,7 @@ func TestReadRecordsPassesLongLinesWhole(t *testing.T) {
 
 func TestTenantKey(t *testing.T) {
 	for in, want := range map[string]string{
-		`{"tenantId":"t1","properties":{}}`:             "t1",
+		`{"tenantId":"t1","properties":{}}`:                "t1",
 		`{"records":[{"tenantId":"t2"},{"tenantId":"x"}]}`: "t2",
 		`{"records":[]}`: "",
 		`not json`:       "",
