@@ -60,7 +60,7 @@ const (
 	stagingDir  = "_staging"
 	offsetsFile = "offsets.json"
 	pendingExt  = ".pending.json"
-	tmpExt      = ".parquet.tmp"
+	tmpExt      = ".tmp"
 )
 
 type config struct {
