@@ -1,0 +1,338 @@
+package simulator
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// columns reads the advanced-hunting column reference (table -> column ->
+// type) from the shared public data, or skips the test when it is absent.
+func columns(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("go.mod not found above the package: cannot locate ../shared/data")
+		}
+		dir = parent
+	}
+	path := filepath.Join(dir, "..", "shared", "data", "m365d", "advanced-hunting-tables", "columns.tsv")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("column reference %s not available (%v): skipping the column check", path, err)
+	}
+	out := map[string]map[string]string{}
+	for i, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		f := strings.Split(line, "\t")
+		if i == 0 || len(f) < 3 {
+			continue
+		}
+		if out[f[0]] == nil {
+			out[f[0]] = map[string]string{}
+		}
+		out[f[0]][f[1]] = f[2]
+	}
+	return out
+}
+
+func TestDeterministicForASeed(t *testing.T) {
+	gen := func(opts ...Option) []byte {
+		s := New(append([]Option{AttackEvery(500)}, opts...)...)
+		var all []byte
+		for range 5000 {
+			var k []byte
+			k, all = s.Next(all)
+			all = append(all, k...)
+			all = append(all, '\n')
+		}
+		return all
+	}
+	a, b := gen(Seed(7)), gen(Seed(7))
+	if !bytes.Equal(a, b) {
+		t.Fatal("two simulators with the same seed produced different streams")
+	}
+	if bytes.Equal(a, gen(Seed(8))) {
+		t.Fatal("different seeds produced the same stream")
+	}
+}
+
+type row struct {
+	key   string
+	table string
+	v     *fastjson.Value
+}
+
+// run produces n records and parses each one, failing on anything that is
+// not a well-formed streaming-API record.
+func run(t *testing.T, s *Simulator, n int) []row {
+	t.Helper()
+	var rows []row
+	var buf []byte
+	var lastTime time.Time
+	for i := range n {
+		var key []byte
+		key, buf = s.Next(buf[:0])
+		v, err := fastjson.ParseBytes(buf)
+		if err != nil {
+			t.Fatalf("record %d is not JSON: %v\n%s", i, err, buf)
+		}
+		if string(v.GetStringBytes("tenantId")) != string(key) {
+			t.Fatalf("record %d: key %q is not its tenantId", i, key)
+		}
+		if string(v.GetStringBytes("operationName")) != "Publish" {
+			t.Fatalf("record %d: operationName is not Publish", i)
+		}
+		cat := string(v.GetStringBytes("category"))
+		table, ok := strings.CutPrefix(cat, "AdvancedHunting-")
+		if !ok {
+			t.Fatalf("record %d: category %q", i, cat)
+		}
+		tm, err := time.Parse(time.RFC3339Nano, string(v.GetStringBytes("time")))
+		if err != nil {
+			t.Fatalf("record %d: time: %v", i, err)
+		}
+		if tm.Before(lastTime) {
+			t.Fatalf("record %d: receipt time went back from %v to %v", i, lastTime, tm)
+		}
+		lastTime = tm
+		p := v.GetObject("properties")
+		if p == nil {
+			t.Fatalf("record %d: no properties object", i)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, string(v.GetStringBytes("properties", "Timestamp"))); err != nil {
+			t.Fatalf("record %d: Timestamp: %v\n%s", i, err, buf)
+		}
+		rows = append(rows, row{string(key), table, v})
+		buf = append([]byte(nil), buf...) // rows keep referencing the parsed bytes
+	}
+	return rows
+}
+
+func TestRecordsUseOnlyDocumentedColumns(t *testing.T) {
+	cols := columns(t)
+	s := New(EventsPerSecond(200), AttackEvery(3000))
+	rows := run(t, s, 40000)
+	seen := map[string]int{}
+	for i, r := range rows {
+		tc := cols[r.table]
+		if tc == nil {
+			t.Fatalf("record %d: table %s is not an advanced-hunting table", i, r.table)
+		}
+		seen[r.table]++
+		r.v.GetObject("properties").Visit(func(k []byte, v *fastjson.Value) {
+			typ, ok := tc[string(k)]
+			if !ok {
+				t.Errorf("record %d: %s has no column %s", i, r.table, k)
+				return
+			}
+			if v.Type() == fastjson.TypeNull {
+				return
+			}
+			var good bool
+			switch typ {
+			case "string":
+				good = v.Type() == fastjson.TypeString
+			case "datetime":
+				_, err := time.Parse(time.RFC3339Nano, string(v.GetStringBytes()))
+				good = v.Type() == fastjson.TypeString && err == nil
+			case "long", "int":
+				_, err := v.Int64()
+				good = err == nil
+			case "bool", "boolean":
+				good = v.Type() == fastjson.TypeTrue || v.Type() == fastjson.TypeFalse
+			case "dynamic":
+				good = v.Type() == fastjson.TypeObject || v.Type() == fastjson.TypeArray
+			}
+			if !good {
+				t.Errorf("record %d: %s.%s is %s, got %s", i, r.table, k, typ, v)
+			}
+		})
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	for _, table := range []string{"DeviceProcessEvents", "DeviceNetworkEvents", "DeviceFileEvents", "DeviceLogonEvents",
+		"DeviceRegistryEvents", "DeviceImageLoadEvents", "DeviceEvents", "DeviceInfo", "EmailEvents", "EmailAttachmentInfo",
+		"EmailUrlInfo", "UrlClickEvents", "IdentityLogonEvents", "IdentityQueryEvents", "IdentityDirectoryEvents",
+		"IdentityInfo", "CloudAppEvents", "AlertInfo", "AlertEvidence"} {
+		if seen[table] == 0 {
+			t.Errorf("no %s record in %d records", table, len(rows))
+		}
+	}
+}
+
+func TestStoriesAppearWithTheirAlerts(t *testing.T) {
+	s := New(EventsPerSecond(100), AttackEvery(2500), Tenants(2))
+	rows := run(t, s, 30000)
+	stories := s.Stories()
+	var complete [2]int
+	type alertSeen struct {
+		tenant     string
+		pos        int
+		evidence   []*fastjson.Value
+		firstEvPos int
+	}
+	alerts := map[string]*alertSeen{}
+	get := func(id string) *alertSeen {
+		if alerts[id] == nil {
+			alerts[id] = &alertSeen{pos: -1, firstEvPos: -1}
+		}
+		return alerts[id]
+	}
+	for i, r := range rows {
+		switch r.table {
+		case "AlertInfo":
+			a := get(string(r.v.GetStringBytes("properties", "AlertId")))
+			a.tenant, a.pos = r.key, i
+		case "AlertEvidence":
+			a := get(string(r.v.GetStringBytes("properties", "AlertId")))
+			a.evidence = append(a.evidence, r.v.Get("properties"))
+			if a.firstEvPos < 0 {
+				a.firstEvPos = i
+			}
+		}
+	}
+	evidenceFirst := 0
+	for _, st := range stories {
+		if !st.Complete {
+			continue
+		}
+		if st.Kind == PhishToEndpoint {
+			complete[0]++
+		} else {
+			complete[1]++
+		}
+		if len(st.SameIncident) != len(st.Alerts) || len(st.Alerts) < 2 {
+			t.Fatalf("story %s: %d alerts, %d to group", st.Kind, len(st.Alerts), len(st.SameIncident))
+		}
+		services := map[string]bool{}
+		for _, sa := range st.Alerts {
+			a := alerts[sa.ID]
+			if a == nil || a.pos < 0 {
+				t.Fatalf("story %s: alert %s (%s) never emitted", st.Kind, sa.ID, sa.Title)
+			}
+			if a.tenant != st.Tenant {
+				t.Fatalf("alert %s emitted for tenant %s, story is in %s", sa.ID, a.tenant, st.Tenant)
+			}
+			if len(a.evidence) == 0 {
+				t.Fatalf("alert %s has no evidence", sa.ID)
+			}
+			if a.firstEvPos < a.pos {
+				evidenceFirst++
+			}
+			services[sa.ServiceSource] = true
+			// The identifiers the story promises are the ones on the User/Mailbox evidence.
+			for _, ev := range a.evidence {
+				et := string(ev.GetStringBytes("EntityType"))
+				if et != "User" && et != "Mailbox" {
+					continue
+				}
+				for _, id := range sa.Identifiers {
+					if ev.Get(id) == nil {
+						t.Errorf("alert %s (%s): %s evidence lacks %s", sa.ID, sa.Title, et, id)
+					}
+				}
+				for _, k := range []string{"AccountUpn", "AccountSid", "AccountObjectId"} {
+					got := string(ev.GetStringBytes(k))
+					want := map[string]string{"AccountUpn": st.User, "AccountSid": st.UserSID, "AccountObjectId": st.UserObjectID}[k]
+					if got != "" && got != want {
+						t.Errorf("alert %s: %s %s, story victim is %s", sa.ID, k, got, want)
+					}
+				}
+			}
+		}
+		switch st.Kind {
+		case PhishToEndpoint:
+			if !services["Microsoft Defender for Office 365"] || !services["Microsoft Defender for Endpoint"] {
+				t.Errorf("phish story services: %v", services)
+			}
+			assertPhishTelemetry(t, rows, st)
+		case IdentityCompromise:
+			for _, want := range []string{"Microsoft Defender for Identity", "Microsoft Defender for Cloud Apps", "Microsoft Entra ID Protection"} {
+				if !services[want] {
+					t.Errorf("identity story lacks an alert from %s: %v", want, services)
+				}
+			}
+		}
+	}
+	if complete[0] == 0 || complete[1] == 0 {
+		t.Fatalf("complete stories per kind: %v of %d planted", complete, len(stories))
+	}
+	if evidenceFirst == 0 {
+		t.Error("no alert had evidence emitted before the alert itself")
+	}
+}
+
+// assertPhishTelemetry checks the cross-product trail of a phish story: the
+// attachment's hash reaches the victim's device and the click names the message.
+func assertPhishTelemetry(t *testing.T, rows []row, st Story) {
+	t.Helper()
+	var attach, file, click bool
+	for _, r := range rows {
+		p := r.v.Get("properties")
+		switch r.table {
+		case "EmailAttachmentInfo":
+			attach = attach || string(p.GetStringBytes("SHA256")) == st.SHA256 && string(p.GetStringBytes("NetworkMessageId")) == st.NetworkMessageID
+		case "DeviceFileEvents":
+			file = file || string(p.GetStringBytes("SHA256")) == st.SHA256 && string(p.GetStringBytes("DeviceId")) == st.DeviceID
+		case "UrlClickEvents":
+			click = click || string(p.GetStringBytes("NetworkMessageId")) == st.NetworkMessageID && string(p.GetStringBytes("AccountUpn")) == st.User
+		}
+	}
+	if !attach || !file || !click {
+		t.Errorf("phish story %s: attachment %v, file on device %v, click %v", st.NetworkMessageID, attach, file, click)
+	}
+}
+
+func TestWriteFileWritesJSONLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stream.jsonl")
+	if err := WriteFile(path, 2000, Seed(3)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	n := 0
+	for sc.Scan() {
+		if err := fastjson.ValidateBytes(sc.Bytes()); err != nil {
+			t.Fatalf("line %d: %v", n+1, err)
+		}
+		n++
+	}
+	if n != 2000 {
+		t.Fatalf("wrote %d lines, want 2000", n)
+	}
+	if err := WriteFile(filepath.Join(t.TempDir(), "missing", "x.jsonl"), 1); err == nil {
+		t.Fatal("writing into a missing directory succeeded")
+	}
+}
+
+func BenchmarkSimulatorNext(b *testing.B) {
+	s := New()
+	var buf []byte
+	var bytes int64
+	b.ReportAllocs()
+	for b.Loop() {
+		_, buf = s.Next(buf[:0])
+		bytes += int64(len(buf))
+	}
+	b.SetBytes(bytes / int64(b.N))
+}

@@ -1,0 +1,414 @@
+package simulator
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// StoryKind names a planted attack pattern.
+type StoryKind string
+
+const (
+	// PhishToEndpoint: a malicious attachment is delivered, clicked, written
+	// to disk and run. Defender for Office 365 and Defender for Endpoint
+	// alert on the same mailbox, message, file hash, device and user.
+	PhishToEndpoint StoryKind = "phish-to-endpoint"
+	// IdentityCompromise: brute force against AD, then sign-ins from two
+	// countries minutes apart. Defender for Identity names the user by SID,
+	// Defender for Cloud Apps by Entra object id, Entra ID Protection by UPN,
+	// and a Defender XDR alert lists all three.
+	IdentityCompromise StoryKind = "identity-compromise"
+)
+
+// StoryAlert is one alert a story raises.
+type StoryAlert struct {
+	ID            string
+	Title         string
+	ServiceSource string
+	// Identifiers names the account identifiers its User evidence carries
+	// ("AccountUpn", "AccountSid", "AccountObjectId", ...).
+	Identifiers []string
+}
+
+// Story describes one planted attack, for tests that assert groupings.
+type Story struct {
+	Kind   StoryKind
+	Tenant string
+	// Start is the event time of the story's first row.
+	Start  time.Time
+	Alerts []StoryAlert
+	// SameIncident lists the alert ids that must end up in one incident:
+	// every alert of the story. Alerts of different stories never belong
+	// together, even when they share a widespread value (powershell.exe's
+	// hash, the tenant's egress proxy IP).
+	SameIncident []string
+	// The victim, in each of its identifiers.
+	User, UserSID, UserObjectID string
+	// Device is the victim's device FQDN and DeviceID its id
+	// (PhishToEndpoint; for IdentityCompromise the brute-force source).
+	Device, DeviceID string
+	// SHA256 and NetworkMessageID identify the malicious attachment and its
+	// message (PhishToEndpoint only).
+	SHA256, NetworkMessageID string
+	// AttackerIPs are the attacker's addresses (sender IP and C2, or the
+	// two sign-in locations).
+	AttackerIPs []string
+	// Complete is true once every row of the story has been produced.
+	Complete bool
+}
+
+type alertDef struct {
+	id, title, category, severity, service, detection, techniques string
+}
+
+// plant starts the next story. Kinds alternate; tenants rotate every two
+// stories so each tenant sees both kinds.
+func (s *Simulator) plant() {
+	i := len(s.stories)
+	t := &s.tenants[(i/2)%len(s.tenants)]
+	if len(t.users) == 0 || len(t.devices) == 0 {
+		return
+	}
+	s.stories = append(s.stories, Story{Tenant: t.id})
+	s.left = append(s.left, 0)
+	t0 := s.clock() + 1e9
+	s.stories[i].Start = time.Unix(0, t0).UTC()
+	if i%2 == 0 {
+		s.plantPhish(i, t, t0)
+	} else {
+		s.plantIdentity(i, t, t0)
+	}
+	st := &s.stories[i]
+	for _, a := range st.Alerts {
+		st.SameIncident = append(st.SameIncident, a.ID)
+	}
+}
+
+func (s *Simulator) alertID(prefix string) string {
+	return fmt.Sprintf("%s%018d_%d", prefix, s.rng.Int64N(1e18), -s.rng.Int64N(1e10))
+}
+
+func (s *Simulator) publicIP(first ...int) string {
+	return fmt.Sprintf("%d.%d.%d.%d", first[s.rng.IntN(len(first))], 1+s.rng.IntN(250), s.rng.IntN(256), 1+s.rng.IntN(250))
+}
+
+// at schedules one row of story i.
+func (s *Simulator) at(i int, due int64, t *tenant, table string, w func(*Simulator, *rec, int64)) {
+	s.schedule(due, t, i, table, w)
+}
+
+// alert schedules the AlertInfo row at due and each evidence row at due+lag
+// (a negative lag emits evidence before its alert, as the service does).
+func (s *Simulator) alert(i int, t *tenant, due, lag int64, a alertDef, ids []string, evidence ...func(r *rec)) {
+	s.stories[i].Alerts = append(s.stories[i].Alerts, StoryAlert{ID: a.id, Title: a.title, ServiceSource: a.service, Identifiers: ids})
+	s.at(i, due, t, "AlertInfo", func(_ *Simulator, r *rec, ts int64) {
+		r.ts("Timestamp", ts)
+		r.str("AlertId", a.id)
+		r.str("Title", a.title)
+		r.str("Category", a.category)
+		r.str("Severity", a.severity)
+		r.str("ServiceSource", a.service)
+		r.str("DetectionSource", a.detection)
+		r.str("AttackTechniques", a.techniques)
+	})
+	for _, ev := range evidence {
+		s.at(i, due+lag, t, "AlertEvidence", func(_ *Simulator, r *rec, ts int64) {
+			r.ts("Timestamp", ts)
+			r.str("AlertId", a.id)
+			r.str("Title", a.title)
+			r.strs("Categories", `["`, a.category, `"]`)
+			r.str("AttackTechniques", a.techniques)
+			r.str("ServiceSource", a.service)
+			r.str("DetectionSource", a.detection)
+			ev(r)
+			r.str("Severity", a.severity)
+		})
+		lag += 1e6 // keep evidence rows of one alert in a stable order
+	}
+}
+
+func entity(r *rec, typ, role string) {
+	r.str("EntityType", typ)
+	r.str("EvidenceRole", role)
+}
+
+func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
+	ui := s.rng.IntN(len(t.users))
+	u := &t.users[ui]
+	d := &t.devices[u.device]
+	a := t.account(ui)
+	domain := "secure-docs-" + string(appendHex(nil, 4, s.rng)) + ".com"
+	sender, senderName := "accounts@"+domain, "Accounts Payable"
+	senderIP, c2IP := s.publicIP(185, 193, 45), s.publicIP(91, 146, 194)
+	nmid := guid(s.rng)
+	sha256, sha1 := string(appendHex(nil, 64, s.rng)), string(appendHex(nil, 40, s.rng))
+	n := strconv.Itoa(10000 + s.rng.IntN(90000))
+	file, size := "Invoice_"+n+".docm", int64(40_000+s.rng.IntN(200_000))
+	subject := "Overdue invoice " + n + " - action required"
+	url := "https://" + domain + "/invoice/" + string(appendHex(nil, 12, s.rng))
+	cache := `C:\Users\` + u.name + `\AppData\Local\Microsoft\Windows\INetCache\Content.Outlook\` + string(appendHex(nil, 8, s.rng)) + `\`
+	psCmd := `powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA`
+	st := &s.stories[i]
+	st.Kind, st.User, st.UserSID, st.UserObjectID = PhishToEndpoint, u.upn, u.sid, u.objectID
+	st.Device, st.DeviceID, st.SHA256, st.NetworkMessageID = d.name, d.id, sha256, nmid
+	st.AttackerIPs = []string{senderIP, c2IP}
+	docm := &binary{name: file, folder: cache, path: cache + file, sha1: sha1, sha256: sha256, md5: string(appendHex(nil, 32, s.rng)), size: size}
+
+	s.at(i, t0, t, "EmailEvents", func(s *Simulator, r *rec, ts int64) {
+		r.ts("Timestamp", ts)
+		r.str("NetworkMessageId", nmid)
+		r.str("InternetMessageId", "<"+nmid[:13]+"@"+domain+">")
+		r.str("SenderMailFromAddress", sender)
+		r.str("SenderFromAddress", sender)
+		r.str("SenderDisplayName", senderName)
+		r.str("SenderMailFromDomain", domain)
+		r.str("SenderFromDomain", domain)
+		r.str("SenderIPv4", senderIP)
+		r.str("RecipientEmailAddress", u.upn)
+		r.str("RecipientObjectId", u.objectID)
+		r.str("Subject", subject)
+		r.long("EmailClusterId", s.rng.Int64N(1<<40))
+		r.str("EmailDirection", "Inbound")
+		r.str("DeliveryAction", "Delivered")
+		r.str("DeliveryLocation", "Inbox/folder")
+		r.null("ThreatTypes")
+		r.long("BulkComplaintLevel", 0)
+		r.str("AuthenticationDetails", `{"SPF":"pass","DKIM":"none","DMARC":"none","CompAuth":"softpass"}`)
+		r.long("AttachmentCount", 1)
+		r.long("UrlCount", 1)
+		r.str("EmailLanguage", "en")
+		r.str("ReportId", nmid+"-"+strconv.FormatInt(s.nextReportID(), 10)+"-0")
+		r.str("LatestDeliveryLocation", "Quarantine")
+		r.str("LatestDeliveryAction", "Moved to quarantine")
+	})
+	s.at(i, t0+2e6, t, "EmailAttachmentInfo", func(s *Simulator, r *rec, ts int64) {
+		attachmentRow(s, r, ts, t, nmid, sender, senderName, ui, file, sha256, size, true)
+	})
+	s.at(i, t0+3e6, t, "EmailUrlInfo", func(s *Simulator, r *rec, ts int64) { urlInfoRow(s, r, ts, nmid, url, domain) })
+	s.at(i, t0+40e9, t, "UrlClickEvents", func(s *Simulator, r *rec, ts int64) { clickRow(s, r, ts, t, nmid, url, ui, true) })
+	s.at(i, t0+55e9, t, "DeviceFileEvents", func(s *Simulator, r *rec, ts int64) {
+		s.head(r, ts, d, "FileCreated")
+		fileCols(r, docm)
+		s.initiating(r, ts, binOutlook, binExplorer, a, true)
+		r.long("ReportId", s.nextReportID())
+	})
+	s.at(i, t0+70e9, t, "DeviceProcessEvents", func(s *Simulator, r *rec, ts int64) {
+		s.head(r, ts, d, "ProcessCreated")
+		s.processCols(r, ts, binWord, a, `"WINWORD.EXE" /n "`+docm.path+`" /o ""`)
+		s.initiating(r, ts, binOutlook, binExplorer, a, true)
+		r.long("ReportId", s.nextReportID())
+	})
+	s.at(i, t0+80e9, t, "DeviceProcessEvents", func(s *Simulator, r *rec, ts int64) {
+		s.head(r, ts, d, "ProcessCreated")
+		s.processCols(r, ts, binPowerShell, a, psCmd)
+		s.initiating(r, ts, binWord, binOutlook, a, true)
+		r.long("ReportId", s.nextReportID())
+	})
+	s.at(i, t0+85e9, t, "DeviceNetworkEvents", func(s *Simulator, r *rec, ts int64) {
+		s.head(r, ts, d, "ConnectionSuccess")
+		r.str("RemoteIP", c2IP)
+		r.long("RemotePort", 443)
+		r.str("RemoteUrl", "cdn."+domain)
+		s.netTail(r, d, "Public")
+		s.initiating(r, ts, binPowerShell, binWord, a, true)
+		r.long("ReportId", s.nextReportID())
+	})
+
+	user := func(r *rec) {
+		entity(r, "User", "Impacted")
+		r.str("AccountName", u.name)
+		r.str("AccountDomain", t.org)
+		r.str("AccountSid", u.sid)
+		r.str("AccountObjectId", u.objectID)
+		r.str("AccountUpn", u.upn)
+	}
+	attachment := func(r *rec) {
+		entity(r, "File", "Related")
+		r.str("FileName", file)
+		r.str("SHA256", sha256)
+		r.long("FileSize", size)
+		r.str("ThreatFamily", "Donoff")
+	}
+	// Endpoint first: the process alert fires before mail ZAP catches up.
+	mde := alertDef{s.alertID("da"), "Suspicious process executed", "Execution", "Medium", "Microsoft Defender for Endpoint", "EDR",
+		`["Command and Scripting Interpreter (T1059)","PowerShell (T1059.001)"]`}
+	s.alert(i, t, t0+95e9, 1e9, mde, []string{"AccountName", "AccountDomain", "AccountSid", "AccountObjectId", "AccountUpn"},
+		func(r *rec) {
+			entity(r, "Process", "Related")
+			r.str("FileName", binPowerShell.name)
+			r.str("FolderPath", binPowerShell.path)
+			r.str("SHA1", binPowerShell.sha1)
+			r.str("SHA256", binPowerShell.sha256)
+			r.long("FileSize", binPowerShell.size)
+			r.str("DeviceId", d.id)
+			r.str("DeviceName", d.name)
+			r.str("ProcessCommandLine", psCmd)
+		},
+		func(r *rec) {
+			entity(r, "File", "Related")
+			r.str("FileName", file)
+			r.str("FolderPath", docm.path)
+			r.str("SHA1", sha1)
+			r.str("SHA256", sha256)
+			r.long("FileSize", size)
+			r.str("DeviceId", d.id)
+			r.str("DeviceName", d.name)
+		},
+		func(r *rec) {
+			entity(r, "Machine", "Impacted")
+			r.str("DeviceId", d.id)
+			r.str("DeviceName", d.name)
+			r.str("LocalIP", d.ip)
+			r.str("AdditionalFields", `{"OSFamily":"Windows","MachineGroup":"Workstations"}`)
+		},
+		user,
+		func(r *rec) {
+			entity(r, "Ip", "Related")
+			r.str("RemoteIP", c2IP)
+			r.str("EvidenceDirection", "Destination")
+		},
+	)
+	mdo := alertDef{s.alertID("fa"), "Email messages containing malicious file removed after delivery", "InitialAccess", "Medium",
+		"Microsoft Defender for Office 365", "Microsoft Defender for Office 365", `["Phishing (T1566)","Spearphishing Attachment (T1566.001)"]`}
+	s.alert(i, t, t0+150e9, -2e9, mdo, []string{"AccountUpn", "AccountObjectId"},
+		func(r *rec) {
+			entity(r, "MailMessage", "Impacted")
+			r.str("NetworkMessageId", nmid)
+			r.str("EmailSubject", subject)
+			r.str("AccountUpn", u.upn)
+			r.str("AdditionalFields", `{"Sender":"`+sender+`","SenderIP":"`+senderIP+`","DeliveryAction":"Delivered"}`)
+		},
+		func(r *rec) {
+			entity(r, "Mailbox", "Impacted")
+			r.str("AccountUpn", u.upn)
+			r.str("AccountObjectId", u.objectID)
+		},
+		attachment,
+		func(r *rec) {
+			entity(r, "Url", "Related")
+			r.str("RemoteUrl", url)
+		},
+		func(r *rec) {
+			entity(r, "Ip", "Related")
+			r.str("RemoteIP", senderIP)
+			r.str("EvidenceDirection", "Source")
+		},
+	)
+}
+
+func (s *Simulator) plantIdentity(i int, t *tenant, t0 int64) {
+	ui := s.rng.IntN(len(t.users))
+	u := &t.users[ui]
+	src := &t.devices[t.wsFirst+s.rng.IntN(len(t.devices)-t.wsFirst)]
+	dc := &t.devices[t.dcs[0]]
+	ipA, ipB := s.publicIP(77, 145, 185), s.publicIP(103, 128, 139)
+	st := &s.stories[i]
+	st.Kind, st.User, st.UserSID, st.UserObjectID = IdentityCompromise, u.upn, u.sid, u.objectID
+	st.Device, st.DeviceID, st.AttackerIPs = src.name, src.id, []string{ipA, ipB}
+
+	s.at(i, t0, t, "IdentityInfo", func(s *Simulator, r *rec, ts int64) { identityInfoRow(s, r, ts, t, ui, false) })
+	logon := func(ok bool, cloud bool, ip, country string) func(*Simulator, *rec, int64) {
+		return func(s *Simulator, r *rec, ts int64) {
+			r.ts("Timestamp", ts)
+			if ok {
+				r.str("ActionType", "LogonSuccess")
+			} else {
+				r.str("ActionType", "LogonFailed")
+			}
+			identityAccount(r, t, u)
+			if cloud {
+				r.str("Application", "Microsoft Exchange Online")
+				r.str("LogonType", "Login:login")
+				r.str("IPAddress", ip)
+				r.str("Location", country)
+				r.str("Isp", "hosting provider")
+			} else {
+				r.str("Application", "Active Directory")
+				r.str("LogonType", "Credentials validation")
+				r.str("Protocol", "Ntlm")
+				if !ok {
+					r.str("FailureReason", "WrongPassword")
+				}
+				r.str("DeviceName", src.name)
+				r.str("IPAddress", src.ip)
+				r.long("Port", 49152+s.rng.Int64N(16000))
+				r.str("DestinationDeviceName", dc.name)
+				r.str("DestinationIPAddress", dc.ip)
+				r.long("DestinationPort", 445)
+			}
+			r.str("ReportId", "il-"+strconv.FormatInt(s.nextReportID(), 10))
+			r.raw("AdditionalFields", `{}`)
+		}
+	}
+	for k := range 12 {
+		s.at(i, t0+int64(1+k*4)*1e9, t, "IdentityLogonEvents", logon(false, false, "", ""))
+	}
+	s.at(i, t0+50e9, t, "IdentityLogonEvents", logon(true, false, "", ""))
+	s.at(i, t0+90e9, t, "IdentityLogonEvents", logon(true, true, ipA, "NL"))
+	cloud := func(ip, country, city, action string) func(*Simulator, *rec, int64) {
+		return func(s *Simulator, r *rec, ts int64) {
+			cloudAppCols(r, ts, t, u, "Microsoft Exchange Online", 20893, action, ip, country, city)
+			r.str("ObjectType", "Mailbox")
+			r.str("ReportId", "ca-"+strconv.FormatInt(s.nextReportID(), 10))
+		}
+	}
+	s.at(i, t0+100e9, t, "CloudAppEvents", cloud(ipA, "NL", "Amsterdam", "MailItemsAccessed"))
+	s.at(i, t0+160e9, t, "CloudAppEvents", cloud(ipB, "SG", "Singapore", "MailItemsAccessed"))
+	s.at(i, t0+170e9, t, "CloudAppEvents", cloud(ipB, "SG", "Singapore", "New-InboxRule"))
+
+	ip := func(addr string) func(r *rec) {
+		return func(r *rec) {
+			entity(r, "Ip", "Related")
+			r.str("RemoteIP", addr)
+		}
+	}
+	mdi := alertDef{s.alertID("aa"), "Suspected Brute Force attack (Kerberos, NTLM)", "CredentialAccess", "Medium",
+		"Microsoft Defender for Identity", "Microsoft Defender for Identity", `["Brute Force (T1110)","Password Guessing (T1110.001)"]`}
+	s.alert(i, t, t0+60e9, -1e9, mdi, []string{"AccountSid"},
+		func(r *rec) {
+			entity(r, "User", "Impacted")
+			r.str("AccountSid", u.sid)
+		},
+		func(r *rec) {
+			entity(r, "Machine", "Related")
+			r.str("DeviceName", src.name)
+			r.str("LocalIP", src.ip)
+		},
+	)
+	entra := alertDef{s.alertID("ad"), "Unfamiliar sign-in properties", "InitialAccess", "Medium",
+		"Microsoft Entra ID Protection", "Microsoft Entra ID Protection", `["Valid Accounts (T1078)"]`}
+	s.alert(i, t, t0+120e9, -3e9, entra, []string{"AccountUpn"},
+		func(r *rec) {
+			entity(r, "User", "Impacted")
+			r.str("AccountUpn", u.upn)
+		},
+		ip(ipA),
+	)
+	mdca := alertDef{s.alertID("ca"), "Impossible travel activity", "InitialAccess", "Medium",
+		"Microsoft Defender for Cloud Apps", "Microsoft Defender for Cloud Apps", `["Valid Accounts (T1078)","Cloud Accounts (T1078.004)"]`}
+	s.alert(i, t, t0+200e9, 1e9, mdca, []string{"AccountObjectId"},
+		func(r *rec) {
+			entity(r, "User", "Impacted")
+			r.str("AccountObjectId", u.objectID)
+		},
+		ip(ipA), ip(ipB),
+		func(r *rec) {
+			entity(r, "CloudApplication", "Related")
+			r.str("Application", "Microsoft Exchange Online")
+			r.long("ApplicationId", 20893)
+		},
+	)
+	xdr := alertDef{s.alertID("ed"), "Compromised user account in a recognized attack pattern", "CredentialAccess", "High",
+		"Microsoft Defender XDR", "Microsoft Defender XDR", `["Valid Accounts (T1078)","Brute Force (T1110)"]`}
+	s.alert(i, t, t0+240e9, 2e9, xdr, []string{"AccountName", "AccountDomain", "AccountSid", "AccountObjectId", "AccountUpn"},
+		func(r *rec) {
+			entity(r, "User", "Impacted")
+			r.str("AccountName", u.name)
+			r.str("AccountDomain", t.dns)
+			r.str("AccountSid", u.sid)
+			r.str("AccountObjectId", u.objectID)
+			r.str("AccountUpn", u.upn)
+		},
+	)
+}
