@@ -1,0 +1,760 @@
+// Package correlate groups alerts into incidents by the entities they share
+// (devices, accounts, mailboxes, files, addresses, URLs, messages, apps),
+// with all state in Pebble (package state) and only small caches in memory.
+//
+// Stage 1 calls Extract on every normalized batch and ships the small Facts it
+// returns to a repartition topic keyed by tenant; stage 2, on the owner of the
+// tenant, calls Apply with them and Tick on a timer. Both return every
+// incident that changed, in full, with Version incremented per change.
+package correlate
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/stitch-xdr/stitch/state"
+)
+
+type config struct {
+	window, lookback, idle, lateness, grace time.Duration
+	prevalenceN                             int
+	sync                                    bool
+}
+
+// Option configures New.
+type Option func(*config)
+
+// WithWindow sets the correlation window: alerts sharing a linking entity
+// join when their times are at most d apart (default 24h).
+func WithWindow(d time.Duration) Option { return func(c *config) { c.window = d } }
+
+// WithPrevalence sets the prevalence threshold n (an entity seen by more than
+// n distinct devices or users is prevalent; default 10, at most
+// MaxObservers-1) and the lookback over which sightings count (default 7 days).
+func WithPrevalence(n int, lookback time.Duration) Option {
+	return func(c *config) { c.prevalenceN, c.lookback = n, lookback }
+}
+
+// WithIdleClose sets how long (event time) an incident may go without a new
+// alert before it is closed and its state released (default 7 days).
+func WithIdleClose(d time.Duration) Option { return func(c *config) { c.idle = d } }
+
+// WithLateness sets the allowed lateness behind the watermark (default 1h).
+func WithLateness(d time.Duration) Option { return func(c *config) { c.lateness = d } }
+
+// WithEvidenceGrace sets how long evidence may precede its alert (default 1h).
+func WithEvidenceGrace(d time.Duration) Option { return func(c *config) { c.grace = d } }
+
+// WithSync makes every Apply fsync its batch (default off: state and offsets
+// are committed atomically, so a lost tail is replayed from Kafka).
+func WithSync(on bool) Option { return func(c *config) { c.sync = on } }
+
+// Stats counts what the correlator did since New.
+type Stats struct {
+	Facts, Alerts, Evidence int64
+	// PendingEvidence is evidence held because its alert had not arrived.
+	PendingEvidence int64
+	// Incidents created, Merges (incidents redirected), Closed (idle).
+	Incidents, Merges, Closed int64
+	// Late alerts arrived behind the watermark (still placed).
+	Late int64
+	// NonLinking counts entities skipped as well-known or prevalent.
+	NonLinking int64
+	// IdentityRefused counts identity links refused to bound class size.
+	IdentityRefused int64
+}
+
+// Correlator places alerts into incidents. Apply and Tick are serialised.
+type Correlator struct {
+	mu    sync.Mutex
+	store *state.Store
+	cfg   config
+	clock clock
+	stats Stats
+}
+
+// New returns a correlator over store.
+func New(store *state.Store, opts ...Option) (*Correlator, error) {
+	cfg := config{window: 24 * time.Hour, lookback: 7 * 24 * time.Hour, idle: 7 * 24 * time.Hour,
+		lateness: time.Hour, grace: time.Hour, prevalenceN: 10}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	switch {
+	case store == nil:
+		return nil, fmt.Errorf("correlate: nil store")
+	case cfg.window <= 0 || cfg.idle <= 0 || cfg.grace <= 0 || cfg.lookback <= 0 || cfg.lateness < 0:
+		return nil, fmt.Errorf("correlate: durations must be positive")
+	case cfg.prevalenceN < 1 || cfg.prevalenceN >= MaxObservers:
+		return nil, fmt.Errorf("correlate: prevalence threshold %d outside 1..%d", cfg.prevalenceN, MaxObservers-1)
+	}
+	return &Correlator{store: store, cfg: cfg, clock: clock{lateness: cfg.lateness}}, nil
+}
+
+// Stats returns a copy of the counters.
+func (c *Correlator) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// state spaces of the correlator (see state/LAYOUT.md).
+const (
+	spaceAlerts    = 'a'
+	spaceIncidents = 'i'
+	spaceIndex     = 'x' // bucketed: entity -> alerts
+	spacePending   = 'e' // bucketed: evidence before its alert
+	spaceIdle      = 'c' // bucketed: incidents by last alert day
+	idleBucket     = 24 * time.Hour
+)
+
+// alertRec is the small per-alert record: its incident and entity keys.
+type alertRec struct {
+	Inc string    `json:"i"`
+	T   time.Time `json:"t"`
+	E   []string  `json:"e"`
+}
+
+// incState is an incident as stored: the output plus what derives it.
+type incState struct {
+	Inc       Incident  `json:"inc"`
+	Entities  []string  `json:"ents"`
+	LastAlert time.Time `json:"last"`
+	changed   bool
+}
+
+// tx is one Apply or Tick: a read-your-writes batch and per-call caches.
+type tx struct {
+	c          *Correlator
+	b          *state.Batch
+	tenant     string
+	buf        []byte
+	classes    map[string][]string
+	prevalence map[string]bool
+	alerts     map[string]*alertRec
+	newAlerts  map[string]*Alert
+	incs       map[string]*incState
+	order      []string // incidents in first-touched order
+}
+
+func (c *Correlator) begin(tenant string) *tx {
+	return &tx{c: c, b: c.store.NewBatch(), tenant: tenant, prevalence: map[string]bool{},
+		alerts: map[string]*alertRec{}, newAlerts: map[string]*Alert{}, incs: map[string]*incState{}}
+}
+
+func (t *tx) tkey(space byte, parts ...string) []byte {
+	k := state.TenantKey(nil, space, t.tenant)
+	for _, p := range parts {
+		k = state.AppendString(k, p)
+	}
+	return k
+}
+
+func (t *tx) alert(id string) (*alertRec, error) {
+	if r, ok := t.alerts[id]; ok {
+		return r, nil
+	}
+	v, ok, err := t.b.Get(t.tkey(spaceAlerts, id))
+	if err != nil || !ok {
+		return nil, err
+	}
+	var r alertRec
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("correlate: alert %s record: %w", id, err)
+	}
+	t.alerts[id] = &r
+	return &r, nil
+}
+
+func (t *tx) incident(id string) (*incState, error) {
+	if s, ok := t.incs[id]; ok {
+		return s, nil
+	}
+	v, ok, err := t.b.Get(t.tkey(spaceIncidents, id))
+	if err != nil || !ok {
+		return nil, err
+	}
+	var s incState
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, fmt.Errorf("correlate: incident %s record: %w", id, err)
+	}
+	t.incs[id] = &s
+	t.order = append(t.order, id)
+	return &s, nil
+}
+
+func (t *tx) touch(s *incState) {
+	if _, ok := t.incs[s.Inc.ID]; !ok {
+		t.incs[s.Inc.ID] = s
+		t.order = append(t.order, s.Inc.ID)
+	}
+	s.changed = true
+}
+
+// Apply correlates one tenant's facts from partition of the repartition topic.
+func (c *Correlator) Apply(partition int32, f *Facts) ([]Incident, error) {
+	return c.ApplyOffset(partition, f, "", -1)
+}
+
+// ApplyOffset is Apply that also records topic/partition/offset in the same
+// atomic batch as the state changes (skipped when topic is ""), so
+// state.Store.Offsets says how far the store got.
+func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset int64) ([]Incident, error) {
+	if f == nil {
+		return nil, nil
+	}
+	if !state.ValidTenant(f.Tenant) {
+		return nil, fmt.Errorf("correlate: facts with invalid tenant %q", f.Tenant)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.begin(f.Tenant)
+	out, err := t.apply(partition, f)
+	if err == nil && topic != "" {
+		err = t.b.SetOffset(topic, partition, offset)
+	}
+	if err != nil {
+		t.b.Close()
+		return nil, err
+	}
+	if err := t.b.Commit(c.cfg.sync); err != nil {
+		return nil, fmt.Errorf("correlate: commit facts of tenant %s: %w", f.Tenant, err)
+	}
+	c.clock.observe(partition, f.MaxTime)
+	return out, nil
+}
+
+func (t *tx) apply(partition int32, f *Facts) ([]Incident, error) {
+	c := t.c
+	c.stats.Facts++
+	for _, l := range f.Links {
+		if err := t.link(l); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range f.Sightings {
+		if err := t.recordSighting(s); err != nil {
+			return nil, err
+		}
+	}
+	type dirty struct {
+		id   string
+		ents []string
+	}
+	var work []dirty
+	mark := func(id string, ents []string) {
+		for i := range work {
+			if work[i].id == id {
+				work[i].ents = appendNew(work[i].ents, ents...)
+				return
+			}
+		}
+		work = append(work, dirty{id, ents})
+	}
+	for _, a := range f.Alerts {
+		rec, err := t.alert(a.ID)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil || t.newAlerts[a.ID] != nil {
+			continue // a replayed or duplicate alert
+		}
+		c.stats.Alerts++
+		if c.clock.late(a.Time) {
+			c.stats.Late++
+		}
+		t.alerts[a.ID] = &alertRec{T: a.Time}
+		t.newAlerts[a.ID] = newAlert(a)
+		pending, err := t.takePending(a.ID, a.Time)
+		if err != nil {
+			return nil, err
+		}
+		var ents []string
+		for _, ev := range pending {
+			t.newAlerts[a.ID].addEvidence(ev)
+			ents = appendNew(ents, ev.Entities...)
+		}
+		mark(a.ID, ents)
+	}
+	for _, ev := range f.Evidence {
+		c.stats.Evidence++
+		rec, err := t.alert(ev.AlertID)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil {
+			c.stats.PendingEvidence++
+			if err := t.putPending(ev); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if a := t.newAlerts[ev.AlertID]; a != nil {
+			a.addEvidence(ev)
+		} else if s, err := t.incident(rec.Inc); err != nil {
+			return nil, err
+		} else if s != nil {
+			for i := range s.Inc.Alerts {
+				if s.Inc.Alerts[i].ID == ev.AlertID {
+					s.Inc.Alerts[i].addEvidence(ev)
+					t.touch(s)
+				}
+			}
+		}
+		var fresh []string
+		for _, k := range ev.Entities {
+			if !slices.Contains(rec.E, k) {
+				fresh = append(fresh, k)
+			}
+		}
+		mark(ev.AlertID, fresh)
+	}
+	for _, w := range work {
+		if err := t.correlate(w.id, w.ents); err != nil {
+			return nil, err
+		}
+	}
+	return t.flush()
+}
+
+func appendNew(dst []string, keys ...string) []string {
+	for _, k := range keys {
+		if !slices.Contains(dst, k) {
+			dst = append(dst, k)
+		}
+	}
+	return dst
+}
+
+func newAlert(a AlertFact) *Alert {
+	tech := a.Techniques
+	if tech == nil {
+		tech = []string{}
+	}
+	return &Alert{ID: a.ID, Title: a.Title, Severity: Severity(a.Severity), Status: "new",
+		ServiceSource: a.ServiceSource, DetectionSource: a.DetectionSource, Category: a.Category,
+		MitreTechniques: tech, CreatedDateTime: a.Time, FirstActivityDateTime: a.Time,
+		LastActivityDateTime: a.Time, Evidence: []Evidence{}}
+}
+
+func (a *Alert) addEvidence(ev EvidenceFact) {
+	for _, have := range a.Evidence {
+		if evidenceEqual(have, ev.Evidence) {
+			return
+		}
+	}
+	a.Evidence = append(a.Evidence, ev.Evidence)
+	if ev.Time.Before(a.FirstActivityDateTime) {
+		a.FirstActivityDateTime = ev.Time
+	}
+	if ev.Time.After(a.LastActivityDateTime) {
+		a.LastActivityDateTime = ev.Time
+	}
+}
+
+func evidenceEqual(a, b Evidence) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// correlate places alert id (new or with new entities ents) and merges the
+// incidents its linking entities bridge.
+func (t *tx) correlate(id string, ents []string) error {
+	c := t.c
+	rec := t.alerts[id]
+	w := c.cfg.window
+	type cand struct {
+		inc    string
+		reason CorrelationReason
+	}
+	var cands []cand
+	var linking []string
+	for _, k := range ents {
+		e, ok := ParseEntity(k)
+		if !ok {
+			continue
+		}
+		if WellKnown(e) {
+			c.stats.NonLinking++
+			continue
+		}
+		prev, err := t.prevalent(e, rec.T)
+		if err != nil {
+			return err
+		}
+		if prev {
+			c.stats.NonLinking++
+			continue
+		}
+		linking = append(linking, k)
+		class, err := t.expand(k)
+		if err != nil {
+			return err
+		}
+		for _, m := range class {
+			for b := state.Bucket(rec.T.Add(-w), w); b <= state.Bucket(rec.T.Add(w), w); b++ {
+				pfx := state.AppendString(state.BucketKey(nil, spaceIndex, b, t.tenant), m)
+				err := t.scan(pfx, func(rest, val []byte) error {
+					other := string(rest)
+					if other == id || len(val) != 8 {
+						return nil
+					}
+					at := time.Unix(0, state.ReadInt64(val))
+					if d := at.Sub(rec.T); d > w || d < -w {
+						return nil
+					}
+					orec, err := t.alert(other)
+					if err != nil || orec == nil || orec.Inc == "" || orec.Inc == rec.Inc {
+						return err
+					}
+					if !slices.ContainsFunc(cands, func(x cand) bool { return x.inc == orec.Inc }) {
+						cands = append(cands, cand{orec.Inc, CorrelationReason{Entity: k, Alerts: [2]string{other, id}}})
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, k := range linking {
+		key := state.AppendString(state.BucketKey(nil, spaceIndex, state.Bucket(rec.T, w), t.tenant), k)
+		key = append(key, id...)
+		if err := t.b.Set(key, state.AppendInt64(nil, rec.T.UnixNano())); err != nil {
+			return err
+		}
+	}
+	rec.E = appendNew(rec.E, ents...)
+
+	// The incidents this alert touches: its own (if placed) and candidates'.
+	var group []*incState
+	if rec.Inc != "" {
+		s, err := t.incident(rec.Inc)
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			group = append(group, s)
+		}
+	}
+	for _, cd := range cands {
+		s, err := t.incident(cd.inc)
+		if err != nil {
+			return err
+		}
+		if s != nil && s.Inc.Status != StatusRedirected {
+			group = append(group, s)
+		}
+	}
+	var survivor *incState
+	if len(group) == 0 {
+		survivor = &incState{Inc: Incident{ID: IncidentID(t.tenant, id), TenantID: t.tenant, Status: StatusActive,
+			Classification: "unknown", Determination: "unknown", Tags: []string{}, Alerts: []Alert{},
+			CorrelationReasons: []CorrelationReason{}}}
+		if old, err := t.incident(survivor.Inc.ID); err != nil {
+			return err
+		} else if old != nil {
+			survivor = old // a closed-and-reopened id keeps its version line
+			survivor.Inc.Status = StatusActive
+		}
+		c.stats.Incidents++
+	} else {
+		survivor = slices.MinFunc(group, func(a, b *incState) int {
+			if a.Inc.CreatedDateTime.Equal(b.Inc.CreatedDateTime) {
+				return compareStrings(a.Inc.ID, b.Inc.ID)
+			}
+			return a.Inc.CreatedDateTime.Compare(b.Inc.CreatedDateTime)
+		})
+	}
+	t.touch(survivor)
+	for _, cd := range cands {
+		r := cd.reason
+		if cd.inc != survivor.Inc.ID {
+			r.Merged = cd.inc
+		}
+		if !slices.Contains(survivor.Inc.CorrelationReasons, r) {
+			survivor.Inc.CorrelationReasons = append(survivor.Inc.CorrelationReasons, r)
+		}
+	}
+	for _, s := range group {
+		if s != survivor {
+			if err := t.merge(s, survivor); err != nil {
+				return err
+			}
+		}
+	}
+	if a := t.newAlerts[id]; a != nil && rec.Inc == "" {
+		survivor.Inc.Alerts = append(survivor.Inc.Alerts, *a)
+		delete(t.newAlerts, id)
+	}
+	rec.Inc = survivor.Inc.ID
+	survivor.Entities = appendNew(survivor.Entities, ents...)
+	if rec.T.After(survivor.LastAlert) {
+		survivor.LastAlert = rec.T
+	}
+	return t.saveAlert(id, rec)
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// merge redirects from into to: alerts, entities, reasons and tags move; from
+// keeps a record with status redirected.
+func (t *tx) merge(from, to *incState) error {
+	t.c.stats.Merges++
+	for _, a := range from.Inc.Alerts {
+		r, err := t.alert(a.ID)
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			r.Inc = to.Inc.ID
+			if err := t.saveAlert(a.ID, r); err != nil {
+				return err
+			}
+		}
+	}
+	to.Inc.Alerts = append(to.Inc.Alerts, from.Inc.Alerts...)
+	to.Entities = appendNew(to.Entities, from.Entities...)
+	to.Inc.Tags = appendNew(to.Inc.Tags, from.Inc.Tags...)
+	for _, r := range from.Inc.CorrelationReasons {
+		if !slices.Contains(to.Inc.CorrelationReasons, r) {
+			to.Inc.CorrelationReasons = append(to.Inc.CorrelationReasons, r)
+		}
+	}
+	if from.LastAlert.After(to.LastAlert) {
+		to.LastAlert = from.LastAlert
+	}
+	id := to.Inc.ID
+	from.Inc.Status, from.Inc.RedirectIncidentID = StatusRedirected, &id
+	from.Inc.Alerts, from.Entities, from.Inc.CorrelationReasons = []Alert{}, nil, []CorrelationReason{}
+	t.touch(from)
+	return nil
+}
+
+func (t *tx) saveAlert(id string, r *alertRec) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("correlate: encode alert %s: %w", id, err)
+	}
+	return t.b.Set(t.tkey(spaceAlerts, id), v)
+}
+
+func (t *tx) scan(pfx []byte, fn func(rest, val []byte) error) error {
+	it, err := t.b.NewIter(pfx)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key()[len(pfx):], it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// flush writes every changed incident with Version+1 and returns them.
+func (t *tx) flush() ([]Incident, error) {
+	var out []Incident
+	for _, id := range t.order {
+		s := t.incs[id]
+		if !s.changed {
+			continue
+		}
+		assets, err := t.assets(s.Entities)
+		if err != nil {
+			return nil, err
+		}
+		s.Inc.ImpactedAssets = ImpactedAssets{}
+		s.Inc.Version++
+		if s.Inc.Status == StatusRedirected {
+			s.Inc.ImpactedAssets.sort()
+		} else {
+			s.Inc.refresh(assets)
+		}
+		if err := t.saveIncident(s); err != nil {
+			return nil, err
+		}
+		out = append(out, cloneIncident(s.Inc))
+	}
+	return out, nil
+}
+
+func (t *tx) saveIncident(s *incState) error {
+	v, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("correlate: encode incident %s: %w", s.Inc.ID, err)
+	}
+	if err := t.b.Set(t.tkey(spaceIncidents, s.Inc.ID), v); err != nil {
+		return err
+	}
+	k := state.AppendString(state.BucketKey(nil, spaceIdle, state.Bucket(s.LastAlert, idleBucket), t.tenant), s.Inc.ID)
+	return t.b.Set(k, nil)
+}
+
+// cloneIncident detaches an output from state the next call may mutate.
+func cloneIncident(in Incident) Incident {
+	var out Incident
+	b, _ := json.Marshal(in)
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// putPending holds evidence whose alert has not arrived, bucketed by the
+// grace period so unclaimed evidence expires with one DeleteRange.
+func (t *tx) putPending(ev EvidenceFact) error {
+	v, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("correlate: encode evidence: %w", err)
+	}
+	k := state.AppendString(state.BucketKey(nil, spacePending, state.Bucket(ev.Time, t.c.cfg.grace), t.tenant), ev.AlertID)
+	k = append(k, fmt.Sprintf("%x", hash(v))...)
+	return t.b.Set(k, v)
+}
+
+func (t *tx) takePending(alertID string, at time.Time) ([]EvidenceFact, error) {
+	g := t.c.cfg.grace
+	var out []EvidenceFact
+	for b := state.Bucket(at.Add(-g), g); b <= state.Bucket(at.Add(g), g); b++ {
+		pfx := state.AppendString(state.BucketKey(nil, spacePending, b, t.tenant), alertID)
+		var found bool
+		err := t.scan(pfx, func(_, val []byte) error {
+			var ev EvidenceFact
+			if err := json.Unmarshal(val, &ev); err != nil {
+				return fmt.Errorf("correlate: pending evidence of %s: %w", alertID, err)
+			}
+			out, found = append(out, ev), true
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			if err := t.b.DeletePrefix(pfx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func hash(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
+}
+
+// Tick closes incidents idle for the idle period and expires buckets, by
+// event time (the watermark clock, capped at now so a future-dated record
+// cannot close everything).
+func (c *Correlator) Tick(now time.Time) ([]Incident, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clk := c.clock.now()
+	if clk.IsZero() {
+		return nil, nil
+	}
+	if !now.IsZero() && now.Before(clk) {
+		clk = now
+	}
+	b := c.store.NewBatch()
+	out, err := c.closeIdle(b, clk)
+	if err == nil {
+		err = c.expire(b, clk)
+	}
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.Commit(c.cfg.sync); err != nil {
+		return nil, fmt.Errorf("correlate: commit tick: %w", err)
+	}
+	return out, nil
+}
+
+func (c *Correlator) closeIdle(b *state.Batch, clk time.Time) ([]Incident, error) {
+	cutoff := state.Bucket(clk.Add(-c.cfg.idle), idleBucket)
+	start, end := state.BucketRange(spaceIdle, math.MinInt64, cutoff)
+	it, err := b.NewIter(start[:2])
+	if err != nil {
+		return nil, err
+	}
+	var out []Incident
+	type ref struct{ tenant, id string }
+	var refs []ref
+	for ok := it.First(); ok && string(it.Key()) < string(end); ok = it.Next() {
+		_, tenant, rest, err := state.ParseBucketKey(it.Key())
+		if err != nil || len(rest) == 0 {
+			continue
+		}
+		refs = append(refs, ref{tenant, string(rest[:len(rest)-1])})
+	}
+	err = it.Error()
+	it.Close()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range refs {
+		t := &tx{c: c, b: b, tenant: r.tenant, incs: map[string]*incState{}, alerts: map[string]*alertRec{}}
+		s, err := t.incident(r.id)
+		if err != nil {
+			return nil, err
+		}
+		if s == nil || clk.Sub(s.LastAlert) < c.cfg.idle {
+			continue // closed already, or a stale entry of a busy incident
+		}
+		for _, a := range s.Inc.Alerts {
+			if err := b.Delete(t.tkey(spaceAlerts, a.ID)); err != nil {
+				return nil, err
+			}
+		}
+		if err := b.Delete(t.tkey(spaceIncidents, r.id)); err != nil {
+			return nil, err
+		}
+		if s.Inc.Status == StatusRedirected {
+			continue // already reported; nothing left to close
+		}
+		c.stats.Closed++
+		s.Inc.Status = StatusResolved
+		s.Inc.Tags = appendNew(s.Inc.Tags, TagIdleClosed)
+		s.Inc.Version++
+		out = append(out, s.Inc)
+	}
+	return out, b.DeleteRange(start, end)
+}
+
+// expire drops whole buckets that no future lookup can reach.
+func (c *Correlator) expire(b *state.Batch, clk time.Time) error {
+	for _, x := range []struct {
+		space byte
+		width time.Duration
+		keep  time.Duration
+	}{
+		{spaceIndex, c.cfg.window, c.cfg.window + c.cfg.lateness},
+		{spacePending, c.cfg.grace, c.cfg.grace + c.cfg.lateness},
+		{spaceSightings, PrevalenceBucket, c.cfg.lookback + c.cfg.lateness},
+	} {
+		cut := state.Bucket(clk.Add(-x.keep), x.width) - 1
+		start, end := state.BucketRange(x.space, math.MinInt64, cut)
+		if err := b.DeleteRange(start, end); err != nil {
+			return err
+		}
+	}
+	return nil
+}

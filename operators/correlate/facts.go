@@ -1,0 +1,361 @@
+package correlate
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/stitch-xdr/stitch/operators/normalize"
+	"github.com/stitch-xdr/stitch/state"
+)
+
+// Facts is the small per-tenant summary stage 1 extracts from a normalized
+// batch and produces to the repartition topic keyed by tenant: alerts,
+// evidence, identity links and entity sightings. Telemetry volume is reduced
+// here (sightings are deduplicated per batch) before the shuffle.
+type Facts struct {
+	Tenant    string         `json:"tenant"`
+	Alerts    []AlertFact    `json:"alerts,omitempty"`
+	Evidence  []EvidenceFact `json:"evidence,omitempty"`
+	Links     [][]string     `json:"links,omitempty"`
+	Sightings []Sighting     `json:"sightings,omitempty"`
+	// MaxTime is the latest event time in the batch (drives the watermark).
+	MaxTime time.Time `json:"maxTime"`
+}
+
+// AlertFact is one AlertInfo row.
+type AlertFact struct {
+	ID              string    `json:"id"`
+	Time            time.Time `json:"time"`
+	Title           string    `json:"title,omitempty"`
+	Severity        string    `json:"severity,omitempty"`
+	Category        string    `json:"category,omitempty"`
+	ServiceSource   string    `json:"serviceSource,omitempty"`
+	DetectionSource string    `json:"detectionSource,omitempty"`
+	Techniques      []string  `json:"techniques,omitempty"`
+}
+
+// EvidenceFact is one AlertEvidence row: the entity keys it names and its
+// Graph rendering.
+type EvidenceFact struct {
+	AlertID  string    `json:"alertId"`
+	Time     time.Time `json:"time"`
+	Entities []string  `json:"entities"`
+	Evidence Evidence  `json:"evidence"`
+}
+
+// Sighting says which devices and users (entity keys) saw Entity in one
+// prevalence bucket (a day). Observers are capped at MaxObservers.
+type Sighting struct {
+	Entity    string   `json:"entity"`
+	Bucket    int64    `json:"bucket"`
+	Observers []string `json:"observers"`
+}
+
+// MaxObservers caps the observers per sighting: prevalence thresholds above
+// it cannot be told apart, and the cap bounds a fact's size.
+const MaxObservers = 64
+
+// PrevalenceBucket is the width of prevalence buckets.
+const PrevalenceBucket = 24 * time.Hour
+
+// Marshal encodes the facts for the repartition topic.
+func (f *Facts) Marshal() ([]byte, error) {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("correlate: marshal facts: %w", err)
+	}
+	return b, nil
+}
+
+// UnmarshalFacts decodes facts written by Marshal; bad input is an error.
+func UnmarshalFacts(b []byte) (*Facts, error) {
+	var f Facts
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("correlate: unmarshal facts: %w", err)
+	}
+	if !state.ValidTenant(f.Tenant) {
+		return nil, fmt.Errorf("correlate: facts with invalid tenant %q", f.Tenant)
+	}
+	return &f, nil
+}
+
+func (f *Facts) empty() bool {
+	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0
+}
+
+// Extract summarises one normalized batch; nil when it holds nothing that
+// correlation uses (or the tenant cannot be keyed).
+func Extract(b normalize.Batch) *Facts {
+	if b.Record == nil || b.Record.NumRows() == 0 || !state.ValidTenant(b.Tenant) {
+		return nil
+	}
+	f := &Facts{Tenant: b.Tenant}
+	rec := b.Record
+	ts := normalize.Times(rec, "Timestamp")
+	n := int(rec.NumRows())
+	for i := 0; i < n; i++ {
+		if t := ts.Value(i); t.After(f.MaxTime) {
+			f.MaxTime = t
+		}
+	}
+	switch b.Table {
+	case "AlertInfo":
+		extractAlerts(f, rec, ts, n)
+	case "AlertEvidence":
+		extractEvidence(f, rec, ts, n)
+	default:
+		extractTelemetry(f, rec, ts, n)
+	}
+	if f.empty() {
+		return nil
+	}
+	return f
+}
+
+func str(rec arrow.Record, col string) normalize.StringColumn { return normalize.Strings(rec, col) }
+
+func extractAlerts(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
+	id, title, sev := str(rec, "AlertId"), str(rec, "Title"), str(rec, "Severity")
+	cat, svc, det, tech := str(rec, "Category"), str(rec, "ServiceSource"), str(rec, "DetectionSource"), str(rec, "AttackTechniques")
+	for i := 0; i < n; i++ {
+		if id.Value(i) == "" || ts.IsNull(i) {
+			continue
+		}
+		f.Alerts = append(f.Alerts, AlertFact{
+			ID: id.Value(i), Time: ts.Value(i), Title: title.Value(i), Severity: sev.Value(i),
+			Category: cat.Value(i), ServiceSource: svc.Value(i), DetectionSource: det.Value(i),
+			Techniques: techniques(tech.Value(i)),
+		})
+	}
+}
+
+// techniques reads AttackTechniques, a JSON array of strings in the
+// streaming API ("[\"T1566\"]") but a comma-separated list in some exports.
+func techniques(s string) []string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil
+	}
+	var out []string
+	if strings.HasPrefix(s, "[") && json.Unmarshal([]byte(s), &out) == nil {
+		return out
+	}
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// userIDs are the column groups naming one account; a row that fills several
+// of one group teaches that those identifiers are one identity.
+var userIDs = []struct{ oid, upn, sid, domain, name string }{
+	{"AccountObjectId", "AccountUpn", "AccountSid", "AccountDomain", "AccountName"},
+	{"AccountObjectId", "AccountUpn", "OnPremSid", "AccountDomain", "AccountName"}, // IdentityInfo
+	{"InitiatingProcessAccountObjectId", "InitiatingProcessAccountUpn", "InitiatingProcessAccountSid", "InitiatingProcessAccountDomain", "InitiatingProcessAccountName"},
+	{"RequestAccountSid", "", "RequestAccountSid", "RequestAccountDomain", "RequestAccountName"},
+}
+
+type userCols struct{ oid, upn, sid, domain, name normalize.StringColumn }
+
+func userColumns(rec arrow.Record) []userCols {
+	var out []userCols
+	for _, g := range userIDs {
+		s := rec.Schema()
+		if !s.HasField(g.oid) && !s.HasField(g.upn) && !s.HasField(g.sid) && !s.HasField(g.name) {
+			continue // the table has no such account columns
+		}
+		out = append(out, userCols{str(rec, g.oid), str(rec, g.upn), str(rec, g.sid), str(rec, g.domain), str(rec, g.name)})
+	}
+	return out
+}
+
+// ids returns the user entities of row i, best identifier first
+// (object id, SID, UPN, DOMAIN\name).
+func (u userCols) ids(dst []Entity, i int) []Entity {
+	if e, ok := UserObjectID(u.oid.Value(i)); ok {
+		dst = append(dst, e)
+	}
+	if e, ok := UserSID(u.sid.Value(i)); ok {
+		dst = append(dst, e)
+	}
+	if e, ok := UserUPN(u.upn.Value(i)); ok {
+		dst = append(dst, e)
+	}
+	if e, ok := UserNT(u.domain.Value(i), u.name.Value(i)); ok && u.domain.Value(i) != "" {
+		dst = append(dst, e)
+	}
+	return dst
+}
+
+// linker collects identity links, deduplicated per batch.
+type linker struct {
+	f    *Facts
+	seen map[string]bool
+}
+
+func (l *linker) add(ids []Entity) {
+	var keys []string
+	for _, e := range ids {
+		if !WellKnown(e) && !slices.Contains(keys, e.Key()) {
+			keys = append(keys, e.Key())
+		}
+	}
+	if len(keys) < 2 {
+		return
+	}
+	slices.Sort(keys)
+	sig := strings.Join(keys, "\x00")
+	if l.seen[sig] {
+		return
+	}
+	l.seen[sig] = true
+	l.f.Links = append(l.f.Links, keys)
+}
+
+func extractEvidence(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
+	c := evidenceCols(rec)
+	users := userColumns(rec)
+	lk := linker{f: f, seen: map[string]bool{}}
+	var ents []Entity
+	for i := 0; i < n; i++ {
+		id := c.alertID.Value(i)
+		if id == "" || ts.IsNull(i) {
+			continue
+		}
+		ents = ents[:0]
+		for _, u := range users {
+			n := len(ents)
+			ents = u.ids(ents, i)
+			lk.add(ents[n:])
+		}
+		ev, more := c.evidence(i, ts.Value(i))
+		lk.add(deviceIDs(more))
+		ents = append(ents, more...)
+		keys := make([]string, 0, len(ents))
+		for _, e := range ents {
+			if !slices.Contains(keys, e.Key()) {
+				keys = append(keys, e.Key())
+			}
+		}
+		f.Evidence = append(f.Evidence, EvidenceFact{AlertID: id, Time: ts.Value(i), Entities: keys, Evidence: ev})
+	}
+}
+
+// sightingKey groups observers of one entity in one bucket.
+type sightingKey struct {
+	entity string
+	bucket int64
+}
+
+// telemetry entity columns: which columns of any table name a shareable
+// entity, and how to canonicalise them.
+var telemetryEntities = []struct {
+	col  string
+	conv func(string) (Entity, bool)
+}{
+	{"SHA256", FileHash}, {"SHA1", FileHash},
+	{"InitiatingProcessSHA256", FileHash}, {"InitiatingProcessSHA1", FileHash},
+	{"RemoteIP", IP}, {"IPAddress", IP}, {"DestinationIPAddress", IP}, {"SenderIPv4", IP},
+	{"RemoteUrl", URL}, {"Url", URL},
+	{"SenderFromAddress", Mailbox}, {"SenderMailFromAddress", Mailbox},
+	{"NetworkMessageId", MailMessage}, {"OAuthApplicationId", OAuthApp},
+}
+
+func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
+	devID, devName := str(rec, "DeviceId"), str(rec, "DeviceName")
+	users := userColumns(rec)
+	recip, recipOID := str(rec, "RecipientEmailAddress"), str(rec, "RecipientObjectId")
+	appID := normalize.Int64s(rec, "ApplicationId")
+	type entCol struct {
+		c    normalize.StringColumn
+		conv func(string) (Entity, bool)
+	}
+	var cols []entCol
+	for _, te := range telemetryEntities {
+		c := str(rec, te.col)
+		if rec.Schema().HasField(te.col) {
+			cols = append(cols, entCol{c, te.conv})
+		}
+	}
+	lk := linker{f: f, seen: map[string]bool{}}
+	seen := map[sightingKey][]string{}
+	var order []sightingKey
+	var ids, observers, ents []Entity
+	for i := 0; i < n; i++ {
+		if ts.IsNull(i) {
+			continue
+		}
+		observers = observers[:0]
+		ids = ids[:0]
+		if e, ok := DeviceID(devID.Value(i)); ok {
+			ids = append(ids, e)
+		}
+		if e, ok := DeviceName(devName.Value(i)); ok {
+			ids = append(ids, e)
+		}
+		lk.add(ids) // DeviceId and DeviceName of one host
+		if e, ok := DeviceID(devID.Value(i)); ok {
+			observers = append(observers, e)
+		} else if e, ok := DeviceName(devName.Value(i)); ok {
+			observers = append(observers, e)
+		}
+		for _, u := range users {
+			ids = u.ids(ids[:0], i)
+			lk.add(ids)
+			if len(ids) > 0 && !WellKnown(ids[0]) {
+				observers = append(observers, ids[0])
+			}
+		}
+		if e, ok := UserObjectID(recipOID.Value(i)); ok {
+			observers = append(observers, e)
+		} else if e, ok := Mailbox(recip.Value(i)); ok {
+			observers = append(observers, Entity{KindUser, "upn:" + e.Value})
+		}
+		if len(observers) == 0 {
+			continue
+		}
+		ents = ents[:0]
+		for _, c := range cols {
+			if e, ok := c.conv(c.c.Value(i)); ok && !WellKnown(e) {
+				ents = append(ents, e)
+			}
+		}
+		if e, ok := CloudApp(appID.Value(i)); ok {
+			ents = append(ents, e)
+		}
+		b := state.Bucket(ts.Value(i), PrevalenceBucket)
+		for _, e := range ents {
+			k := sightingKey{e.Key(), b}
+			obs, ok := seen[k]
+			if !ok {
+				order = append(order, k)
+			}
+			for _, o := range observers {
+				if len(obs) < MaxObservers && !slices.Contains(obs, o.Key()) {
+					obs = append(obs, o.Key())
+				}
+			}
+			seen[k] = obs
+		}
+	}
+	for _, k := range order {
+		f.Sightings = append(f.Sightings, Sighting{Entity: k.entity, Bucket: k.bucket, Observers: seen[k]})
+	}
+}
+
+// deviceIDs picks the device identifiers of one evidence row.
+func deviceIDs(ents []Entity) []Entity {
+	var out []Entity
+	for _, e := range ents {
+		if e.Kind == KindDevice {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,193 @@
+package correlate
+
+import (
+	"slices"
+)
+
+// Identity classes: a per-tenant union-find of user (and device) identifiers
+// persisted in Pebble. An alert or telemetry row naming several identifiers of
+// one account (object id, SID, UPN, DOMAIN\name; or DeviceId and DeviceName)
+// unions them, so alerts that name the account differently still meet.
+//
+//	T 'u' tenant id            -> parent id (absent: id is a root)
+//	T 'm' tenant root 0x00 id  -> member of root's class (absent: singleton)
+//
+// Every member points straight at its root (unions rewrite the smaller class),
+// so find is one read, and expanding a class is one prefix scan.
+
+const (
+	spaceParent  = 'u'
+	spaceMembers = 'm'
+	// maxClass bounds an identity class: a bad link (a shared service account
+	// row) must not fuse a whole directory into one identity.
+	maxClass = 64
+)
+
+func unifiable(e Entity) bool { return e.Kind == KindUser || e.Kind == KindDevice }
+
+func (t *tx) find(id string) (string, error) {
+	for hops := 0; hops < 4; hops++ {
+		p, ok, err := t.b.Get(t.tkey(spaceParent, id))
+		if err != nil {
+			return "", err
+		}
+		if !ok || string(p) == id {
+			return id, nil
+		}
+		id = string(p)
+	}
+	return id, nil
+}
+
+func (t *tx) members(root string) ([]string, error) {
+	it, err := t.b.NewIter(t.tkey(spaceMembers, root))
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []string
+	pfx := len(t.tkey(spaceMembers, root))
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()[pfx:]
+		out = append(out, string(k[:len(k)-1])) // drop the NUL terminator
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		out = append(out, root)
+	}
+	return out, nil
+}
+
+// union joins the classes of a and b; false when refused (class too large).
+func (t *tx) union(a, b string) (bool, error) {
+	ra, err := t.find(a)
+	if err != nil {
+		return false, err
+	}
+	rb, err := t.find(b)
+	if err != nil || ra == rb {
+		return err == nil, err
+	}
+	ma, err := t.members(ra)
+	if err != nil {
+		return false, err
+	}
+	mb, err := t.members(rb)
+	if err != nil {
+		return false, err
+	}
+	if len(ma)+len(mb) > maxClass {
+		t.c.stats.IdentityRefused++
+		return false, nil
+	}
+	if len(ma) < len(mb) || (len(ma) == len(mb) && rb < ra) {
+		ra, rb, ma, mb = rb, ra, mb, ma
+	}
+	// ra survives: make sure it lists itself, then move rb's members.
+	if err := t.b.Set(t.tkey(spaceMembers, ra, ra), nil); err != nil {
+		return false, err
+	}
+	for _, m := range mb {
+		if err := t.b.Set(t.tkey(spaceParent, m), []byte(ra)); err != nil {
+			return false, err
+		}
+		if err := t.b.Set(t.tkey(spaceMembers, ra, m), nil); err != nil {
+			return false, err
+		}
+	}
+	if err := t.b.DeletePrefix(t.tkey(spaceMembers, rb)); err != nil {
+		return false, err
+	}
+	t.classes = nil // cached expansions are stale
+	return true, nil
+}
+
+// link unions every identifier of one account.
+func (t *tx) link(keys []string) error {
+	var ids []string
+	for _, k := range keys {
+		if e, ok := ParseEntity(k); ok && unifiable(e) && !WellKnown(e) {
+			ids = append(ids, k)
+		}
+	}
+	for _, k := range ids[min(1, len(ids)):] {
+		if _, err := t.union(ids[0], k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expand returns every identifier of e's identity class (e itself for kinds
+// without classes).
+func (t *tx) expand(key string) ([]string, error) {
+	e, ok := ParseEntity(key)
+	if !ok || !unifiable(e) {
+		return []string{key}, nil
+	}
+	if c, ok := t.classes[key]; ok {
+		return c, nil
+	}
+	root, err := t.find(key)
+	if err != nil {
+		return nil, err
+	}
+	m, err := t.members(root)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(m, key) {
+		m = append(m, key)
+	}
+	if t.classes == nil {
+		t.classes = map[string][]string{}
+	}
+	t.classes[key] = m
+	return m, nil
+}
+
+// displayRank orders identifiers for display: names an analyst reads first.
+func displayRank(key string) int {
+	for i, p := range []string{"device:name:", "user:upn:", "user:nt:", "user:sid:", "user:oid:", "device:id:"} {
+		if len(key) >= len(p) && key[:len(p)] == p {
+			return i
+		}
+	}
+	return 99
+}
+
+// assets collapses entity keys to one display entity per identity class, so
+// a user named by UPN and SID counts once.
+func (t *tx) assets(keys []string) ([]Entity, error) {
+	seen := map[string]bool{}
+	var out []Entity
+	for _, k := range keys {
+		e, ok := ParseEntity(k)
+		if !ok || WellKnown(e) {
+			continue
+		}
+		if unifiable(e) {
+			class, err := t.expand(k)
+			if err != nil {
+				return nil, err
+			}
+			best := k
+			for _, m := range class {
+				if slices.Contains(keys, m) && (displayRank(m) < displayRank(best) || (displayRank(m) == displayRank(best) && m < best)) {
+					best = m
+				}
+			}
+			slices.Sort(class)
+			sig := class[0]
+			if seen[sig] {
+				continue
+			}
+			seen[sig] = true
+			e, _ = ParseEntity(best)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
