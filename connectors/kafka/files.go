@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
 )
@@ -281,6 +282,9 @@ func ProduceFiles(ctx context.Context, cl *kgo.Client, topic string, paths []str
 			recNo := n
 			cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
 				window.release(size)
+				if errors.Is(err, kerr.MessageTooLarge) {
+					err = fmt.Errorf("%w; raise the client's max_message_bytes and the topic's max.message.bytes", err)
+				}
 				if err != nil {
 					fail(fmt.Errorf("produce record %d of %s (%d bytes) to %s: %w", recNo, path, size, topic, err))
 					return

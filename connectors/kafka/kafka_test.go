@@ -300,6 +300,24 @@ func TestProduceFilesAndDrainRoundTrip(t *testing.T) {
 	}
 }
 
+func TestProduceFilesLargeRecords(t *testing.T) {
+	ctx := testCtx(t)
+	b := startBroker(t)
+	big := writeFile(t, "big.json", []byte(`{"blob":"`+strings.Repeat("x", 2<<20)+`"}`+"\n"))
+	small := newClient(t, ClientConfig{Brokers: b.Addrs()})
+	if err := EnsureTopics(ctx, small, TopicSpec{Name: "signals", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ProduceFiles(ctx, small, "signals", []string{big}); err == nil || !strings.Contains(err.Error(), "max_message_bytes") {
+		t.Fatalf("a 2 MiB record with the default 1 MiB limit should fail with a hint, got %v", err)
+	}
+	// With the limit raised, the embedded broker takes it whole.
+	large := newClient(t, ClientConfig{Brokers: b.Addrs(), MaxMessageBytes: 4 << 20})
+	if n, err := ProduceFiles(ctx, large, "signals", []string{big}); err != nil || n != 1 {
+		t.Fatalf("produced %d, %v", n, err)
+	}
+}
+
 func TestProduceFilesReportsMissingFile(t *testing.T) {
 	ctx := testCtx(t)
 	b := startBroker(t)
