@@ -1,0 +1,222 @@
+// Package hunting answers queries over the hunting partitions written by
+// connectors/parquet, with DuckDB, the way advanced hunting answers them
+// over the Defender tables: SQL or a KQL subset, a row limit and a time
+// limit. Each table with files becomes a view of the same name over
+// read_parquet(<dir>/<Table>/**/*.parquet, hive_partitioning, union_by_name),
+// so files of older and newer schema versions read as one table.
+package hunting
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
+
+	"github.com/stitch-xdr/stitch/connectors/hunting/kql"
+)
+
+// Defaults as in Microsoft 365 Defender advanced hunting.
+const (
+	DefaultLimit   = 30000
+	DefaultTimeout = 10 * time.Minute
+)
+
+// Language is the query language.
+type Language int
+
+const (
+	SQL Language = iota // DuckDB SQL
+	KQL                 // the KQL subset of package kql
+)
+
+// Result is a query's answer. Truncated says rows were cut at the limit.
+type Result struct {
+	Columns   []string
+	Types     []string
+	Rows      [][]any
+	Truncated bool
+	Elapsed   time.Duration
+	// SQL is the statement DuckDB ran (the translation, for KQL).
+	SQL string
+}
+
+type queryConfig struct {
+	tenant  string
+	since   time.Time
+	limit   int
+	timeout time.Duration
+	lang    Language
+}
+
+// QueryOption configures Query.
+type QueryOption func(*queryConfig)
+
+// Tenant restricts every table to one tenant (only its partitions are read).
+func Tenant(t string) QueryOption { return func(c *queryConfig) { c.tenant = t } }
+
+// Since restricts every table to rows with Timestamp >= t (older date
+// partitions are not read).
+func Since(t time.Time) QueryOption { return func(c *queryConfig) { c.since = t } }
+
+// Limit sets the row limit (default 30000).
+func Limit(n int) QueryOption { return func(c *queryConfig) { c.limit = n } }
+
+// Timeout sets the time limit (default 10m).
+func Timeout(d time.Duration) QueryOption { return func(c *queryConfig) { c.timeout = d } }
+
+// In sets the query language (default SQL).
+func In(l Language) QueryOption { return func(c *queryConfig) { c.lang = l } }
+
+// Tables lists the tables under dir that have at least one Parquet file.
+func Tables(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("hunting: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), "_") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if hasParquet(filepath.Join(dir, e.Name())) {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+var errFound = errors.New("found")
+
+func hasParquet(dir string) bool {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".parquet") {
+			return errFound
+		}
+		return nil
+	})
+	return err == errFound
+}
+
+var identRE = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+
+// Query runs q against the hunting partitions under dir.
+func Query(ctx context.Context, dir, q string, opts ...QueryOption) (*Result, error) {
+	cfg := queryConfig{limit: DefaultLimit, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	start := time.Now()
+	stmt := q
+	if cfg.lang == KQL {
+		var err error
+		if stmt, err = kql.Translate(q); err != nil {
+			return nil, err
+		}
+	}
+	tables, err := Tables(dir)
+	if err != nil {
+		return nil, err
+	}
+	referenced := map[string]bool{}
+	for _, id := range identRE.FindAllString(stmt, -1) {
+		referenced[strings.ToLower(id)] = true
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		return nil, fmt.Errorf("hunting: open duckdb: %w", err)
+	}
+	defer db.Close()
+	// One connection: the views live in it and the query must see them.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("hunting: open duckdb: %w", err)
+	}
+	defer conn.Close()
+	for _, t := range tables {
+		if !referenced[strings.ToLower(t)] {
+			continue
+		}
+		if _, err := conn.ExecContext(ctx, viewSQL(dir, t, cfg)); err != nil {
+			return nil, fmt.Errorf("hunting: view %s: %w", t, err)
+		}
+	}
+	rows, err := conn.QueryContext(ctx, stmt)
+	if err != nil {
+		return nil, queryErr(ctx, err, cfg)
+	}
+	defer rows.Close()
+	res := &Result{SQL: stmt}
+	if res.Columns, err = rows.Columns(); err != nil {
+		return nil, fmt.Errorf("hunting: %w", err)
+	}
+	cts, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, fmt.Errorf("hunting: %w", err)
+	}
+	for _, ct := range cts {
+		res.Types = append(res.Types, ct.DatabaseTypeName())
+	}
+	for rows.Next() {
+		if len(res.Rows) >= cfg.limit {
+			res.Truncated = true
+			break
+		}
+		vals := make([]any, len(res.Columns))
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("hunting: %w", err)
+		}
+		res.Rows = append(res.Rows, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, queryErr(ctx, err, cfg)
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+func queryErr(ctx context.Context, err error, cfg queryConfig) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("hunting: query exceeded the time limit of %s: %w", cfg.timeout, err)
+	}
+	return fmt.Errorf("hunting: %w", err)
+}
+
+// viewSQL is the view of one table. Tenant and time filters sit on the hive
+// partition columns so DuckDB skips other tenants' and older days' files.
+func viewSQL(dir, table string, cfg queryConfig) string {
+	glob := filepath.ToSlash(filepath.Join(dir, table)) + "/**/*.parquet"
+	var where []string
+	if cfg.tenant != "" {
+		where = append(where, "tenant = "+quote(cfg.tenant))
+	}
+	if !cfg.since.IsZero() {
+		s := cfg.since.UTC()
+		where = append(where, "date >= DATE "+quote(s.Format("2006-01-02")))
+		where = append(where, "Timestamp >= TIMESTAMPTZ "+quote(s.Format("2006-01-02 15:04:05.999999+00")))
+	}
+	v := fmt.Sprintf("CREATE VIEW %s AS SELECT * EXCLUDE (date, hour) FROM read_parquet(%s, hive_partitioning = true, union_by_name = true, hive_types = {'tenant': VARCHAR, 'date': DATE, 'hour': INTEGER})",
+		quoteIdent(table), quote(glob))
+	if len(where) > 0 {
+		v += " WHERE " + strings.Join(where, " AND ")
+	}
+	return v
+}
+
+func quote(s string) string      { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
