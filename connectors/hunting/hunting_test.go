@@ -110,7 +110,9 @@ func TestQueryAnswersMatchInputs(t *testing.T) {
 		{"since", "SELECT tenant, ReportId FROM DeviceProcessEvents", []QueryOption{Since(since)}, "DeviceProcessEvents",
 			func(_ input, r parquettest.Row) bool { return !r.Time.Before(since) }},
 		{"filter on a string column", "SELECT tenant, ReportId FROM DeviceProcessEvents WHERE FileName LIKE 'FileName-1%'", nil, "DeviceProcessEvents",
-			func(_ input, r parquettest.Row) bool { return strings.HasPrefix(fmt.Sprintf("FileName-%d", r.ID), "FileName-1") }},
+			func(_ input, r parquettest.Row) bool {
+				return strings.HasPrefix(fmt.Sprintf("FileName-%d", r.ID), "FileName-1")
+			}},
 		{"filter on a dictionary column", "SELECT tenant, ReportId FROM DeviceProcessEvents WHERE ActionType = 'ActionType2'", nil, "DeviceProcessEvents",
 			func(_ input, r parquettest.Row) bool { return r.ID%3 == 2 }},
 		{"new column is null in old files", "SELECT tenant, ReportId FROM DeviceProcessEvents WHERE NewColumn IS NOT NULL", nil, "DeviceProcessEvents",
