@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stitch-xdr/stitch/connectors/hunting"
+)
+
+func init() {
+	register("hunt", "query hunting partitions with SQL or KQL", runHunt)
+}
+
+func runHunt(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("hunt", flag.ContinueOnError)
+	dir := fs.String("dir", "./stitch-data/hunting", "hunting partitions directory")
+	useKQL := fs.Bool("kql", false, "the query is KQL (default DuckDB SQL)")
+	format := fs.String("format", "table", "output: table, json or csv")
+	limit := fs.Int("limit", hunting.DefaultLimit, "row limit")
+	timeout := fs.Duration("timeout", hunting.DefaultTimeout, "time limit")
+	tenant := fs.String("tenant", "", "only this tenant's rows")
+	since := fs.Duration("since", 0, "only rows newer than this (e.g. 24h)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: stitch hunt [flags] QUERY|-\n\nQUERY - reads the query from standard input.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("%w: want one QUERY argument (or - for standard input)", errUsage)
+	}
+	q := fs.Arg(0)
+	if q == "-" {
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return fmt.Errorf("read query: %w", err)
+		}
+		q = string(b)
+	}
+	opts := []hunting.QueryOption{hunting.Limit(*limit), hunting.Timeout(*timeout)}
+	if *useKQL {
+		opts = append(opts, hunting.In(hunting.KQL))
+	}
+	if *tenant != "" {
+		opts = append(opts, hunting.Tenant(*tenant))
+	}
+	if *since > 0 {
+		opts = append(opts, hunting.Since(time.Now().Add(-*since)))
+	}
+	res, err := hunting.Query(ctx, *dir, q, opts...)
+	if err != nil {
+		return err
+	}
+	if err := printResult(os.Stdout, *format, res); err != nil {
+		return err
+	}
+	if res.Truncated {
+		fmt.Fprintf(os.Stderr, "stitch hunt: results truncated at %d rows\n", *limit)
+	}
+	return nil
+}
+
+func printResult(w io.Writer, format string, res *hunting.Result) error {
+	switch format {
+	case "json":
+		out := make([]map[string]any, len(res.Rows))
+		for i, r := range res.Rows {
+			m := make(map[string]any, len(r))
+			for j, c := range res.Columns {
+				m[c] = r[j]
+			}
+			out[i] = m
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"columns": res.Columns, "types": res.Types, "rows": out,
+			"truncated": res.Truncated, "elapsed_ms": res.Elapsed.Milliseconds()})
+	case "csv":
+		cw := csv.NewWriter(w)
+		if err := cw.Write(res.Columns); err != nil {
+			return err
+		}
+		for _, r := range res.Rows {
+			if err := cw.Write(cells(r)); err != nil {
+				return err
+			}
+		}
+		cw.Flush()
+		return cw.Error()
+	case "table":
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.Join(res.Columns, "\t"))
+		for _, r := range res.Rows {
+			fmt.Fprintln(tw, strings.Join(cells(r), "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "(%d rows, %s)\n", len(res.Rows), res.Elapsed.Round(time.Millisecond))
+		return nil
+	}
+	return fmt.Errorf("%w: unknown format %q (table, json, csv)", errUsage, format)
+}
+
+// cells renders a row as text; tabs and newlines would break the table.
+func cells(r []any) []string {
+	out := make([]string, len(r))
+	for i, v := range r {
+		switch v := v.(type) {
+		case nil:
+			out[i] = ""
+		case time.Time:
+			out[i] = v.UTC().Format(time.RFC3339Nano)
+		default:
+			out[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(fmt.Sprint(v))
+		}
+	}
+	return out
+}
