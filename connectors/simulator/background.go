@@ -186,7 +186,7 @@ func (s *Simulator) processCols(r *rec, ts int64, b *binary, a account, cmd stri
 	optStr(r, "AccountUpn", a.upn)
 	optStr(r, "AccountObjectId", a.oid)
 	r.long("LogonId", 999+s.rng.Int64N(1e6))
-	r.str("AdditionalFields", `{"ProcessStartKey":`+strconv.FormatInt(s.rng.Int64N(1<<50), 10)+`}`)
+	r.strInt("AdditionalFields", `{"ProcessStartKey":`, s.rng.Int64N(1<<50), `}`)
 	r.long("CreatedProcessSessionId", 1)
 	r.boolean("IsProcessRemoteSession", false)
 	r.null("ProcessRemoteSessionDeviceName")
@@ -252,8 +252,8 @@ func (s *Simulator) deviceFile(t *tenant, ts int64) {
 	r.hex("SHA256", 64, s.rng)
 	r.null("MD5")
 	if init == binChrome {
-		r.str("FileOriginUrl", "https://"+t.mail+"/files/"+doc)
-		r.str("FileOriginReferrerUrl", "https://"+t.mail+"/")
+		r.strs("FileOriginUrl", "https://", t.mail, "/files/", doc)
+		r.strs("FileOriginReferrerUrl", "https://", t.mail, "/")
 		r.str("FileOriginIP", t.proxyIP)
 	}
 	r.long("FileSize", 10_000+s.rng.Int64N(4_000_000))
@@ -262,7 +262,7 @@ func (s *Simulator) deviceFile(t *tenant, ts int64) {
 	r.boolean("IsAzureInfoProtectionApplied", false)
 	r.long("ReportId", s.nextReportID())
 	r.str("AppGuardContainerId", "")
-	r.str("AdditionalFields", `{"FileType":"`+doc[len(doc)-4:]+`"}`)
+	r.strs("AdditionalFields", `{"FileType":"`, doc[len(doc)-4:], `"}`)
 	r.end()
 }
 
@@ -326,7 +326,7 @@ func (s *Simulator) deviceEvent(t *tenant, ts int64) {
 	switch s.rng.IntN(3) {
 	case 0:
 		s.head(r, ts, d, "DnsQueryResponse")
-		r.str("AdditionalFields", `{"DnsQueryString":"`+dnsNames[s.rng.IntN(len(dnsNames))]+`","DnsQueryResult":[{"DnsQueryType":1,"Address":"`+t.proxyIP+`"}]}`)
+		r.strs("AdditionalFields", `{"DnsQueryString":"`, dnsNames[s.rng.IntN(len(dnsNames))], `","DnsQueryResult":[{"DnsQueryType":1,"Address":"`, t.proxyIP, `"}]}`)
 		s.initiating(r, ts, binSvchost, binServices, systemAccount, false)
 	case 1:
 		s.head(r, ts, d, "AntivirusScanCompleted")

@@ -1,7 +1,5 @@
 package simulator
 
-import "strconv"
-
 // Mail, identity and cloud-app background telemetry.
 
 var externalSenders = []struct{ addr, name, domain, ip string }{
@@ -65,7 +63,7 @@ func (s *Simulator) emailEvent(t *tenant, ts int64) {
 	r.long("UrlCount", b2i(urls))
 	r.str("EmailLanguage", "en")
 	r.str("Connectors", "")
-	r.strs("ReportId", nmid, "-", strconv.FormatInt(s.nextReportID(), 10), "-0")
+	r.strInt("ReportId", nmid+"-", s.nextReportID(), "-0")
 	r.str("LatestDeliveryLocation", "Inbox/folder")
 	r.str("LatestDeliveryAction", "Delivered")
 	r.end()
@@ -124,7 +122,7 @@ func attachmentRow(s *Simulator, r *rec, ts int64, t *tenant, nmid, from, fromNa
 		r.null("ThreatNames")
 		r.null("DetectionMethods")
 	}
-	r.strs("ReportId", nmid, "-", strconv.FormatInt(s.nextReportID(), 10))
+	r.strInt("ReportId", nmid+"-", s.nextReportID(), "")
 }
 
 func urlInfoRow(s *Simulator, r *rec, ts int64, nmid, url, host string) {
@@ -133,7 +131,7 @@ func urlInfoRow(s *Simulator, r *rec, ts int64, nmid, url, host string) {
 	r.str("Url", url)
 	r.str("UrlDomain", host)
 	r.str("UrlLocation", "Body")
-	r.strs("ReportId", nmid, "-", strconv.FormatInt(s.nextReportID(), 10))
+	r.strInt("ReportId", nmid+"-", s.nextReportID(), "")
 }
 
 func clickRow(s *Simulator, r *rec, ts int64, t *tenant, nmid, url string, u int, suspicious bool) {
@@ -153,7 +151,7 @@ func clickRow(s *Simulator, r *rec, ts int64, t *tenant, nmid, url string, u int
 	r.str("IPAddress", t.proxyIP)
 	r.boolean("IsClickedThrough", suspicious)
 	r.strs("UrlChain", `["`, url, `"]`)
-	r.strs("ReportId", "clk-", strconv.FormatInt(s.nextReportID(), 10))
+	r.strInt("ReportId", "clk-", s.nextReportID(), "")
 }
 
 // identity writes the account columns Identity* tables share.
@@ -209,7 +207,7 @@ func (s *Simulator) identityLogon(t *tenant, ts int64) {
 		r.str("Location", u.country)
 		r.str("Isp", "Microsoft Corporation")
 	}
-	r.strs("ReportId", "il-", strconv.FormatInt(s.nextReportID(), 10))
+	r.strInt("ReportId", "il-", s.nextReportID(), "")
 	r.raw("AdditionalFields", `{"Pre-Authentication Type":"PA-ENC-TIMESTAMP"}`)
 	r.end()
 }
@@ -245,7 +243,7 @@ func (s *Simulator) identityQuery(t *tenant, ts int64) {
 	r.str("DestinationIPAddress", dc.ip)
 	r.long("DestinationPort", 389)
 	r.str("TargetDeviceName", dc.name)
-	r.strs("ReportId", "iq-", strconv.FormatInt(s.nextReportID(), 10))
+	r.strInt("ReportId", "iq-", s.nextReportID(), "")
 	r.raw("AdditionalFields", `{}`)
 	r.end()
 }
@@ -265,7 +263,7 @@ func (s *Simulator) identityDirectory(t *tenant, ts int64) {
 	identityAccount(r, t, u)
 	r.str("DeviceName", t.devices[u.device].name)
 	r.str("IPAddress", t.devices[u.device].ip)
-	r.strs("ReportId", "id-", strconv.FormatInt(s.nextReportID(), 10))
+	r.strInt("ReportId", "id-", s.nextReportID(), "")
 	r.raws("AdditionalFields", `{"TARGET_OBJECT.USER":"`, u.display, `","TO.GROUP":"`, u.dept, `"}`)
 	r.end()
 }
@@ -282,7 +280,7 @@ func identityInfoRow(s *Simulator, r *rec, ts int64, t *tenant, ui int, envelope
 		r.begin(s.clock(), t.id, "IdentityInfo")
 	}
 	r.ts("Timestamp", ts)
-	r.strs("ReportId", "ii-", strconv.FormatInt(s.nextReportID(), 10))
+	r.strInt("ReportId", "ii-", s.nextReportID(), "")
 	r.str("AccountObjectId", u.objectID)
 	r.str("AccountUpn", u.upn)
 	r.str("OnPremSid", u.sid)
@@ -328,7 +326,7 @@ func (s *Simulator) cloudApp(t *tenant, ts int64) {
 	cloudAppCols(r, ts, t, u, a.name, a.id, a.action, t.proxyIP, u.country, u.city)
 	r.str("ObjectName", docNames[s.rng.IntN(len(docNames))])
 	r.str("ObjectType", a.obj)
-	r.strs("ReportId", "ca-", strconv.FormatInt(s.nextReportID(), 10))
+	r.strInt("ReportId", "ca-", s.nextReportID(), "")
 	r.end()
 }
 

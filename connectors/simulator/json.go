@@ -196,3 +196,14 @@ func (r *rec) raws(name string, parts ...string) {
 		r.b = append(r.b, p...)
 	}
 }
+
+// strInt writes a string column prefix+v+suffix (string ReportIds, ids
+// inside JSON text) without formatting v into a temporary string.
+func (r *rec) strInt(name, prefix string, v int64, suffix string) {
+	r.key(name)
+	r.b = append(r.b, '"')
+	r.b = appendEscaped(r.b, prefix)
+	r.b = strconv.AppendInt(r.b, v, 10)
+	r.b = appendEscaped(r.b, suffix)
+	r.b = append(r.b, '"')
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +51,10 @@ func columns(t *testing.T) map[string]map[string]string {
 }
 
 func TestDeterministicForASeed(t *testing.T) {
+	var stories [][]Story
 	gen := func(opts ...Option) []byte {
 		s := New(append([]Option{AttackEvery(500)}, opts...)...)
+		defer func() { stories = append(stories, s.Stories()) }()
 		var all []byte
 		for range 5000 {
 			var k []byte
@@ -64,6 +67,9 @@ func TestDeterministicForASeed(t *testing.T) {
 	a, b := gen(Seed(7)), gen(Seed(7))
 	if !bytes.Equal(a, b) {
 		t.Fatal("two simulators with the same seed produced different streams")
+	}
+	if !reflect.DeepEqual(stories[0], stories[1]) || len(stories[0]) != 10 {
+		t.Fatalf("stories differ between runs of one seed, or not one per 500 records: %d and %d", len(stories[0]), len(stories[1]))
 	}
 	if bytes.Equal(a, gen(Seed(8))) {
 		t.Fatal("different seeds produced the same stream")

@@ -178,7 +178,7 @@ func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
 		r.long("AttachmentCount", 1)
 		r.long("UrlCount", 1)
 		r.str("EmailLanguage", "en")
-		r.str("ReportId", nmid+"-"+strconv.FormatInt(s.nextReportID(), 10)+"-0")
+		r.strInt("ReportId", nmid+"-", s.nextReportID(), "-0")
 		r.str("LatestDeliveryLocation", "Quarantine")
 		r.str("LatestDeliveryAction", "Moved to quarantine")
 	})
@@ -337,7 +337,7 @@ func (s *Simulator) plantIdentity(i int, t *tenant, t0 int64) {
 				r.str("DestinationIPAddress", dc.ip)
 				r.long("DestinationPort", 445)
 			}
-			r.str("ReportId", "il-"+strconv.FormatInt(s.nextReportID(), 10))
+			r.strInt("ReportId", "il-", s.nextReportID(), "")
 			r.raw("AdditionalFields", `{}`)
 		}
 	}
@@ -350,7 +350,7 @@ func (s *Simulator) plantIdentity(i int, t *tenant, t0 int64) {
 		return func(s *Simulator, r *rec, ts int64) {
 			cloudAppCols(r, ts, t, u, "Microsoft Exchange Online", 20893, action, ip, country, city)
 			r.str("ObjectType", "Mailbox")
-			r.str("ReportId", "ca-"+strconv.FormatInt(s.nextReportID(), 10))
+			r.strInt("ReportId", "ca-", s.nextReportID(), "")
 		}
 	}
 	s.at(i, t0+100e9, t, "CloudAppEvents", cloud(ipA, "NL", "Amsterdam", "MailItemsAccessed"))
