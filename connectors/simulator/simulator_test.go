@@ -130,8 +130,8 @@ func run(t *testing.T, s *Simulator, n int) []row {
 
 func TestRecordsUseOnlyDocumentedColumns(t *testing.T) {
 	cols := columns(t)
-	s := New(EventsPerSecond(200), AttackEvery(3000))
-	rows := run(t, s, 40000)
+	s := New(EventsPerSecond(100), AttackEvery(2000))
+	rows := run(t, s, 20000)
 	seen := map[string]int{}
 	for i, r := range rows {
 		tc := cols[r.table]
@@ -341,4 +341,25 @@ func BenchmarkSimulatorNext(b *testing.B) {
 		bytes += int64(len(buf))
 	}
 	b.SetBytes(bytes / int64(b.N))
+}
+
+func TestTinyWorldsStillTellStories(t *testing.T) {
+	s := New(Tenants(5), Devices(1), Users(1), EventsPerSecond(10), AttackEvery(50))
+	rows := run(t, s, 3000)
+	tenants := map[string]bool{}
+	for _, r := range rows {
+		tenants[r.key] = true
+	}
+	if len(tenants) != 5 {
+		t.Fatalf("records from %d tenants, want 5", len(tenants))
+	}
+	done := 0
+	for _, st := range s.Stories() {
+		if st.Complete {
+			done++
+		}
+	}
+	if done < 10 {
+		t.Fatalf("%d complete stories with one device and one user, want at least 10", done)
+	}
 }

@@ -41,7 +41,8 @@ type Story struct {
 	// SameIncident lists the alert ids that must end up in one incident:
 	// every alert of the story. Alerts of different stories never belong
 	// together, even when they share a widespread value (powershell.exe's
-	// hash, the tenant's egress proxy IP).
+	// hash, the tenant's egress proxy IP): a tenant's stories use distinct
+	// victim users and devices until the tenant runs out of them.
 	SameIncident []string
 	// The victim, in each of its identifiers.
 	User, UserSID, UserObjectID string
@@ -83,6 +84,28 @@ func (s *Simulator) plant() {
 	for _, a := range st.Alerts {
 		st.SameIncident = append(st.SameIncident, a.ID)
 	}
+}
+
+// victim picks a user no earlier story of the tenant used, while there are
+// any, so stories stay separate incidents.
+func (s *Simulator) victim(t *tenant) int {
+	u := s.rng.IntN(len(t.users))
+	for k := 0; k < len(t.users) && t.usedUsers[u]; k++ {
+		u = (u + 1) % len(t.users)
+	}
+	t.usedUsers[u] = true
+	return u
+}
+
+// freeDevice picks a workstation no earlier story of the tenant used.
+func (s *Simulator) freeDevice(t *tenant) int {
+	n := len(t.devices) - t.wsFirst
+	d := s.rng.IntN(n)
+	for k := 0; k < n && t.usedDevices[t.wsFirst+d]; k++ {
+		d = (d + 1) % n
+	}
+	t.usedDevices[t.wsFirst+d] = true
+	return t.wsFirst + d
 }
 
 func (s *Simulator) alertID(prefix string) string {
@@ -134,9 +157,10 @@ func entity(r *rec, typ, role string) {
 }
 
 func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
-	ui := s.rng.IntN(len(t.users))
+	ui := s.victim(t)
 	u := &t.users[ui]
 	d := &t.devices[u.device]
+	t.usedDevices[u.device] = true
 	a := t.account(ui)
 	domain := "secure-docs-" + string(appendHex(nil, 4, s.rng)) + ".com"
 	sender, senderName := "accounts@"+domain, "Accounts Payable"
@@ -298,9 +322,9 @@ func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
 }
 
 func (s *Simulator) plantIdentity(i int, t *tenant, t0 int64) {
-	ui := s.rng.IntN(len(t.users))
+	ui := s.victim(t)
 	u := &t.users[ui]
-	src := &t.devices[t.wsFirst+s.rng.IntN(len(t.devices)-t.wsFirst)]
+	src := &t.devices[s.freeDevice(t)]
 	dc := &t.devices[t.dcs[0]]
 	ipA, ipB := s.publicIP(77, 145, 185), s.publicIP(103, 128, 139)
 	st := &s.stories[i]

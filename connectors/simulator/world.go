@@ -28,6 +28,8 @@ type tenant struct {
 	users   []user
 	dcs     []int // device indexes of the domain controllers
 	wsFirst int   // index of the first workstation
+	// users and devices already victims of a story
+	usedUsers, usedDevices map[int]bool
 }
 
 type device struct {
@@ -96,14 +98,15 @@ func buildTenant(r *rand.Rand, i, nDevices, nUsers int) tenant {
 		org = orgNames[i]
 	}
 	t := tenant{
-		id:      guid(r),
-		org:     org,
-		netbios: strings.ToUpper(org),
-		dns:     org + ".local",
-		mail:    org + ".com",
-		sidBase: fmt.Sprintf("S-1-5-21-%d-%d-%d", 1000000000+r.IntN(3000000000), 1000000000+r.IntN(3000000000), 1000000000+r.IntN(3000000000)),
-		proxyIP: fmt.Sprintf("%d.%d.%d.%d", []int{20, 40, 52, 104}[r.IntN(4)], 1+r.IntN(250), r.IntN(256), 1+r.IntN(250)),
-		subnet:  10 + i,
+		id:        guid(r),
+		org:       org,
+		netbios:   strings.ToUpper(org),
+		dns:       org + ".local",
+		mail:      org + ".com",
+		sidBase:   fmt.Sprintf("S-1-5-21-%d-%d-%d", 1000000000+r.IntN(3000000000), 1000000000+r.IntN(3000000000), 1000000000+r.IntN(3000000000)),
+		proxyIP:   fmt.Sprintf("%d.%d.%d.%d", []int{20, 40, 52, 104}[r.IntN(4)], 1+r.IntN(250), r.IntN(256), 1+r.IntN(250)),
+		subnet:    10 + i,
+		usedUsers: map[int]bool{}, usedDevices: map[int]bool{},
 	}
 	t.key = []byte(t.id)
 	nDC := 2
