@@ -18,7 +18,7 @@ var graphTypes = map[string]string{
 	"file": "fileEvidence", "process": "processEvidence",
 	"ip": "ipEvidence", "url": "urlEvidence",
 	"mailmessage": "analyzedMessageEvidence", "mailbox": "mailboxEvidence",
-	"mailcluster": "mailClusterEvidence",
+	"mailcluster":      "mailClusterEvidence",
 	"cloudapplication": "cloudApplicationEvidence", "oauthapplication": "oauthApplicationEvidence",
 	"registrykey": "registryKeyEvidence", "registryvalue": "registryValueEvidence",
 	"securitygroup": "securityGroupEvidence",

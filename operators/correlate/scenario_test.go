@@ -20,6 +20,7 @@ import (
 // encoding and Apply, in chunks (a run of JSON lines is one chunk, so order
 // matters as written), interleaved with commands and expectations:
 //
+//	---                        ends a chunk (records before it are applied first)
 //	option window|lateness|grace|idle|lookback <duration>; option prevalence <n>
 //	tick <RFC3339>             close idle incidents / expire by event time
 //	same A B ...               alerts share one live incident (tenant/id when ids collide)
@@ -42,14 +43,14 @@ func TestScenarios(t *testing.T) {
 }
 
 type scenario struct {
-	t       *testing.T
-	opts    []Option
-	c       *Correlator
-	norm    *normalize.Normalizer
-	chunk   [][]byte
-	offset  int64
-	latest  map[string]Incident // incident id (tenant-scoped ids are unique) -> highest version
-	schema  *incidentValidator
+	t      *testing.T
+	opts   []Option
+	c      *Correlator
+	norm   *normalize.Normalizer
+	chunk  [][]byte
+	offset int64
+	latest map[string]Incident // incident id (tenant-scoped ids are unique) -> highest version
+	schema *incidentValidator
 }
 
 func runScenario(t *testing.T, path string) {
@@ -199,6 +200,7 @@ func (s *scenario) command(where string, f []string) {
 		return n
 	}
 	switch f[0] {
+	case "---": // chunk boundary: the flush before the command did it
 	case "option":
 		if s.c != nil {
 			t.Fatalf("%s: options must come before records", where)
