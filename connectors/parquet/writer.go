@@ -442,14 +442,24 @@ func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
 	}
 	pf.f = f
 	pf.cw = &countingWriter{w: f}
-	props := pq.NewWriterProperties(
+	wopts := []pq.WriterProperty{
 		pq.WithCompression(compress.Codecs.Zstd),
 		pq.WithMaxRowGroupLength(w.cfg.rowGroupRows),
-		pq.WithDictionaryDefault(true),
+		// Parquet dictionary pages only for the columns the normalizer
+		// made Arrow dictionaries (low cardinality): on high-cardinality
+		// strings Arrow Go's dictionary encoder is 5x slower than plain
+		// pages plus zstd, for a few percent of size (bench/RESULTS.md).
+		pq.WithDictionaryDefault(false),
 		pq.WithStats(true),
 		pq.WithAllocator(w.cfg.mem),
 		pq.WithCreatedBy("stitch"),
-	)
+	}
+	for _, f := range schema.Fields() {
+		if f.Type.ID() == arrow.DICTIONARY {
+			wopts = append(wopts, pq.WithDictionaryFor(f.Name, true))
+		}
+	}
+	props := pq.NewWriterProperties(wopts...)
 	// The stored Arrow schema keeps dictionary columns, the UTC zone and the
 	// stitch.* metadata when Arrow readers read the file back.
 	aprops := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(w.cfg.mem))
