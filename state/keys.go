@@ -107,7 +107,7 @@ func AppendInt64(dst []byte, v int64) []byte { return appendUint64(dst, uint64(v
 func ReadInt64(b []byte) int64 { return int64(readUint64(b) ^ (1 << 63)) }
 
 func appendUint64(dst []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(dst, v) }
-func readUint64(b []byte) uint64             { return binary.BigEndian.Uint64(b) }
+func readUint64(b []byte) uint64               { return binary.BigEndian.Uint64(b) }
 
 // PrefixEnd is the smallest key greater than every key starting with prefix.
 func PrefixEnd(prefix []byte) []byte {
