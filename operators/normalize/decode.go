@@ -182,21 +182,28 @@ func jsonDepth(b []byte, limit int) int {
 		return 0
 	}
 	depth, maxDepth := 0, 0
-	inString := false
 	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if inString {
-			switch c {
-			case '\\':
-				i++
-			case '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
+		switch b[i] {
 		case '"':
-			inString = true
+			// Jump over the string with the SIMD-backed IndexByte: strings are
+			// most of a record's bytes.
+			j := i + 1
+			for {
+				k := bytes.IndexByte(b[j:], '"')
+				if k < 0 {
+					return maxDepth // unterminated: the parser will reject it
+				}
+				j += k
+				bs := 0
+				for p := j - 1; p > i && b[p] == '\\'; p-- {
+					bs++
+				}
+				if bs%2 == 0 {
+					break
+				}
+				j++
+			}
+			i = j
 		case '{', '[':
 			depth++
 			maxDepth = max(maxDepth, depth)

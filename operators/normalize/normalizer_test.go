@@ -228,3 +228,17 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONDepth(t *testing.T) {
+	cases := map[string]int{
+		`{"a":[1,{"b":2}]}`:                    3,
+		`{"a":"[[[[{{{{\"[[[["}`:               1,
+		`{"a":"x\\","b":[[]]}`:                 3,
+		`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]`: 35,
+	}
+	for in, want := range cases {
+		if got := jsonDepth([]byte(in), 0); got != want {
+			t.Errorf("jsonDepth(%s) = %d, want %d", in, got, want)
+		}
+	}
+}
