@@ -164,3 +164,24 @@ func TestQueryErrors(t *testing.T) {
 		t.Error("syntax error accepted")
 	}
 }
+
+func TestKQLQueryMatchesInputs(t *testing.T) {
+	dir, ins := fixture(t)
+	res, err := Query(context.Background(), dir,
+		"DeviceProcessEvents\n| where ActionType =~ 'actiontype1' and FileName startswith 'filename-'\n| summarize n = count() by tenant\n| sort by tenant asc",
+		In(KQL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	for _, k := range expected(ins, "DeviceProcessEvents", func(_ input, r parquettest.Row) bool { return r.ID%3 == 1 }) {
+		want[strings.Split(k, "|")[0]]++
+	}
+	got := map[string]int64{}
+	for _, r := range res.Rows {
+		got[r[0].(string)] = r[1].(int64)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v (SQL %s)", got, want, res.SQL)
+	}
+}
