@@ -73,6 +73,25 @@ type pending struct {
 	bytes      int64
 	first      time.Time // arrival (clock) of the oldest row, for FlushDue
 	minT, maxT int64
+	// lastRows and lastData size the builders of the next batch like the
+	// previous one, so a batch costs one allocation per buffer instead of
+	// a doubling series of reallocations.
+	lastRows int
+	lastData []int
+}
+
+// reserve presizes p's builders from the previous batch.
+func (p *pending) reserve() {
+	if p.lastRows == 0 {
+		return
+	}
+	for i := range p.cols {
+		c := &p.cols[i]
+		c.b.Reserve(p.lastRows)
+		if c.str != nil && i < len(p.lastData) {
+			c.str.ReserveData(p.lastData[i])
+		}
+	}
 }
 
 // tableState is a Normalizer's view of a table: the defined columns plus
@@ -151,7 +170,14 @@ func (st *tableState) flush(p *pending, mem memory.Allocator, emit func(Batch)) 
 	}
 	st.widen(p, mem)
 	arrs := make([]arrow.Array, len(p.cols))
+	p.lastRows = p.rows
+	p.lastData = p.lastData[:0]
 	for i := range p.cols {
+		if p.cols[i].str != nil {
+			p.lastData = append(p.lastData, p.cols[i].str.DataLen())
+		} else {
+			p.lastData = append(p.lastData, 0)
+		}
 		arrs[i] = p.cols[i].b.NewArray()
 		if p.cols[i].dict != nil {
 			// The memo table otherwise keeps every value ever seen, and each

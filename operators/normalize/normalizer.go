@@ -278,6 +278,7 @@ func (n *Normalizer) addRow(st *tableState, tenant []byte, props *fastjson.Objec
 	st.widen(p, n.cfg.mem)
 	if p.rows == 0 {
 		p.first = n.cfg.clock()
+		p.reserve()
 	}
 	st.appendRow(p, ts.i)
 	p.bytes += size

@@ -231,9 +231,9 @@ func TestParseTime(t *testing.T) {
 
 func TestJSONDepth(t *testing.T) {
 	cases := map[string]int{
-		`{"a":[1,{"b":2}]}`:                    3,
-		`{"a":"[[[[{{{{\"[[[["}`:               1,
-		`{"a":"x\\","b":[[]]}`:                 3,
+		`{"a":[1,{"b":2}]}`:      3,
+		`{"a":"[[[[{{{{\"[[[["}`: 1,
+		`{"a":"x\\","b":[[]]}`:   3,
 	}
 	cases[strings.Repeat("[", 35)+strings.Repeat("]", 35)] = 35
 	for in, want := range cases {
