@@ -56,9 +56,9 @@ func TestAcceptance(t *testing.T) {
 
 func TestTranslateErrorsNameConstructAndPosition(t *testing.T) {
 	cases := map[string]string{
-		"T\n| mv-expand X":            "operator mv-expand at 2:3",
-		"T | where parse_json(X)":     "function parse_json() at 1:11",
-		"let x = 1; T":                "let statement at 1:1",
+		"T\n| mv-expand X":           "operator mv-expand at 2:3",
+		"T | where parse_json(X)":    "function parse_json() at 1:11",
+		"let x = 1; T":               "let statement at 1:1",
 		"T | where A between (1..2)": "operator between at 1:13",
 	}
 	for q, want := range cases {
