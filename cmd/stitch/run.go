@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/httpapi"
+	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/pipeline"
+)
+
+func init() {
+	register("run", "run the pipeline (embedded broker and simulator by default; --brokers for a real cluster)", runCmd)
+}
+
+// pipelineFlags are the flags run and replay share: a config file and the
+// keys people most often override on the command line.
+type pipelineFlags struct {
+	config   string
+	stateDir string
+	logLevel string
+	group    string
+}
+
+func (f *pipelineFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "YAML config file (see configs/README.md); defaults need none")
+	fs.StringVar(&f.stateDir, "state-dir", "", "directory for local state and hunting partitions (default ./stitch-data)")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default warn)")
+	fs.StringVar(&f.group, "group", "", "consumer group prefix (default stitch)")
+}
+
+// load builds the config: defaults, then the file, then the environment,
+// then flags.
+func (f *pipelineFlags) load() (pipeline.Config, error) {
+	cfg := pipeline.Default()
+	if f.config != "" {
+		var err error
+		if cfg, err = pipeline.Load(f.config); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.ApplyEnv(os.Getenv)
+	if f.stateDir != "" {
+		cfg.State.Dir = f.stateDir
+	}
+	if f.logLevel != "" {
+		cfg.Log.Level = f.logLevel
+	}
+	if f.group != "" {
+		cfg.Kafka.Group = f.group
+	}
+	return cfg, nil
+}
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var pf pipelineFlags
+	pf.add(fs)
+	kc := addKafkaFlags(fs)
+	httpAddr := fs.String("http", "", "address of /metrics, /healthz and /readyz (default 127.0.0.1:8080)")
+	simulate := fs.String("simulate", "", "run the built-in signal simulator: true, false or auto (auto: only on the embedded broker)")
+	rate := fs.Int("rate", 0, "simulator records per second (default 2000)")
+	brokerData := fs.String("broker-data", "", "persist the embedded broker's log in this directory (default: in memory)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := pf.load()
+	if err != nil {
+		return err
+	}
+	mergeKafkaFlags(&cfg, fs, kc)
+	if *httpAddr != "" {
+		cfg.HTTP.Addr = *httpAddr
+	}
+	if *simulate != "" {
+		cfg.Simulate.Mode = *simulate
+	}
+	if *rate > 0 {
+		cfg.Simulate.Rate = *rate
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid config:\n%w", err)
+	}
+
+	var opts []pipeline.Option
+	brokers := cfg.Kafka.Brokers
+	if cfg.Embedded() {
+		bopts := []kafka.BrokerOption{kafka.Listen("127.0.0.1:0"), kafka.DefaultPartitions(int(cfg.Topics.Partitions))}
+		if *brokerData != "" {
+			bopts = append(bopts, kafka.DataDir(*brokerData))
+		}
+		b, err := kafka.StartBroker(bopts...)
+		if err != nil {
+			return fmt.Errorf("start embedded broker: %w", err)
+		}
+		defer b.Close()
+		brokers = b.Addrs()
+		fmt.Fprintf(os.Stderr, "stitch: embedded Kafka-protocol broker on %s\n", strings.Join(brokers, ","))
+	}
+	opts = append(opts, pipeline.WithBrokers(brokers), pipeline.WithLogger(log))
+	p, err := pipeline.New(cfg, opts...)
+	if err != nil {
+		return err
+	}
+	srv, err := httpapi.Listen(cfg.HTTP.Addr, p.Metrics().Registry,
+		httpapi.Logger(log),
+		httpapi.Ready(func() (bool, string) {
+			if !p.Ready() {
+				return false, "stages have not joined their groups yet"
+			}
+			return true, ""
+		}),
+		httpapi.Status(func() any { return p.Totals() }))
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Fprintf(os.Stderr, "stitch: metrics on http://%s/metrics, state in %s\n", srv.Addr(), cfg.State.Dir)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := p.EnsureTopics(runCtx); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	go p.Progress(runCtx, os.Stderr, cfg.Log.ProgressEvery.D())
+	if cfg.Simulating() {
+		fmt.Fprintf(os.Stderr, "stitch: simulator producing %d records/s into %s (%d tenants, %d devices, %d users)\n",
+			cfg.Simulate.Rate, cfg.Topics.Inputs[0], cfg.Simulate.Tenants, cfg.Simulate.Devices, cfg.Simulate.Users)
+		go func() {
+			if err := runSimulator(runCtx, p, cfg); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("simulator stopped", "err", err)
+			}
+		}()
+	}
+	start := time.Now()
+	var runErr error
+	select {
+	case runErr = <-done:
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr, "stitch: stopping: committing work in flight")
+		cancel()
+		runErr = <-done
+	}
+	s := p.Totals()
+	fmt.Fprintf(os.Stderr, "stitch: ran %s: read %d records, normalized %d rows, dead-lettered %d, published %d incident versions, wrote %d Parquet rows\n",
+		time.Since(start).Round(time.Millisecond), s.RecordsRead, s.NormalizedTotal(), s.DeadTotal(), s.Incidents, sum(s.HuntingRows))
+	return runErr
+}
+
+// runSimulator produces the simulator's stream into the first input topic at the
+// configured rate, keyed by tenant, until ctx is done.
+func runSimulator(ctx context.Context, p *pipeline.Pipeline, cfg pipeline.Config) error {
+	ccfg := cfg.Kafka.ClientConfig
+	ccfg.Brokers = p.Brokers()
+	kopts, err := ccfg.Opts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append(kopts, kgo.ClientID("stitch-simulator"), kgo.DefaultProduceTopic(cfg.Topics.Inputs[0]))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	sim := simulator.New(
+		simulator.Seed(uint64(cfg.Simulate.Seed)),
+		simulator.Tenants(cfg.Simulate.Tenants),
+		simulator.Devices(cfg.Simulate.Devices),
+		simulator.Users(cfg.Simulate.Users),
+		simulator.Start(time.Now().Add(-time.Minute).UTC()),
+		simulator.EventsPerSecond(float64(cfg.Simulate.Rate)),
+	)
+	const tick = 50 * time.Millisecond
+	perTick := max(1, cfg.Simulate.Rate*int(tick)/int(time.Second))
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		for range perTick {
+			k, v := sim.Next(nil)
+			cl.Produce(ctx, &kgo.Record{Key: k, Value: v}, nil)
+		}
+	}
+}
+
+// mergeKafkaFlags lets command-line Kafka flags win over the config file,
+// only for the flags actually given.
+func mergeKafkaFlags(cfg *pipeline.Config, fs *flag.FlagSet, kc *kafka.ClientConfig) {
+	fs.Visit(func(f *flag.Flag) {
+		switch {
+		case f.Name == "brokers":
+			cfg.Kafka.Brokers = kc.Brokers
+		case strings.HasPrefix(f.Name, "tls"):
+			cfg.Kafka.TLS = kc.TLS
+		case strings.HasPrefix(f.Name, "sasl"):
+			pw := cfg.Kafka.SASL.Password
+			cfg.Kafka.SASL = kc.SASL
+			if cfg.Kafka.SASL.Password == "" {
+				cfg.Kafka.SASL.Password = pw
+			}
+		}
+	})
+}
+
+func newLogger(lc pipeline.LogConfig) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(lc.Level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", lc.Level, err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	if lc.Format == "json" {
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	}
+	l := slog.New(h)
+	slog.SetDefault(l)
+	return l, nil
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}

@@ -1,0 +1,97 @@
+// Package httpapi serves stitch's operational HTTP endpoints: Prometheus
+// metrics, liveness and readiness. The analyst API and page build on the same
+// server later.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server is the HTTP endpoint of one stitch process.
+type Server struct {
+	mux    *http.ServeMux
+	srv    *http.Server
+	ln     net.Listener
+	ready  func() (bool, string)
+	status func() any
+	log    *slog.Logger
+}
+
+// Option adjusts a Server.
+type Option func(*Server)
+
+// Ready sets the readiness check: /readyz answers 200 when it returns true and
+// 503 with the reason otherwise.
+func Ready(f func() (bool, string)) Option { return func(s *Server) { s.ready = f } }
+
+// Status sets what /status returns as JSON (progress counters).
+func Status(f func() any) Option { return func(s *Server) { s.status = f } }
+
+// Logger sets the logger.
+func Logger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// Listen binds addr (host:port; port 0 picks a free one) and serves the
+// registry's metrics until Close.
+func Listen(addr string, reg *prometheus.Registry, opts ...Option) (*Server, error) {
+	s := &Server{mux: http.NewServeMux(), log: slog.Default(), ready: func() (bool, string) { return true, "" }}
+	for _, o := range opts {
+		o(s)
+	}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if ok, why := s.ready(); !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready:", why)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	s.mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		var v any = map[string]string{}
+		if s.status != nil {
+			v = s.status()
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listen on %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Handle adds a route (the API and page add theirs here).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Close stops the server, letting requests in flight finish for a moment.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}

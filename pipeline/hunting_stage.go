@@ -1,0 +1,204 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/ipc"
+	"github.com/stitch-xdr/stitch/connectors/parquet"
+)
+
+// huntingSink is stage 3: it reads the hunting.<Table> topics (read
+// committed) and writes Parquet partitions. Like Kafka Connect's file sinks it
+// keeps its offsets beside its files: a segment of files is committed with
+// the offsets it covers in the writer's manifest, and on assignment the
+// consumer seeks to the manifest's offsets, so no row is lost or written
+// twice across restarts. Group offsets are committed after each segment only
+// so that lag is visible to operators.
+type huntingSink struct {
+	p  *Pipeline
+	cl *kgo.Client
+	w  *parquet.Writer
+
+	ready    func()
+	mu       sync.Mutex
+	assigned map[string]map[int32]bool
+	pending  map[string]int64 // table → rows written since the last commit
+	consumed map[string]int64 // topic → records read since the last commit
+}
+
+func newHuntingSink(ctx context.Context, p *Pipeline) (*huntingSink, error) {
+	w, err := parquet.Open(p.cfg.HuntingDir(),
+		parquet.RollBytes(p.cfg.Hunting.RollBytes),
+		parquet.RollAge(p.cfg.Hunting.RollAge.D()),
+		parquet.Allocator(p.mem),
+		parquet.Logger(p.log),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("open hunting writer: %w", err)
+	}
+	h := &huntingSink{p: p, w: w, assigned: map[string]map[int32]bool{}, pending: map[string]int64{}, consumed: map[string]int64{}}
+	var once sync.Once
+	h.ready = func() { once.Do(func() { p.ready.Add(1) }) }
+	opts, err := p.clientOpts("hunting")
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(p.cfg.Kafka.Group+"-hunting"),
+		kgo.ConsumeRegex(),
+		kgo.ConsumeTopics("^"+regexp.QuoteMeta(p.cfg.Topics.HuntingPrefix)+".*"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(h.onAssigned),
+		kgo.OnPartitionsRevoked(h.onRevoked),
+		kgo.OnPartitionsLost(h.onRevoked),
+		// Rebalance callbacks run only between polls, never while a batch is
+		// half written.
+		kgo.BlockRebalanceOnPoll(),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("hunting consumer: %w", err)
+	}
+	h.cl = cl
+	return h, nil
+}
+
+// onAssigned seeks each new partition to the offset after the last committed
+// segment, whatever the group offsets say.
+func (h *huntingSink) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	resume := h.w.Resume()
+	set := map[string]map[int32]kgo.EpochOffset{}
+	h.mu.Lock()
+	for topic, parts := range assigned {
+		if h.assigned[topic] == nil {
+			h.assigned[topic] = map[int32]bool{}
+		}
+		for _, p := range parts {
+			h.assigned[topic][p] = true
+			if off, ok := resume[parquet.TopicPartition{Topic: topic, Partition: p}]; ok {
+				if set[topic] == nil {
+					set[topic] = map[int32]kgo.EpochOffset{}
+				}
+				set[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+			}
+		}
+	}
+	h.mu.Unlock()
+	if len(set) > 0 {
+		cl.SetOffsets(set)
+	}
+}
+
+// onRevoked commits the open segment before the partitions move, so that
+// their new owner starts exactly after it.
+func (h *huntingSink) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	if err := h.commit(ctx, cl); err != nil {
+		h.p.log.Error("hunting: commit on revoke", "err", err)
+	}
+	h.mu.Lock()
+	for topic, parts := range revoked {
+		for _, p := range parts {
+			delete(h.assigned[topic], p)
+		}
+	}
+	h.mu.Unlock()
+}
+
+func (h *huntingSink) commit(ctx context.Context, cl *kgo.Client) error {
+	if err := h.w.Commit(); err != nil {
+		return err
+	}
+	if len(h.pending) > 0 {
+		h.p.metrics.HuntingSegments.Inc()
+		for table, n := range h.pending {
+			h.p.metrics.HuntingRows.WithLabelValues(table).Add(float64(n))
+			h.p.totals.addHunting(table, n)
+		}
+		clear(h.pending)
+	}
+	h.p.totals.addIn(h.consumed)
+	clear(h.consumed)
+	if err := cl.CommitUncommittedOffsets(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		h.p.log.Warn("hunting: commit group offsets (for lag only)", "err", err)
+	}
+	return nil
+}
+
+func (h *huntingSink) run(ctx context.Context) error {
+	// Close the client (which leaves the group, committing in onRevoked)
+	// before the writer it commits to.
+	defer func() {
+		h.cl.AllowRebalance()
+		h.cl.Close()
+		if err := h.w.Close(); err != nil {
+			h.p.log.Error("hunting: close writer", "err", err)
+		}
+	}()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fetches := h.cl.PollRecords(pctx, h.p.cfg.Kafka.MaxPollRecords)
+		cancel()
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		h.ready()
+		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return
+			}
+			h.p.log.Warn("hunting: fetch error", "topic", topic, "partition", p, "err", err)
+		})
+		var werr error
+		fetches.EachRecord(func(r *kgo.Record) {
+			if werr != nil {
+				return
+			}
+			h.consumed[r.Topic]++
+			hdrs := make([]ipc.Header, len(r.Headers))
+			for i, rh := range r.Headers {
+				hdrs[i] = ipc.Header{Key: rh.Key, Value: string(rh.Value)}
+			}
+			b, err := ipc.Decode(r.Value, hdrs, h.p.mem)
+			if err != nil {
+				// Not ours or corrupt: it cannot become rows. Say so loudly and
+				// move on; the original stays on the topic.
+				h.p.log.Error("hunting: undecodable record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+				return
+			}
+			werr = h.w.Write(parquet.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, b)
+			h.pending[b.Table] += b.Record.NumRows()
+			b.Release()
+		})
+		if werr != nil {
+			h.cl.AllowRebalance()
+			return fmt.Errorf("hunting: write: %w", werr)
+		}
+		if ctx.Err() != nil {
+			// Final segment on a clean stop.
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := h.commit(cctx, h.cl)
+			cancel()
+			return err
+		}
+		if h.w.Due() || (fetches.NumRecords() == 0 && len(h.pending) == 0) {
+			// Due: roll by size or age. An empty poll with nothing pending
+			// commits group offsets only, so that lag reads zero when idle.
+			if err := h.commit(ctx, h.cl); err != nil {
+				h.cl.AllowRebalance()
+				return fmt.Errorf("hunting: commit segment: %w", err)
+			}
+		}
+		h.cl.AllowRebalance()
+	}
+}

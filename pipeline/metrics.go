@@ -1,0 +1,96 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the pipeline's Prometheus series. Names follow the Prometheus
+// conventions (stitch_ prefix, base units, _total counters); a promlint test
+// keeps them that way. Counters move only when a transaction commits, so
+// they count what downstream consumers can see, never work that was aborted
+// and redone.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	RecordsIn        *prometheus.CounterVec   // topic
+	RecordsOut       *prometheus.CounterVec   // topic
+	Normalized       *prometheus.CounterVec   // table
+	DeadLetters      *prometheus.CounterVec   // reason
+	BatchRows        prometheus.Histogram     //
+	BatchBytes       prometheus.Histogram     //
+	Latency          *prometheus.HistogramVec // stage: poll to commit
+	Transactions     *prometheus.CounterVec   // stage, outcome
+	ConsumerLag      *prometheus.GaugeVec     // group
+	ArrowBytes       prometheus.GaugeFunc
+	Incidents        prometheus.Counter
+	HuntingRows      *prometheus.CounterVec // table
+	HuntingSegments  prometheus.Counter
+	HuntingRemoved   prometheus.Counter
+	StageErrors      *prometheus.CounterVec // stage
+	InputRecordBytes prometheus.Histogram
+}
+
+func newMetrics(arrowBytes func() float64) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		RecordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stitch_records_in_total", Help: "Kafka records consumed and committed, by topic.",
+		}, []string{"topic"}),
+		RecordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stitch_records_out_total", Help: "Kafka records produced and committed, by topic.",
+		}, []string{"topic"}),
+		Normalized: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stitch_rows_normalized_total", Help: "Signal records normalized into Arrow rows, by advanced-hunting table.",
+		}, []string{"table"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stitch_dead_letters_total", Help: "Records sent to the dead-letter topic, by reason.",
+		}, []string{"reason"}),
+		BatchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stitch_batch_rows", Help: "Rows per Arrow batch emitted by the normalizer.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		BatchBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stitch_batch_input_bytes", Help: "Input bytes behind each Arrow batch.",
+			Buckets: prometheus.ExponentialBuckets(256, 4, 10),
+		}),
+		InputRecordBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stitch_input_record_bytes", Help: "Size of consumed input records.",
+			Buckets: prometheus.ExponentialBuckets(64, 4, 10),
+		}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "stitch_transaction_duration_seconds", Help: "Time from the start of a stage transaction to its commit.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}, []string{"stage"}),
+		Transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stitch_transactions_total", Help: "Stage transactions ended, by outcome (committed, aborted).",
+		}, []string{"stage", "outcome"}),
+		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stitch_consumer_lag_records", Help: "Records not yet committed by a stage's consumer group.",
+		}, []string{"group"}),
+		Incidents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stitch_incident_updates_total", Help: "Incident versions published to the incidents topic.",
+		}),
+		HuntingRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stitch_hunting_rows_written_total", Help: "Rows committed to Parquet hunting partitions, by table.",
+		}, []string{"table"}),
+		HuntingSegments: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stitch_hunting_segments_committed_total", Help: "Parquet segments (files plus their offsets) committed.",
+		}),
+		HuntingRemoved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stitch_hunting_partitions_removed_total", Help: "Hunting date partitions removed by retention.",
+		}),
+		StageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stitch_stage_errors_total", Help: "Errors a stage recovered from by aborting and retrying, by stage.",
+		}, []string{"stage"}),
+	}
+	m.ArrowBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "stitch_arrow_allocated_bytes", Help: "Bytes currently allocated for Arrow buffers.",
+	}, arrowBytes)
+	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Normalized, m.DeadLetters, m.BatchRows, m.BatchBytes,
+		m.InputRecordBytes, m.Latency, m.Transactions, m.ConsumerLag, m.ArrowBytes, m.Incidents,
+		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.StageErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,178 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// processor is the work of one transactional stage. The stage owns the
+// transaction loop; the processor only turns consumed records into produced
+// ones.
+type processor interface {
+	// process handles one polled record.
+	process(ctx context.Context, r *kgo.Record, tx *txn) error
+	// flush is called before every commit: everything buffered must be
+	// produced now, because the commit covers the input offsets behind it.
+	flush(ctx context.Context, tx *txn) error
+	// tick runs wall-clock work (punctuation) inside a transaction.
+	tick(ctx context.Context, now time.Time, tx *txn) error
+	// aborted drops everything buffered since the last commit: the input
+	// will be consumed again from the committed offsets.
+	aborted()
+	// committed is told that the transaction's effects are now visible.
+	committed(tx *txn)
+}
+
+// txn is one open transaction: what it produced and what it counted.
+type txn struct {
+	sess  *kgo.GroupTransactSession
+	tally *tally
+
+	mu     sync.Mutex
+	err    error
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// produce sends r inside the transaction. The first failure makes the stage
+// abort the transaction rather than commit a partial result.
+func (t *txn) produce(ctx context.Context, r *kgo.Record) {
+	t.tally.out[r.Topic]++
+	t.wg.Add(1)
+	t.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
+		defer t.wg.Done()
+		if err != nil {
+			t.mu.Lock()
+			if t.err == nil {
+				t.err = fmt.Errorf("produce to %s: %w", r.Topic, err)
+			}
+			t.mu.Unlock()
+		}
+	})
+}
+
+func (t *txn) failed() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// stage runs consume-process-produce in Kafka transactions with a
+// GroupTransactSession: input offsets and outputs commit together, and a
+// rebalance or an error aborts, so that the input is processed again from the
+// last commit (exactly-once to read-committed consumers).
+type stage struct {
+	name     string
+	sess     *kgo.GroupTransactSession
+	proc     processor
+	interval time.Duration
+	tickEach time.Duration
+	maxPoll  int
+	metrics  *Metrics
+	totals   *Totals
+	log      *slog.Logger
+	ready    func()
+}
+
+func (s *stage) run(ctx context.Context) error {
+	defer s.sess.Close()
+	t := &txn{sess: s.sess, tally: newTally()}
+	lastTick := time.Now()
+	var failures int
+	for ctx.Err() == nil {
+		begin := time.Now()
+		if err := s.sess.Begin(); err != nil {
+			return fmt.Errorf("%s: begin transaction: %w", s.name, err)
+		}
+		t.tally.reset()
+		t.err = nil
+		deadline := begin.Add(s.interval)
+		var perr error
+		for perr == nil && time.Now().Before(deadline) && ctx.Err() == nil {
+			pctx, cancel := context.WithDeadline(ctx, deadline)
+			fetches := s.sess.PollRecords(pctx, s.maxPoll)
+			cancel()
+			if fetches.IsClientClosed() {
+				return nil
+			}
+			fetches.EachError(func(topic string, p int32, err error) {
+				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+					return
+				}
+				s.log.Warn("fetch error", "stage", s.name, "topic", topic, "partition", p, "err", err)
+			})
+			if s.ready != nil {
+				s.ready()
+			}
+			fetches.EachRecord(func(r *kgo.Record) {
+				if perr != nil {
+					return
+				}
+				t.tally.recordsIn[r.Topic]++
+				s.metrics.InputRecordBytes.Observe(float64(len(r.Value)))
+				perr = s.proc.process(ctx, r, t)
+			})
+		}
+		if perr == nil && s.tickEach > 0 && time.Since(lastTick) >= s.tickEach {
+			lastTick = time.Now()
+			perr = s.proc.tick(ctx, lastTick, t)
+		}
+		if perr == nil {
+			perr = s.proc.flush(ctx, t)
+		}
+		if perr == nil {
+			perr = t.failed()
+		}
+		if ctx.Err() != nil && perr == nil {
+			// Shutting down: commit what is done with a fresh context so that a
+			// drained pipeline does not redo its last interval on restart.
+			ectx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ok, err := s.sess.End(ectx, kgo.TryCommit)
+			cancel()
+			s.ended(t, ok, err, begin)
+			return nil
+		}
+		try := kgo.TransactionEndTry(perr == nil)
+		ok, err := s.sess.End(ctx, try)
+		s.ended(t, ok, err, begin)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%s: end transaction: %w", s.name, err)
+		}
+		if perr != nil {
+			failures++
+			s.metrics.StageErrors.WithLabelValues(s.name).Inc()
+			s.log.Error("transaction aborted; retrying from the last commit", "stage", s.name, "err", perr, "failures", failures)
+			if failures >= 10 {
+				return fmt.Errorf("%s: giving up after %d failed transactions: %w", s.name, failures, perr)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(failures) * 200 * time.Millisecond):
+			}
+			continue
+		}
+		failures = 0
+	}
+	return nil
+}
+
+func (s *stage) ended(t *txn, committed bool, err error, begin time.Time) {
+	if committed && err == nil {
+		s.totals.merge(t.tally, s.metrics)
+		s.proc.committed(t)
+		s.metrics.Transactions.WithLabelValues(s.name, "committed").Inc()
+		s.metrics.Latency.WithLabelValues(s.name).Observe(time.Since(begin).Seconds())
+		return
+	}
+	s.proc.aborted()
+	s.metrics.Transactions.WithLabelValues(s.name, "aborted").Inc()
+}
