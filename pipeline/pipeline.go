@@ -12,6 +12,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,8 +82,11 @@ func New(cfg Config, opts ...Option) (*Pipeline, error) {
 		p.mem = newCountingAllocator(memory.NewGoAllocator())
 	}
 	if p.instance == "" {
-		host, _ := os.Hostname()
-		p.instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+		id, err := instanceID(cfg.State.Dir)
+		if err != nil {
+			return nil, err
+		}
+		p.instance = id
 	}
 	if len(p.brokers) == 0 {
 		return nil, errors.New("no brokers: start an embedded broker or set kafka.brokers")
@@ -195,7 +200,10 @@ func (p *Pipeline) newStage(name string, topics []string, proc processor, tickEa
 		kgo.ConsumerGroup(p.cfg.Kafka.Group+"-"+name),
 		kgo.ConsumeTopics(topics...),
 		kgo.TransactionalID(p.cfg.Kafka.Group+"-"+name+"-"+p.instance),
-		kgo.TransactionTimeout(60*time.Second),
+		// A process killed mid-transaction leaves it open, and read-committed
+		// readers wait behind it until it is fenced (by the same
+		// transactional id starting again: see instanceID) or times out.
+		kgo.TransactionTimeout(15*time.Second),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -341,6 +349,36 @@ func (p *Pipeline) Lag(ctx context.Context) (map[string]int64, error) {
 		p.metrics.ConsumerLag.WithLabelValues(g).Set(float64(n))
 	}
 	return out, nil
+}
+
+// instanceID is this state directory's stable name, kept in the directory:
+// it makes the transactional ids stable across restarts, so that a restarted
+// process fences and aborts the transactions its crashed predecessor left
+// open at once, instead of read-committed consumers waiting for them to time
+// out (Kafka Streams derives its ids from the state directory the same way).
+// Two live processes never share a state directory (Pebble locks it).
+func instanceID(stateDir string) (string, error) {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	path := filepath.Join(stateDir, "instance-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var raw [6]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("%s-%s", host, hex.EncodeToString(raw[:]))
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write instance id: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write instance id: %w", err)
+	}
+	return id, nil
 }
 
 // String names the pipeline for logs.
