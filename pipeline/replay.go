@@ -24,6 +24,9 @@ type ReplayOptions struct {
 	Timeout time.Duration
 	// Progress, when set, receives a line now and then on long replays.
 	Progress func(line string)
+	// Built, when set, is handed the pipeline before it runs (tests read
+	// its metrics).
+	Built func(*Pipeline)
 }
 
 // Summary is summary.json: what a replay read, normalized and dead-lettered.
@@ -109,6 +112,9 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	p, err := New(cfg, append(opts, WithBrokers(b.Addrs()))...)
 	if err != nil {
 		return sum, err
+	}
+	if ro.Built != nil {
+		ro.Built(p)
 	}
 	if err := p.EnsureTopics(ctx); err != nil {
 		return sum, err
