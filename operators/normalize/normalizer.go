@@ -122,17 +122,26 @@ func (n *Normalizer) Add(in Input, emit func(Batch), dead func(DeadLetter)) {
 		whole(ReasonInvalidUTF8, "record is not valid UTF-8")
 		return
 	}
-	depth := jsonDepth(v, n.cfg.maxDepth)
-	deep := depth > n.cfg.maxDepth
 	tooDeep := fmt.Sprintf // only formatted on the slow path
-	if deep && depth > maxParserDepth {
-		whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
-		return
-	}
 	root, err := n.parser.ParseBytes(v)
 	if err != nil {
+		// The parser has its own depth limit; ours must win over it, so a
+		// record too deep for the parser is too_deep, not not_json.
+		if depth := jsonDepth(v, n.cfg.maxDepth); depth > maxParserDepth {
+			whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
+			return
+		}
 		whole(ReasonNotJSON, err.Error())
 		return
+	}
+	// The depth is judged on the parsed tree, descending only into objects
+	// and arrays: no second pass over the record's bytes.
+	depth, deep := 0, deeperThan(root, n.cfg.maxDepth)
+	if deep {
+		if depth = valueDepth(root); depth > maxParserDepth {
+			whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
+			return
+		}
 	}
 	if !n.cfg.importMode && root.Type() == fastjson.TypeObject && root.Get("category") == nil {
 		if recs := root.Get("records"); recs != nil && recs.Type() == fastjson.TypeArray {
