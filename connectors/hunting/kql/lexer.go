@@ -1,11 +1,19 @@
 // Package kql translates a subset of the Kusto Query Language, as used by
 // advanced-hunting queries, into DuckDB SQL over the hunting views.
-// Supported: a table followed by where, project, extend, summarize ... by
-// (count, dcount, min, max, sum, avg, make_set, bin), take/limit, top,
-// sort/order by, distinct, count; expressions with ==, !=, <, >, <=, >=, =~,
-// !~, has, !has, contains, !contains, startswith, endswith, in, !in,
-// has_any, and, or, not, ago(), now(), timespan literals. Anything else is
-// an error naming the construct and its line:column.
+//
+// Statements: let (scalars, dynamic lists, tabular expressions, all becoming
+// CTEs or inlined values) followed by one tabular expression.
+// Tabular operators: where/filter, project, project-away, project-rename,
+// extend, summarize (count, countif, dcount, dcountif, min, max, sum, sumif,
+// avg, make_set, make_list, any, arg_max/arg_min alone, bin), distinct,
+// count, take/limit, top, sort/order by, join (innerunique, inner,
+// leftouter, rightouter, fullouter, leftsemi, leftanti, rightsemi,
+// rightanti; on Col or $left.A == $right.B), mv-expand.
+// Expressions: ==, !=, <, >, <=, >=, =~, !~, has, has_cs, contains,
+// startswith, endswith (and their ! forms), in, in~, !in, !in~, has_any,
+// has_all, matches regex, between, and, or, not(), arithmetic, dynamic
+// member access (x.a.b, x['a'], x[0]) and the functions listed in call().
+// Anything else is an error naming the construct and its line:column.
 package kql
 
 import (
@@ -23,6 +31,7 @@ const (
 	tNumber
 	tTimespan
 	tOp
+	tDatetime // datetime(...) literal; text is what is inside the parentheses
 )
 
 type token struct {
@@ -87,8 +96,9 @@ func lex(src string) ([]token, error) {
 			adv(j + 1 - i)
 			out = append(out, start)
 		case unicode.IsDigit(c):
-			j := i
-			for j < len(r) && (unicode.IsDigit(r[j]) || r[j] == '.') {
+			j, dot := i, false
+			for j < len(r) && (unicode.IsDigit(r[j]) || !dot && r[j] == '.' && j+1 < len(r) && unicode.IsDigit(r[j+1])) {
+				dot = dot || r[j] == '.'
 				j++
 			}
 			k := j
@@ -101,16 +111,39 @@ func lex(src string) ([]token, error) {
 			}
 			adv(k - i)
 			out = append(out, start)
-		case unicode.IsLetter(c) || c == '_':
-			j := i
+		case unicode.IsLetter(c) || c == '_' || c == '$' && i+1 < len(r) && unicode.IsLetter(r[i+1]):
+			j := i + 1
 			for j < len(r) && (unicode.IsLetter(r[j]) || unicode.IsDigit(r[j]) || r[j] == '_' || r[j] == '-' && j+1 < len(r) && unicode.IsLetter(r[j+1]) && isDashWord(r, i, j)) {
 				j++
 			}
-			start.kind, start.text = tIdent, string(r[i:j])
+			if j < len(r) && r[j] == '~' && strings.EqualFold(string(r[i:j]), "in") {
+				j++ // in~
+			}
+			word := string(r[i:j])
+			if strings.EqualFold(word, "datetime") {
+				k := j
+				for k < len(r) && r[k] == ' ' {
+					k++
+				}
+				if k < len(r) && r[k] == '(' {
+					e := k + 1
+					for e < len(r) && r[e] != ')' && r[e] != '\n' {
+						e++
+					}
+					if e >= len(r) || r[e] != ')' {
+						return nil, fmt.Errorf("kql: unterminated datetime() at %d:%d", line, col)
+					}
+					start.kind, start.text = tDatetime, strings.TrimSpace(string(r[k+1:e]))
+					adv(e + 1 - i)
+					out = append(out, start)
+					continue
+				}
+			}
+			start.kind, start.text = tIdent, word
 			adv(j - i)
 			out = append(out, start)
 		default:
-			ops := []string{"==", "!=", "<=", ">=", "=~", "!~", "..", "!", "|", "(", ")", ",", "=", "<", ">", "+", "-", "*", "/", ";", "[", "]", "."}
+			ops := []string{"==", "!=", "<=", ">=", "=~", "!~", "..", "!", "|", "(", ")", ",", "=", "<", ">", "+", "-", "*", "/", ";", "[", "]", ".", ":", "{", "}", "%"}
 			matched := ""
 			for _, o := range ops {
 				if strings.HasPrefix(string(r[i:min(i+len(o), len(r))]), o) {
@@ -133,5 +166,5 @@ func lex(src string) ([]token, error) {
 // isDashWord keeps kind=leftouter style words and "make-series" together.
 func isDashWord(r []rune, i, j int) bool {
 	w := strings.ToLower(string(r[i:j]))
-	return w == "make" || w == "mv" || w == "project"
+	return w == "make" || w == "mv" || w == "project" || w == "top"
 }

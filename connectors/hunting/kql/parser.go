@@ -2,18 +2,52 @@ package kql
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // parser reads tokens; expressions are emitted directly as DuckDB SQL.
+// Tabular expressions (the query, lets, join and in subqueries) append
+// their stages to ctes, one CTE per operator, so they compose as the KQL
+// pipe does.
 type parser struct {
 	toks []token
 	i    int
+
+	ctes []cte
+	// scalars are scalar lets, inlined where their name is used.
+	scalars map[string]scalarLet
+	// tables maps tabular lets to the CTE holding their rows.
+	tables map[string]string
+	// lists marks CTEs of one row and one list column (summarize
+	// make_set/make_list without by), which "in" unnests.
+	lists map[string]bool
+}
+
+type cte struct{ name, sql string }
+
+type scalarLet struct {
+	sql string
+	// items are the elements of a dynamic([...]) list, for in and has_any.
+	items []string
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
-func (p *parser) next() token { t := p.toks[p.i]; p.i++; return t }
+func (p *parser) next() token {
+	t := p.toks[p.i]
+	if t.kind != tEOF {
+		p.i++
+	}
+	return t
+}
+func (p *parser) ahead(n int) token {
+	if p.i+n < len(p.toks) {
+		return p.toks[p.i+n]
+	}
+	return p.toks[len(p.toks)-1]
+}
 
 func (p *parser) is(text string) bool {
 	t := p.peek()
@@ -31,6 +65,9 @@ func (p *parser) accept(text string) bool {
 func (p *parser) expect(text string) error {
 	if !p.accept(text) {
 		t := p.peek()
+		if t.kind == tEOF {
+			return fmt.Errorf("kql: expected %q at %s, found the end of the query", text, t.pos())
+		}
 		return fmt.Errorf("kql: expected %q at %s, found %q", text, t.pos(), t.text)
 	}
 	return nil
@@ -43,10 +80,22 @@ func unsupported(what string, t token) error {
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 func ident(s string) string     { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
+// literal returns the value of a SQL string literal made by sqlString.
+func literal(sql string) (string, bool) {
+	if len(sql) < 2 || sql[0] != '\'' || sql[len(sql)-1] != '\'' {
+		return "", false
+	}
+	in := sql[1 : len(sql)-1]
+	if strings.Contains(strings.ReplaceAll(in, "''", ""), "'") {
+		return "", false
+	}
+	return strings.ReplaceAll(in, "''", "'"), true
+}
+
 // expr := or
 func (p *parser) expr() (string, error) { return p.binary(0) }
 
-var levels = [][]string{{"or"}, {"and"}}
+var levels = []string{"or", "and"}
 
 func (p *parser) binary(level int) (string, error) {
 	if level == len(levels) {
@@ -56,7 +105,7 @@ func (p *parser) binary(level int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for p.is(levels[level][0]) {
+	for p.is(levels[level]) {
 		op := strings.ToUpper(p.next().text)
 		right, err := p.binary(level + 1)
 		if err != nil {
@@ -67,6 +116,51 @@ func (p *parser) binary(level int) (string, error) {
 	return left, nil
 }
 
+// termRE builds the regular expression for KQL's "has": the needle must
+// start and end on term boundaries where it starts or ends with a term
+// character (letters, digits, underscore).
+func termRE(needle string, cs bool) string {
+	class := "[^a-z0-9_]"
+	if cs {
+		class = "[^A-Za-z0-9_]"
+	} else {
+		needle = strings.ToLower(needle)
+	}
+	word := func(b byte) bool {
+		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+	}
+	re := regexp.QuoteMeta(needle)
+	if needle != "" && word(needle[0]) {
+		re = "(^|" + class + ")" + re
+	}
+	if needle != "" && word(needle[len(needle)-1]) {
+		re += "($|" + class + ")"
+	}
+	return re
+}
+
+func hasSQL(left, right string, cs bool) string {
+	if !cs {
+		left = "lower(" + left + ")"
+	}
+	if v, ok := literal(right); ok {
+		return "regexp_matches(" + left + ", " + sqlString(termRE(v, cs)) + ")"
+	}
+	class := "[^a-z0-9_]"
+	if cs {
+		class = "[^A-Za-z0-9_]"
+	} else {
+		right = "lower(" + right + ")"
+	}
+	return "regexp_matches(" + left + ", '(^|" + class + ")' || regexp_escape(" + right + ") || '($|" + class + ")')"
+}
+
+// operand skips an operator and reads its right side.
+func (p *parser) operand() (string, error) {
+	p.next()
+	return p.additive()
+}
+
 func (p *parser) comparison() (string, error) {
 	left, err := p.additive()
 	if err != nil {
@@ -75,23 +169,23 @@ func (p *parser) comparison() (string, error) {
 	t := p.peek()
 	op := strings.ToLower(t.text)
 	neg := false
-	if t.kind == tOp && t.text == "!" { // !has, !contains, !in ...
-		nt := p.toks[p.i+1]
-		if nt.kind == tIdent {
-			p.i++
-			neg, op, t = true, strings.ToLower(nt.text), nt
-		}
+	if t.kind == tOp && t.text == "!" && p.ahead(1).kind == tIdent { // !has, !contains, !in ...
+		p.i++
+		t = p.peek()
+		neg, op = true, strings.ToLower(t.text)
 	}
-	wrap := func(s string) string {
+	if t.kind != tOp && t.kind != tIdent {
+		return left, nil
+	}
+	wrap := func(s string) (string, error) {
 		if neg {
-			return "(NOT " + s + ")"
+			return "(NOT " + s + ")", nil
 		}
-		return s
+		return s, nil
 	}
 	switch op {
 	case "==", "!=", "<", ">", "<=", ">=":
-		p.next()
-		right, err := p.additive()
+		right, err := p.operand()
 		if err != nil {
 			return "", err
 		}
@@ -101,8 +195,7 @@ func (p *parser) comparison() (string, error) {
 		}
 		return "(" + left + " " + sqlOp + " " + right + ")", nil
 	case "=~", "!~":
-		p.next()
-		right, err := p.additive()
+		right, err := p.operand()
 		if err != nil {
 			return "", err
 		}
@@ -111,35 +204,94 @@ func (p *parser) comparison() (string, error) {
 			s = "(NOT " + s + ")"
 		}
 		return s, nil
-	case "has", "contains", "has_cs", "contains_cs", "startswith", "endswith":
+	case "has", "has_cs":
+		right, err := p.operand()
+		if err != nil {
+			return "", err
+		}
+		return wrap(hasSQL(left, right, op == "has_cs"))
+	case "contains", "contains_cs", "startswith", "startswith_cs", "endswith", "endswith_cs":
+		right, err := p.operand()
+		if err != nil {
+			return "", err
+		}
+		base := strings.TrimSuffix(op, "_cs")
+		fn := map[string]string{"contains": "contains", "startswith": "starts_with", "endswith": "ends_with"}[base]
+		if strings.HasSuffix(op, "_cs") {
+			return wrap(fn + "(" + left + ", " + right + ")")
+		}
+		return wrap(fn + "(lower(" + left + "), lower(" + right + "))")
+	case "matches":
 		p.next()
+		if err := p.expect("regex"); err != nil {
+			return "", err
+		}
 		right, err := p.additive()
 		if err != nil {
 			return "", err
 		}
-		// KQL "has" matches whole terms; DuckDB has no term index, so a
-		// case-insensitive substring test stands in (a superset).
-		fn := map[string]string{"has": "contains", "contains": "contains", "has_cs": "contains", "contains_cs": "contains",
-			"startswith": "starts_with", "endswith": "ends_with"}[op]
-		if strings.HasSuffix(op, "_cs") {
-			return wrap(fn + "(" + left + ", " + right + ")"), nil
-		}
-		return wrap(fn + "(lower(" + left + "), lower(" + right + "))"), nil
-	case "in", "in~", "has_any":
+		return wrap("regexp_matches(" + left + ", " + right + ")")
+	case "between":
 		p.next()
-		list, err := p.list()
+		if err := p.expect("("); err != nil {
+			return "", err
+		}
+		lo, err := p.additive()
 		if err != nil {
 			return "", err
 		}
-		if op == "has_any" {
-			parts := make([]string, len(list))
-			for i, v := range list {
-				parts[i] = "contains(lower(" + left + "), lower(" + v + "))"
-			}
-			return wrap("(" + strings.Join(parts, " OR ") + ")"), nil
+		if err := p.expect(".."); err != nil {
+			return "", err
 		}
-		return wrap("(" + left + " IN (" + strings.Join(list, ", ") + "))"), nil
-	case "between", "matches", "has_all", "!between":
+		hi, err := p.additive()
+		if err != nil {
+			return "", err
+		}
+		if err := p.expect(")"); err != nil {
+			return "", err
+		}
+		return wrap("(" + left + " BETWEEN " + lo + " AND " + hi + ")")
+	case "in", "in~":
+		p.next()
+		list, sub, err := p.list()
+		if err != nil {
+			return "", err
+		}
+		if sub != "" {
+			if op == "in~" {
+				return wrap("(lower(" + left + ") IN (SELECT lower(x) FROM (" + sub + ") AS l(x)))")
+			}
+			return wrap("(" + left + " IN (" + sub + "))")
+		}
+		if op == "in~" {
+			for i := range list {
+				list[i] = "lower(" + list[i] + ")"
+			}
+			left = "lower(" + left + ")"
+		}
+		if len(list) == 0 {
+			return wrap("FALSE")
+		}
+		return wrap("(" + left + " IN (" + strings.Join(list, ", ") + "))")
+	case "has_any", "has_all":
+		p.next()
+		list, sub, err := p.list()
+		if err != nil {
+			return "", err
+		}
+		if sub != "" {
+			return "", unsupported(op+" over a tabular expression", t)
+		}
+		parts := make([]string, len(list))
+		for i, v := range list {
+			parts[i] = hasSQL(left, v, false)
+		}
+		if len(parts) == 0 {
+			return wrap(map[string]string{"has_any": "FALSE", "has_all": "TRUE"}[op])
+		}
+		join := map[string]string{"has_any": " OR ", "has_all": " AND "}[op]
+		return wrap("(" + strings.Join(parts, join) + ")")
+	case "has_any_cs", "hasprefix", "hassuffix", "has_all_cs", "hasprefix_cs", "hassuffix_cs", "like", "contains_any":
 		return "", unsupported("operator "+op, t)
 	}
 	if neg {
@@ -148,25 +300,48 @@ func (p *parser) comparison() (string, error) {
 	return left, nil
 }
 
-func (p *parser) list() ([]string, error) {
+// list reads the parenthesised right side of in/has_any: values (a
+// dynamic let expands to its elements), or a tabular expression, returned
+// as a subquery over its first column.
+func (p *parser) list() (vals []string, sub string, err error) {
 	if err := p.expect("("); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	var out []string
+	t := p.peek()
+	if t.kind == tIdent && (p.ahead(1).text == "|" || p.ahead(1).text == ")" && p.tables[t.text] != "") {
+		if _, scalar := p.scalars[t.text]; !scalar {
+			cte, err := p.pipeline()
+			if err != nil {
+				return nil, "", err
+			}
+			if err := p.expect(")"); err != nil {
+				return nil, "", err
+			}
+			if p.lists[cte] {
+				return nil, "SELECT unnest(COLUMNS(*)) FROM " + cte, nil
+			}
+			return nil, "SELECT COLUMNS(*) FROM " + cte, nil
+		}
+	}
 	for !p.is(")") {
 		if p.peek().kind == tEOF {
-			return nil, fmt.Errorf("kql: unterminated list at %s", p.peek().pos())
+			return nil, "", fmt.Errorf("kql: unterminated list at %s", p.peek().pos())
 		}
-		v, err := p.additive()
-		if err != nil {
-			return nil, err
+		if v := p.peek(); v.kind == tIdent && p.scalars[v.text].items != nil && (p.ahead(1).text == "," || p.ahead(1).text == ")") {
+			p.next()
+			vals = append(vals, p.scalars[v.text].items...)
+		} else {
+			v, err := p.additive()
+			if err != nil {
+				return nil, "", err
+			}
+			vals = append(vals, v)
 		}
-		out = append(out, v)
 		if !p.accept(",") {
 			break
 		}
 	}
-	return out, p.expect(")")
+	return vals, "", p.expect(")")
 }
 
 func (p *parser) additive() (string, error) {
@@ -174,7 +349,7 @@ func (p *parser) additive() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for p.is("+") || p.is("-") || p.is("*") || p.is("/") {
+	for p.is("+") || p.is("-") || p.is("*") || p.is("/") || p.is("%") {
 		op := p.next().text
 		right, err := p.unary()
 		if err != nil {
@@ -188,26 +363,108 @@ func (p *parser) additive() (string, error) {
 func (p *parser) unary() (string, error) {
 	t := p.peek()
 	switch {
-	case t.kind == tIdent && strings.EqualFold(t.text, "not") && p.toks[p.i+1].text == "(":
+	case t.kind == tIdent && strings.EqualFold(t.text, "not") && p.ahead(1).text == "(":
 		p.next()
-		e, err := p.primary()
+		e, err := p.postfix()
 		return "(NOT " + e + ")", err
 	case t.kind == tOp && t.text == "-":
 		p.next()
-		e, err := p.primary()
+		e, err := p.postfix()
 		return "(-" + e + ")", err
 	}
-	return p.primary()
+	return p.postfix()
 }
 
 func timespan(t token) (string, error) {
-	units := map[string]string{"d": "day", "h": "hour", "m": "minute", "min": "minute", "s": "second", "ms": "millisecond"}
+	units := map[string]string{"d": "day", "day": "day", "days": "day", "h": "hour", "hr": "hour", "hrs": "hour", "hour": "hour", "hours": "hour",
+		"m": "minute", "min": "minute", "minute": "minute", "minutes": "minute", "s": "second", "sec": "second", "second": "second", "seconds": "second",
+		"ms": "millisecond", "milli": "millisecond", "millis": "millisecond", "millisecond": "millisecond", "milliseconds": "millisecond",
+		"microsecond": "microsecond", "microseconds": "microsecond"}
 	i := strings.IndexFunc(t.text, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' })
 	n, unit := t.text[:i], units[strings.ToLower(t.text[i:])]
 	if _, err := strconv.ParseFloat(n, 64); err != nil || unit == "" {
 		return "", unsupported("timespan "+t.text, t)
 	}
 	return fmt.Sprintf("INTERVAL '%s %s'", n, unit), nil
+}
+
+var dateLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02", "01/02/2006 15:04:05", "01/02/2006"}
+
+// datetime translates the inside of datetime(...): UTC unless it says
+// otherwise, as in KQL.
+func datetime(t token) (string, error) {
+	if strings.EqualFold(t.text, "null") {
+		return "CAST(NULL AS TIMESTAMPTZ)", nil
+	}
+	for _, l := range dateLayouts {
+		if v, err := time.Parse(l, t.text); err == nil {
+			return "TIMESTAMPTZ '" + v.UTC().Format("2006-01-02 15:04:05.999999") + "+00'", nil
+		}
+	}
+	return "", unsupported("datetime literal "+strconv.Quote(t.text), t)
+}
+
+// postfix reads a primary and then member accesses on dynamic values
+// (x.a, x['a'], x[0]) as one JSON path; an index on split() is a list index.
+func (p *parser) postfix() (string, error) {
+	start := p.peek()
+	e, err := p.primary()
+	if err != nil {
+		return "", err
+	}
+	if strings.EqualFold(start.text, "split") && p.is("[") {
+		p.next()
+		idx := p.next()
+		if idx.kind != tNumber {
+			return "", unsupported("non-constant index on split()", idx)
+		}
+		n, _ := strconv.Atoi(idx.text)
+		if err := p.expect("]"); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s[%d]", e, n+1), nil
+	}
+	path := "$"
+	for {
+		if p.is(".") && p.ahead(1).kind == tIdent {
+			p.next()
+			path += "." + jsonKey(p.next().text)
+			continue
+		}
+		if p.is("[") {
+			at := p.next()
+			k := p.next()
+			switch {
+			case k.kind == tString:
+				path += "." + jsonKey(k.text)
+			case k.kind == tNumber:
+				path += "[" + k.text + "]"
+			case k.kind == tOp && k.text == "-" && p.peek().kind == tNumber:
+				path += "[#-" + p.next().text + "]"
+			default:
+				return "", unsupported("non-constant index", at)
+			}
+			if err := p.expect("]"); err != nil {
+				return "", err
+			}
+			continue
+		}
+		break
+	}
+	if path == "$" {
+		return e, nil
+	}
+	return "json_extract_string(" + e + ", " + sqlString(path) + ")", nil
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func jsonKey(k string) string {
+	if plainKey.MatchString(k) {
+		return k
+	}
+	return `"` + strings.ReplaceAll(k, `"`, `\"`) + `"`
 }
 
 func (p *parser) primary() (string, error) {
@@ -219,6 +476,8 @@ func (p *parser) primary() (string, error) {
 		return t.text, nil
 	case tTimespan:
 		return timespan(t)
+	case tDatetime:
+		return datetime(t)
 	case tOp:
 		if t.text == "(" {
 			e, err := p.expr()
@@ -230,22 +489,58 @@ func (p *parser) primary() (string, error) {
 		return "", fmt.Errorf("kql: unexpected %q at %s", t.text, t.pos())
 	case tIdent:
 		switch strings.ToLower(t.text) {
-		case "true", "false":
+		case "true", "false", "null":
 			return strings.ToUpper(t.text), nil
-		case "dynamic", "datetime", "timespan", "toscalar":
+		case "dynamic":
 			if p.is("(") {
-				return "", unsupported(t.text+"()", t)
+				_, sql, err := p.dynamic(t)
+				return sql, err
+			}
+		case "toscalar":
+			if p.is("(") {
+				p.next()
+				cte, err := p.pipeline()
+				if err != nil {
+					return "", err
+				}
+				return "(SELECT * FROM " + cte + " LIMIT 1)", p.expect(")")
 			}
 		}
 		if p.is("(") {
 			return p.call(t)
 		}
-		if p.is("[") || p.is(".") {
-			return "", unsupported("dynamic member access", p.peek())
+		if s, ok := p.scalars[t.text]; ok {
+			return "(" + s.sql + ")", nil
 		}
 		return ident(t.text), nil
 	}
 	return "", fmt.Errorf("kql: unexpected end of query at %s", t.pos())
+}
+
+// dynamic reads dynamic([...]) (a list of literals) or dynamic(null).
+func (p *parser) dynamic(name token) (items []string, sql string, err error) {
+	p.next() // (
+	if p.accept("null") {
+		return nil, "NULL", p.expect(")")
+	}
+	if !p.accept("[") {
+		return nil, "", unsupported("dynamic() other than a list", name)
+	}
+	items = []string{}
+	for !p.is("]") {
+		v, err := p.additive()
+		if err != nil {
+			return nil, "", err
+		}
+		items = append(items, v)
+		if !p.accept(",") {
+			break
+		}
+	}
+	if err := p.expect("]"); err != nil {
+		return nil, "", err
+	}
+	return items, "[" + strings.Join(items, ", ") + "]", p.expect(")")
 }
 
 // call translates the supported scalar and aggregate functions.
@@ -253,11 +548,16 @@ func (p *parser) call(name token) (string, error) {
 	p.next() // (
 	var args []string
 	for !p.is(")") {
-		a, err := p.expr()
-		if err != nil {
-			return "", err
+		if p.is("*") && (p.ahead(1).text == ")" || p.ahead(1).text == ",") {
+			p.next()
+			args = append(args, "*")
+		} else {
+			a, err := p.expr()
+			if err != nil {
+				return "", err
+			}
+			args = append(args, a)
 		}
-		args = append(args, a)
 		if !p.accept(",") {
 			break
 		}
@@ -276,33 +576,90 @@ func (p *parser) call(name token) (string, error) {
 		return "(now() - " + arg(0) + ")", nil
 	case "now":
 		return "now()", nil
+	case "startofday":
+		return "date_trunc('day', " + arg(0) + ")", nil
+	case "startofweek":
+		return "(date_trunc('week', " + arg(0) + " + INTERVAL '1 day') - INTERVAL '1 day')", nil // weeks start on Sunday
+	case "startofmonth":
+		return "date_trunc('month', " + arg(0) + ")", nil
 	case "count":
 		return "count(*)", nil
 	case "countif":
 		return "count(*) FILTER (WHERE " + arg(0) + ")", nil
 	case "dcount":
 		return "count(DISTINCT " + arg(0) + ")", nil
+	case "dcountif":
+		return "count(DISTINCT " + arg(0) + ") FILTER (WHERE " + arg(1) + ")", nil
+	case "sumif":
+		return "sum(" + arg(0) + ") FILTER (WHERE " + arg(1) + ")", nil
 	case "min", "max", "sum", "avg":
 		return fn + "(" + arg(0) + ")", nil
-	case "make_set":
+	case "make_set", "makeset":
 		return "list_distinct(list(" + arg(0) + "))", nil
-	case "make_list":
+	case "make_list", "makelist":
 		return "list(" + arg(0) + ")", nil
+	case "make_set_if":
+		return "list_distinct(list(" + arg(0) + ") FILTER (WHERE " + arg(1) + "))", nil
+	case "make_list_if":
+		return "list(" + arg(0) + ") FILTER (WHERE " + arg(1) + ")", nil
 	case "any", "take_any":
 		return "any_value(" + arg(0) + ")", nil
-	case "bin":
+	case "bin", "floor":
+		if len(args) == 1 {
+			return "floor(" + arg(0) + ")", nil
+		}
 		if strings.HasPrefix(arg(1), "INTERVAL") {
 			return "time_bucket(" + arg(1) + ", " + arg(0) + ")", nil
 		}
 		return "(floor(" + arg(0) + " / " + arg(1) + ") * " + arg(1) + ")", nil
 	case "tostring":
 		return "CAST(" + arg(0) + " AS VARCHAR)", nil
+	case "toint":
+		return "TRY_CAST(" + arg(0) + " AS INTEGER)", nil
+	case "tolong":
+		return "TRY_CAST(" + arg(0) + " AS BIGINT)", nil
+	case "todouble", "toreal":
+		return "TRY_CAST(" + arg(0) + " AS DOUBLE)", nil
+	case "tobool", "toboolean":
+		return "TRY_CAST(" + arg(0) + " AS BOOLEAN)", nil
+	case "todatetime":
+		return "TRY_CAST(" + arg(0) + " AS TIMESTAMPTZ)", nil
+	case "parse_json", "parsejson", "todynamic", "todynamic_":
+		return "TRY_CAST(" + arg(0) + " AS JSON)", nil
 	case "tolower":
 		return "lower(" + arg(0) + ")", nil
 	case "toupper":
 		return "upper(" + arg(0) + ")", nil
 	case "strlen":
 		return "length(" + arg(0) + ")", nil
+	case "strcat":
+		return "concat(" + strings.Join(args, ", ") + ")", nil
+	case "substring":
+		if len(args) > 2 {
+			return "substring(" + arg(0) + ", " + arg(1) + " + 1, " + arg(2) + ")", nil
+		}
+		return "substring(" + arg(0) + ", " + arg(1) + " + 1)", nil
+	case "split":
+		return "string_split(" + arg(0) + ", " + arg(1) + ")", nil
+	case "replace_string":
+		return "replace(" + arg(0) + ", " + arg(1) + ", " + arg(2) + ")", nil
+	case "extract":
+		return "regexp_extract(" + arg(2) + ", " + arg(0) + ", " + arg(1) + ")", nil
+	case "iff", "iif":
+		return "(CASE WHEN " + arg(0) + " THEN " + arg(1) + " ELSE " + arg(2) + " END)", nil
+	case "case":
+		if len(args) < 3 || len(args)%2 == 0 {
+			return "", fmt.Errorf("kql: case() wants condition, value pairs and an else value at %s", name.pos())
+		}
+		s := "(CASE"
+		for i := 0; i+1 < len(args); i += 2 {
+			s += " WHEN " + args[i] + " THEN " + args[i+1]
+		}
+		return s + " ELSE " + args[len(args)-1] + " END)", nil
+	case "coalesce", "abs", "round", "sqrt", "log", "log10", "exp", "pow":
+		return fn + "(" + strings.Join(args, ", ") + ")", nil
+	case "array_length":
+		return "json_array_length(TRY_CAST(" + arg(0) + " AS JSON))", nil
 	case "isempty":
 		return "(" + arg(0) + " IS NULL OR CAST(" + arg(0) + " AS VARCHAR) = '')", nil
 	case "isnotempty":
