@@ -10,11 +10,12 @@ import (
 )
 
 // colBuilder is one column's Arrow builder with its concrete type resolved
-// once, so appending a cell is a switch, not an interface assertion.
+// once, so appending a cell is a switch, not an interface assertion. String
+// and dynamic columns use str (b is nil), the others an Arrow builder.
 type colBuilder struct {
 	kind kind
 	b    array.Builder
-	str  *array.StringBuilder
+	str  *strBuilder
 	dict *array.BinaryDictionaryBuilder
 	i64  *array.Int64Builder
 	i32  *array.Int32Builder
@@ -23,6 +24,9 @@ type colBuilder struct {
 }
 
 func newColBuilder(mem memory.Allocator, k kind) colBuilder {
+	if k == kindString || k == kindDynamic {
+		return colBuilder{kind: k, str: newStrBuilder(mem)}
+	}
 	b := array.NewBuilder(mem, arrowType(k))
 	c := colBuilder{kind: k, b: b}
 	switch k {
@@ -36,13 +40,19 @@ func newColBuilder(mem memory.Allocator, k kind) colBuilder {
 		c.bl = b.(*array.BooleanBuilder)
 	case kindTime:
 		c.ts = b.(*array.TimestampBuilder)
-	default:
-		c.str = b.(*array.StringBuilder)
 	}
 	return c
 }
 
 func (c *colBuilder) append(s *slot) {
+	if c.str != nil {
+		if !s.set || s.null {
+			c.str.appendNull()
+		} else {
+			c.str.append(s.b)
+		}
+		return
+	}
 	if !s.set || s.null {
 		c.b.AppendNull()
 		return
@@ -60,9 +70,51 @@ func (c *colBuilder) append(s *slot) {
 		c.bl.Append(s.i != 0)
 	case kindTime:
 		c.ts.Append(arrow.Timestamp(s.i))
-	default:
-		c.str.BinaryBuilder.Append(s.b)
 	}
+}
+
+func (c *colBuilder) appendNulls(n int) {
+	if c.str != nil {
+		c.str.appendNulls(n)
+		return
+	}
+	c.b.AppendNulls(n)
+}
+
+func (c *colBuilder) reserve(rows, data int) {
+	if c.str != nil {
+		c.str.reserve(rows, data)
+		return
+	}
+	c.b.Reserve(rows)
+}
+
+func (c *colBuilder) dataLen() int {
+	if c.str != nil {
+		return c.str.dataLen()
+	}
+	return 0
+}
+
+func (c *colBuilder) newArray() arrow.Array {
+	if c.str != nil {
+		return c.str.newArray()
+	}
+	a := c.b.NewArray()
+	if c.dict != nil {
+		// The memo table otherwise keeps every value ever seen, and each
+		// batch would carry the dictionary of all previous ones.
+		c.dict.ResetFull()
+	}
+	return a
+}
+
+func (c *colBuilder) release() {
+	if c.str != nil {
+		c.str.release()
+		return
+	}
+	c.b.Release()
 }
 
 // pending is the open batch of one (table, tenant).
@@ -86,11 +138,11 @@ func (p *pending) reserve() {
 		return
 	}
 	for i := range p.cols {
-		c := &p.cols[i]
-		c.b.Reserve(p.lastRows)
-		if c.str != nil && i < len(p.lastData) {
-			c.str.ReserveData(p.lastData[i])
+		data := 0
+		if i < len(p.lastData) {
+			data = p.lastData[i]
 		}
+		p.cols[i].reserve(p.lastRows, data)
 	}
 }
 
@@ -104,6 +156,9 @@ type tableState struct {
 	schema   *arrow.Schema
 	extraCol int // index of ExtraFieldsColumn, -1 until needed
 	scratch  []slot
+	// next[c+1] is the key that followed column c in the last record (c is
+	// -1 at the start of a record): visitColumn's guess for the next key.
+	next []keyHint
 	pending  map[string]*pending
 
 	normalized, inferred int64
@@ -114,11 +169,21 @@ func newTableState(t *table) *tableState {
 		t: t, cols: append([]columnDef(nil), t.columns...), index: make(map[string]int, len(t.columns)),
 		version: SchemaVersion, schema: t.schema, extraCol: -1,
 		scratch: make([]slot, len(t.columns)), pending: map[string]*pending{},
+		next: make([]keyHint, len(t.columns)+1),
+	}
+	for i := range st.next {
+		st.next[i].idx = -1
 	}
 	for k, v := range t.index {
 		st.index[k] = v
 	}
 	return st
+}
+
+// keyHint is a key and its column; idx is -1 when there is no hint.
+type keyHint struct {
+	name string
+	idx  int
 }
 
 // promote adds an undefined column as nullable utf8 and bumps the schema
@@ -128,6 +193,7 @@ func (st *tableState) promote(name string) int {
 	st.cols = append(st.cols, columnDef{name: name, kind: kindString})
 	st.index[name] = idx
 	st.scratch = append(st.scratch, slot{})
+	st.next = append(st.next, keyHint{idx: -1})
 	st.version++
 	st.schema = buildSchema(st.t.name, st.cols, st.version)
 	return idx
@@ -146,7 +212,7 @@ func (st *tableState) extras() int {
 func (st *tableState) widen(p *pending, mem memory.Allocator) {
 	for len(p.cols) < len(st.cols) {
 		c := newColBuilder(mem, st.cols[len(p.cols)].kind)
-		c.b.AppendNulls(p.rows)
+		c.appendNulls(p.rows)
 		p.cols = append(p.cols, c)
 	}
 }
@@ -173,17 +239,8 @@ func (st *tableState) flush(p *pending, mem memory.Allocator, emit func(Batch)) 
 	p.lastRows = p.rows
 	p.lastData = p.lastData[:0]
 	for i := range p.cols {
-		if p.cols[i].str != nil {
-			p.lastData = append(p.lastData, p.cols[i].str.DataLen())
-		} else {
-			p.lastData = append(p.lastData, 0)
-		}
-		arrs[i] = p.cols[i].b.NewArray()
-		if p.cols[i].dict != nil {
-			// The memo table otherwise keeps every value ever seen, and each
-			// batch would carry the dictionary of all previous ones.
-			p.cols[i].dict.ResetFull()
-		}
+		p.lastData = append(p.lastData, p.cols[i].dataLen())
+		arrs[i] = p.cols[i].newArray()
 	}
 	rec := array.NewRecord(st.schema, arrs, int64(p.rows))
 	for _, a := range arrs {
@@ -198,8 +255,8 @@ func (st *tableState) flush(p *pending, mem memory.Allocator, emit func(Batch)) 
 }
 
 func (p *pending) release() {
-	for _, c := range p.cols {
-		c.b.Release()
+	for i := range p.cols {
+		p.cols[i].release()
 	}
 	p.cols = nil
 }

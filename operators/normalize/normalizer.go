@@ -29,6 +29,7 @@ type Normalizer struct {
 	failReason Reason
 	failMsg    string
 	visit      func(key []byte, v *fastjson.Value) // n.visitColumn, bound once
+	prev       int                                 // column of the previous key, -1 at the start
 	elemBuf    []byte
 }
 
@@ -254,7 +255,7 @@ func (n *Normalizer) addExportRow(o *fastjson.Object, size int64, emit func(Batc
 // every value fits, appends the row to the (table, tenant) batch. recTime is
 // the record's time, used when the row has no Timestamp.
 func (n *Normalizer) addRow(st *tableState, tenant []byte, props *fastjson.Object, recTime []byte, size int64, emit func(Batch), fail func(Reason, string)) bool {
-	n.cur = st
+	n.cur, n.prev = st, -1
 	clear(st.scratch)
 	n.buf, n.extras, n.failReason, n.failMsg = n.buf[:0], n.extras[:0], "", ""
 	props.Visit(n.visit)
@@ -304,11 +305,20 @@ func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
 		return
 	}
 	st := n.cur
-	idx, ok := st.index[string(key)]
+	// Records of a table list their keys in much the same order: the key
+	// that followed the previous column last time is tried first, with a
+	// plain comparison instead of hashing the key.
+	h := &st.next[n.prev+1]
+	idx, ok := h.idx, h.idx >= 0 && h.name == string(key)
 	if !ok {
-		if base := stripSuffix(key); base != nil {
-			idx, ok = st.t.index[string(base)]
+		if idx, ok = st.index[string(key)]; ok {
+			*h = keyHint{name: st.cols[idx].name, idx: idx}
 		}
+	}
+	if ok {
+		n.prev = idx
+	} else if base := stripSuffix(key); base != nil {
+		idx, ok = st.t.index[string(base)]
 	}
 	if !ok || idx >= len(st.t.columns) {
 		// Not a defined column. Export rows are a union of tables: their
@@ -324,8 +334,13 @@ func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
 		}
 	}
 	k := st.cols[idx].kind
+	dst := &st.scratch[idx]
 	var s slot
-	if !convert(k, v, &n.buf, &s) {
+	out := &s
+	if !dst.set {
+		out = dst // the common case: convert in place
+	}
+	if !convert(k, v, &n.buf, out) {
 		n.failReason = ReasonWrongType
 		if idx == st.t.ts {
 			n.failReason = ReasonBadTimestamp
@@ -333,7 +348,9 @@ func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
 		n.failMsg = fmt.Sprintf("column %s (%s): cannot take %s", key, kindNames[k], describe(v))
 		return
 	}
-	setSlot(&st.scratch[idx], s)
+	if out == &s {
+		setSlot(dst, s)
+	}
 }
 
 // setSlot stores s unless it would replace a value with an empty one: the
