@@ -158,8 +158,8 @@ type tableState struct {
 	scratch  []slot
 	// next[c+1] is the key that followed column c in the last record (c is
 	// -1 at the start of a record): visitColumn's guess for the next key.
-	next []keyHint
-	pending  map[string]*pending
+	next    []keyHint
+	pending map[string]*pending
 
 	normalized, inferred int64
 }

@@ -53,19 +53,19 @@ type Reason string
 // The dead-letter reasons. They are part of stitch's output contract (the
 // deadletter topic, deadletter.jsonl, metrics labels): add, never rename.
 const (
-	ReasonNotJSON         Reason = "not_json"          // not parsable as JSON
-	ReasonNotObject       Reason = "not_object"        // JSON, but not an object
-	ReasonMissingCategory Reason = "missing_category"  // no category field
-	ReasonUnknownCategory Reason = "unknown_category"  // category names no known table
-	ReasonMissingTenant   Reason = "missing_tenant"    // no tenantId
-	ReasonBadTimestamp    Reason = "bad_timestamp"     // time/Timestamp missing or unparsable
-	ReasonWrongType       Reason = "wrong_type"        // a typed column holds a value of another type
-	ReasonTooLarge        Reason = "too_large"         // over the configured record size limit
-	ReasonInvalidUTF8     Reason = "invalid_utf8"      // bytes that are not UTF-8
-	ReasonTooDeep         Reason = "too_deep"          // nesting deeper than the configured limit
+	ReasonNotJSON         Reason = "not_json"           // not parsable as JSON
+	ReasonNotObject       Reason = "not_object"         // JSON, but not an object
+	ReasonMissingCategory Reason = "missing_category"   // no category field
+	ReasonUnknownCategory Reason = "unknown_category"   // category names no known table
+	ReasonMissingTenant   Reason = "missing_tenant"     // no tenantId
+	ReasonBadTimestamp    Reason = "bad_timestamp"      // time/Timestamp missing or unparsable
+	ReasonWrongType       Reason = "wrong_type"         // a typed column holds a value of another type
+	ReasonTooLarge        Reason = "too_large"          // over the configured record size limit
+	ReasonInvalidUTF8     Reason = "invalid_utf8"       // bytes that are not UTF-8
+	ReasonTooDeep         Reason = "too_deep"           // nesting deeper than the configured limit
 	ReasonMissingProps    Reason = "missing_properties" // streaming record without a properties object
-	ReasonUnknownTable    Reason = "unknown_table"     // export row whose table could not be inferred
-	ReasonBlocked         Reason = "blocked_indicator" // reserved: dropped by block-on-sight policy
+	ReasonUnknownTable    Reason = "unknown_table"      // export row whose table could not be inferred
+	ReasonBlocked         Reason = "blocked_indicator"  // reserved: dropped by block-on-sight policy
 )
 
 // DeadLetter is a record that could not be normalized. It is written as JSON
