@@ -47,6 +47,7 @@ type Pipeline struct {
 	ready    atomic.Int32 // stages that have polled at least once
 	nstages  int32
 	running  atomic.Bool
+	inputLag atomic.Int64 // -1: unknown
 }
 
 // Option adjusts a Pipeline.
@@ -92,6 +93,7 @@ func New(cfg Config, opts ...Option) (*Pipeline, error) {
 		return nil, errors.New("no brokers: start an embedded broker or set kafka.brokers")
 	}
 	p.metrics = newMetrics(func() float64 { return float64(p.mem.Allocated()) })
+	p.inputLag.Store(-1)
 	return p, nil
 }
 
@@ -209,6 +211,9 @@ func (p *Pipeline) newStage(name string, topics []string, proc processor, tickEa
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(30*time.Second),
 	)
+	if k, ok := proc.(interface{ kafkaOpts() []kgo.Opt }); ok {
+		opts = append(opts, k.kafkaOpts()...) // e.g. the correlate stage's restore on assignment
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: kafka session: %w", name, err)
@@ -289,6 +294,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}
 
+	go p.lagLoop(ctx, 5*time.Second)
 	var wg sync.WaitGroup
 	errs := make([]error, len(runners))
 	p.running.Store(true)

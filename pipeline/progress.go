@@ -26,16 +26,14 @@ func (p *Pipeline) Progress(ctx context.Context, w io.Writer, every time.Duratio
 			return
 		case now := <-t.C:
 			cur := p.Totals()
-			lctx, cancel := context.WithTimeout(ctx, every/2)
-			lag, err := p.Lag(lctx)
-			cancel()
-			fmt.Fprintln(w, progressLine(last, cur, now.Sub(lastAt), lag, err))
+			lag, ok := p.InputLag()
+			fmt.Fprintln(w, progressLine(last, cur, now.Sub(lastAt), lag, ok))
 			last, lastAt = cur, now
 		}
 	}
 }
 
-func progressLine(prev, cur Snapshot, dt time.Duration, lag map[string]int64, lagErr error) string {
+func progressLine(prev, cur Snapshot, dt time.Duration, lag int64, lagKnown bool) string {
 	var b strings.Builder
 	rate := float64(cur.RecordsRead-prev.RecordsRead) / dt.Seconds()
 	fmt.Fprintf(&b, "stitch: %s rec/s | read %d | rows %d", humanRate(rate), cur.RecordsRead, cur.NormalizedTotal())
@@ -43,14 +41,10 @@ func progressLine(prev, cur Snapshot, dt time.Duration, lag map[string]int64, la
 		fmt.Fprintf(&b, " (%s)", tables)
 	}
 	fmt.Fprintf(&b, " | dead %d | incidents %d | parquet rows %d", cur.DeadTotal(), cur.Incidents, sum(cur.HuntingRows))
-	if lagErr != nil {
-		fmt.Fprintf(&b, " | lag ?")
+	if lagKnown {
+		fmt.Fprintf(&b, " | input lag %d", lag)
 	} else {
-		var total int64
-		for _, v := range lag {
-			total += v
-		}
-		fmt.Fprintf(&b, " | lag %d", total)
+		fmt.Fprintf(&b, " | input lag ?")
 	}
 	return b.String()
 }
@@ -92,6 +86,38 @@ func sum(m map[string]int64) int64 {
 		n += v
 	}
 	return n
+}
+
+// lagLoop refreshes the consumer-lag gauges every interval, whether or not
+// anyone prints progress.
+func (p *Pipeline) lagLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, every)
+		lag, err := p.Lag(lctx)
+		cancel()
+		if err != nil {
+			p.log.Debug("consumer lag", "err", err)
+			p.inputLag.Store(-1)
+			continue
+		}
+		p.inputLag.Store(lag[p.cfg.Kafka.Group+"-normalize"])
+	}
+}
+
+// InputLag is the normalize stage's lag on the input topics at the last
+// check: the records that arrived and are not yet processed. (The internal
+// topics' lag is in the stitch_consumer_lag_records gauge; it reads one per
+// partition high when idle, for the transaction markers.)
+func (p *Pipeline) InputLag() (int64, bool) {
+	v := p.inputLag.Load()
+	return v, v >= 0
 }
 
 // WaitIdle returns once this process has finished all the work on its
