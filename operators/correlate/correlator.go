@@ -9,8 +9,10 @@
 package correlate
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -69,12 +71,28 @@ type Stats struct {
 }
 
 // Correlator places alerts into incidents. Apply and Tick are serialised.
+//
+// By default every Apply and Tick commits its own Pebble batch. Between Begin
+// and Commit (or Abort) they all write one pending batch instead, read back
+// through it (read-your-writes), so that the state changes of one Kafka
+// transaction become durable only once that transaction has committed, with
+// the input offsets they cover, and vanish with it when it aborts.
 type Correlator struct {
 	mu    sync.Mutex
 	store *state.Store
 	cfg   config
 	clock clock
 	stats Stats
+	pend  *pending
+}
+
+// pending is an open transaction: its batch, the offsets it covers, and what
+// Abort puts back in memory.
+type pending struct {
+	b       *state.Batch
+	offsets map[state.TopicPartition]int64
+	stats   Stats
+	marks   map[int32]time.Time
 }
 
 // New returns a correlator over store.
@@ -92,7 +110,146 @@ func New(store *state.Store, opts ...Option) (*Correlator, error) {
 	case cfg.prevalenceN < 1 || cfg.prevalenceN >= MaxObservers:
 		return nil, fmt.Errorf("correlate: prevalence threshold %d outside 1..%d", cfg.prevalenceN, MaxObservers-1)
 	}
-	return &Correlator{store: store, cfg: cfg, clock: clock{lateness: cfg.lateness}}, nil
+	c := &Correlator{store: store, cfg: cfg, clock: clock{lateness: cfg.lateness}}
+	marks, err := loadMarks(store)
+	if err != nil {
+		return nil, err
+	}
+	c.clock.marks = marks
+	return c, nil
+}
+
+// Watermarks are kept beside the offsets, so that a restarted correlator has
+// the event-time clock it had (idle close and expiry depend on it).
+//
+//	'W' 'm' partition(u32 BE) -> event time (i64 unix ns, sortable)
+var markPrefix = []byte{'W', 'm'}
+
+func markKey(partition int32) []byte {
+	return binary.BigEndian.AppendUint32(append([]byte(nil), markPrefix...), uint32(partition))
+}
+
+func loadMarks(store *state.Store) (map[int32]time.Time, error) {
+	it, err := store.NewIter(markPrefix)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	marks := map[int32]time.Time{}
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(markPrefix)+4 || len(v) != 8 {
+			return nil, fmt.Errorf("correlate: bad watermark record %q", k)
+		}
+		marks[int32(binary.BigEndian.Uint32(k[len(markPrefix):]))] = time.Unix(0, state.ReadInt64(v)).UTC()
+	}
+	return marks, it.Error()
+}
+
+func (c *Correlator) saveMark(b *state.Batch, partition int32) error {
+	t, ok := c.clock.marks[partition]
+	if !ok {
+		return nil
+	}
+	return b.Set(markKey(partition), state.AppendInt64(nil, t.UnixNano()))
+}
+
+// Begin opens a transaction: until Commit or Abort, Apply, ApplyOffset, Skip
+// and Tick stage their changes in one pending batch (and see them), and
+// nothing reaches the store.
+func (c *Correlator) Begin() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pend != nil {
+		return fmt.Errorf("correlate: transaction already open")
+	}
+	c.pend = &pending{b: c.store.NewBatch(), offsets: map[state.TopicPartition]int64{},
+		stats: c.stats, marks: maps.Clone(c.clock.marks)}
+	return nil
+}
+
+// InTransaction says whether Begin was called without Commit or Abort.
+func (c *Correlator) InTransaction() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pend != nil
+}
+
+// Commit makes the open transaction's changes durable in one atomic batch,
+// together with the highest offset it saw per topic/partition and the
+// watermarks of those partitions. Call it only once the outputs of the
+// transaction are committed downstream (the Kafka transaction committed):
+// the store must never get ahead of what consumers saw.
+func (c *Correlator) Commit() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pend
+	if p == nil {
+		return fmt.Errorf("correlate: commit without a transaction")
+	}
+	c.pend = nil
+	for tp, off := range p.offsets {
+		if err := p.b.SetOffset(tp.Topic, tp.Partition, off); err != nil {
+			p.b.Close()
+			return err
+		}
+		if err := c.saveMark(p.b, tp.Partition); err != nil {
+			p.b.Close()
+			return err
+		}
+	}
+	if p.b.Empty() {
+		return p.b.Close()
+	}
+	if err := p.b.Commit(c.cfg.sync); err != nil {
+		return fmt.Errorf("correlate: commit transaction: %w", err)
+	}
+	return nil
+}
+
+// Abort discards the open transaction: its batch, and the counters and
+// watermarks it moved. A no-op without one.
+func (c *Correlator) Abort() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pend
+	if p == nil {
+		return
+	}
+	c.pend = nil
+	_ = p.b.Close()
+	c.stats = p.stats
+	c.clock.marks = p.marks
+}
+
+// Skip records that topic/partition/offset was consumed without facts to
+// apply (an undecodable record), so that the store's offset covers it.
+func (c *Correlator) Skip(topic string, partition int32, offset int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pend != nil {
+		c.pend.cover(topic, partition, offset)
+		return nil
+	}
+	b := c.store.NewBatch()
+	if err := b.SetOffset(topic, partition, offset); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit(c.cfg.sync)
+}
+
+func (p *pending) cover(topic string, partition int32, offset int64) {
+	tp := state.TopicPartition{Topic: topic, Partition: partition}
+	if cur, ok := p.offsets[tp]; !ok || offset > cur {
+		p.offsets[tp] = offset
+	}
+}
+
+// Offsets are the committed offsets of the store: per topic/partition, the
+// last input offset its state reflects.
+func (c *Correlator) Offsets() (map[state.TopicPartition]int64, error) {
+	return c.store.Offsets()
 }
 
 // Stats returns a copy of the counters.
@@ -141,8 +298,16 @@ type tx struct {
 	order      []string // incidents in first-touched order
 }
 
+// begin starts one call's work: on the open transaction's batch, or on a
+// batch of its own.
 func (c *Correlator) begin(tenant string) *tx {
-	return &tx{c: c, b: c.store.NewBatch(), tenant: tenant, prevalence: map[string]bool{},
+	var b *state.Batch
+	if c.pend != nil {
+		b = c.pend.b
+	} else {
+		b = c.store.NewBatch()
+	}
+	return &tx{c: c, b: b, tenant: tenant, prevalence: map[string]bool{},
 		alerts: map[string]*alertRec{}, newAlerts: map[string]*Alert{}, incs: map[string]*incState{}}
 }
 
@@ -212,6 +377,20 @@ func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.pend != nil {
+		// In a transaction: a failure leaves the pending batch half written,
+		// so the caller must Abort (as it must anyway: its outputs are lost).
+		t := c.begin(f.Tenant)
+		out, err := t.apply(partition, f)
+		if err != nil {
+			return nil, err
+		}
+		if topic != "" {
+			c.pend.cover(topic, partition, offset)
+		}
+		c.clock.observe(partition, f.MaxTime)
+		return out, nil
+	}
 	t := c.begin(f.Tenant)
 	out, err := t.apply(partition, f)
 	if err == nil && topic != "" {
@@ -221,10 +400,16 @@ func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset
 		t.b.Close()
 		return nil, err
 	}
+	c.clock.observe(partition, f.MaxTime)
+	if topic != "" {
+		if err := c.saveMark(t.b, partition); err != nil {
+			t.b.Close()
+			return nil, err
+		}
+	}
 	if err := t.b.Commit(c.cfg.sync); err != nil {
 		return nil, fmt.Errorf("correlate: commit facts of tenant %s: %w", f.Tenant, err)
 	}
-	c.clock.observe(partition, f.MaxTime)
 	return out, nil
 }
 
@@ -631,20 +816,24 @@ func (t *tx) takePending(alertID string, at time.Time) ([]EvidenceFact, error) {
 	var out []EvidenceFact
 	for b := state.Bucket(at.Add(-g), g); b <= state.Bucket(at.Add(g), g); b++ {
 		pfx := state.AppendString(state.BucketKey(nil, spacePending, b, t.tenant), alertID)
-		var found bool
-		err := t.scan(pfx, func(_, val []byte) error {
+		var found [][]byte
+		err := t.scan(pfx, func(rest, val []byte) error {
 			var ev EvidenceFact
 			if err := json.Unmarshal(val, &ev); err != nil {
 				return fmt.Errorf("correlate: pending evidence of %s: %w", alertID, err)
 			}
-			out, found = append(out, ev), true
+			out = append(out, ev)
+			found = append(found, append(slices.Clip(pfx), rest...))
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		if found {
-			if err := t.b.DeletePrefix(pfx); err != nil {
+		// Point deletes, not a range: every range deletion in an indexed
+		// batch makes its next read re-fragment all of them, which a
+		// transaction-long batch cannot afford.
+		for _, k := range found {
+			if err := t.b.Delete(k); err != nil {
 				return nil, err
 			}
 		}
@@ -672,6 +861,13 @@ func (c *Correlator) Tick(now time.Time) ([]Incident, error) {
 	}
 	if !now.IsZero() && now.Before(clk) {
 		clk = now
+	}
+	if c.pend != nil {
+		out, err := c.closeIdle(c.pend.b, clk)
+		if err == nil {
+			err = c.expire(c.pend.b, clk)
+		}
+		return out, err
 	}
 	b := c.store.NewBatch()
 	out, err := c.closeIdle(b, clk)

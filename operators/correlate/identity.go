@@ -97,8 +97,13 @@ func (t *tx) union(a, b string) (bool, error) {
 			return false, err
 		}
 	}
-	if err := t.b.DeletePrefix(t.tkey(spaceMembers, rb)); err != nil {
-		return false, err
+	// rb's member list goes key by key (mb is all of it): a range deletion
+	// would make every later read of a transaction-long batch re-fragment
+	// all its range deletions.
+	for _, m := range mb {
+		if err := t.b.Delete(t.tkey(spaceMembers, rb, m)); err != nil {
+			return false, err
+		}
 	}
 	t.classes = nil // cached expansions are stale
 	return true, nil

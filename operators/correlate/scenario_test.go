@@ -111,17 +111,9 @@ func (s *scenario) flush() {
 	s.norm.Flush(emit)
 	s.chunk = s.chunk[:0]
 	for _, b := range batches {
-		f := Extract(b)
-		b.Release()
+		f := wireFacts(s.t, b)
 		if f == nil {
 			continue
-		}
-		wire, err := f.Marshal()
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		if f, err = UnmarshalFacts(wire); err != nil {
-			s.t.Fatal(err)
 		}
 		out, err := c.ApplyOffset(0, f, "facts", s.offset)
 		if err != nil {

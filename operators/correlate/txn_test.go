@@ -1,0 +1,246 @@
+package correlate
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/operators/normalize"
+	"github.com/stitch-xdr/stitch/state"
+)
+
+// simFacts runs n simulator records (several attack stories, two tenants)
+// through the real normalizer and Extract, in chunks as stage 1 would, and
+// returns the facts as they arrive at stage 2 (through the wire encoding).
+func simFacts(t *testing.T, n int) []*Facts {
+	t.Helper()
+	sim := simulator.New(simulator.Seed(7), simulator.EventsPerSecond(5), simulator.AttackEvery(400))
+	norm := normalize.New()
+	var out []*Facts
+	var batches []normalize.Batch
+	emit := func(b normalize.Batch) { batches = append(batches, b) }
+	drain := func() {
+		norm.Flush(emit)
+		for _, b := range batches {
+			if f := wireFacts(t, b); f != nil {
+				out = append(out, f)
+			}
+		}
+		batches = batches[:0]
+	}
+	var buf []byte
+	for i := range n {
+		_, v := sim.Next(buf[:0])
+		norm.Add(normalize.Input{Topic: "signals", Offset: int64(i), Value: append([]byte(nil), v...)}, emit,
+			func(d normalize.DeadLetter) { t.Fatalf("simulator record dead-lettered: %s", d.Reason) })
+		buf = v
+		if i%250 == 249 {
+			drain()
+		}
+	}
+	drain()
+	var alerts int
+	for _, f := range out {
+		alerts += len(f.Alerts)
+	}
+	if alerts < 10 {
+		t.Fatalf("only %d alerts in %d facts: not a useful stream", alerts, len(out))
+	}
+	return out
+}
+
+// wireFacts extracts b's facts (nil when none) and passes them through the
+// wire encoding, as stage 2 receives them; b is released.
+func wireFacts(t testing.TB, b normalize.Batch) *Facts {
+	t.Helper()
+	f := Extract(b)
+	b.Release()
+	if f == nil {
+		return nil
+	}
+	wire, err := f.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err = UnmarshalFacts(wire); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// applyAll applies facts (offsets from 0, partition 0) and returns the
+// encoded outputs.
+func applyAll(t *testing.T, c *Correlator, facts []*Facts) []string {
+	t.Helper()
+	var out []string
+	for i, f := range facts {
+		incs, err := c.ApplyOffset(0, f, "facts", int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, encode(t, incs)...)
+	}
+	return out
+}
+
+func openCorrelator(t *testing.T, dir string) (*Correlator, *state.Store) {
+	t.Helper()
+	st, err := state.Open(dir, state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, st
+}
+
+func encode(t *testing.T, incs []Incident) []string {
+	t.Helper()
+	var out []string
+	for _, inc := range incs {
+		b, err := json.Marshal(inc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	return out
+}
+
+func sameOutputs(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d incident versions, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: output %d differs:\n got %s\nwant %s", what, i, got[i], want[i])
+		}
+	}
+}
+
+// reference applies every fact with its own commit (the uninterrupted run)
+// and returns the outputs of each.
+func reference(t *testing.T, facts []*Facts) [][]string {
+	c, st := openCorrelator(t, t.TempDir())
+	defer st.Close()
+	out := make([][]string, len(facts))
+	for i, f := range facts {
+		incs, err := c.ApplyOffset(int32(i%2), f, "facts", int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = encode(t, incs)
+	}
+	return out
+}
+
+// TestTransactionsMatchUninterrupted: facts applied in transactions of a
+// few records each give exactly the outputs of one commit per record, and a
+// transaction that aborts and is redone changes nothing: no state, counter,
+// watermark or offset of the aborted attempt survives.
+func TestTransactionsMatchUninterrupted(t *testing.T) {
+	facts := simFacts(t, 6000)
+	want := reference(t, facts)
+
+	dir := t.TempDir()
+	c, st := openCorrelator(t, dir)
+	defer func() { st.Close() }()
+	for i := 0; i < len(facts); i += 3 {
+		end := min(i+3, len(facts))
+		// Every other transaction first runs and aborts: a crash or rebalance
+		// after the records were processed and their outputs produced.
+		if (i/3)%2 == 1 {
+			before := c.Stats()
+			offs, _ := c.Offsets()
+			if err := c.Begin(); err != nil {
+				t.Fatal(err)
+			}
+			for j := i; j < end; j++ {
+				if _, err := c.ApplyOffset(int32(j%2), facts[j], "facts", int64(j)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := c.Tick(facts[end-1].MaxTime); err != nil {
+				t.Fatal(err)
+			}
+			c.Abort()
+			if got := c.Stats(); got != before {
+				t.Fatalf("abort kept counters: %+v, want %+v", got, before)
+			}
+			if got, _ := c.Offsets(); len(got) != len(offs) || got[state.TopicPartition{Topic: "facts", Partition: 0}] != offs[state.TopicPartition{Topic: "facts", Partition: 0}] {
+				t.Fatalf("abort moved offsets: %v, want %v", got, offs)
+			}
+		}
+		if err := c.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		for j := i; j < end; j++ {
+			incs, err := c.ApplyOffset(int32(j%2), facts[j], "facts", int64(j))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameOutputs(t, "transactional", encode(t, incs), want[j])
+		}
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offs, err := c.Offsets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := int64(len(facts) - 1)
+	for p := int32(0); p < 2; p++ {
+		wantOff := last
+		if int32(last%2) != p {
+			wantOff = last - 1
+		}
+		if got := offs[state.TopicPartition{Topic: "facts", Partition: p}]; got != wantOff {
+			t.Errorf("offset of partition %d = %d, want %d", p, got, wantOff)
+		}
+	}
+	// The watermarks survive a restart with the state.
+	clk := c.clock.now()
+	st.Close()
+	c2, st2 := openCorrelator(t, dir)
+	st = st2
+	if got := c2.clock.now(); !got.Equal(clk) {
+		t.Errorf("clock after reopen = %v, want %v", got, clk)
+	}
+}
+
+// TestAbortDiscardsEverything: the aborted transaction's alerts are not in
+// the store, so redoing it publishes them again (nothing is lost).
+func TestAbortDiscardsEverything(t *testing.T) {
+	facts := simFacts(t, 3000)
+	c, st := openCorrelator(t, t.TempDir())
+	defer st.Close()
+	if err := c.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	first := applyAll(t, c, facts)
+	if len(first) == 0 {
+		t.Fatal("no incidents")
+	}
+	c.Abort()
+	if offs, _ := c.Offsets(); len(offs) != 0 {
+		t.Fatalf("offsets after abort: %v", offs)
+	}
+	if err := c.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	again := applyAll(t, c, facts)
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	sameOutputs(t, "redo after abort", again, first)
+	if err := c.Begin(); err == nil {
+		if err := c.Begin(); err == nil {
+			t.Error("nested Begin accepted")
+		}
+		c.Abort()
+	}
+}
