@@ -295,6 +295,9 @@ func (c *Config) Validate() error {
 	if c.Normalize.MaxDepth < 1 {
 		bad("normalize.max_depth", "must be at least 1")
 	}
+	if c.Correlate.PrevalenceThreshold < 1 || c.Correlate.PrevalenceThreshold > 63 {
+		bad("correlate.prevalence_threshold", "must be between 1 and 63")
+	}
 	if c.Hunting.Retention <= 0 {
 		bad("hunting.retention", "must be positive")
 	}
