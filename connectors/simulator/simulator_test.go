@@ -11,30 +11,18 @@ import (
 	"time"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/stitch-xdr/stitch/internal/shareddata"
 )
 
 // columns reads the advanced-hunting column reference (table -> column ->
 // type) from the shared public data, or skips the test when it is absent.
 func columns(t *testing.T) map[string]map[string]string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("go.mod not found above the package: cannot locate ../shared/data")
-		}
-		dir = parent
-	}
-	path := filepath.Join(dir, "..", "shared", "data", "m365d", "advanced-hunting-tables", "columns.tsv")
+	path := shareddata.Path(t, "m365d/advanced-hunting-tables/columns.tsv")
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		t.Skipf("column reference %s not available (%v): skipping the column check", path, err)
+		t.Fatal(err)
 	}
 	out := map[string]map[string]string{}
 	for i, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
