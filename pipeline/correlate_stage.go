@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -14,12 +15,117 @@ import (
 // correlateProc is stage 2: facts in (keyed by tenant, so every alert of a
 // tenant arrives at one task), incidents out, keyed by incident id so that a
 // SIEM can upsert by key (and compaction keeps the latest version).
+//
+// Exactly-once: the correlator's writes during one Kafka transaction stay in
+// one pending Pebble batch, committed (with the facts offsets it covers) only
+// after the Kafka transaction committed, and dropped when it aborts. So the
+// store is never ahead of the group's committed offsets; when it is behind
+// (a crash between the two commits, a partition whose state was built by
+// another process, an empty store), the partition is restored from the facts
+// topic on assignment, before any of its records is processed (restore.go).
 type correlateProc struct {
 	p *Pipeline
 	c *correlate.Correlator
+
+	// txMu is held by the stage from before each Kafka Begin until the
+	// transaction ended, and by restores: a restore never overlaps an open
+	// transaction, and no record of a partition is processed before its
+	// restore is done (the group fetches a new partition only after the
+	// assignment callback returned).
+	txMu       sync.Mutex
+	ctx        context.Context // canceled when the stage stops
+	cancel     context.CancelFunc
+	sess       *kgo.Client
+	unrestored map[int32]error // restores that failed; retried before each transaction
+	broken     error           // the store could not commit: stop
+}
+
+func (cp *correlateProc) kafkaOpts() []kgo.Opt {
+	cp.ctx, cp.cancel = context.WithCancel(context.Background())
+	cp.unrestored = map[int32]error{}
+	return []kgo.Opt{kgo.OnPartitionsAssigned(cp.onAssigned)}
+}
+
+// onAssigned restores the newly assigned facts partitions whose state is
+// behind the group's committed offsets. It runs on the group's goroutine
+// (heartbeats go on meanwhile) and waits for the open transaction to end.
+func (cp *correlateProc) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	parts := assigned[cp.p.cfg.Topics.Facts]
+	if len(parts) == 0 {
+		return
+	}
+	cp.txMu.Lock()
+	defer cp.txMu.Unlock()
+	cp.sess = cl
+	cp.restoreLocked(parts)
+}
+
+func (cp *correlateProc) restoreLocked(parts []int32) {
+	if cp.ctx.Err() != nil {
+		return
+	}
+	err := restoreFacts(cp.ctx, restoreSpec{
+		Client:     cp.sess,
+		Group:      cp.p.cfg.Kafka.Group + "-correlate",
+		Topic:      cp.p.cfg.Topics.Facts,
+		Partitions: parts,
+		Correlator: cp.c,
+		ClientOpts: func() ([]kgo.Opt, error) { return cp.p.clientOpts("restore") },
+		Metrics:    cp.p.metrics,
+		Log:        cp.p.log,
+	})
+	for _, p := range parts {
+		if err != nil {
+			cp.unrestored[p] = err
+		} else {
+			delete(cp.unrestored, p)
+		}
+	}
+	if err != nil && cp.ctx.Err() == nil {
+		cp.p.log.Error("correlate: restoring state failed; its partitions wait", "partitions", parts, "err", err)
+	}
+}
+
+func (cp *correlateProc) beginTxn(context.Context) {
+	cp.txMu.Lock()
+	if len(cp.unrestored) > 0 && cp.sess != nil {
+		var parts []int32
+		for p := range cp.unrestored {
+			parts = append(parts, p)
+		}
+		cp.restoreLocked(parts)
+	}
+}
+
+func (cp *correlateProc) endTxn() {
+	cp.c.Abort() // a no-op unless the transaction ended without committed/aborted
+	cp.txMu.Unlock()
+}
+
+func (cp *correlateProc) stopping() {
+	if cp.cancel != nil {
+		cp.cancel()
+	}
+}
+
+// open starts the correlator's side of the Kafka transaction on first use.
+func (cp *correlateProc) open() error {
+	if cp.broken != nil {
+		return cp.broken
+	}
+	if !cp.c.InTransaction() {
+		return cp.c.Begin()
+	}
+	return nil
 }
 
 func (cp *correlateProc) process(ctx context.Context, r *kgo.Record, tx *txn) error {
+	if err := cp.unrestored[r.Partition]; err != nil {
+		return fmt.Errorf("correlate: partition %d is not restored: %w", r.Partition, err)
+	}
+	if err := cp.open(); err != nil {
+		return err
+	}
 	f, err := correlate.UnmarshalFacts(r.Value)
 	if err != nil {
 		// Facts are written by stitch itself; one that does not decode is a
@@ -28,9 +134,9 @@ func (cp *correlateProc) process(ctx context.Context, r *kgo.Record, tx *txn) er
 		tx.produce(ctx, &kgo.Record{Topic: cp.p.cfg.Topics.DeadLetter, Value: mustJSON(map[string]any{
 			"reason": "bad_facts", "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
 		})})
-		return nil
+		return cp.c.Skip(r.Topic, r.Partition, r.Offset)
 	}
-	incs, err := cp.c.Apply(r.Partition, f)
+	incs, err := cp.c.ApplyOffset(r.Partition, f, r.Topic, r.Offset)
 	if err != nil {
 		return fmt.Errorf("correlate: %w", err)
 	}
@@ -53,6 +159,9 @@ func (cp *correlateProc) publish(ctx context.Context, incs []correlate.Incident,
 func (cp *correlateProc) flush(context.Context, *txn) error { return nil }
 
 func (cp *correlateProc) tick(ctx context.Context, now time.Time, tx *txn) error {
+	if err := cp.open(); err != nil {
+		return err
+	}
 	incs, err := cp.c.Tick(now)
 	if err != nil {
 		return fmt.Errorf("correlate tick: %w", err)
@@ -60,8 +169,24 @@ func (cp *correlateProc) tick(ctx context.Context, now time.Time, tx *txn) error
 	return cp.publish(ctx, incs, tx)
 }
 
-func (cp *correlateProc) aborted()       {}
-func (cp *correlateProc) committed(*txn) {}
+// aborted drops the pending state: the facts are consumed again from the
+// group's committed offsets, which the store matches.
+func (cp *correlateProc) aborted() { cp.c.Abort() }
+
+// committed makes the pending state durable now that the outputs are. A
+// crash before this returns leaves the store behind the group's offsets,
+// which the next assignment restores. A failure here leaves this process's
+// store behind with no assignment coming: the stage stops (after its
+// retries) so that a restart restores it.
+func (cp *correlateProc) committed(*txn) {
+	if !cp.c.InTransaction() {
+		return
+	}
+	if err := cp.c.Commit(); err != nil {
+		cp.broken = fmt.Errorf("correlate: state commit failed after the Kafka commit (restart to restore): %w", err)
+		cp.p.log.Error("correlate: state commit failed", "err", err)
+	}
+}
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)

@@ -29,6 +29,8 @@ type Metrics struct {
 	HuntingRemoved   prometheus.Counter
 	StageErrors      *prometheus.CounterVec // stage
 	InputRecordBytes prometheus.Histogram
+	RestoreRecords   prometheus.Counter // facts records re-applied to restore state
+	Restoring        prometheus.Gauge   // facts partitions being restored now
 }
 
 func newMetrics(arrowBytes func() float64) *Metrics {
@@ -81,6 +83,12 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 		HuntingRemoved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stitch_hunting_partitions_removed_total", Help: "Hunting date partitions removed by retention.",
 		}),
+		RestoreRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stitch_state_restore_records_total", Help: "Facts records re-applied to bring correlation state up to the group's committed offsets.",
+		}),
+		Restoring: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stitch_state_restoring_partitions", Help: "Facts partitions whose correlation state is being restored now.",
+		}),
 		StageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stitch_stage_errors_total", Help: "Errors a stage recovered from by aborting and retrying, by stage.",
 		}, []string{"stage"}),
@@ -90,7 +98,7 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 	}, arrowBytes)
 	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Normalized, m.DeadLetters, m.BatchRows, m.BatchBytes,
 		m.InputRecordBytes, m.Latency, m.Transactions, m.ConsumerLag, m.ArrowBytes, m.Incidents,
-		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.StageErrors,
+		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.StageErrors, m.RestoreRecords, m.Restoring,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

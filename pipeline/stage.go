@@ -29,6 +29,19 @@ type processor interface {
 	committed(tx *txn)
 }
 
+// bracketed is implemented by processors with work that must never overlap
+// an open transaction (restoring state when partitions are assigned, which a
+// group callback does from another goroutine): beginTxn runs before each
+// Kafka Begin and endTxn after the transaction ended, whichever way.
+type bracketed interface {
+	beginTxn(ctx context.Context)
+	endTxn()
+}
+
+// stopper is told that the stage is about to close its client (leaving the
+// group), so that any callback waiting on the processor gives up.
+type stopper interface{ stopping() }
+
 // txn is one open transaction: what it produced and what it counted.
 type txn struct {
 	sess  *kgo.GroupTransactSession
@@ -81,11 +94,29 @@ type stage struct {
 }
 
 func (s *stage) run(ctx context.Context) error {
-	defer s.sess.Close()
+	br, _ := s.proc.(bracketed)
+	held := false
+	release := func() {
+		if held {
+			held = false
+			br.endTxn()
+		}
+	}
+	defer func() {
+		release()
+		if st, ok := s.proc.(stopper); ok {
+			st.stopping()
+		}
+		s.sess.Close()
+	}()
 	t := &txn{sess: s.sess, tally: newTally()}
 	lastTick := time.Now()
 	var failures int
 	for ctx.Err() == nil {
+		if br != nil {
+			br.beginTxn(ctx)
+			held = true
+		}
 		begin := time.Now()
 		if err := s.sess.Begin(); err != nil {
 			return fmt.Errorf("%s: begin transaction: %w", s.name, err)
@@ -141,6 +172,7 @@ func (s *stage) run(ctx context.Context) error {
 		try := kgo.TransactionEndTry(perr == nil)
 		ok, err := s.sess.End(ctx, try)
 		s.ended(t, ok, err, begin)
+		release()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
