@@ -26,6 +26,11 @@ type normalizeProc struct {
 	ctx    context.Context
 	tx     *txn
 	err    error
+	// alertFacts hold the facts of alert batches until the transaction's
+	// telemetry facts are out: the correlator judges prevalence from the
+	// sightings it has seen, so within one transaction the telemetry goes
+	// first, whatever order the tables' builders filled in.
+	alertFacts []*kgo.Record
 }
 
 func newNormalizeProc(p *Pipeline) *normalizeProc {
@@ -38,11 +43,9 @@ func newNormalizeProc(p *Pipeline) *normalizeProc {
 
 func (n *normalizeProc) process(ctx context.Context, r *kgo.Record, tx *txn) error {
 	n.ctx, n.tx = ctx, tx
-	before := n.norm.Stats().Records
 	n.norm.Add(normalize.Input{
 		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Value: r.Value, Timestamp: r.Timestamp,
 	}, n.emitFn, n.deadFn)
-	tx.tally.recordsRead += n.norm.Stats().Records - before
 	err := n.err
 	n.err = nil
 	return err
@@ -76,7 +79,12 @@ func (n *normalizeProc) emit(b normalize.Batch) {
 				n.err = fmt.Errorf("encode %s facts: %w", b.Table, err)
 				return
 			}
-			n.tx.produce(n.ctx, &kgo.Record{Topic: cfg.Topics.Facts, Key: []byte(b.Tenant), Value: v})
+			rec := &kgo.Record{Topic: cfg.Topics.Facts, Key: []byte(b.Tenant), Value: v}
+			if b.Table == "AlertInfo" || b.Table == "AlertEvidence" {
+				n.alertFacts = append(n.alertFacts, rec)
+			} else {
+				n.tx.produce(n.ctx, rec)
+			}
 		}
 	}
 }
@@ -97,6 +105,17 @@ func (n *normalizeProc) dead(d normalize.DeadLetter) {
 func (n *normalizeProc) flush(ctx context.Context, tx *txn) error {
 	n.ctx, n.tx = ctx, tx
 	n.norm.Flush(n.emitFn)
+	for _, rec := range n.alertFacts {
+		tx.produce(ctx, rec)
+	}
+	n.alertFacts = n.alertFacts[:0]
+	// Every record read became a row or a dead letter, and after a flush all
+	// rows have been emitted: so the records read in this transaction are
+	// their sum (cheaper than asking the normalizer per record).
+	tx.tally.recordsRead = sumMap(tx.tally.normalized)
+	for _, v := range tx.tally.dead {
+		tx.tally.recordsRead += v
+	}
 	err := n.err
 	n.err = nil
 	return err
@@ -107,6 +126,7 @@ func (n *normalizeProc) tick(context.Context, time.Time, *txn) error { return ni
 // aborted throws away the rows buffered since the last commit; they are
 // consumed again.
 func (n *normalizeProc) aborted() {
+	n.alertFacts = n.alertFacts[:0]
 	n.norm.Close()
 	n.norm = n.p.newNormalizer()
 }
@@ -114,3 +134,11 @@ func (n *normalizeProc) aborted() {
 func (n *normalizeProc) committed(*txn) {}
 
 func (n *normalizeProc) close() { n.norm.Close() }
+
+func sumMap[K comparable](m map[K]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
