@@ -128,6 +128,8 @@ type SimulateConfig struct {
 	Devices int    `yaml:"devices"`
 	Users   int    `yaml:"users"`
 	Seed    int64  `yaml:"seed"`
+	// AttackEvery is how often (of stream time) an attack story starts.
+	AttackEvery Duration `yaml:"attack_every"`
 }
 
 // LogConfig configures log/slog.
@@ -193,7 +195,7 @@ func Default() Config {
 			TickEvery:           Duration(10 * time.Second),
 		},
 		HTTP:     HTTPConfig{Addr: "127.0.0.1:8080"},
-		Simulate: SimulateConfig{Mode: "auto", Rate: 2000, Tenants: 2, Devices: 300, Users: 200, Seed: 1},
+		Simulate: SimulateConfig{Mode: "auto", Rate: 2000, Tenants: 2, Devices: 300, Users: 200, Seed: 1, AttackEvery: Duration(30 * time.Second)},
 		Log:      LogConfig{Level: "warn", Format: "text", ProgressEvery: Duration(5 * time.Second)},
 	}
 }

@@ -183,6 +183,7 @@ func runSimulator(ctx context.Context, p *pipeline.Pipeline, cfg pipeline.Config
 		simulator.Users(cfg.Simulate.Users),
 		simulator.Start(time.Now().Add(-time.Minute).UTC()),
 		simulator.EventsPerSecond(float64(cfg.Simulate.Rate)),
+		simulator.AttackEvery(max(1, int(cfg.Simulate.AttackEvery.D().Seconds()*float64(cfg.Simulate.Rate)))),
 	)
 	const tick = 50 * time.Millisecond
 	perTick := max(1, cfg.Simulate.Rate*int(tick)/int(time.Second))
