@@ -1,0 +1,510 @@
+// Package e2e runs the stitch binary as an operator would: a standalone
+// broker, `stitch produce`, one or more `stitch run` processes (killed and
+// restarted at will), and `stitch consume` to read what came out.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/http"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/parquet/file"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/simulator"
+)
+
+var long = flag.Bool("stitch.long", os.Getenv("STITCH_E2E_LONG") != "", "run the long forms (many kills); or set STITCH_E2E_LONG=1")
+
+var bin string // the stitch binary, built once
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // every test skips
+	}
+	tmp, err := os.MkdirTemp("", "stitch-e2e-bin-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(tmp, "stitch")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/stitch").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
+}
+
+func skipShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the stitch binary end to end")
+	}
+}
+
+// seed is the test's random seed: STITCH_E2E_SEED, or logged for a rerun.
+func seed(t *testing.T) *rand.Rand {
+	s := uint64(time.Now().UnixNano())
+	if v := os.Getenv("STITCH_E2E_SEED"); v != "" {
+		fmt.Sscan(v, &s)
+	}
+	t.Logf("random seed %d (STITCH_E2E_SEED to repeat)", s)
+	return rand.New(rand.NewPCG(s, s^0x5eed))
+}
+
+const partitions = 4
+
+// startBroker runs `stitch broker` until the test ends and returns its address.
+func startBroker(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "broker", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
+		"--partitions", fmt.Sprint(partitions))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "stitch broker listening on "); ok {
+				addr <- strings.TrimSpace(a)
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return a
+	case <-time.After(30 * time.Second):
+		t.Fatal("broker did not say where it listens")
+		return ""
+	}
+}
+
+// writeInput writes the replay: a simulator stream with attack stories, and
+// bad lines the normalizer dead-letters (at the start, middle and end).
+func writeInput(t *testing.T, dir string, n int) string {
+	t.Helper()
+	path := filepath.Join(dir, "input.jsonl")
+	if err := simulator.WriteFile(path, n, simulator.Seed(11), simulator.EventsPerSecond(10), simulator.AttackEvery(n/25)); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	bad := []string{
+		"this is not json\n",
+		`{"tenantId":"00000000-0000-0000-0000-0000000000aa","category":"NoSuchTable","properties":{}}` + "\n",
+		`[1,2,3]` + "\n",
+		`{"tenantId":"00000000-0000-0000-0000-0000000000aa","properties":{"Timestamp":"2024-06-03T08:00:00Z"}}` + "\n",
+	}
+	out := append([]string{bad[0]}, lines[:len(lines)/2]...)
+	out = append(out, bad[1], bad[2])
+	out = append(out, lines[len(lines)/2:]...)
+	out = append(out, bad[3])
+	if err := os.WriteFile(path, []byte(strings.Join(out, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func stitch(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("stitch %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// writeConfig writes a config with short commit intervals, so that kills
+// land between and inside many transactions.
+func writeConfig(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "stitch.yaml")
+	cfg := fmt.Sprintf(`kafka:
+  commit_interval: 200ms
+topics:
+  partitions: %d
+normalize:
+  batch_age: 200ms
+hunting:
+  roll_age: 1s
+`, partitions)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// proc is one `stitch run`.
+type proc struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func startRun(t *testing.T, addr, cfg, stateDir, logPath string) *proc {
+	t.Helper()
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(lf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(bin, "run", "--brokers", addr, "--simulate=false", "--state-dir", stateDir,
+		"--http", "127.0.0.1:0", "--log-level", "warn", "--config", cfg)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); lf.Close() }()
+	p := &proc{cmd: cmd, log: logPath}
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		for i := 0; i < 100 && p.cmd.ProcessState == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// stop asks for a clean stop (SIGTERM) and waits for it.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for i := 0; i < 3000 && p.cmd.ProcessState == nil; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p.cmd.ProcessState == nil {
+		p.kill()
+		t.Errorf("stitch run did not stop within 30s; log %s", p.log)
+	}
+}
+
+// statusDone reads the run's /status (its address is in the log) and says
+// whether every normalized row reached the hunting partitions: the end of a
+// single uninterrupted run.
+func statusDone(p *proc) func(map[string]int64) bool {
+	return func(map[string]int64) bool {
+		b, _ := os.ReadFile(p.log)
+		_, rest, ok := strings.Cut(string(b), "metrics on http://")
+		if !ok {
+			return false
+		}
+		addr, _, _ := strings.Cut(rest, "/metrics")
+		resp, err := http.Get("http://" + addr + "/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var s struct {
+			Normalized map[string]int64 `json:"normalized"`
+			Hunting    map[string]int64 `json:"hunting_rows"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&s) != nil || len(s.Normalized) == 0 {
+			return false
+		}
+		for table, n := range s.Normalized {
+			if s.Hunting[table] != n {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// rowsDone says whether the hunting partitions hold want's rows.
+func rowsDone(want map[string]int64) func(map[string]int64) bool {
+	return func(rows map[string]int64) bool { return maps.Equal(rows, want) }
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// waitSettled waits until the normalize group has committed all of the input
+// and the outputs (incident and dead-letter end offsets, hunting rows) stop
+// changing for a few seconds.
+func waitSettled(t *testing.T, addr, huntDir string, done func(rows map[string]int64) bool, procs ...*proc) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var last string
+	stable := 0
+	for stable < 3 {
+		select {
+		case <-ctx.Done():
+			for _, p := range procs {
+				t.Logf("log %s:\n%s", p.log, tail(p.log, 30))
+			}
+			t.Fatalf("outputs did not settle: %s", last)
+		case <-time.After(2 * time.Second):
+		}
+		for _, p := range procs {
+			if p.cmd.ProcessState != nil {
+				t.Fatalf("stitch run exited: %v\n%s", p.cmd.ProcessState, tail(p.log, 30))
+			}
+		}
+		lag, err := adm.Lag(ctx, "stitch-normalize")
+		if err != nil {
+			continue
+		}
+		var behind int64
+		lag.Each(func(l kadm.DescribedGroupLag) {
+			for _, ps := range l.Lag {
+				for _, pl := range ps {
+					if pl.Topic == "signals" {
+						behind += pl.Lag
+					}
+				}
+			}
+		})
+		ends, err := adm.ListEndOffsets(ctx, "incidents", "deadletter")
+		if err != nil {
+			continue
+		}
+		var out int64
+		ends.Each(func(o kadm.ListedOffset) { out += o.Offset })
+		rows := huntingRows(t, huntDir)
+		now := fmt.Sprintf("signals lag %d, incident+deadletter end offsets %d, hunting rows %v", behind, out, rows)
+		if behind == 0 && now == last && done(rows) {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = now
+	}
+}
+
+// huntingRows counts the committed Parquet rows per table (the directories
+// under dir, staging excluded).
+func huntingRows(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	rows := map[string]int64{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if d.IsDir() && strings.HasPrefix(d.Name(), "_") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".parquet") {
+			return nil
+		}
+		r, err := file.OpenParquetFile(path, false)
+		if err != nil {
+			t.Errorf("open %s: %v", rel, err)
+			return nil
+		}
+		rows[strings.Split(rel, string(filepath.Separator))[0]] += r.NumRows()
+		r.Close()
+		return nil
+	})
+	return rows
+}
+
+// strayTemps lists *.tmp files outside _staging directories.
+func strayTemps(dir string) []string {
+	var out []string
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && d.Name() == "_staging" {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".tmp") {
+			out = append(out, path)
+		}
+		return nil
+	})
+	return out
+}
+
+type consumed struct {
+	Partition int32           `json:"partition"`
+	Offset    int64           `json:"offset"`
+	Key       any             `json:"key"`
+	Value     json.RawMessage `json:"value"`
+}
+
+// drain reads a whole topic with `stitch consume`.
+func drain(t *testing.T, addr, topic, dir string) []consumed {
+	t.Helper()
+	path := filepath.Join(dir, topic+".jsonl")
+	stitch(t, "consume", "--brokers", addr, "--topic", topic, "--out", path, "--until-idle", "3s")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []consumed
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var c consumed
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, c)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// outcome is what a run left behind, in comparable form.
+type outcome struct {
+	// incidents: id → status, redirect and sorted alert ids of its latest version.
+	incidents map[string]string
+	versions  int
+	dups      []string       // (id, version) pairs published more than once
+	dead      map[string]int // dead-letter value → times published
+	hunting   map[string]int64
+	stray     []string
+}
+
+func collect(t *testing.T, addr, huntDir string) outcome {
+	t.Helper()
+	dir := t.TempDir()
+	o := outcome{incidents: map[string]string{}, dead: map[string]int{}, hunting: huntingRows(t, huntDir), stray: strayTemps(huntDir)}
+	type inc struct {
+		ID       string  `json:"id"`
+		Status   string  `json:"status"`
+		Redirect *string `json:"redirectIncidentId"`
+		Version  int     `json:"version"`
+		Alerts   []struct {
+			ID string `json:"id"`
+		} `json:"alerts"`
+	}
+	latest := map[string]inc{}
+	seen := map[string]bool{}
+	for _, r := range drain(t, addr, "incidents", dir) {
+		var i inc
+		if err := json.Unmarshal(r.Value, &i); err != nil {
+			t.Fatalf("incident at %d/%d: %v", r.Partition, r.Offset, err)
+		}
+		o.versions++
+		k := fmt.Sprintf("%s v%d", i.ID, i.Version)
+		if seen[k] {
+			o.dups = append(o.dups, k)
+		}
+		seen[k] = true
+		if i.Version > latest[i.ID].Version {
+			latest[i.ID] = i
+		}
+	}
+	for id, i := range latest {
+		var alerts []string
+		for _, a := range i.Alerts {
+			alerts = append(alerts, a.ID)
+		}
+		slices.Sort(alerts)
+		red := ""
+		if i.Redirect != nil {
+			red = *i.Redirect
+		}
+		o.incidents[id] = fmt.Sprintf("%s→%s %v", i.Status, red, alerts)
+	}
+	for _, r := range drain(t, addr, "deadletter", dir) {
+		// Where a record without a tenant lands, and when, differ per run.
+		var d map[string]any
+		if err := json.Unmarshal(r.Value, &d); err != nil {
+			t.Fatalf("dead letter at %d/%d: %v", r.Partition, r.Offset, err)
+		}
+		delete(d, "time")
+		delete(d, "partition")
+		delete(d, "offset")
+		b, _ := json.Marshal(d)
+		o.dead[string(b)]++
+	}
+	return o
+}
+
+// compare checks got against the uninterrupted run's want.
+func compare(t *testing.T, want, got outcome) {
+	t.Helper()
+	if len(got.dups) > 0 {
+		t.Errorf("%d incident versions published twice, e.g. %v", len(got.dups), got.dups[:min(5, len(got.dups))])
+	}
+	for id, w := range want.incidents {
+		if g, ok := got.incidents[id]; !ok {
+			t.Errorf("incident %s missing (want %s)", id, w)
+		} else if g != w {
+			t.Errorf("incident %s:\n got %s\nwant %s", id, g, w)
+		}
+	}
+	for id, g := range got.incidents {
+		if _, ok := want.incidents[id]; !ok {
+			t.Errorf("extra incident %s: %s", id, g)
+		}
+	}
+	for v, n := range got.dead {
+		if n != 1 {
+			t.Errorf("dead letter published %d times: %.200s", n, v)
+		}
+		if want.dead[v] == 0 {
+			t.Errorf("unexpected dead letter: %.200s", v)
+		}
+	}
+	for v := range want.dead {
+		if got.dead[v] == 0 {
+			t.Errorf("dead letter missing: %.200s", v)
+		}
+	}
+	for table, n := range want.hunting {
+		if got.hunting[table] != n {
+			t.Errorf("hunting %s: %d rows, want %d", table, got.hunting[table], n)
+		}
+	}
+	for table, n := range got.hunting {
+		if _, ok := want.hunting[table]; !ok {
+			t.Errorf("hunting %s: %d rows, want none", table, n)
+		}
+	}
+	if len(got.stray) > 0 {
+		t.Errorf("temporary files outside _staging: %v", got.stray)
+	}
+}
