@@ -182,8 +182,9 @@ func newTableState(t *table) *tableState {
 
 // keyHint is a key and its column; idx is -1 when there is no hint.
 type keyHint struct {
-	name string
-	idx  int
+	name  string
+	idx   int
+	plain bool // name has no '"' or '\\': the fast path may compare it in place
 }
 
 // promote adds an undefined column as nullable utf8 and bumps the schema

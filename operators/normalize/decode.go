@@ -102,16 +102,7 @@ func convert(k kind, v *fastjson.Value, buf *[]byte, out *slot) (ok bool) {
 			return true
 		case fastjson.TypeString:
 			s, _ := v.StringBytes()
-			switch {
-			case len(s) == 0:
-				out.null, out.empty = true, true
-			case bytes.EqualFold(s, trueText) || (len(s) == 1 && s[0] == '1'):
-				out.i = 1
-			case bytes.EqualFold(s, falseText) || (len(s) == 1 && s[0] == '0'):
-			default:
-				return false
-			}
-			return true
+			return boolText(s, out)
 		}
 		return false
 	case kindTime:
@@ -128,6 +119,21 @@ func convert(k kind, v *fastjson.Value, buf *[]byte, out *slot) (ok bool) {
 		return ok
 	}
 	return false
+}
+
+// boolText converts a string in a bool column: "" is null, true/false in
+// any case and 1/0 are the values.
+func boolText(s []byte, out *slot) bool {
+	switch {
+	case len(s) == 0:
+		out.null, out.empty = true, true
+	case bytes.EqualFold(s, trueText) || (len(s) == 1 && s[0] == '1'):
+		out.i = 1
+	case bytes.EqualFold(s, falseText) || (len(s) == 1 && s[0] == '0'):
+	default:
+		return false
+	}
+	return true
 }
 
 var (
@@ -174,10 +180,11 @@ func describe(v *fastjson.Value) string {
 	return fmt.Sprintf("%s %s", v.Type(), s)
 }
 
-// jsonDepth returns the deepest nesting of objects and arrays in b. It only
-// runs on records the parser rejected, to tell one too deep for the parser
-// (too_deep) from one that is not JSON. The case of few brackets at all is
-// answered by the SIMD-backed bytes.Count.
+// jsonDepth returns the deepest nesting of objects and arrays in b, a
+// pre-parse scan so that the limit fires before the parser's. The common
+// case (few brackets at all) is answered by the SIMD-backed bytes.Count.
+// Records that take the fast path (fast.go) never get here: it tracks the
+// depth as it goes.
 func jsonDepth(b []byte, limit int) int {
 	if bytes.Count(b, openBrace)+bytes.Count(b, openBracket) <= limit {
 		return 0
@@ -219,41 +226,6 @@ var (
 	openBrace   = []byte("{")
 	openBracket = []byte("[")
 )
-
-// deeperThan says whether v nests objects and arrays more than limit deep,
-// looking only at containers and stopping at the first that is too deep.
-func deeperThan(v *fastjson.Value, limit int) bool {
-	switch v.Type() {
-	case fastjson.TypeObject:
-		if limit <= 0 {
-			return true
-		}
-		o, _ := v.Object()
-		deep := false
-		o.Visit(func(_ []byte, c *fastjson.Value) {
-			if !deep && isContainer(c) {
-				deep = deeperThan(c, limit-1)
-			}
-		})
-		return deep
-	case fastjson.TypeArray:
-		if limit <= 0 {
-			return true
-		}
-		a, _ := v.Array()
-		for _, c := range a {
-			if isContainer(c) && deeperThan(c, limit-1) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func isContainer(v *fastjson.Value) bool {
-	t := v.Type()
-	return t == fastjson.TypeObject || t == fastjson.TypeArray
-}
 
 // valueDepth is the nesting depth of a parsed value (1 for an empty object).
 // Only used on the slow path, when a whole envelope was deeper than the limit

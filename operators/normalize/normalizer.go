@@ -2,6 +2,7 @@ package normalize
 
 import (
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -16,7 +17,8 @@ import (
 type Normalizer struct {
 	cfg    config
 	parser fastjson.Parser
-	states []*tableState // by table position, created on first use
+	sub    fastjson.Parser // the fast path's nested property values
+	states []*tableState   // by table position, created on first use
 	dead   map[Reason]int64
 
 	records, bytes int64
@@ -31,6 +33,7 @@ type Normalizer struct {
 	visit      func(key []byte, v *fastjson.Value) // n.visitColumn, bound once
 	prev       int                                 // column of the previous key, -1 at the start
 	elemBuf    []byte
+	spans      [][2]int // the fast path's envelope elements
 }
 
 // extra is a key the record's table does not define.
@@ -123,26 +126,24 @@ func (n *Normalizer) Add(in Input, emit func(Batch), dead func(DeadLetter)) {
 		whole(ReasonInvalidUTF8, "record is not valid UTF-8")
 		return
 	}
-	tooDeep := fmt.Sprintf // only formatted on the slow path
-	root, err := n.parser.ParseBytes(v)
-	if err != nil {
-		// The parser has its own depth limit; ours must win over it, so a
-		// record too deep for the parser is too_deep, not not_json.
-		if depth := jsonDepth(v, n.cfg.maxDepth); depth > maxParserDepth {
-			whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
-			return
-		}
-		whole(ReasonNotJSON, err.Error())
+	if !n.cfg.importMode && n.fastAdd(in, v, emit, dead) {
 		return
 	}
-	// The depth is judged on the parsed tree, descending only into objects
-	// and arrays: no second pass over the record's bytes.
-	depth, deep := 0, deeperThan(root, n.cfg.maxDepth)
-	if deep {
-		if depth = valueDepth(root); depth > maxParserDepth {
-			whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
-			return
-		}
+	// The fastjson path, for what the fast path leaves: import rows, dead
+	// letters, unusual shapes. The depth is judged before parsing, on the
+	// bytes, because walking the parsed tree would unescape its keys and
+	// strings in place and change how MarshalTo re-encodes them.
+	depth := jsonDepth(v, n.cfg.maxDepth)
+	deep := depth > n.cfg.maxDepth
+	tooDeep := fmt.Sprintf // only formatted on the slow path
+	if deep && depth > maxParserDepth {
+		whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
+		return
+	}
+	root, err := n.parser.ParseBytes(v)
+	if err != nil {
+		whole(ReasonNotJSON, err.Error())
+		return
 	}
 	if !n.cfg.importMode && root.Type() == fastjson.TypeObject && root.Get("category") == nil {
 		if recs := root.Get("records"); recs != nil && recs.Type() == fastjson.TypeArray {
@@ -255,9 +256,8 @@ func (n *Normalizer) addExportRow(o *fastjson.Object, size int64, emit func(Batc
 // every value fits, appends the row to the (table, tenant) batch. recTime is
 // the record's time, used when the row has no Timestamp.
 func (n *Normalizer) addRow(st *tableState, tenant []byte, props *fastjson.Object, recTime []byte, size int64, emit func(Batch), fail func(Reason, string)) bool {
-	n.cur, n.prev = st, -1
-	clear(st.scratch)
-	n.buf, n.extras, n.failReason, n.failMsg = n.buf[:0], n.extras[:0], "", ""
+	n.buf = n.buf[:0]
+	n.beginRow(st)
 	props.Visit(n.visit)
 	if n.failReason != "" {
 		fail(n.failReason, n.failMsg)
@@ -276,7 +276,21 @@ func (n *Normalizer) addRow(st *tableState, tenant []byte, props *fastjson.Objec
 		}
 		*ts = slot{set: true, i: us}
 	}
-	// Validation is over: from here on the row is committed.
+	n.commitRow(st, tenant, size, emit)
+	return true
+}
+
+// beginRow starts converting a row of st into its scratch row.
+func (n *Normalizer) beginRow(st *tableState) {
+	n.cur, n.prev = st, -1
+	clear(st.scratch)
+	n.extras, n.failReason, n.failMsg = n.extras[:0], "", ""
+}
+
+// commitRow appends the scratch row, whose timestamp is set and every value
+// fits, to the (table, tenant) batch.
+func (n *Normalizer) commitRow(st *tableState, tenant []byte, size int64, emit func(Batch)) {
+	ts := &st.scratch[st.t.ts]
 	if len(n.extras) > 0 {
 		n.placeExtras(st)
 	}
@@ -296,7 +310,6 @@ func (n *Normalizer) addRow(st *tableState, tenant []byte, props *fastjson.Objec
 	if p.rows >= n.cfg.batchRows || p.bytes >= n.cfg.batchBytes {
 		st.flush(p, n.cfg.mem, emit)
 	}
-	return true
 }
 
 // visitColumn converts one property into the scratch row.
@@ -305,21 +318,7 @@ func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
 		return
 	}
 	st := n.cur
-	// Records of a table list their keys in much the same order: the key
-	// that followed the previous column last time is tried first, with a
-	// plain comparison instead of hashing the key.
-	h := &st.next[n.prev+1]
-	idx, ok := h.idx, h.idx >= 0 && h.name == string(key)
-	if !ok {
-		if idx, ok = st.index[string(key)]; ok {
-			*h = keyHint{name: st.cols[idx].name, idx: idx}
-		}
-	}
-	if ok {
-		n.prev = idx
-	} else if base := stripSuffix(key); base != nil {
-		idx, ok = st.t.index[string(base)]
-	}
+	idx, ok := n.resolve(key)
 	if !ok || idx >= len(st.t.columns) {
 		// Not a defined column. Export rows are a union of tables: their
 		// empty columns belong to other tables and are dropped.
@@ -351,6 +350,31 @@ func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
 	if out == &s {
 		setSlot(dst, s)
 	}
+}
+
+// resolve finds the column of a property key of the current row's table,
+// directly or through its export-type suffix.
+func (n *Normalizer) resolve(key []byte) (int, bool) {
+	st := n.cur
+	// Records of a table list their keys in much the same order: the key
+	// that followed the previous column last time is tried first, with a
+	// plain comparison instead of hashing the key.
+	h := &st.next[n.prev+1]
+	if h.idx >= 0 && h.name == string(key) {
+		n.prev = h.idx
+		return h.idx, true
+	}
+	if idx, ok := st.index[string(key)]; ok {
+		name := st.cols[idx].name
+		*h = keyHint{name: name, idx: idx, plain: !strings.ContainsAny(name, "\"\\")}
+		n.prev = idx
+		return idx, true
+	}
+	if base := stripSuffix(key); base != nil {
+		idx, ok := st.t.index[string(base)]
+		return idx, ok
+	}
+	return 0, false
 }
 
 // setSlot stores s unless it would replace a value with an empty one: the
