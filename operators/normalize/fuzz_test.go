@@ -8,8 +8,9 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 )
 
-// FuzzNormalize: no input panics, and every record is accounted for as
-// normalized or dead. Seeds: testdata/fuzz/FuzzNormalize plus the table
+// FuzzNormalize: no input panics, every record is accounted for as
+// normalized or dead, and the fast path makes of it exactly what the
+// fastjson path makes. Seeds: testdata/fuzz/FuzzNormalize plus the table
 // records and dead-letter cases.
 func FuzzNormalize(f *testing.F) {
 	files, _ := filepath.Glob("testdata/tables/*.json")
@@ -56,6 +57,9 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if normalized != rows || int64(deads) != s.Records-normalized {
 			t.Errorf("rows %d vs normalized %d, dead letters %d vs %d", rows, normalized, deads, s.Records-normalized)
+		}
+		if !importMode {
+			checkSamePaths(t, [][]byte{value, value}, WithBatchRows(2), WithMaxDepth(8), WithDeadLetterValueLimit(64))
 		}
 	})
 }

@@ -126,7 +126,7 @@ func (n *Normalizer) Add(in Input, emit func(Batch), dead func(DeadLetter)) {
 		whole(ReasonInvalidUTF8, "record is not valid UTF-8")
 		return
 	}
-	if !n.cfg.importMode && n.fastAdd(in, v, emit, dead) {
+	if !n.cfg.importMode && !n.cfg.noFast && n.fastAdd(in, v, emit, dead) {
 		return
 	}
 	// The fastjson path, for what the fast path leaves: import rows, dead

@@ -21,6 +21,7 @@ type config struct {
 	importTbl  string
 	tenant     string
 	clock      func() time.Time
+	noFast     bool // tests: every record takes the fastjson path
 }
 
 func defaults() config {
