@@ -137,12 +137,15 @@ func (p *pending) reserve() {
 	if p.lastRows == 0 {
 		return
 	}
+	// An eighth more than last time: batches cut by input bytes vary in
+	// rows and data, and outgrowing a buffer copies it whole into one
+	// twice its size.
 	for i := range p.cols {
 		data := 0
 		if i < len(p.lastData) {
-			data = p.lastData[i]
+			data = p.lastData[i] + p.lastData[i]/8
 		}
-		p.cols[i].reserve(p.lastRows, data)
+		p.cols[i].reserve(p.lastRows+p.lastRows/8, data)
 	}
 }
 
