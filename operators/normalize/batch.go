@@ -1,7 +1,9 @@
 package normalize
 
 import (
+	"encoding/binary"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -187,7 +189,20 @@ func newTableState(t *table) *tableState {
 type keyHint struct {
 	name  string
 	idx   int
-	plain bool // name has no '"' or '\\': the fast path may compare it in place
+	plain bool      // name has no '"' or '\\': the fast path may compare it in place
+	w     [3]uint64 // name[0:8], name[8:16], name[len-8:] when 8 <= len <= 24
+}
+
+func newKeyHint(name string, idx int) keyHint {
+	h := keyHint{name: name, idx: idx, plain: !strings.ContainsAny(name, "\"\\")}
+	if l := len(name); l >= 8 && l <= 24 {
+		h.w[0] = binary.LittleEndian.Uint64([]byte(name[:8]))
+		h.w[2] = binary.LittleEndian.Uint64([]byte(name[l-8:]))
+		if l > 16 {
+			h.w[1] = binary.LittleEndian.Uint64([]byte(name[8:16]))
+		}
+	}
+	return h
 }
 
 // promote adds an undefined column as nullable utf8 and bumps the schema

@@ -263,7 +263,7 @@ func (n *Normalizer) fastProps(v []byte, i int, st *tableState) (int, bool) {
 		// closing quote nor a lookup.
 		idx := -1
 		if h := &st.next[n.prev+1]; h.plain && i+len(h.name)+1 < len(v) && v[i] == '"' &&
-			v[i+1+len(h.name)] == '"' && string(v[i+1:i+1+len(h.name)]) == h.name {
+			v[i+1+len(h.name)] == '"' && h.matches(v, i+1) {
 			key, idx, n.prev = v[i+1:i+1+len(h.name)], h.idx, h.idx
 			i += len(h.name) + 2
 		} else if key, i, ok = rawKey(v, i); !ok {
@@ -348,17 +348,14 @@ func (n *Normalizer) fastCell(key []byte, idx int, t *token) bool {
 		return true
 	}
 	dst := &st.scratch[idx]
-	var s slot
-	out := &s
 	if !dst.set {
-		out = dst
+		return convertToken(st.cols[idx].kind, t, dst)
 	}
-	if !convertToken(st.cols[idx].kind, t, out) {
+	var s slot // a repeated key: the rule of setSlot decides
+	if !convertToken(st.cols[idx].kind, t, &s) {
 		return false
 	}
-	if out == &s {
-		setSlot(dst, s)
-	}
+	setSlot(dst, s)
 	return true
 }
 
@@ -470,6 +467,19 @@ func rawKey(v []byte, i int) ([]byte, int, bool) {
 		return nil, 0, false
 	}
 	return v[i+1 : j], j + 1, true
+}
+
+// matches says whether v holds h.name at i (the caller checked the length).
+// Names of 8 to 24 bytes are compared as words loaded from v, the last one
+// overlapping, instead of through a call of memequal.
+func (h *keyHint) matches(v []byte, i int) bool {
+	l := len(h.name)
+	if l < 8 || l > 24 {
+		return string(v[i:i+l]) == h.name
+	}
+	return binary.LittleEndian.Uint64(v[i:]) == h.w[0] &&
+		binary.LittleEndian.Uint64(v[i+l-8:]) == h.w[2] &&
+		(l <= 16 || binary.LittleEndian.Uint64(v[i+8:]) == h.w[1])
 }
 
 const (

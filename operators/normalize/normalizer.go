@@ -2,7 +2,6 @@ package normalize
 
 import (
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -365,8 +364,7 @@ func (n *Normalizer) resolve(key []byte) (int, bool) {
 		return h.idx, true
 	}
 	if idx, ok := st.index[string(key)]; ok {
-		name := st.cols[idx].name
-		*h = keyHint{name: name, idx: idx, plain: !strings.ContainsAny(name, "\"\\")}
+		*h = newKeyHint(st.cols[idx].name, idx)
 		n.prev = idx
 		return idx, true
 	}
