@@ -43,15 +43,7 @@ type correlateProc struct {
 func (cp *correlateProc) kafkaOpts() []kgo.Opt {
 	cp.ctx, cp.cancel = context.WithCancel(context.Background())
 	cp.unrestored = map[int32]error{}
-	return []kgo.Opt{
-		kgo.OnPartitionsAssigned(cp.onAssigned),
-		// Static membership, named like the transactional id: a restarted
-		// process takes its predecessor's place (and partitions, whose state
-		// it has) at once, instead of the group waiting out the dead
-		// member's session before anything moves. A process that stops
-		// for good keeps its partitions until its session times out.
-		kgo.InstanceID(cp.p.cfg.Kafka.Group + "-correlate-" + cp.p.instance),
-	}
+	return []kgo.Opt{kgo.OnPartitionsAssigned(cp.onAssigned)}
 }
 
 // onAssigned restores the newly assigned facts partitions whose state is

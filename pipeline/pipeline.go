@@ -210,6 +210,7 @@ func (p *Pipeline) newStage(name string, topics []string, proc processor, tickEa
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(30*time.Second),
+		p.staticMember(name),
 	)
 	if k, ok := proc.(interface{ kafkaOpts() []kgo.Opt }); ok {
 		opts = append(opts, k.kafkaOpts()...) // e.g. the correlate stage's restore on assignment
@@ -355,6 +356,16 @@ func (p *Pipeline) Lag(ctx context.Context) (map[string]int64, error) {
 		p.metrics.ConsumerLag.WithLabelValues(g).Set(float64(n))
 	}
 	return out, nil
+}
+
+// staticMember makes the process a static member of a stage's group, named
+// like its transactional id: a process restarted after a crash takes its
+// predecessor's place (and partitions, whose state it has) at once, instead
+// of the group waiting out the dead member's session before anything moves.
+// The price: a process that stops for good keeps its partitions until its
+// session times out (30 s).
+func (p *Pipeline) staticMember(stage string) kgo.Opt {
+	return kgo.InstanceID(p.cfg.Kafka.Group + "-" + stage + "-" + p.instance)
 }
 
 // instanceID is this state directory's stable name, kept in the directory:
