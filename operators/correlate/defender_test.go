@@ -3,33 +3,19 @@ package correlate
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stitch-xdr/stitch/internal/shareddata"
 )
 
 // sharedData finds ../shared/data relative to the module root, or skips.
 func sharedData(t *testing.T, rel string) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared reference data not available at %s (public test material, not part of the repo)", p)
-	}
-	return p
+	return shareddata.Path(t, rel)
 }
 
 // The three incidents of the Defender incidents API example keep their

@@ -1,36 +1,18 @@
 package normalize
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/stitch-xdr/stitch/internal/shareddata"
 )
 
 // sharedData returns the path of the public reference data (../shared/data
 // from the module root), skipping the test when it is not there.
 func sharedData(t testing.TB, rel string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the package: cannot locate ../shared/data")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("reference data %s not available: %v", p, err)
-	}
-	return p
+	return shareddata.Path(t, rel)
 }
 
 // collector gathers what a Normalizer emits and releases it at the end.
