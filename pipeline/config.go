@@ -180,7 +180,7 @@ func Default() Config {
 		Hunting: HuntingConfig{
 			Enabled:        true,
 			RollBytes:      128 << 20,
-			RollAge:        Duration(5 * time.Minute),
+			RollAge:        Duration(time.Minute),
 			Retention:      Duration(30 * 24 * time.Hour),
 			RetentionEvery: Duration(time.Hour),
 		},
