@@ -47,19 +47,16 @@ type txn struct {
 	sess  *kgo.GroupTransactSession
 	tally *tally
 
-	mu     sync.Mutex
-	err    error
-	wg     sync.WaitGroup
-	closed bool
+	mu  sync.Mutex
+	err error
 }
 
 // produce sends r inside the transaction. The first failure makes the stage
 // abort the transaction rather than commit a partial result.
 func (t *txn) produce(ctx context.Context, r *kgo.Record) {
 	t.tally.out[r.Topic]++
-	t.wg.Add(1)
+	// The stage flushes before it asks failed(), so every promise has run.
 	t.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
-		defer t.wg.Done()
 		if err != nil {
 			t.mu.Lock()
 			if t.err == nil {
@@ -156,6 +153,15 @@ func (s *stage) run(ctx context.Context) error {
 		}
 		if perr == nil {
 			perr = s.proc.flush(ctx, t)
+		}
+		if perr == nil {
+			// Wait for every produce of the transaction, so that a record
+			// the broker refused aborts it instead of committing the rest.
+			fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := s.sess.Client().Flush(fctx); err != nil {
+				perr = fmt.Errorf("%s: flush outputs: %w", s.name, err)
+			}
+			cancel()
 		}
 		if perr == nil {
 			perr = t.failed()
