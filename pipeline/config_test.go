@@ -107,3 +107,19 @@ func TestConfigOverridesAndValidation(t *testing.T) {
 		t.Fatal("with brokers the simulator must be off by default")
 	}
 }
+
+func TestBackoffGrowsAndCaps(t *testing.T) {
+	var total time.Duration
+	prev := time.Duration(0)
+	for n := 1; n <= 10; n++ {
+		d := backoff(n)
+		if d < prev || d > 30*time.Second {
+			t.Fatalf("backoff(%d) = %v after %v", n, d, prev)
+		}
+		prev = d
+		total += d
+	}
+	if total < time.Minute || total > 3*time.Minute {
+		t.Fatalf("ten failures span %v; want one to three minutes", total)
+	}
+}

@@ -194,7 +194,7 @@ func (s *stage) run(ctx context.Context) error {
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Duration(failures) * 200 * time.Millisecond):
+			case <-time.After(backoff(failures)):
 			}
 			continue
 		}
@@ -213,4 +213,13 @@ func (s *stage) ended(t *txn, committed bool, err error, begin time.Time) {
 	}
 	s.proc.aborted()
 	s.metrics.Transactions.WithLabelValues(s.name, "aborted").Inc()
+}
+
+// backoff is the wait before retrying after the n-th failed transaction in a
+// row: exponential from 200 ms, capped at 30 s, so that ten failures span
+// about two minutes (a broker restart, a leader election) before the stage
+// gives up with the last error.
+func backoff(n int) time.Duration {
+	d := 200 * time.Millisecond << min(n-1, 10)
+	return min(d, 30*time.Second)
 }
