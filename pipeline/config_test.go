@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -121,5 +123,13 @@ func TestBackoffGrowsAndCaps(t *testing.T) {
 	}
 	if total < time.Minute || total > 3*time.Minute {
 		t.Fatalf("ten failures span %v; want one to three minutes", total)
+	}
+}
+
+func TestFatalErrorsKeepTheirCause(t *testing.T) {
+	cause := errors.New("pebble: no space left on device")
+	err := fmt.Errorf("wrapped: %w", fatal(cause))
+	if !errors.Is(err, errFatal) || !errors.Is(err, cause) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("fatal error lost its cause or mark: %v", err)
 	}
 }

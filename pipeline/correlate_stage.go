@@ -183,7 +183,7 @@ func (cp *correlateProc) committed(*txn) {
 		return
 	}
 	if err := cp.c.Commit(); err != nil {
-		cp.broken = fmt.Errorf("correlate: state commit failed after the Kafka commit (restart to restore): %w", err)
+		cp.broken = fatal(fmt.Errorf("correlate: state commit failed after the Kafka commit (restart to restore): %w", err))
 		cp.p.log.Error("correlate: state commit failed", "err", err)
 	}
 }

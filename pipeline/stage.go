@@ -188,6 +188,12 @@ func (s *stage) run(ctx context.Context) error {
 		if perr != nil {
 			failures++
 			s.metrics.StageErrors.WithLabelValues(s.name).Inc()
+			if errors.Is(perr, errFatal) {
+				// Retrying cannot help (a failing disk under the state
+				// store): stop now, with the cause, before anything else
+				// is written. The input is redone after a restart.
+				return fmt.Errorf("%s: stopped: %w", s.name, perr)
+			}
 			s.log.Error("transaction aborted; retrying from the last commit", "stage", s.name, "err", perr, "failures", failures)
 			if failures >= 10 {
 				return fmt.Errorf("%s: giving up after %d failed transactions: %w", s.name, failures, perr)
@@ -223,3 +229,12 @@ func backoff(n int) time.Duration {
 	d := 200 * time.Millisecond << min(n-1, 10)
 	return min(d, 30*time.Second)
 }
+
+// errFatal marks errors that retrying a transaction cannot cure.
+var errFatal = errors.New("fatal")
+
+type fatalError struct{ err error }
+
+func (e fatalError) Error() string   { return e.err.Error() }
+func (e fatalError) Unwrap() []error { return []error{e.err, errFatal} }
+func fatal(err error) error          { return fatalError{err} }
