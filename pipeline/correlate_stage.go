@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/operators/correlate"
@@ -38,12 +39,65 @@ type correlateProc struct {
 	sess       *kgo.Client
 	unrestored map[int32]error // restores that failed; retried before each transaction
 	broken     error           // the store could not commit: stop
+
+	ownMu  sync.Mutex
+	owned  map[int32]bool // facts partitions assigned to this process
+	nparts int            // partitions of the facts topic
+	part   kgo.TopicPartitioner
 }
 
 func (cp *correlateProc) kafkaOpts() []kgo.Opt {
 	cp.ctx, cp.cancel = context.WithCancel(context.Background())
 	cp.unrestored = map[int32]error{}
-	return []kgo.Opt{kgo.OnPartitionsAssigned(cp.onAssigned)}
+	cp.owned = map[int32]bool{}
+	cp.part = kgo.StickyKeyPartitioner(nil).ForTopic(cp.p.cfg.Topics.Facts)
+	return []kgo.Opt{
+		kgo.OnPartitionsAssigned(cp.onAssigned),
+		kgo.OnPartitionsRevoked(cp.onRevoked),
+		kgo.OnPartitionsLost(cp.onRevoked),
+	}
+}
+
+// owns says whether this process owns tenant's facts partition now: the
+// store keeps the state of tenants whose partition moved elsewhere, and only
+// the owner may close their incidents. Facts are keyed by tenant with the
+// producer's default partitioner (murmur2 of the key, as the Java client).
+func (cp *correlateProc) owns(tenant string) bool {
+	cp.ownMu.Lock()
+	defer cp.ownMu.Unlock()
+	if cp.nparts <= 0 {
+		return false // not assigned yet: close nothing
+	}
+	return cp.owned[int32(cp.part.Partition(&kgo.Record{Key: []byte(tenant)}, cp.nparts))]
+}
+
+func (cp *correlateProc) track(cl *kgo.Client, parts []int32, assigned bool) {
+	cp.ownMu.Lock()
+	defer cp.ownMu.Unlock()
+	for _, p := range parts {
+		if assigned {
+			cp.owned[p] = true
+		} else {
+			delete(cp.owned, p)
+		}
+	}
+	if assigned {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		tds, err := kadm.NewClient(cl).ListTopics(ctx, cp.p.cfg.Topics.Facts)
+		if err == nil {
+			if td, ok := tds[cp.p.cfg.Topics.Facts]; ok && td.Err == nil {
+				cp.nparts = len(td.Partitions)
+			}
+		}
+		if cp.nparts == 0 {
+			cp.p.log.Warn("correlate: facts partition count unknown; idle incidents will not close until it is", "err", err)
+		}
+	}
+}
+
+func (cp *correlateProc) onRevoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	cp.track(cl, revoked[cp.p.cfg.Topics.Facts], false)
 }
 
 // onAssigned restores the newly assigned facts partitions whose state is
@@ -54,6 +108,7 @@ func (cp *correlateProc) onAssigned(_ context.Context, cl *kgo.Client, assigned 
 	if len(parts) == 0 {
 		return
 	}
+	cp.track(cl, parts, true)
 	cp.txMu.Lock()
 	defer cp.txMu.Unlock()
 	cp.sess = cl

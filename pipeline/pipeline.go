@@ -258,7 +258,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return fmt.Errorf("open correlation state in %s: %w", dir, err)
 		}
 		c := p.cfg.Correlate
+		cp := &correlateProc{p: p}
 		cor, err := correlate.New(store,
+			correlate.WithOwnership(cp.owns),
 			correlate.WithWindow(c.Window.D()),
 			correlate.WithEvidenceGrace(c.Grace.D()),
 			correlate.WithLateness(c.AllowedLateness.D()),
@@ -269,7 +271,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			store.Close()
 			return fmt.Errorf("correlator: %w", err)
 		}
-		cs, err := p.newStage("correlate", []string{p.cfg.Topics.Facts}, &correlateProc{p: p, c: cor}, c.TickEvery.D())
+		cp.c = cor
+		cs, err := p.newStage("correlate", []string{p.cfg.Topics.Facts}, cp, c.TickEvery.D())
 		if err != nil {
 			store.Close()
 			return err

@@ -25,6 +25,7 @@ type config struct {
 	window, lookback, idle, lateness, grace time.Duration
 	prevalenceN                             int
 	sync                                    bool
+	owns                                    func(tenant string) bool
 }
 
 // Option configures New.
@@ -50,6 +51,12 @@ func WithLateness(d time.Duration) Option { return func(c *config) { c.lateness 
 
 // WithEvidenceGrace sets how long evidence may precede its alert (default 1h).
 func WithEvidenceGrace(d time.Duration) Option { return func(c *config) { c.grace = d } }
+
+// WithOwnership tells Tick which tenants this correlator currently owns:
+// after a rebalance the store still holds the state of tenants whose facts
+// partition moved to another process, and only the owner may close their
+// incidents (default: every tenant in the store).
+func WithOwnership(owns func(tenant string) bool) Option { return func(c *config) { c.owns = owns } }
 
 // WithSync makes every Apply fsync its batch (default off: state and offsets
 // are committed atomically, so a lost tail is replayed from Kafka).
@@ -892,14 +899,20 @@ func (c *Correlator) closeIdle(b *state.Batch, clk time.Time) ([]Incident, error
 		return nil, err
 	}
 	var out []Incident
-	type ref struct{ tenant, id string }
+	type ref struct {
+		tenant, id string
+		key        []byte
+	}
 	var refs []ref
 	for ok := it.First(); ok && string(it.Key()) < string(end); ok = it.Next() {
 		_, tenant, rest, err := state.ParseBucketKey(it.Key())
 		if err != nil || len(rest) == 0 {
 			continue
 		}
-		refs = append(refs, ref{tenant, string(rest[:len(rest)-1])})
+		if c.cfg.owns != nil && !c.cfg.owns(tenant) {
+			continue // another process owns this tenant now: its incidents are not ours to close
+		}
+		refs = append(refs, ref{tenant, string(rest[:len(rest)-1]), slices.Clone(it.Key())})
 	}
 	err = it.Error()
 	it.Close()
@@ -907,6 +920,9 @@ func (c *Correlator) closeIdle(b *state.Batch, clk time.Time) ([]Incident, error
 		return nil, err
 	}
 	for _, r := range refs {
+		if err := b.Delete(r.key); err != nil {
+			return nil, err
+		}
 		t := &tx{c: c, b: b, tenant: r.tenant, incs: map[string]*incState{}, alerts: map[string]*alertRec{}}
 		s, err := t.incident(r.id)
 		if err != nil {
@@ -932,7 +948,7 @@ func (c *Correlator) closeIdle(b *state.Batch, clk time.Time) ([]Incident, error
 		s.Inc.Version++
 		out = append(out, s.Inc)
 	}
-	return out, b.DeleteRange(start, end)
+	return out, nil
 }
 
 // expire drops whole buckets that no future lookup can reach.
