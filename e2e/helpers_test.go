@@ -110,10 +110,11 @@ func startBroker(t *testing.T) string {
 
 // writeInput writes the replay: a simulator stream with attack stories, and
 // bad lines the normalizer dead-letters (at the start, middle and end).
-func writeInput(t *testing.T, dir string, n int) string {
+func writeInput(t *testing.T, dir string, n int, opts ...simulator.Option) string {
 	t.Helper()
 	path := filepath.Join(dir, "input.jsonl")
-	if err := simulator.WriteFile(path, n, simulator.Seed(11), simulator.EventsPerSecond(10), simulator.AttackEvery(n/25)); err != nil {
+	opts = append([]simulator.Option{simulator.Seed(11), simulator.EventsPerSecond(10), simulator.AttackEvery(n / 25)}, opts...)
+	if err := simulator.WriteFile(path, n, opts...); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -191,6 +192,43 @@ func startRun(t *testing.T, addr, cfg, stateDir, logPath string) *proc {
 	return p
 }
 
+// interrupt stops the run as Ctrl-C does (SIGINT) and waits for it to exit.
+func (p *proc) interrupt(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	for i := 0; i < 3000 && p.cmd.ProcessState == nil; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	switch {
+	case p.cmd.ProcessState == nil:
+		p.kill()
+		t.Errorf("stitch run did not stop on SIGINT within 30s; log %s", p.log)
+	case !p.cmd.ProcessState.Success():
+		t.Errorf("stitch run exited %v on SIGINT; log %s:\n%s", p.cmd.ProcessState, p.log, tail(p.log, 20))
+	}
+}
+
+// uninterrupted runs one `stitch run` over in on a fresh broker until it
+// settles: the outcome the other runs are compared with.
+func uninterrupted(t *testing.T, dir, in, cfg string) outcome {
+	t.Helper()
+	addr := startBroker(t)
+	stitch(t, "produce", "--brokers", addr, "--in", in)
+	state := filepath.Join(t.TempDir(), "state")
+	start := time.Now()
+	p := startRun(t, addr, cfg, state, filepath.Join(dir, "baseline.log"))
+	waitSettled(t, addr, filepath.Join(state, "hunting"), statusDone(p), p)
+	t.Logf("uninterrupted run settled in %s", time.Since(start).Round(time.Millisecond))
+	o := collect(t, addr, filepath.Join(state, "hunting"))
+	p.stop(t)
+	if len(o.incidents) < 5 || len(o.dead) < 4 {
+		t.Fatalf("baseline too thin to compare: %d incidents, %d dead letters", len(o.incidents), len(o.dead))
+	}
+	t.Logf("baseline: %d incidents (%d versions), %d dead letters, hunting rows %v",
+		len(o.incidents), o.versions, len(o.dead), o.hunting)
+	return o
+}
+
 func (p *proc) kill() {
 	if p.cmd.ProcessState == nil {
 		p.cmd.Process.Signal(syscall.SIGKILL)
@@ -218,22 +256,8 @@ func (p *proc) stop(t *testing.T) {
 // single uninterrupted run.
 func statusDone(p *proc) func(map[string]int64) bool {
 	return func(map[string]int64) bool {
-		b, _ := os.ReadFile(p.log)
-		_, rest, ok := strings.Cut(string(b), "metrics on http://")
-		if !ok {
-			return false
-		}
-		addr, _, _ := strings.Cut(rest, "/metrics")
-		resp, err := http.Get("http://" + addr + "/status")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var s struct {
-			Normalized map[string]int64 `json:"normalized"`
-			Hunting    map[string]int64 `json:"hunting_rows"`
-		}
-		if json.NewDecoder(resp.Body).Decode(&s) != nil || len(s.Normalized) == 0 {
+		s, ok := status(p)
+		if !ok || len(s.Normalized) == 0 {
 			return false
 		}
 		for table, n := range s.Normalized {
@@ -243,6 +267,43 @@ func statusDone(p *proc) func(map[string]int64) bool {
 		}
 		return true
 	}
+}
+
+// runStatus is the part of a run's /status JSON the tests read.
+type runStatus struct {
+	RecordsRead int64            `json:"records_read"`
+	Normalized  map[string]int64 `json:"normalized"`
+	Dead        map[string]int64 `json:"dead_lettered"`
+	RecordsIn   map[string]int64 `json:"records_in"`
+	Incidents   int64            `json:"incident_updates"`
+	Hunting     map[string]int64 `json:"hunting_rows"`
+}
+
+// httpAddr is the run's HTTP address, from its stderr line
+// "metrics on http://ADDR/metrics" (the last one: a log holds every start).
+func httpAddr(p *proc) (string, bool) {
+	b, _ := os.ReadFile(p.log)
+	i := strings.LastIndex(string(b), "metrics on http://")
+	if i < 0 {
+		return "", false
+	}
+	addr, _, ok := strings.Cut(string(b[i+len("metrics on http://"):]), "/metrics")
+	return addr, ok
+}
+
+// status reads the run's /status.
+func status(p *proc) (runStatus, bool) {
+	var s runStatus
+	addr, ok := httpAddr(p)
+	if !ok {
+		return s, false
+	}
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		return s, false
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s) == nil
 }
 
 // rowsDone says whether the hunting partitions hold want's rows.
@@ -260,6 +321,13 @@ func tail(path string, n int) string {
 // and the outputs (incident and dead-letter end offsets, hunting rows) stop
 // changing for a few seconds.
 func waitSettled(t *testing.T, addr, huntDir string, done func(rows map[string]int64) bool, procs ...*proc) {
+	t.Helper()
+	waitSettledDirs(t, addr, []string{huntDir}, done, procs...)
+}
+
+// waitSettledDirs is waitSettled over the hunting directories of several
+// instances, their rows summed per table.
+func waitSettledDirs(t *testing.T, addr string, huntDirs []string, done func(rows map[string]int64) bool, procs ...*proc) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
@@ -305,7 +373,7 @@ func waitSettled(t *testing.T, addr, huntDir string, done func(rows map[string]i
 		}
 		var out int64
 		ends.Each(func(o kadm.ListedOffset) { out += o.Offset })
-		rows := huntingRows(t, huntDir)
+		rows := huntingRowsSum(t, huntDirs)
 		now := fmt.Sprintf("signals lag %d, incident+deadletter end offsets %d, hunting rows %v", behind, out, rows)
 		if behind == 0 && now == last && done(rows) {
 			stable++
@@ -341,6 +409,18 @@ func huntingRows(t *testing.T, dir string) map[string]int64 {
 		r.Close()
 		return nil
 	})
+	return rows
+}
+
+// huntingRowsSum sums huntingRows over several instances' directories.
+func huntingRowsSum(t *testing.T, dirs []string) map[string]int64 {
+	t.Helper()
+	rows := map[string]int64{}
+	for _, d := range dirs {
+		for table, n := range huntingRows(t, d) {
+			rows[table] += n
+		}
+	}
 	return rows
 }
 
