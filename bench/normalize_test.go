@@ -40,3 +40,31 @@ func BenchmarkNormalizeSimulated(b *testing.B) {
 	b.ReportMetric(float64(b.N)/sec, "records/s")
 	b.ReportMetric(float64(b.N)*float64(size)/pre/sec/1e6, "MB/s")
 }
+
+// BenchmarkNormalizeParallel runs one Normalizer per goroutine, as one per
+// input partition runs in the pipeline, to show how normalization scales
+// with cores (-cpu 1,2,4,8,16). records/s is the total over all goroutines;
+// divide by -cpu for the per-core rate.
+func BenchmarkNormalizeParallel(b *testing.B) {
+	const pre = 20_000
+	sim := simulator.New(simulator.AttackEvery(2_000))
+	recs := make([][]byte, pre)
+	for i := range recs {
+		_, v := sim.Next(nil)
+		recs[i] = v
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		n := normalize.New()
+		defer n.Close()
+		emit := func(bt normalize.Batch) { bt.Release() }
+		dead := func(d normalize.DeadLetter) { panic("dead letter from the simulator: " + d.Error) }
+		i := 0
+		for pb.Next() {
+			n.Add(normalize.Input{Value: recs[i%pre]}, emit, dead)
+			i++
+		}
+		n.Flush(emit)
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
