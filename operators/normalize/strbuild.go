@@ -47,15 +47,18 @@ func (s *strBuilder) reserve(rows, data int) {
 }
 
 func (s *strBuilder) growRows(rows int) {
-	old := len(s.vb)
-	s.valid.Reserve(int(bitutil.BytesForBits(int64(rows))))
-	s.vb = s.valid.Buf()
-	clear(s.vb[old:]) // the allocator need not zero
 	s.offs.Reserve((rows + 1) * arrow.Int32SizeBytes)
 	s.ob = arrow.Int32Traits.CastFromBytes(s.offs.Buf())
 	if s.n == 0 {
 		s.ob[0] = 0
 	}
+	// The capacity checks read len(s.ob), which the allocator's padding can
+	// make larger than asked: size the bitmap for every row it allows, or a
+	// batch that outgrows its presized buffers writes past the bitmap.
+	old := len(s.vb)
+	s.valid.Reserve(int(bitutil.BytesForBits(int64(len(s.ob)))))
+	s.vb = s.valid.Buf()
+	clear(s.vb[old:]) // the allocator need not zero
 }
 
 func (s *strBuilder) room() {
