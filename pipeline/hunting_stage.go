@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/ipc"
@@ -78,10 +79,30 @@ func newHuntingSink(ctx context.Context, p *Pipeline) (*huntingSink, error) {
 	return h, nil
 }
 
-// onAssigned seeks each new partition to the offset after the last committed
-// segment, whatever the group offsets say.
-func (h *huntingSink) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+// onAssigned seeks each new partition to the later of two marks: the offset
+// after the last segment this process committed for it (its manifest), and
+// the group's committed offset. The manifest wins after a crash between a
+// segment and the group commit; the group wins when the partition went to
+// another process and came back (a -> b -> a), or a would write again the
+// rows b committed meanwhile.
+func (h *huntingSink) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	resume := h.w.Resume()
+	group := map[string]map[int32]int64{}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	offs, err := kadm.NewClient(cl).FetchOffsets(fctx, h.p.cfg.Kafka.Group+"-hunting")
+	cancel()
+	if err != nil {
+		h.p.log.Warn("hunting: group offsets unknown; resuming from the manifest", "err", err)
+	} else {
+		offs.Each(func(o kadm.OffsetResponse) {
+			if o.Err == nil && o.At >= 0 {
+				if group[o.Topic] == nil {
+					group[o.Topic] = map[int32]int64{}
+				}
+				group[o.Topic][o.Partition] = o.At
+			}
+		})
+	}
 	set := map[string]map[int32]kgo.EpochOffset{}
 	h.mu.Lock()
 	for topic, parts := range assigned {
@@ -90,12 +111,17 @@ func (h *huntingSink) onAssigned(_ context.Context, cl *kgo.Client, assigned map
 		}
 		for _, p := range parts {
 			h.assigned[topic][p] = true
-			if off, ok := resume[parquet.TopicPartition{Topic: topic, Partition: p}]; ok {
-				if set[topic] == nil {
-					set[topic] = map[int32]kgo.EpochOffset{}
-				}
-				set[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+			off, ok := resume[parquet.TopicPartition{Topic: topic, Partition: p}]
+			if !ok {
+				continue // the group's offset, as the consumer would start anyway
 			}
+			if g, known := group[topic][p]; known && g > off {
+				off = g
+			}
+			if set[topic] == nil {
+				set[topic] = map[int32]kgo.EpochOffset{}
+			}
+			set[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
 		}
 	}
 	h.mu.Unlock()
