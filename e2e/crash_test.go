@@ -25,23 +25,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 	in := writeInput(t, dir, records)
 	cfg := writeConfig(t, dir)
 
-	baseline := func() outcome {
-		addr := startBroker(t)
-		stitch(t, "produce", "--brokers", addr, "--in", in)
-		state := filepath.Join(t.TempDir(), "state")
-		start := time.Now()
-		p := startRun(t, addr, cfg, state, filepath.Join(dir, "baseline.log"))
-		waitSettled(t, addr, filepath.Join(state, "hunting"), statusDone(p), p)
-		t.Logf("uninterrupted run settled in %s", time.Since(start).Round(time.Millisecond))
-		o := collect(t, addr, filepath.Join(state, "hunting"))
-		p.stop(t)
-		return o
-	}()
-	if len(baseline.incidents) < 5 || len(baseline.dead) < 4 {
-		t.Fatalf("baseline too thin to compare: %d incidents, %d dead letters", len(baseline.incidents), len(baseline.dead))
-	}
-	t.Logf("baseline: %d incidents (%d versions), %d dead letters, hunting rows %v",
-		len(baseline.incidents), baseline.versions, len(baseline.dead), baseline.hunting)
+	baseline := uninterrupted(t, dir, in, cfg)
 
 	addr := startBroker(t)
 	stitch(t, "produce", "--brokers", addr, "--in", in)
