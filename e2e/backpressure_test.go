@@ -46,9 +46,6 @@ const (
 // every record is accounted for: read = produced = normalized + dead letters.
 func TestBackpressure(t *testing.T) {
 	skipShort(t)
-	if !*long {
-		t.Skip("-stitch.long (or STITCH_E2E_LONG=1): ~640 MB of input through one process")
-	}
 	dir := t.TempDir()
 	in := writeInput(t, dir, bpRecords-4) // writeInput adds 4 bad lines
 	parts := splitInput(t, in, bpProducers)
