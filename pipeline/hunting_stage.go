@@ -58,6 +58,10 @@ func newHuntingSink(ctx context.Context, p *Pipeline) (*huntingSink, error) {
 		// segments reliably in the crash test; to be investigated), with a
 		// short session so that a crashed member's partitions move soon.
 		kgo.SessionTimeout(10*time.Second),
+		// A rebalance waits this long for members that died without
+		// leaving (a crash loop leaves many): bound it so a restarted
+		// process joins within seconds.
+		kgo.RebalanceTimeout(10*time.Second),
 		kgo.ConsumeRegex(),
 		kgo.ConsumeTopics("^"+regexp.QuoteMeta(p.cfg.Topics.HuntingPrefix)+".*"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
