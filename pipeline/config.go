@@ -98,7 +98,7 @@ type HuntingConfig struct {
 	RollBytes int64    `yaml:"roll_bytes"`
 	RollAge   Duration `yaml:"roll_age"`
 	Retention Duration `yaml:"retention"`
-	// RetentionEvery is how often the retention job runs.
+	// RetentionEvery is how often the retention job runs; 0 turns it off.
 	RetentionEvery Duration `yaml:"retention_every"`
 }
 

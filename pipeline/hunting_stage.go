@@ -54,14 +54,16 @@ func newHuntingSink(ctx context.Context, p *Pipeline) (*huntingSink, error) {
 	}
 	opts = append(opts,
 		kgo.ConsumerGroup(p.cfg.Kafka.Group+"-hunting"),
-		// Dynamic membership (a static member's restart did not resume its
-		// segments reliably in the crash test; to be investigated), with a
-		// short session so that a crashed member's partitions move soon.
+		// Static membership as in the other stages: a restarted process
+		// replaces its crashed predecessor at once instead of leaving a
+		// dead member that every rebalance waits for (a crash loop left
+		// so many that joins timed out).
+		p.staticMember("hunting"),
 		kgo.SessionTimeout(10*time.Second),
-		// A rebalance waits this long for members that died without
-		// leaving (a crash loop leaves many): bound it so a restarted
-		// process joins within seconds.
 		kgo.RebalanceTimeout(10*time.Second),
+		// Let a join that waits out a rebalance finish rather than give up
+		// and start over (JoinGroup blocks for up to the rebalance timeout).
+		kgo.RequestTimeoutOverhead(30*time.Second),
 		kgo.ConsumeRegex(),
 		kgo.ConsumeTopics("^"+regexp.QuoteMeta(p.cfg.Topics.HuntingPrefix)+".*"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),

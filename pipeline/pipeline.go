@@ -286,10 +286,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return err
 		}
 		runners = append(runners, runner{"hunting", hs.run, nil})
-		runners = append(runners, runner{"retention", func(ctx context.Context) error {
-			parquet.RetentionLoop(ctx, p.cfg.HuntingDir(), p.cfg.Hunting.RetentionEvery.D(), p.cfg.Hunting.Retention.D(), p.log)
-			return nil
-		}, nil})
+		if every := p.cfg.Hunting.RetentionEvery.D(); every > 0 {
+			runners = append(runners, runner{"retention", func(ctx context.Context) error {
+				parquet.RetentionLoop(ctx, p.cfg.HuntingDir(), every, p.cfg.Hunting.Retention.D(), p.log)
+				return nil
+			}, nil})
+		}
 	}
 	p.nstages = 0
 	for _, r := range runners {

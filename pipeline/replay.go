@@ -94,6 +94,9 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	}
 	cfg.Kafka.Brokers = nil
 	cfg.Simulate.Mode = "false"
+	// A replay is usually of old recordings: retention by event time would
+	// delete what it writes.
+	cfg.Hunting.RetentionEvery = 0
 	if cfg.Hunting.RollAge.D() > time.Second {
 		cfg.Hunting.RollAge = Duration(time.Second)
 	}
