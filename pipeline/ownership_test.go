@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -53,4 +54,23 @@ func TestOwnershipMatchesTheProducersPartitioner(t *testing.T) {
 	if cp.owns("t") {
 		t.Fatal("before any assignment nothing is owned")
 	}
+}
+
+// The facts topic is created with a retention long enough to rebuild the
+// correlation store from it (idle close + window + lateness, twice over).
+func TestFactsTopicRetentionCoversLiveState(t *testing.T) {
+	p := &Pipeline{cfg: Default()}
+	for _, s := range p.Topics() {
+		if s.Name != p.cfg.Topics.Facts {
+			continue
+		}
+		ms, err := strconv.ParseInt(s.Configs["retention.ms"], 10, 64)
+		c := p.cfg.Correlate
+		need := (c.IdleClose.D() + c.Window.D() + c.AllowedLateness.D()).Milliseconds()
+		if err != nil || ms < need {
+			t.Fatalf("facts retention.ms = %q, need at least %d", s.Configs["retention.ms"], need)
+		}
+		return
+	}
+	t.Fatal("no facts topic among the pipeline's topics")
 }
