@@ -34,7 +34,7 @@ type huntingSink struct {
 	consumed map[string]int64 // topic → records read since the last commit
 }
 
-func newHuntingSink(ctx context.Context, p *Pipeline) (*huntingSink, error) {
+func newHuntingSink(p *Pipeline) (*huntingSink, error) {
 	w, err := parquet.Open(p.cfg.HuntingDir(),
 		parquet.RollBytes(p.cfg.Hunting.RollBytes),
 		parquet.RollAge(p.cfg.Hunting.RollAge.D()),

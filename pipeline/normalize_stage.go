@@ -112,10 +112,7 @@ func (n *normalizeProc) flush(ctx context.Context, tx *txn) error {
 	// Every record read became a row or a dead letter, and after a flush all
 	// rows have been emitted: so the records read in this transaction are
 	// their sum (cheaper than asking the normalizer per record).
-	tx.tally.recordsRead = sumMap(tx.tally.normalized)
-	for _, v := range tx.tally.dead {
-		tx.tally.recordsRead += v
-	}
+	tx.tally.recordsRead = total(tx.tally.normalized) + total(tx.tally.dead)
 	err := n.err
 	n.err = nil
 	return err
@@ -134,11 +131,3 @@ func (n *normalizeProc) aborted() {
 func (n *normalizeProc) committed(*txn) {}
 
 func (n *normalizeProc) close() { n.norm.Close() }
-
-func sumMap[K comparable](m map[K]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}

@@ -49,6 +49,9 @@ type Pipeline struct {
 	nstages  int32
 	running  atomic.Bool
 	inputLag atomic.Int64 // -1: unknown
+
+	adminMu sync.Mutex
+	admin   *kgo.Client // lag checks while running
 }
 
 // Option adjusts a Pipeline.
@@ -288,7 +291,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 
 	if p.cfg.Hunting.Enabled {
-		hs, err := newHuntingSink(ctx, p)
+		hs, err := newHuntingSink(p)
 		if err != nil {
 			return err
 		}
@@ -323,6 +326,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	p.running.Store(false)
+	p.closeAdmin()
 	for _, r := range runners {
 		if r.stop != nil {
 			r.stop()
@@ -349,15 +353,11 @@ func (p *Pipeline) Groups() map[string][]string {
 
 // Lag is the total uncommitted input of every stage, by group.
 func (p *Pipeline) Lag(ctx context.Context) (map[string]int64, error) {
-	opts, err := p.clientOpts("lag")
+	cl, release, err := p.adminClient()
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
+	defer release()
 	out := map[string]int64{}
 	for g, topics := range p.Groups() {
 		n, err := kafka.Lag(ctx, cl, g, topics...)
@@ -378,6 +378,39 @@ func (p *Pipeline) Lag(ctx context.Context) (map[string]int64, error) {
 // session times out (30 s).
 func (p *Pipeline) staticMember(stage string) kgo.Opt {
 	return kgo.InstanceID(p.cfg.Kafka.Group + "-" + stage + "-" + p.instance)
+}
+
+// adminClient is the client for lag checks: one for the whole run (the
+// progress line and replay's idle check ask every few hundred
+// milliseconds), or a short-lived one outside Run.
+func (p *Pipeline) adminClient() (*kgo.Client, func(), error) {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	if p.admin != nil {
+		return p.admin, func() {}, nil
+	}
+	opts, err := p.clientOpts("lag")
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.running.Load() {
+		p.admin = cl
+		return cl, func() {}, nil
+	}
+	return cl, cl.Close, nil
+}
+
+func (p *Pipeline) closeAdmin() {
+	p.adminMu.Lock()
+	defer p.adminMu.Unlock()
+	if p.admin != nil {
+		p.admin.Close()
+		p.admin = nil
+	}
 }
 
 // instanceID is this state directory's stable name, kept in the directory:

@@ -40,7 +40,7 @@ func progressLine(prev, cur Snapshot, dt time.Duration, lag int64, lagKnown bool
 	if tables := topTables(cur.Normalized, 4); tables != "" {
 		fmt.Fprintf(&b, " (%s)", tables)
 	}
-	fmt.Fprintf(&b, " | dead %d | incidents %d | parquet rows %d", cur.DeadTotal(), cur.Incidents, sum(cur.HuntingRows))
+	fmt.Fprintf(&b, " | dead %d | incidents %d | parquet rows %d", cur.DeadTotal(), cur.Incidents, cur.HuntingTotal())
 	if lagKnown {
 		fmt.Fprintf(&b, " | input lag %d", lag)
 	} else {
@@ -78,14 +78,6 @@ func humanRate(r float64) string {
 		return fmt.Sprintf("%.1fk", r/1e3)
 	}
 	return fmt.Sprintf("%.0f", r)
-}
-
-func sum(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 // lagLoop refreshes the consumer-lag gauges every interval, whether or not

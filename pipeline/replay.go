@@ -186,7 +186,7 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	}
 
 	cc := kafka.ClientConfig{Brokers: b.Addrs()}
-	if err := drainJSONL(ctx, cc, cfg.Topics.DeadLetter, filepath.Join(ro.OutDir, "deadletter.jsonl"), false); err != nil {
+	if err := drainJSONL(ctx, cc, cfg.Topics.DeadLetter, filepath.Join(ro.OutDir, "deadletter.jsonl")); err != nil {
 		return sum, err
 	}
 	if cfg.Correlate.Enabled {
@@ -209,7 +209,7 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	return sum, nil
 }
 
-func drainJSONL(ctx context.Context, cc kafka.ClientConfig, topic, path string, _ bool) error {
+func drainJSONL(ctx context.Context, cc kafka.ClientConfig, topic, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -135,18 +135,17 @@ func (t *Totals) Snapshot() Snapshot {
 }
 
 // NormalizedTotal is the sum of rows over tables.
-func (s Snapshot) NormalizedTotal() int64 {
-	var n int64
-	for _, v := range s.Normalized {
-		n += v
-	}
-	return n
-}
+func (s Snapshot) NormalizedTotal() int64 { return total(s.Normalized) }
 
 // DeadTotal is the sum of dead letters over reasons.
-func (s Snapshot) DeadTotal() int64 {
+func (s Snapshot) DeadTotal() int64 { return total(s.DeadLetters) }
+
+// HuntingTotal is the sum of Parquet rows over tables.
+func (s Snapshot) HuntingTotal() int64 { return total(s.HuntingRows) }
+
+func total[K comparable](m map[K]int64) int64 {
 	var n int64
-	for _, v := range s.DeadLetters {
+	for _, v := range m {
 		n += v
 	}
 	return n

@@ -158,7 +158,7 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	s := p.Totals()
 	fmt.Fprintf(os.Stderr, "stitch: ran %s: read %d records, normalized %d rows, dead-lettered %d, published %d incident versions, wrote %d Parquet rows\n",
-		time.Since(start).Round(time.Millisecond), s.RecordsRead, s.NormalizedTotal(), s.DeadTotal(), s.Incidents, sum(s.HuntingRows))
+		time.Since(start).Round(time.Millisecond), s.RecordsRead, s.NormalizedTotal(), s.DeadTotal(), s.Incidents, s.HuntingTotal())
 	return runErr
 }
 
@@ -234,12 +234,4 @@ func newLogger(lc pipeline.LogConfig) (*slog.Logger, error) {
 	l := slog.New(h)
 	slog.SetDefault(l)
 	return l, nil
-}
-
-func sum(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
