@@ -60,7 +60,12 @@ type TopicsConfig struct {
 	HuntingPrefix string `yaml:"hunting_prefix"`
 	// Facts is the internal repartition topic carrying correlation facts
 	// keyed by tenant from the normalize stage to the correlate stage.
-	Facts             string `yaml:"facts"`
+	Facts string `yaml:"facts"`
+	// Changelog and WindowChangelog are the correlation store's changelogs
+	// (timeless state, compacted; windowed state, compacted and deleted by
+	// time), partitioned like Facts: a store is rebuilt from them.
+	Changelog         string `yaml:"changelog"`
+	WindowChangelog   string `yaml:"window_changelog"`
 	Partitions        int32  `yaml:"partitions"`
 	ReplicationFactor int16  `yaml:"replication_factor"`
 	// Create makes missing topics at start (needs the permission to).
@@ -159,6 +164,8 @@ func Default() Config {
 			DeadLetter:        "deadletter",
 			HuntingPrefix:     "hunting.",
 			Facts:             "stitch.facts",
+			Changelog:         "stitch.correlate-changelog",
+			WindowChangelog:   "stitch.correlate-window-changelog",
 			Partitions:        6,
 			ReplicationFactor: -1,
 			Create:            true,
@@ -270,6 +277,7 @@ func (c *Config) Validate() error {
 	for k, v := range map[string]string{
 		"topics.incidents": c.Topics.Incidents, "topics.deadletter": c.Topics.DeadLetter,
 		"topics.facts": c.Topics.Facts, "topics.hunting_prefix": c.Topics.HuntingPrefix,
+		"topics.changelog": c.Topics.Changelog, "topics.window_changelog": c.Topics.WindowChangelog,
 		"kafka.group": c.Kafka.Group, "state.dir": c.State.Dir,
 	} {
 		if strings.TrimSpace(v) == "" {

@@ -18,12 +18,14 @@ import (
 // SIEM can upsert by key (and compaction keeps the latest version).
 //
 // Exactly-once: the correlator's writes during one Kafka transaction stay in
-// one pending Pebble batch, committed (with the facts offsets it covers) only
-// after the Kafka transaction committed, and dropped when it aborts. So the
-// store is never ahead of the group's committed offsets; when it is behind
-// (a crash between the two commits, a partition whose state was built by
-// another process, an empty store), the partition is restored from the facts
-// topic on assignment, before any of its records is processed (restore.go).
+// one pending Pebble batch; flush produces them to the changelogs inside the
+// transaction (changelog.go), and the batch is committed (with the facts
+// offsets and changelog offsets it covers) only after the Kafka transaction
+// committed, and dropped when it aborts. So the store is never ahead of the
+// changelogs; when it is behind (a crash between the two commits, a
+// partition whose state was built by another process, an empty store), the
+// partition is restored from the changelogs on assignment, before any of
+// its records is processed (restore.go).
 type correlateProc struct {
 	p *Pipeline
 	c *correlate.Correlator
@@ -40,6 +42,8 @@ type correlateProc struct {
 	unrestored map[int32]error // restores that failed; retried before each transaction
 	broken     error           // the store could not commit: stop
 
+	log *changelog // the store's changelogs
+
 	ownMu  sync.Mutex
 	owned  map[int32]bool // facts partitions assigned to this process
 	nparts int            // partitions of the facts topic
@@ -51,7 +55,12 @@ func (cp *correlateProc) kafkaOpts() []kgo.Opt {
 	cp.unrestored = map[int32]error{}
 	cp.owned = map[int32]bool{}
 	cp.part = kgo.StickyKeyPartitioner(nil).ForTopic(cp.p.cfg.Topics.Facts)
+	cp.log = newChangelog(cp.p.cfg.Topics)
 	return []kgo.Opt{
+		kgo.RecordPartitioner(changelogPartitioner{
+			manual: map[string]bool{cp.log.topic: true, cp.log.window: true},
+			def:    kgo.StickyKeyPartitioner(nil),
+		}),
 		kgo.OnPartitionsAssigned(cp.onAssigned),
 		kgo.OnPartitionsRevoked(cp.onRevoked),
 		kgo.OnPartitionsLost(cp.onRevoked),
@@ -82,17 +91,24 @@ func (cp *correlateProc) track(cl *kgo.Client, parts []int32, assigned bool) {
 		}
 	}
 	if assigned {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		tds, err := kadm.NewClient(cl).ListTopics(ctx, cp.p.cfg.Topics.Facts)
-		if err == nil {
-			if td, ok := tds[cp.p.cfg.Topics.Facts]; ok && td.Err == nil {
-				cp.nparts = len(td.Partitions)
-			}
+		cp.refreshPartitionsLocked(cl)
+	}
+}
+
+// refreshPartitionsLocked learns the facts topic's partition count, which
+// places tenants on partitions. Call with ownMu held.
+func (cp *correlateProc) refreshPartitionsLocked(cl *kgo.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, cp.p.cfg.Topics.Facts)
+	if err == nil {
+		if td, ok := tds[cp.p.cfg.Topics.Facts]; ok && td.Err == nil {
+			cp.nparts = len(td.Partitions)
 		}
-		if cp.nparts == 0 {
-			cp.p.log.Warn("correlate: facts partition count unknown; idle incidents will not close until it is", "err", err)
-		}
+	}
+	cp.log.setPartitions(cp.nparts)
+	if cp.nparts == 0 {
+		cp.p.log.Warn("correlate: facts partition count unknown; idle incidents will not close until it is", "err", err)
 	}
 }
 
@@ -119,10 +135,12 @@ func (cp *correlateProc) restoreLocked(parts []int32) {
 	if cp.ctx.Err() != nil {
 		return
 	}
-	err := restoreFacts(cp.ctx, restoreSpec{
+	t := cp.p.cfg.Topics
+	err := restoreChangelogs(cp.ctx, restoreSpec{
 		Client:     cp.sess,
 		Group:      cp.p.cfg.Kafka.Group + "-correlate",
-		Topic:      cp.p.cfg.Topics.Facts,
+		Facts:      t.Facts,
+		Changelogs: []string{t.Changelog, t.WindowChangelog},
 		Partitions: parts,
 		Correlator: cp.c,
 		ClientOpts: func() ([]kgo.Opt, error) { return cp.p.clientOpts("restore") },
@@ -211,7 +229,23 @@ func (cp *correlateProc) publish(ctx context.Context, incs []correlate.Incident,
 	return nil
 }
 
-func (cp *correlateProc) flush(context.Context, *txn) error { return nil }
+// flush writes the transaction's state changes to the changelogs, inside
+// the transaction: they commit, or vanish, with its outputs and offsets.
+func (cp *correlateProc) flush(ctx context.Context, tx *txn) error {
+	if !cp.c.InTransaction() {
+		return nil
+	}
+	cp.ownMu.Lock()
+	if cp.nparts == 0 && cp.sess != nil {
+		cp.refreshPartitionsLocked(cp.sess)
+	}
+	cp.ownMu.Unlock()
+	_, err := cp.log.emit(cp.c, func(r *kgo.Record) { tx.produceThen(ctx, r, cp.log.produced) })
+	if err != nil {
+		return fmt.Errorf("correlate: %w", err)
+	}
+	return nil
+}
 
 func (cp *correlateProc) tick(ctx context.Context, now time.Time, tx *txn) error {
 	if err := cp.open(); err != nil {
@@ -226,7 +260,10 @@ func (cp *correlateProc) tick(ctx context.Context, now time.Time, tx *txn) error
 
 // aborted drops the pending state: the facts are consumed again from the
 // group's committed offsets, which the store matches.
-func (cp *correlateProc) aborted() { cp.c.Abort() }
+func (cp *correlateProc) aborted() {
+	cp.c.Abort()
+	cp.log.positions() // forget them: the records were aborted
+}
 
 // committed makes the pending state durable now that the outputs are. A
 // crash before this returns leaves the store behind the group's offsets,
@@ -237,7 +274,7 @@ func (cp *correlateProc) committed(*txn) {
 	if !cp.c.InTransaction() {
 		return
 	}
-	if err := cp.c.Commit(); err != nil {
+	if err := cp.c.CommitAt(cp.log.positions()); err != nil {
 		cp.broken = fatal(fmt.Errorf("correlate: state commit failed after the Kafka commit (restart to restore): %w", err))
 		cp.p.log.Error("correlate: state commit failed", "err", err)
 	}

@@ -29,7 +29,7 @@ type Metrics struct {
 	HuntingRemoved   prometheus.Counter
 	StageErrors      *prometheus.CounterVec // stage
 	InputRecordBytes prometheus.Histogram
-	RestoreRecords   prometheus.Counter // facts records re-applied to restore state
+	RestoreRecords   prometheus.Counter // changelog records applied to restore state
 	Restoring        prometheus.Gauge   // facts partitions being restored now
 }
 
@@ -84,10 +84,10 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 			Name: "stitch_hunting_partitions_removed_total", Help: "Hunting date partitions removed by retention.",
 		}),
 		RestoreRecords: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "stitch_state_restore_records_total", Help: "Facts records re-applied to bring correlation state up to the group's committed offsets.",
+			Name: "stitch_state_restore_records_total", Help: "Changelog records applied to bring correlation state up to its committed changelogs.",
 		}),
 		Restoring: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "stitch_state_restoring_partitions", Help: "Facts partitions whose correlation state is being restored now.",
+			Name: "stitch_state_restoring_partitions", Help: "Facts partitions whose correlation state is being restored from the changelogs now.",
 		}),
 		StageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stitch_stage_errors_total", Help: "Errors a stage recovered from by aborting and retrying, by stage.",

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/operators/correlate"
 )
 
 // The correlate stage decides which tenants it owns with the same mapping
@@ -56,21 +58,40 @@ func TestOwnershipMatchesTheProducersPartitioner(t *testing.T) {
 	}
 }
 
-// The facts topic is created with a retention long enough to rebuild the
-// correlation store from it (idle close + window + lateness, twice over).
-func TestFactsTopicRetentionCoversLiveState(t *testing.T) {
-	p := &Pipeline{cfg: Default()}
-	for _, s := range p.Topics() {
-		if s.Name != p.cfg.Topics.Facts {
-			continue
+// The changelogs are created partitioned like the facts topic, the timeless
+// one compacted (nothing expires by time), the windowed one deleting by time
+// only after the longest any bucket lives (with the default config and a
+// long prevalence lookback alike).
+func TestChangelogTopicSettings(t *testing.T) {
+	for _, lookback := range []time.Duration{7 * 24 * time.Hour, 60 * 24 * time.Hour} {
+		cfg := Default()
+		cfg.Correlate.PrevalenceLookback = Duration(lookback)
+		p := &Pipeline{cfg: cfg}
+		found := 0
+		for _, s := range p.Topics() {
+			switch s.Name {
+			case cfg.Topics.Changelog:
+				found++
+				if s.Configs["cleanup.policy"] != "compact" || s.Configs["retention.ms"] != "" {
+					t.Errorf("timeless changelog configs %v: want compaction and no time retention", s.Configs)
+				}
+			case cfg.Topics.WindowChangelog:
+				found++
+				ms, err := strconv.ParseInt(s.Configs["retention.ms"], 10, 64)
+				c := cfg.Correlate
+				need := (c.PrevalenceLookback.D() + c.AllowedLateness.D() + correlate.PrevalenceBucket).Milliseconds()
+				if err != nil || ms < need || s.Configs["cleanup.policy"] != "compact,delete" {
+					t.Errorf("window changelog configs %v: want compact,delete and retention.ms >= %d", s.Configs, need)
+				}
+			default:
+				continue
+			}
+			if s.Partitions != cfg.Topics.Partitions {
+				t.Errorf("%s has %d partitions, facts %d", s.Name, s.Partitions, cfg.Topics.Partitions)
+			}
 		}
-		ms, err := strconv.ParseInt(s.Configs["retention.ms"], 10, 64)
-		c := p.cfg.Correlate
-		need := (c.IdleClose.D() + c.Window.D() + c.AllowedLateness.D()).Milliseconds()
-		if err != nil || ms < need {
-			t.Fatalf("facts retention.ms = %q, need at least %d", s.Configs["retention.ms"], need)
+		if found != 2 {
+			t.Fatalf("%d changelog topics among the pipeline's topics, want 2", found)
 		}
-		return
 	}
-	t.Fatal("no facts topic among the pipeline's topics")
 }

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,13 +147,10 @@ func (p *Pipeline) Topics() []kafka.TopicSpec {
 	for _, in := range t.Inputs {
 		specs = append(specs, spec(in))
 	}
-	facts := spec(t.Facts)
-	// The facts topic is the changelog of the correlation store: a store is
-	// rebuilt from it, so it must hold everything live state depends on.
-	c := p.cfg.Correlate
-	keep := 2 * (c.IdleClose.D() + c.Window.D() + c.AllowedLateness.D())
-	facts.Configs = map[string]string{"retention.ms": strconv.FormatInt(keep.Milliseconds(), 10)}
-	specs = append(specs, spec(t.DeadLetter), facts, spec(t.Actions), spec(t.ActionResults))
+	specs = append(specs, spec(t.DeadLetter), spec(t.Facts), spec(t.Actions), spec(t.ActionResults))
+	if p.cfg.Correlate.Enabled {
+		specs = append(specs, p.changelogSpecs()...)
+	}
 	inc := spec(t.Incidents)
 	// Every incident version is the full incident keyed by id: compaction
 	// keeps the latest, which is all a consumer that starts late needs.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,14 +42,14 @@ type eosRecord struct {
 	facts     *correlate.Facts
 }
 
-func newTestCorrelator(t *testing.T) *correlate.Correlator {
+func newTestCorrelator(t *testing.T, opts ...correlate.Option) *correlate.Correlator {
 	t.Helper()
 	st, err := state.Open(t.TempDir(), state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	c, err := correlate.New(st)
+	c, err := correlate.New(st, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,112 +67,235 @@ func applyEOS(t *testing.T, c *correlate.Correlator, recs []eosRecord) []string 
 			continue
 		}
 		incs, err := c.ApplyOffset(r.partition, r.facts, "facts", r.offset)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, inc := range incs {
-			b, _ := json.Marshal(inc)
-			out = append(out, string(b))
-		}
+		out = appendIncidents(t, out, incs, err)
 	}
 	return out
 }
 
-// TestRestoreCatchesUp: a store behind the group's committed offsets (by a
-// few records, or empty) is brought up to them from the facts topic without
-// producing anything, and what follows gives exactly the outputs of an
-// uninterrupted run.
-func TestRestoreCatchesUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+func appendIncidents(t *testing.T, out []string, incs []correlate.Incident, err error) []string {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, inc := range incs {
+		b, _ := json.Marshal(inc)
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// applyTick is applyEOS, then a tick (idle close), with its outputs.
+func applyTick(t *testing.T, c *correlate.Correlator, recs []eosRecord) []string {
+	t.Helper()
+	out := applyEOS(t, c, recs)
+	incs, err := c.Tick(time.Time{})
+	return appendIncidents(t, out, incs, err)
+}
+
+// eosOwner runs a correlator as the correlate stage does: transactions of
+// facts whose state changes go to the changelogs inside a Kafka transaction,
+// and into the store only after it committed.
+type eosOwner struct {
+	t   *testing.T
+	cl  *kgo.Client // transactional, manual partitioner
+	log *changelog
+	c   *correlate.Correlator
+}
+
+// txn processes recs in one transaction. abort aborts the Kafka
+// transaction; crash commits it but never the store (a crash between the
+// two commits).
+func (o *eosOwner) txn(ctx context.Context, recs []eosRecord, abort, crash bool) {
+	t := o.t
+	if err := o.c.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	applyEOS(t, o.c, recs)
+	if _, err := o.c.Tick(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := o.log.emit(o.c, func(r *kgo.Record) {
+		res, err := o.cl.ProduceSync(ctx, r).First()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.log.produced(res)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.cl.EndTransaction(ctx, kgo.TransactionEndTry(!abort)); err != nil {
+		t.Fatal(err)
+	}
+	pos := o.log.positions()
+	if abort || crash {
+		o.c.Abort()
+		return
+	}
+	if err := o.c.CommitAt(pos); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestoreFromChangelogs: stores that are empty, behind (restored once
+// before and missing later transactions), or in step are brought to the
+// committed state from the changelogs alone, without producing anything;
+// an aborted transaction's changes are not applied; and what follows gives
+// exactly the outputs of the process that built the state.
+func TestRestoreFromChangelogs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	b, err := kafka.StartBroker(kafka.DefaultPartitions(2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "facts"); err != nil {
-		t.Fatal(err)
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	topics := TopicsConfig{Facts: "facts", Changelog: "cl", WindowChangelog: "wcl"}
+	for _, tp := range []string{"facts", "cl", "wcl", "cl-empty", "wcl-empty"} {
+		if _, err := adm.CreateTopic(ctx, 2, 1, nil, tp); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Tenants 0 and 2 on partition 0, tenant 1 on partition 1; one record
-	// that is not facts (it was dead-lettered when first consumed).
+	// Facts records as the facts topic holds them: a tenant's partition by
+	// the producer's partitioner, offsets counting up per partition; one is
+	// not facts (dead-lettered when first consumed).
+	// Short windows, and a jump of 26 hours at record 50 (idle close works in day buckets), so that ticks
+	// close incidents (deletions, which the changelog carries as
+	// tombstones) and later alerts start new ones.
+	opts := []correlate.Option{correlate.WithWindow(30 * time.Minute), correlate.WithIdleClose(30 * time.Minute),
+		correlate.WithLateness(10 * time.Minute), correlate.WithEvidenceGrace(10 * time.Minute)}
+	newCor := func() *correlate.Correlator { return newTestCorrelator(t, opts...) }
+	facts := eosFacts(90)
+	for _, f := range facts[50:] {
+		f.MaxTime = f.MaxTime.Add(26 * time.Hour)
+		for i := range f.Alerts {
+			f.Alerts[i].Time = f.Alerts[i].Time.Add(26 * time.Hour)
+		}
+		for i := range f.Evidence {
+			f.Evidence[i].Time = f.Evidence[i].Time.Add(26 * time.Hour)
+			f.Evidence[i].Evidence.CreatedDateTime = f.Evidence[i].Evidence.CreatedDateTime.Add(26 * time.Hour)
+		}
+	}
+	log0 := newChangelog(topics)
+	log0.setPartitions(2)
 	var recs []eosRecord
-	for i, f := range eosFacts(90) {
-		p := int32(0)
-		if f.Tenant == "tenant-1" {
-			p = 1
-		}
-		v, _ := f.Marshal()
+	next := map[int32]int64{}
+	for i, f := range facts {
+		p := log0.partitionOf([]byte(f.Tenant))
 		if i == 40 {
-			r, err := cl.ProduceSync(ctx, &kgo.Record{Topic: "facts", Partition: p, Value: []byte("not facts")}).First()
-			if err != nil {
-				t.Fatal(err)
-			}
-			recs = append(recs, eosRecord{partition: p, offset: r.Offset})
+			recs = append(recs, eosRecord{partition: p, offset: next[p]})
+			next[p]++
 		}
-		r, err := cl.ProduceSync(ctx, &kgo.Record{Topic: "facts", Partition: p, Key: []byte(f.Tenant), Value: v}).First()
+		recs = append(recs, eosRecord{partition: p, offset: next[p], facts: f})
+		next[p]++
+	}
+	if len(next) != 2 {
+		t.Fatalf("tenants on %d partitions, want both", len(next))
+	}
+	newOwner := func(id string) *eosOwner {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.TransactionalID(id),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, eosRecord{partition: p, offset: r.Offset, facts: f})
+		t.Cleanup(cl.Close)
+		l := newChangelog(topics)
+		l.setPartitions(2)
+		return &eosOwner{t: t, cl: cl, log: l, c: newCor()}
 	}
-	ref := newTestCorrelator(t)
-	applyEOS(t, ref, recs[:60])
-	want := applyEOS(t, ref, recs[60:])
+	commitGroup := func(upto int) map[int32]int64 {
+		committed := map[int32]int64{}
+		for _, r := range recs[:upto] {
+			committed[r.partition] = r.offset + 1
+		}
+		offs := kadm.Offsets{}
+		for p, o := range committed {
+			offs.AddOffset("facts", p, o, -1)
+		}
+		if _, err := adm.CommitOffsets(ctx, "g-correlate", offs); err != nil {
+			t.Fatal(err)
+		}
+		return committed
+	}
+	restore := func(c *correlate.Correlator, m *Metrics, cls ...string) error {
+		return restoreChangelogs(ctx, restoreSpec{
+			Client: admCl, Group: "g-correlate", Facts: "facts", Changelogs: cls, Partitions: []int32{0, 1}, Correlator: c,
+			ClientOpts: func() ([]kgo.Opt, error) { return []kgo.Opt{kgo.SeedBrokers(b.Addrs()...)}, nil },
+			Metrics:    m, BatchRecords: 7, Settle: time.Second,
+		})
+	}
+
+	// The first owner: transactions of 10 facts; the 4th commits in Kafka
+	// but its process "crashes" before its store does.
+	a := newOwner("owner-a")
+	behind := newCor()
+	for i := 0; i < 60; i += 10 {
+		a.txn(ctx, recs[i:i+10], false, i == 40)
+		switch i {
+		case 20:
+			commitGroup(30)
+			if err := restore(behind, nil, "cl", "wcl"); err != nil {
+				t.Fatalf("early restore: %v", err)
+			}
+		case 40:
+			// The owner restarts after its crash and restores the
+			// transaction its store missed.
+			commitGroup(50)
+			if err := restore(a.c, nil, "cl", "wcl"); err != nil {
+				t.Fatalf("restore after the crash: %v", err)
+			}
+		}
+	}
+	committed := commitGroup(60)
+	// An aborted transaction after the committed point: never visible.
+	a.txn(ctx, recs[60:70], true, false)
+
+	ref := newCor()
+	if err := restore(ref, nil, "cl", "wcl"); err != nil {
+		t.Fatal(err)
+	}
+	want := applyTick(t, a.c, recs[60:])
 	if len(want) == 0 {
 		t.Fatal("no outputs after the restore point")
 	}
-
-	// The group committed everything before recs[60] on both partitions.
-	committed := map[int32]int64{}
-	for _, r := range recs[:60] {
-		committed[r.partition] = r.offset + 1
+	if closed := a.c.Stats().Closed; closed == 0 {
+		t.Fatal("no incident was idle-closed: the test does not exercise deletions")
 	}
-	offs := kadm.Offsets{}
-	for p, o := range committed {
-		offs.AddOffset("facts", p, o, -1)
-	}
-	if _, err := adm.CommitOffsets(ctx, "g-correlate", offs); err != nil {
-		t.Fatal(err)
-	}
-
 	for _, tc := range []struct {
-		name   string
-		stored int // records of recs the store already has
-	}{{"behind", 25}, {"empty", 0}, {"in-step", 60}} {
+		name    string
+		c       *correlate.Correlator
+		records bool // whether anything must be read
+	}{{"empty", newCor(), true}, {"behind", behind, true}, {"in-step", ref, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newTestCorrelator(t)
-			applyEOS(t, c, recs[:tc.stored])
 			m := newMetrics(func() float64 { return 0 })
-			err := restoreFacts(ctx, restoreSpec{
-				Client: cl, Group: "g-correlate", Topic: "facts", Partitions: []int32{0, 1}, Correlator: c,
-				ClientOpts: func() ([]kgo.Opt, error) { return []kgo.Opt{kgo.SeedBrokers(b.Addrs()...)}, nil },
-				Metrics:    m, BatchRecords: 7,
-			})
-			if err != nil {
+			if err := restore(tc.c, m, "cl", "wcl"); err != nil {
 				t.Fatal(err)
 			}
-			if got, want := metricValue(t, m, "stitch_state_restore_records_total"), float64(60-tc.stored); got != want {
-				t.Errorf("restored %v records, want %v", got, want)
+			if got := metricValue(t, m, "stitch_state_restore_records_total"); (got > 0) != tc.records {
+				t.Errorf("restored %v changelog records; want some: %v", got, tc.records)
 			}
 			if got := metricValue(t, m, "stitch_state_restoring_partitions"); got != 0 {
 				t.Errorf("restoring gauge left at %v", got)
 			}
-			have, err := c.Offsets()
+			have, err := tc.c.Offsets()
 			if err != nil {
 				t.Fatal(err)
 			}
 			for p, o := range committed {
 				if got := have[state.TopicPartition{Topic: "facts", Partition: p}]; got != o-1 {
-					t.Errorf("partition %d: store at %d, want %d", p, got, o-1)
+					t.Errorf("partition %d: store at facts offset %d, want %d", p, got, o-1)
 				}
 			}
-			got := applyEOS(t, c, recs[60:])
+			got := applyTick(t, tc.c, recs[60:])
 			if len(got) != len(want) {
 				t.Fatalf("%d outputs after restore, want %d", len(got), len(want))
 			}
@@ -181,6 +305,13 @@ func TestRestoreCatchesUp(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	// Changelogs that do not hold what the group committed (deleted and
+	// recreated): a clear error, not an empty state.
+	err = restore(newTestCorrelator(t), nil, "cl-empty", "wcl-empty")
+	if err == nil || !strings.Contains(err.Error(), "do not reach the group's committed offsets") {
+		t.Fatalf("restore from empty changelogs: %v", err)
 	}
 }
 

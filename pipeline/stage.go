@@ -67,6 +67,22 @@ func (t *txn) produce(ctx context.Context, r *kgo.Record) {
 	})
 }
 
+// produceThen is produce that also tells ok where the record landed.
+func (t *txn) produceThen(ctx context.Context, r *kgo.Record, ok func(*kgo.Record)) {
+	t.tally.out[r.Topic]++
+	t.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
+		if err == nil {
+			ok(r)
+			return
+		}
+		t.mu.Lock()
+		if t.err == nil {
+			t.err = fmt.Errorf("produce to %s: %w", r.Topic, err)
+		}
+		t.mu.Unlock()
+	})
+}
+
 func (t *txn) failed() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
 )
 
 // Batch is an atomic set of changes that also reads its own writes. Commit or
@@ -117,4 +118,36 @@ func (s *Store) Offsets() (map[TopicPartition]int64, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Changes calls fn for every point write staged in the batch, in the order
+// they were staged: del is true for a deletion (val is nil then). Range
+// deletions are not reported: they are bucket expiry, which every replica
+// of the state does by itself (see LAYOUT.md). The slices are valid until
+// the batch is committed or closed. This is what a changelog of the batch
+// carries.
+func (b *Batch) Changes(fn func(del bool, key, val []byte) error) error {
+	r := batchrepr.Read(b.b.Repr())
+	for {
+		kind, k, v, ok, err := r.Next()
+		if err != nil {
+			return fmt.Errorf("state: read batch: %w", err)
+		}
+		if !ok {
+			return nil
+		}
+		switch kind {
+		case pebble.InternalKeyKindSet:
+			err = fn(false, k, v)
+		case pebble.InternalKeyKindDelete:
+			err = fn(true, k, nil)
+		case pebble.InternalKeyKindRangeDelete:
+			continue
+		default:
+			err = fmt.Errorf("state: batch holds a %s write, which has no changelog form", kind)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

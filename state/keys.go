@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -136,4 +137,30 @@ func parseOffsetKey(k []byte) (TopicPartition, error) {
 		Topic:     string(k[1 : len(k)-5]),
 		Partition: int32(binary.BigEndian.Uint32(k[len(k)-4:])),
 	}, nil
+}
+
+// ParseOffsetKey says which topic/partition an offset key records; ok is
+// false for any other key.
+func ParseOffsetKey(k []byte) (tp TopicPartition, ok bool) {
+	tp, err := parseOffsetKey(k)
+	return tp, err == nil
+}
+
+// KeyTenant is the tenant of a timeless or bucketed key; ok is false for keys
+// of other namespaces.
+func KeyTenant(k []byte) (tenant []byte, bucketed, ok bool) {
+	var tail []byte
+	switch {
+	case len(k) > 2 && k[0] == nsTenant:
+		tail = k[2:]
+	case len(k) > 10 && k[0] == nsBucketd:
+		tail, bucketed = k[10:], true
+	default:
+		return nil, false, false
+	}
+	i := bytes.IndexByte(tail, sep)
+	if i <= 0 {
+		return nil, false, false
+	}
+	return tail[:i], bucketed, true
 }

@@ -9,6 +9,7 @@
 package correlate
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -136,6 +137,13 @@ func markKey(partition int32) []byte {
 	return binary.BigEndian.AppendUint32(append([]byte(nil), markPrefix...), uint32(partition))
 }
 
+func parseMarkKey(k []byte) (int32, bool) {
+	if len(k) != len(markPrefix)+4 || !bytes.HasPrefix(k, markPrefix) {
+		return 0, false
+	}
+	return int32(binary.BigEndian.Uint32(k[len(markPrefix):])), true
+}
+
 func loadMarks(store *state.Store) (map[int32]time.Time, error) {
 	it, err := store.NewIter(markPrefix)
 	if err != nil {
@@ -187,7 +195,12 @@ func (c *Correlator) InTransaction() bool {
 // watermarks of those partitions. Call it only once the outputs of the
 // transaction are committed downstream (the Kafka transaction committed):
 // the store must never get ahead of what consumers saw.
-func (c *Correlator) Commit() error {
+func (c *Correlator) Commit() error { return c.CommitAt(nil) }
+
+// CommitAt is Commit that also records positions (offsets of other topics,
+// e.g. how far the store's changelog goes) in the same atomic batch. They
+// are recorded as they are, not reported by Changes.
+func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.pend
@@ -195,12 +208,12 @@ func (c *Correlator) Commit() error {
 		return fmt.Errorf("correlate: commit without a transaction")
 	}
 	c.pend = nil
-	for tp, off := range p.offsets {
+	if err := c.seal(p); err != nil {
+		p.b.Close()
+		return err
+	}
+	for tp, off := range positions {
 		if err := p.b.SetOffset(tp.Topic, tp.Partition, off); err != nil {
-			p.b.Close()
-			return err
-		}
-		if err := c.saveMark(p.b, tp.Partition); err != nil {
 			p.b.Close()
 			return err
 		}
@@ -212,6 +225,58 @@ func (c *Correlator) Commit() error {
 		return fmt.Errorf("correlate: commit transaction: %w", err)
 	}
 	return nil
+}
+
+// seal stages the offsets the transaction covers and the watermarks of their
+// partitions, so that they travel with its state changes.
+func (c *Correlator) seal(p *pending) error {
+	for tp, off := range p.offsets {
+		if err := p.b.SetOffset(tp.Topic, tp.Partition, off); err != nil {
+			return err
+		}
+		if err := c.saveMark(p.b, tp.Partition); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Changes reports every point write of the open transaction so far, in
+// order, including the offsets it covers and their partitions' watermarks:
+// what a changelog of the store must carry for the transaction (see
+// state.Batch.Changes). Call it once the transaction's work is done and
+// before its outputs commit; the slices are valid until Commit or Abort.
+func (c *Correlator) Changes(fn func(del bool, key, val []byte) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pend == nil {
+		return fmt.Errorf("correlate: changes without a transaction")
+	}
+	if err := c.seal(c.pend); err != nil {
+		return err
+	}
+	return c.pend.b.Changes(fn)
+}
+
+// Restore stages one changelog entry (as Changes reported it) in the open
+// transaction: a write of another replica of this state, applied as it is.
+func (c *Correlator) Restore(del bool, key, val []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pend == nil {
+		return fmt.Errorf("correlate: restore without a transaction")
+	}
+	if p, ok := parseMarkKey(key); ok {
+		if del {
+			delete(c.clock.marks, p)
+		} else if len(val) == 8 {
+			c.clock.marks[p] = time.Unix(0, state.ReadInt64(val)).UTC()
+		}
+	}
+	if del {
+		return c.pend.b.Delete(key)
+	}
+	return c.pend.b.Set(key, val)
 }
 
 // Abort discards the open transaction: its batch, and the counters and
