@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/operators/correlate"
+	"github.com/stitch-xdr/stitch/state"
 )
 
 // correlateProc is stage 2: facts in (keyed by tenant, so every alert of a
@@ -194,7 +196,11 @@ func (cp *correlateProc) open() error {
 
 func (cp *correlateProc) process(ctx context.Context, r *kgo.Record, tx *txn) error {
 	if err := cp.unrestored[r.Partition]; err != nil {
-		return fmt.Errorf("correlate: partition %d is not restored: %w", r.Partition, err)
+		err = fmt.Errorf("correlate: partition %d is not restored: %w", r.Partition, err)
+		if errors.Is(err, state.ErrFailed) {
+			return fatal(err) // the store cannot take writes: retrying cannot help
+		}
+		return err
 	}
 	if err := cp.open(); err != nil {
 		return err

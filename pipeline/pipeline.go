@@ -49,6 +49,8 @@ type Pipeline struct {
 	running  atomic.Bool
 	inputLag atomic.Int64 // -1: unknown
 
+	stateOpts []state.Option
+
 	adminMu sync.Mutex
 	admin   *kgo.Client // lag checks while running
 }
@@ -72,6 +74,12 @@ func WithBrokers(addrs []string) Option { return func(p *Pipeline) { p.brokers =
 // WithInstance names this process among the group's members; it becomes part
 // of the transactional ids, which must be unique per live process.
 func WithInstance(id string) Option { return func(p *Pipeline) { p.instance = id } }
+
+// WithStateOptions adds options to the state store's (after those from the
+// config), e.g. the file system it lives on.
+func WithStateOptions(opts ...state.Option) Option {
+	return func(p *Pipeline) { p.stateOpts = append(p.stateOpts, opts...) }
+}
 
 // New builds a pipeline from a validated config.
 func New(cfg Config, opts ...Option) (*Pipeline, error) {
@@ -259,7 +267,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 	if p.cfg.Correlate.Enabled {
 		dir := filepath.Join(p.cfg.State.Dir, "correlate")
-		store, err := state.Open(dir, state.WithCacheSize(p.cfg.State.CacheBytes), state.WithMemTableSize(uint64(p.cfg.State.MemtableBytes)))
+		store, err := state.Open(dir, append([]state.Option{state.WithCacheSize(p.cfg.State.CacheBytes),
+			state.WithMemTableSize(uint64(p.cfg.State.MemtableBytes))}, p.stateOpts...)...)
 		if err != nil {
 			return fmt.Errorf("open correlation state in %s: %w", dir, err)
 		}

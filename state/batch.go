@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -65,11 +66,17 @@ func (b *Batch) Empty() bool { return b.b.Empty() }
 
 // Commit applies the batch atomically; sync waits for the WAL to reach disk.
 // The batch is released either way.
-func (b *Batch) Commit(sync bool) error {
-	defer b.b.Close()
-	if b.s.db == nil {
-		return ErrClosed
+func (b *Batch) Commit(sync bool) (err error) {
+	if err := b.s.writable(); err != nil {
+		b.b.Close()
+		return err
 	}
+	defer func() {
+		if err == nil || !errors.Is(err, ErrFailed) {
+			b.b.Close() // a batch whose commit failed fatally is Pebble's still
+		}
+	}()
+	defer b.s.guard(&err)
 	wo := pebble.NoSync
 	if sync {
 		wo = pebble.Sync

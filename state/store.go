@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Defaults, sized for one operator process sharing a host with others.
@@ -35,6 +37,7 @@ type config struct {
 	memTableSize uint64
 	logger       pebble.Logger
 	readOnly     bool
+	fs           vfs.FS
 }
 
 // Option configures Open.
@@ -50,23 +53,55 @@ func WithMemTableSize(n uint64) Option { return func(c *config) { c.memTableSize
 // default they are dropped: the operator reports through metrics instead.
 func WithLogger(l pebble.Logger) Option { return func(c *config) { c.logger = l } }
 
+// WithFS puts the store on fs instead of the operating system's file system
+// (tests inject disk failures with Pebble's errorfs).
+func WithFS(fs vfs.FS) Option { return func(c *config) { c.fs = fs } }
+
 // WithReadOnly opens the store read-only (inspection tools, tests).
 func WithReadOnly() Option { return func(c *config) { c.readOnly = true } }
 
 // Store is a Pebble database with stitch's key conventions. It is safe for
 // concurrent use; batches are not.
 type Store struct {
-	db  *pebble.DB
-	dir string
+	db     *pebble.DB
+	dir    string
+	failed atomic.Pointer[failure]
 }
 
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...any)  {}
 func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	// Pebble calls Fatalf on corruption; it must not continue, so neither do we.
-	panic(fmt.Sprintf(format, args...))
+func (quietLogger) Fatalf(string, ...any) {}
+
+// ErrFailed marks errors of a store that Pebble declared unusable (a write
+// to its log failed: a full or failing disk). Nothing more is written; what
+// was committed before is intact on disk, and a restart (restoring what is
+// missing from the changelogs) is the way on.
+var ErrFailed = errors.New("state: store failed")
+
+type failure struct{ cause error }
+
+func (f failure) Error() string   { return "state: store failed: " + f.cause.Error() }
+func (f failure) Unwrap() []error { return []error{ErrFailed, f.cause} }
+
+// failingLogger is Pebble's logger. Pebble calls Fatalf when it cannot go on
+// (a commit whose log write failed, a manifest it cannot write, corruption)
+// and expects it not to return: it records the failure on the store and
+// panics with it. The store's write paths recover that panic into an error,
+// so a full disk stops the pipeline with a message instead of crashing it.
+type failingLogger struct {
+	pebble.Logger
+	failed *atomic.Pointer[failure]
+}
+
+type fatalPanic struct{ f failure }
+
+func (l failingLogger) Fatalf(format string, args ...any) {
+	f := failure{fmt.Errorf(format, args...)}
+	l.failed.CompareAndSwap(nil, &f)
+	l.Logger.Errorf(format, args...)
+	panic(fatalPanic{f})
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -75,6 +110,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	s := &Store{dir: dir}
 	cache := pebble.NewCache(cfg.cacheSize)
 	defer cache.Unref() // Open takes its own reference.
 	po := &pebble.Options{
@@ -84,14 +120,53 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		// the oldest supported one, which lacks columnar blocks and cheaper
 		// range deletions that bucket expiry relies on.
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             cfg.logger,
+		Logger:             failingLogger{Logger: cfg.logger, failed: &s.failed},
 		ReadOnly:           cfg.readOnly,
+	}
+	if cfg.fs != nil {
+		po.FS = cfg.fs
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir}, nil
+	s.db = db
+	return s, nil
+}
+
+// Failed is the failure that made the store unusable, or nil.
+func (s *Store) Failed() error {
+	if f := s.failed.Load(); f != nil {
+		return *f
+	}
+	return nil
+}
+
+// guard turns Pebble's fatal panics during a write into the store's failure.
+func (s *Store) guard(err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	switch v := r.(type) {
+	case fatalPanic:
+		*err = v.f
+	case error:
+		// Pebble panics with the error itself when a commit cannot be
+		// written to its log: the store is as failed as after a Fatalf.
+		f := failure{v}
+		s.failed.CompareAndSwap(nil, &f)
+		*err = *s.failed.Load()
+	default:
+		panic(r)
+	}
+}
+
+func (s *Store) writable() error {
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.Failed()
 }
 
 // Dir is the directory the store lives in.
@@ -102,6 +177,14 @@ func (s *Store) Dir() string { return s.dir }
 func (s *Store) Close() error {
 	if s.db == nil {
 		return ErrClosed
+	}
+	if f := s.Failed(); f != nil {
+		// Pebble cannot close after a failed commit (it would wait on the
+		// lock the commit left held). The process is expected to exit: what
+		// was committed before the failure is on disk, and the directory
+		// lock goes with the process.
+		s.db = nil
+		return f
 	}
 	err := s.db.Close()
 	s.db = nil
@@ -140,10 +223,11 @@ func get(g getter, key []byte) ([]byte, bool, error) {
 }
 
 // Set writes key=val durably (synced).
-func (s *Store) Set(key, val []byte) error {
-	if s.db == nil {
-		return ErrClosed
+func (s *Store) Set(key, val []byte) (err error) {
+	if err := s.writable(); err != nil {
+		return err
 	}
+	defer s.guard(&err)
 	if err := s.db.Set(key, val, pebble.Sync); err != nil {
 		return fmt.Errorf("state: set %q: %w", key, err)
 	}
@@ -151,10 +235,11 @@ func (s *Store) Set(key, val []byte) error {
 }
 
 // Delete removes key durably.
-func (s *Store) Delete(key []byte) error {
-	if s.db == nil {
-		return ErrClosed
+func (s *Store) Delete(key []byte) (err error) {
+	if err := s.writable(); err != nil {
+		return err
 	}
+	defer s.guard(&err)
 	if err := s.db.Delete(key, pebble.Sync); err != nil {
 		return fmt.Errorf("state: delete %q: %w", key, err)
 	}
@@ -162,10 +247,11 @@ func (s *Store) Delete(key []byte) error {
 }
 
 // DeleteRange removes every key in [start, end) durably.
-func (s *Store) DeleteRange(start, end []byte) error {
-	if s.db == nil {
-		return ErrClosed
+func (s *Store) DeleteRange(start, end []byte) (err error) {
+	if err := s.writable(); err != nil {
+		return err
 	}
+	defer s.guard(&err)
 	if err := s.db.DeleteRange(start, end, pebble.Sync); err != nil {
 		return fmt.Errorf("state: delete range %q..%q: %w", start, end, err)
 	}
