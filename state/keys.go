@@ -142,6 +142,9 @@ func parseOffsetKey(k []byte) (TopicPartition, error) {
 // ParseOffsetKey says which topic/partition an offset key records; ok is
 // false for any other key.
 func ParseOffsetKey(k []byte) (tp TopicPartition, ok bool) {
+	if len(k) < 6 || k[0] != nsOffset || k[len(k)-5] != sep {
+		return TopicPartition{}, false // the common case on hot paths: no error built
+	}
 	tp, err := parseOffsetKey(k)
 	return tp, err == nil
 }
