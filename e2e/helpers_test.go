@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,25 @@ import (
 var long = flag.Bool("stitch.long", os.Getenv("STITCH_E2E_LONG") != "", "run the long forms (many kills); or set STITCH_E2E_LONG=1")
 
 var bin string // the stitch binary, built once
+
+// readSources reads every Go source and module file of the repository. The
+// binary under test is built by a subprocess, which go test's result cache
+// cannot see; files the test process opens it does, so a change anywhere in
+// stitch reruns these tests instead of replaying a stale pass.
+func readSources(root string) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && (strings.HasSuffix(path, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum") {
+			_, err = os.ReadFile(path)
+		}
+		return err
+	})
+}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -58,7 +78,16 @@ func skipShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the stitch binary end to end")
 	}
+	// Inside a test, not TestMain: go test logs the files a test opens
+	// only once m.Run has started.
+	sourcesOnce.Do(func() {
+		if err := readSources(".."); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
+
+var sourcesOnce sync.Once
 
 // seed is the test's random seed: STITCH_E2E_SEED, or logged for a rerun.
 func seed(t *testing.T) *rand.Rand {
