@@ -103,14 +103,7 @@ func TestDiskFullStopsCleanlyAndRestartRecovers(t *testing.T) {
 	ref := cfg
 	ref.State.Dir = filepath.Join(dir, "ref")
 	_, out, _ := replay(t, ref, inputs...)
-	latest := map[string][]byte{}
-	readLines(t, filepath.Join(out, "incidents.jsonl"), func(b []byte) {
-		var k struct {
-			ID string `json:"id"`
-		}
-		json.Unmarshal(b, &k)
-		latest[k.ID] = slices.Clone(b)
-	})
+	latest := latestIncidents(t, filepath.Join(out, "incidents.jsonl"))
 	want := groupings(t, latest)
 	if len(want) < 2 {
 		t.Fatalf("reference has %d incidents; the test needs several", len(want))
@@ -216,4 +209,20 @@ func readLines(t *testing.T, path string, fn func([]byte)) {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// latestIncidents reads a replay's incidents.jsonl: incident id → latest version.
+func latestIncidents(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	readLines(t, path, func(b []byte) {
+		var k struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(b, &k); err != nil {
+			t.Fatal(err)
+		}
+		out[k.ID] = slices.Clone(b)
+	})
+	return out
 }

@@ -22,6 +22,7 @@ func brokerCmd(ctx context.Context, args []string) error {
 	partitions := fs.Int("partitions", 0, "partitions of topics created with the broker default (default 10)")
 	brokers := fs.Int("num-brokers", 1, "number of brokers in the cluster")
 	logLevel := fs.String("log-level", "warn", "broker log level: debug, info, warn or error")
+	latency := fs.Duration("produce-latency", 0, "delay every produce request by this long (a slow cluster, for testing)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,6 +40,9 @@ func brokerCmd(ctx context.Context, args []string) error {
 	}
 	if *partitions > 0 {
 		opts = append(opts, kafka.DefaultPartitions(*partitions))
+	}
+	if *latency > 0 {
+		opts = append(opts, kafka.ProduceLatency(*latency))
 	}
 	b, err := kafka.StartBroker(opts...)
 	if err != nil {

@@ -15,8 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // DefaultMaxMessageBytes is the embedded broker's message.max.bytes. It is far
@@ -40,12 +42,18 @@ type brokerConfig struct {
 	logger     *slog.Logger
 	maxMessage int
 	sasl       []saslUser
+	latency    time.Duration
 }
 
 type saslUser struct{ mechanism, user, pass string }
 
 // BrokerOption configures StartBroker.
 type BrokerOption func(*brokerConfig)
+
+// ProduceLatency delays every produce request by d before the broker
+// handles it: a slow or distant cluster, to see that a slow downstream
+// slows stitch down without losing or duplicating anything.
+func ProduceLatency(d time.Duration) BrokerOption { return func(c *brokerConfig) { c.latency = d } }
 
 // Listen sets the address of the first broker, "host:port". Port 0 picks any
 // free port; with several brokers and a fixed port, broker i listens on
@@ -139,6 +147,13 @@ func StartBroker(opts ...BrokerOption) (*Broker, error) {
 	c, err := kfake.NewCluster(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("start broker on %s: %w", cfg.listen, err)
+	}
+	if d := cfg.latency; d > 0 {
+		c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			c.SleepControl(func() { time.Sleep(d) }) // other connections go on meanwhile
+			return nil, nil, false                   // then the broker handles it as usual
+		})
 	}
 	return &Broker{c: c, addrs: c.ListenAddrs()}, nil
 }
