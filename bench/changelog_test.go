@@ -25,15 +25,7 @@ func BenchmarkCorrelateChangelog(b *testing.B) {
 			name = "apply+changes"
 		}
 		b.Run(name, func(b *testing.B) {
-			st, err := state.Open(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			c, err := correlate.New(st)
-			if err != nil {
-				b.Fatal(err)
-			}
+			_, c := openCorrelator(b)
 			base := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 			partOf := func([]byte) int32 { return 0 }
 			var changes, bytes int

@@ -21,15 +21,7 @@ func BenchmarkCorrelate(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("STITCH_BENCH_ENTITIES")); err == nil && v > 0 {
 		entities = v
 	}
-	st, err := state.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	c, err := correlate.New(st)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, c := openCorrelator(b)
 	base := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 	// Preload: prevalence sightings (one entity per key family, two observers
 	// each) and alerts whose evidence indexes entities, in chunks as stage 1
@@ -101,4 +93,20 @@ func appendAlert(as []correlate.AlertFact, es []correlate.EvidenceFact, i int, a
 		Evidence: correlate.Evidence{ODataType: correlate.GraphEvidenceType("Machine"), CreatedDateTime: at, Roles: []string{"compromised"}},
 	})
 	return as, es
+}
+
+// openCorrelator is a correlator with default settings over a fresh store,
+// closed when the benchmark ends.
+func openCorrelator(b *testing.B) (*state.Store, *correlate.Correlator) {
+	b.Helper()
+	st, err := state.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	c, err := correlate.New(st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st, c
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -106,7 +107,7 @@ func TestSlowBrokerSlowsButLosesNothing(t *testing.T) {
 			Version int `json:"version"`
 		}
 		json.Unmarshal(r.Value, &v)
-		versions[string(r.Key)+"@"+string(rune(v.Version))]++
+		versions[fmt.Sprintf("%s@%d", r.Key, v.Version)]++
 		return nil
 	}); err != nil {
 		t.Fatal(err)

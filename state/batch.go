@@ -111,9 +111,9 @@ func (s *Store) Offsets() (map[TopicPartition]int64, error) {
 	defer it.Close()
 	out := make(map[TopicPartition]int64)
 	for ok := it.First(); ok; ok = it.Next() {
-		tp, err := parseOffsetKey(it.Key())
-		if err != nil {
-			return nil, err
+		tp, ok := ParseOffsetKey(it.Key())
+		if !ok {
+			return nil, fmt.Errorf("state: bad offset key %q", it.Key())
 		}
 		v := it.Value()
 		if len(v) != 8 {

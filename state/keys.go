@@ -129,24 +129,16 @@ func OffsetKey(topic string, partition int32) []byte {
 	return binary.BigEndian.AppendUint32(k, uint32(partition))
 }
 
-func parseOffsetKey(k []byte) (TopicPartition, error) {
+// ParseOffsetKey says which topic/partition an offset key records; ok is
+// false for any other key (cheap: it runs for every key a changelog routes).
+func ParseOffsetKey(k []byte) (tp TopicPartition, ok bool) {
 	if len(k) < 6 || k[0] != nsOffset || k[len(k)-5] != sep {
-		return TopicPartition{}, fmt.Errorf("state: bad offset key %q", k)
+		return TopicPartition{}, false
 	}
 	return TopicPartition{
 		Topic:     string(k[1 : len(k)-5]),
 		Partition: int32(binary.BigEndian.Uint32(k[len(k)-4:])),
-	}, nil
-}
-
-// ParseOffsetKey says which topic/partition an offset key records; ok is
-// false for any other key.
-func ParseOffsetKey(k []byte) (tp TopicPartition, ok bool) {
-	if len(k) < 6 || k[0] != nsOffset || k[len(k)-5] != sep {
-		return TopicPartition{}, false // the common case on hot paths: no error built
-	}
-	tp, err := parseOffsetKey(k)
-	return tp, err == nil
+	}, true
 }
 
 // KeyTenant is the tenant of a timeless or bucketed key; ok is false for keys
