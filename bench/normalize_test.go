@@ -3,7 +3,7 @@ package bench
 import (
 	"testing"
 
-	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
 

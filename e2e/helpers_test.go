@@ -27,7 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/internal/simulator"
 )
 
 var long = flag.Bool("stitch.long", os.Getenv("STITCH_E2E_LONG") != "", "run the long forms (many kills); or set STITCH_E2E_LONG=1")

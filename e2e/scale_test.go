@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/internal/simulator"
 )
 
 // TestScaleOut runs several `stitch run` processes in one group (each with

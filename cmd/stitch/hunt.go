@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/stitch-xdr/stitch/connectors/hunting"
+	"github.com/stitch-xdr/stitch/internal/query"
 )
 
 func init() {
@@ -24,8 +24,8 @@ func runHunt(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "./stitch-data/hunting", "hunting partitions directory")
 	useKQL := fs.Bool("kql", false, "the query is KQL (default DuckDB SQL)")
 	format := fs.String("format", "table", "output: table, json or csv")
-	limit := fs.Int("limit", hunting.DefaultLimit, "row limit")
-	timeout := fs.Duration("timeout", hunting.DefaultTimeout, "time limit")
+	limit := fs.Int("limit", query.DefaultLimit, "row limit")
+	timeout := fs.Duration("timeout", query.DefaultTimeout, "time limit")
 	tenant := fs.String("tenant", "", "only this tenant's rows")
 	since := fs.Duration("since", 0, "only rows newer than this (e.g. 24h)")
 	fs.Usage = func() {
@@ -47,17 +47,17 @@ func runHunt(ctx context.Context, args []string) error {
 		}
 		q = string(b)
 	}
-	opts := []hunting.QueryOption{hunting.Limit(*limit), hunting.Timeout(*timeout)}
+	opts := []query.QueryOption{query.Limit(*limit), query.Timeout(*timeout)}
 	if *useKQL {
-		opts = append(opts, hunting.In(hunting.KQL))
+		opts = append(opts, query.In(query.KQL))
 	}
 	if *tenant != "" {
-		opts = append(opts, hunting.Tenant(*tenant))
+		opts = append(opts, query.Tenant(*tenant))
 	}
 	if *since > 0 {
-		opts = append(opts, hunting.Since(time.Now().Add(-*since)))
+		opts = append(opts, query.Since(time.Now().Add(-*since)))
 	}
-	res, err := hunting.Query(ctx, *dir, q, opts...)
+	res, err := query.Query(ctx, *dir, q, opts...)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func runHunt(ctx context.Context, args []string) error {
 	return nil
 }
 
-func printResult(w io.Writer, format string, res *hunting.Result) error {
+func printResult(w io.Writer, format string, res *query.Result) error {
 	switch format {
 	case "json":
 		out := make([]map[string]any, len(res.Rows))

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/internal/simulator"
 )
 
 // TestHuntCommand builds the stitch binary, replays a simulator stream with

@@ -14,7 +14,7 @@ import (
 
 	"github.com/stitch-xdr/stitch/connectors/httpapi"
 	"github.com/stitch-xdr/stitch/connectors/kafka"
-	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
 

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/operators/normalize"
 	"github.com/stitch-xdr/stitch/state"
 )

@@ -1,4 +1,4 @@
-package hunting_test
+package query_test
 
 import (
 	"bufio"
@@ -19,8 +19,8 @@ import (
 	"github.com/apache/arrow/go/v17/parquet/file"
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 
-	"github.com/stitch-xdr/stitch/connectors/hunting"
-	"github.com/stitch-xdr/stitch/connectors/simulator"
+	"github.com/stitch-xdr/stitch/internal/query"
+	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
 
@@ -92,7 +92,7 @@ func TestReplayedPartitions(t *testing.T) {
 		}
 		want[r.table][r.tenant]++
 	}
-	tables, err := hunting.Tables(dir)
+	tables, err := query.Tables(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestReplayedPartitions(t *testing.T) {
 
 	t.Run("row counts and types", func(t *testing.T) {
 		for _, table := range tables {
-			res, err := hunting.Query(ctx, dir, fmt.Sprintf("SELECT tenant, count(*) FROM %s GROUP BY tenant", table))
+			res, err := query.Query(ctx, dir, fmt.Sprintf("SELECT tenant, count(*) FROM %s GROUP BY tenant", table))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,11 +123,11 @@ func TestReplayedPartitions(t *testing.T) {
 	t.Run("queries", func(t *testing.T) {
 		for _, c := range queryCases(recs) {
 			t.Run(c.name, func(t *testing.T) {
-				var opts []hunting.QueryOption
+				var opts []query.QueryOption
 				if c.kql {
-					opts = append(opts, hunting.In(hunting.KQL))
+					opts = append(opts, query.In(query.KQL))
 				}
-				res, err := hunting.Query(ctx, dir, c.q, opts...)
+				res, err := query.Query(ctx, dir, c.q, opts...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -309,7 +309,7 @@ func checkTypes(t *testing.T, dir, table string) {
 	if typ := arrowType("Timestamp"); typ != arrow.TIMESTAMP {
 		t.Errorf("%s: Parquet Timestamp is %v, want a timestamp", table, typ)
 	}
-	res, err := hunting.Query(context.Background(), dir, "SELECT * FROM "+table+" LIMIT 1")
+	res, err := query.Query(context.Background(), dir, "SELECT * FROM "+table+" LIMIT 1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,10 @@
-// Package hunting answers queries over the hunting partitions written by
+// Package query answers queries over the hunting partitions written by
 // connectors/parquet, with DuckDB, the way advanced hunting answers them
 // over the Defender tables: SQL or a KQL subset, a row limit and a time
 // limit. Each table with files becomes a view of the same name over
 // read_parquet(<dir>/<Table>/**/*.parquet, hive_partitioning, union_by_name),
 // so files of older and newer schema versions read as one table.
-package hunting
+package query
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
 
-	"github.com/stitch-xdr/stitch/connectors/hunting/kql"
+	"github.com/stitch-xdr/stitch/internal/query/kql"
 )
 
 // Defaults as in Microsoft 365 Defender advanced hunting.
