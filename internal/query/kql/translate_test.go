@@ -4,109 +4,47 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/datadriven"
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
 )
 
-// A case file under testdata/translate holds "-- kql --" and one of:
-// "-- sql --" (the exact translation), "-- error --" (a substring of the
-// error), "-- rows --" or "-- ordered rows --" (the answer over the tables of
-// testdata/setup.sql, one row a line, cells separated by " | ", compared
-// sorted unless ordered). Lines starting with # before the first section
-// are comments.
-type translateCase struct {
-	kql, sql, err string
-	rows          []string
-	ordered       bool
-}
-
-func readCase(t *testing.T, path string) translateCase {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c translateCase
-	sections := map[string]*strings.Builder{}
-	var cur *strings.Builder
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "-- ") && strings.HasSuffix(line, " --") {
-			name := strings.TrimSuffix(strings.TrimPrefix(line, "-- "), " --")
-			cur = &strings.Builder{}
-			sections[name] = cur
-			continue
-		}
-		if cur == nil {
-			if line != "" && !strings.HasPrefix(line, "#") {
-				t.Fatalf("%s: text before the first section: %q", path, line)
-			}
-			continue
-		}
-		cur.WriteString(line + "\n")
-	}
-	get := func(name string) string {
-		if b := sections[name]; b != nil {
-			return strings.TrimRight(b.String(), "\n")
-		}
-		return ""
-	}
-	c.kql, c.sql, c.err = get("kql"), get("sql"), get("error")
-	rows := get("rows")
-	if sections["ordered rows"] != nil {
-		rows, c.ordered = get("ordered rows"), true
-	}
-	if rows != "" {
-		c.rows = strings.Split(rows, "\n")
-	}
-	if c.kql == "" || c.sql == "" && c.err == "" && c.rows == nil {
-		t.Fatalf("%s: want a kql section and one of sql, error, rows", path)
-	}
-	return c
-}
-
+// The files under testdata/translate are datadriven cases (go test -rewrite
+// rewrites their expectations). Two commands:
+//
+//	translate: the KQL input's exact SQL, or "error: <message>";
+//	query [ordered]: the answer of the KQL input over the tables of
+//	testdata/setup.sql, one row a line, cells separated by " | ", sorted
+//	unless ordered.
 func TestTranslate(t *testing.T) {
-	files, _ := filepath.Glob("testdata/translate/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no cases under testdata/translate")
-	}
 	db := setupDB(t)
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			c := readCase(t, f)
-			got, err := Translate(c.kql)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("error %v, want it to contain %q (SQL %s)", err, c.err, got)
+	datadriven.Walk(t, "testdata/translate", func(t *testing.T, path string) {
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			got, err := Translate(td.Input)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			switch td.Cmd {
+			case "translate":
+				return got
+			case "query":
+				rows, err := queryRows(db, got)
+				if err != nil {
+					t.Fatalf("%s: %v\nSQL %s", td.Pos, err, got)
 				}
-				return
+				if !td.HasArg("ordered") {
+					slices.Sort(rows)
+				}
+				return strings.Join(rows, "\n")
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.sql != "" && got != c.sql {
-				t.Errorf("SQL\n got %s\nwant %s", got, c.sql)
-			}
-			if c.rows == nil {
-				return
-			}
-			rows, err := queryRows(db, got)
-			if err != nil {
-				t.Fatalf("%v\nSQL %s", err, got)
-			}
-			want := c.rows
-			if !c.ordered {
-				slices.Sort(rows)
-				want = slices.Sorted(slices.Values(want))
-			}
-			if !slices.Equal(rows, want) {
-				t.Errorf("rows\n got %q\nwant %q\nSQL %s", rows, want, got)
-			}
+			t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
+			return ""
 		})
-	}
+	})
 }
 
 func setupDB(t *testing.T) *sql.DB {
