@@ -9,66 +9,38 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
-	"github.com/stitch-xdr/stitch/operators/correlate"
 	"github.com/stitch-xdr/stitch/state"
 )
 
-// Changelogs. The correlation store is a local cache of two Kafka topics,
-// as a Kafka Streams store is of its changelog: every point write of a
-// transaction (state.Batch.Changes) is produced inside that same Kafka
-// transaction, to the partition of the facts it belongs to, so the
-// changelogs hold exactly the state of committed transactions and a store
-// can be rebuilt from them anywhere (restore.go).
+// Changelogs. A stage's state store is a local cache of its changelog
+// topics, as a Kafka Streams store is: every point write of a transaction
+// (StateStore.Changes) is produced inside that same Kafka transaction, to the
+// partition of the input it belongs to, so the changelogs hold exactly the
+// state of committed transactions and a store can be rebuilt from them
+// anywhere (restore.go).
 //
-//   - topics.changelog (cleanup.policy=compact): timeless state (incidents,
-//     alert placements, identity links), the facts offsets each transaction
-//     covers, and the partition watermarks. Deletions are tombstones.
-//   - topics.window_changelog (compact,delete): bucketed state (entity index,
-//     prevalence sightings, early evidence). Buckets expire in every replica
-//     by the watermark, with no tombstone; the topic deletes by time after
-//     the longest a bucket lives.
+// A store has one or two changelogs. The first takes timeless state (and
+// deletions as tombstones; cleanup.policy=compact); the second, if declared,
+// windowed state (compact,delete): buckets expire in every replica by the
+// watermark, with no tombstone, and the topic deletes by time after the
+// longest a bucket lives. The correlation store has both
+// (topics.changelog, topics.window_changelog).
 //
-// Key: the Pebble key. Value: 's' then the Pebble value (so an empty value is
-// not a tombstone); a tombstone (null value) for a deletion. Both topics
-// have the facts topic's partition count, and a change goes to the facts
-// partition of its tenant (the producer's partitioner over the tenant, as
-// the normalize stage keys facts), so partition p of the changelogs is the
-// state of facts partition p.
+// Key: the store key. Value: 's' then the store value (so an empty value is
+// not a tombstone); a tombstone (null value) for a deletion. Changelogs have
+// the input topic's partition count, and a change goes to the partition
+// StateStore.ChangelogRoute names (for tenant keys, the input partition of
+// the tenant: the producer's partitioner over the tenant, as the facts are
+// keyed), so partition p of the changelogs is the state of input partition p.
 
 // changelogValueSet prefixes a changelog value that sets its key.
 const changelogValueSet = 's'
 
-// changelogSpecs are the changelog topics, as EnsureTopics creates them.
-func (p *Pipeline) changelogSpecs() []kafka.TopicSpec {
-	t := p.cfg.Topics
-	main := kafka.TopicSpec{Name: t.Changelog, Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor,
-		Configs: map[string]string{
-			"cleanup.policy": "compact",
-			// A tombstone is kept this long after compaction: a store that was
-			// away from a partition for longer may keep a deleted key.
-			"delete.retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10),
-		}}
-	window := kafka.TopicSpec{Name: t.WindowChangelog, Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor,
-		Configs: map[string]string{
-			"cleanup.policy": "compact,delete",
-			"retention.ms":   strconv.FormatInt(windowRetention(p.cfg.Correlate).Milliseconds(), 10),
-		}}
-	return []kafka.TopicSpec{main, window}
-}
-
-// windowRetention is how long the window changelog keeps a record: the
-// longest any bucket lives (its width plus what expiry keeps behind the
-// watermark), plus a day for event time running behind wall-clock time.
-func windowRetention(c CorrelateConfig) time.Duration {
-	late := c.AllowedLateness.D()
-	return max(2*c.Window.D()+late, 2*c.Grace.D()+late, c.PrevalenceLookback.D()+late+correlate.PrevalenceBucket) + 24*time.Hour
-}
-
-// changelog writes a correlator's transactions to its changelog topics and
-// remembers how far it wrote, which the store records when it commits.
-type changelog struct {
+// changelogWriter writes a store's transactions to its changelog topics
+// and remembers how far it wrote, which the store records when it commits.
+type changelogWriter struct {
 	topic, window string
-	facts         string // the facts topic, whose partitioner places tenants
+	input         string // the input topic, whose partitioner places tenants
 
 	mu     sync.Mutex
 	nparts int
@@ -83,23 +55,19 @@ type changelog struct {
 	pos   map[state.TopicPartition]int64 // highest offset produced, per changelog partition
 }
 
-func newChangelog(cfg TopicsConfig) *changelog {
-	return &changelog{topic: cfg.Changelog, window: cfg.WindowChangelog, facts: cfg.Facts,
-		part: kgo.StickyKeyPartitioner(nil).ForTopic(cfg.Facts), tenant: map[string]int32{},
+// newChangelogWriter writes to topics[0] (timeless) and topics[1]
+// (windowed; topics[0] too if there is no second).
+func newChangelogWriter(topics []string, input string) *changelogWriter {
+	c := &changelogWriter{topic: topics[0], window: topics[0], input: input,
+		part: kgo.StickyKeyPartitioner(nil).ForTopic(input), tenant: map[string]int32{},
 		pos: map[state.TopicPartition]int64{}, last: map[string]*kgo.Record{}}
-}
-
-// setPartitions sets the facts topic's partition count, which places tenants.
-func (c *changelog) setPartitions(n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n != c.nparts {
-		c.nparts = n
-		clear(c.tenant)
+	if len(topics) > 1 {
+		c.window = topics[1]
 	}
+	return c
 }
 
-func (c *changelog) partitionOf(tenant []byte) int32 {
+func (c *changelogWriter) partitionOf(tenant []byte) int32 {
 	if p, ok := c.tenant[string(tenant)]; ok {
 		return p
 	}
@@ -108,24 +76,29 @@ func (c *changelog) partitionOf(tenant []byte) int32 {
 	return p
 }
 
-// emit produces the changelog records of the correlator's open transaction
-// through produce and says how many. Windowed changes stream out as they
-// come (a transaction can hold a sighting for every telemetry record it
-// consumed: they are never collected); timeless ones go last, only the
-// last write of each key (an incident is rewritten by every alert that
-// touches it). The facts offsets a transaction covers go to both topics, so
-// that a restore can tell that each holds the transaction.
-func (c *changelog) emit(cor *correlate.Correlator, produce func(*kgo.Record)) (int, error) {
+// emit produces the changelog records of the store's open transaction
+// through produce and says how many; nparts is the input's partition count.
+// Windowed changes stream out as they come (a transaction can hold a
+// sighting for every telemetry record it consumed: they are never
+// collected); timeless ones go last, only the last write of each key (an
+// incident is rewritten by every alert that touches it). The input offsets
+// a transaction covers go to both topics, so that a restore can tell that
+// each holds the transaction.
+func (c *changelogWriter) emit(st StateStore, nparts int, produce func(*kgo.Record)) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.nparts <= 0 {
-		return 0, fmt.Errorf("changelog: the partition count of %s is not known yet", c.facts)
+	if nparts <= 0 {
+		return 0, fmt.Errorf("changelog: the partition count of %s is not known yet", c.input)
+	}
+	if nparts != c.nparts {
+		c.nparts = nparts
+		clear(c.tenant)
 	}
 	clear(c.last)
 	order := c.order[:0]
 	n := 0
-	err := cor.Changes(func(del bool, k, v []byte) error {
-		p, windowed, err := correlate.ChangelogRoute(k, c.partitionOf)
+	err := st.Changes(func(del bool, k, v []byte) error {
+		p, windowed, err := st.ChangelogRoute(k, c.partitionOf)
 		if err != nil {
 			return err
 		}
@@ -144,9 +117,11 @@ func (c *changelog) emit(cor *correlate.Correlator, produce func(*kgo.Record)) (
 			c.last[string(r.Key)] = r
 			order = append(order, r)
 		}
-		if tp, ok := state.ParseOffsetKey(k); ok && tp.Topic == c.facts {
-			produce(changelogRecord(c.window, p, del, k, v))
-			n++
+		if c.window != c.topic {
+			if tp, ok := state.ParseOffsetKey(k); ok && tp.Topic == c.input {
+				produce(changelogRecord(c.window, p, del, k, v))
+				n++
+			}
 		}
 		return nil
 	})
@@ -181,7 +156,7 @@ func changelogRecord(topic string, p int32, del bool, k, v []byte) *kgo.Record {
 }
 
 // produced records where a changelog record landed.
-func (c *changelog) produced(r *kgo.Record) {
+func (c *changelogWriter) produced(r *kgo.Record) {
 	c.posMu.Lock()
 	defer c.posMu.Unlock()
 	tp := state.TopicPartition{Topic: r.Topic, Partition: r.Partition}
@@ -192,7 +167,7 @@ func (c *changelog) produced(r *kgo.Record) {
 
 // positions hands over (and forgets) the offsets produced since the last
 // call: what the store records with the transaction's state.
-func (c *changelog) positions() map[state.TopicPartition]int64 {
+func (c *changelogWriter) positions() map[state.TopicPartition]int64 {
 	c.posMu.Lock()
 	defer c.posMu.Unlock()
 	out := c.pos
@@ -223,4 +198,24 @@ func decodeChange(r *kgo.Record) (del bool, val []byte, err error) {
 		return false, nil, fmt.Errorf("changelog record %s/%d@%d: value is not a stitch state change", r.Topic, r.Partition, r.Offset)
 	}
 	return false, r.Value[1:], nil
+}
+
+// ChangelogTopic is the spec of a store's timeless changelog: compacted,
+// deletions kept as tombstones for a week.
+func ChangelogTopic(name string) kafka.TopicSpec {
+	return kafka.TopicSpec{Name: name, Configs: map[string]string{
+		"cleanup.policy": "compact",
+		// A tombstone is kept this long after compaction: a store that was
+		// away from a partition for longer may keep a deleted key.
+		"delete.retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10),
+	}}
+}
+
+// WindowChangelogTopic is the spec of a store's windowed changelog:
+// compacted, and deleted after retention (the longest a bucket lives).
+func WindowChangelogTopic(name string, retention time.Duration) kafka.TopicSpec {
+	return kafka.TopicSpec{Name: name, Configs: map[string]string{
+		"cleanup.policy": "compact,delete",
+		"retention.ms":   strconv.FormatInt(retention.Milliseconds(), 10),
+	}}
 }

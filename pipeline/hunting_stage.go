@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"sync"
 	"time"
 
@@ -13,7 +12,29 @@ import (
 
 	"github.com/stitch-xdr/stitch/connectors/ipc"
 	"github.com/stitch-xdr/stitch/connectors/parquet"
+	"github.com/stitch-xdr/stitch/operators/normalize"
 )
+
+// huntingStage is stage 3, a sink: hunting.<Table> topics in, Parquet
+// partitions out (hunting.dir), no transactions.
+func huntingStage() Stage {
+	return Stage{
+		Name:    "hunting",
+		Doc:     "writes Arrow batches to Parquet hunting partitions in Hive layout under hunting.dir",
+		Enabled: func(c Config) bool { return c.Hunting.Enabled },
+		Inputs: func(c Config) []string {
+			var in []string
+			for _, table := range normalize.Tables() {
+				in = append(in, c.Topics.HuntingPrefix+table)
+			}
+			return in
+		},
+		Sink: func(sc *StageContext) (Runner, error) { return newHuntingSink(sc) },
+		Progress: func(s StageSnapshot) string {
+			return fmt.Sprintf("parquet rows %d", s.Sum(CountParquetRows))
+		},
+	}
+}
 
 // huntingSink is stage 3: it reads the hunting.<Table> topics (read
 // committed) and writes Parquet partitions. Like Kafka Connect's file sinks it
@@ -24,6 +45,7 @@ import (
 // so that lag is visible to operators.
 type huntingSink struct {
 	p  *Pipeline
+	sc *StageContext
 	cl *kgo.Client
 	w  *parquet.Writer
 
@@ -34,7 +56,8 @@ type huntingSink struct {
 	consumed map[string]int64 // topic → records read since the last commit
 }
 
-func newHuntingSink(p *Pipeline) (*huntingSink, error) {
+func newHuntingSink(sc *StageContext) (*huntingSink, error) {
+	p := sc.p
 	w, err := parquet.Open(p.cfg.HuntingDir(),
 		parquet.RollBytes(p.cfg.Hunting.RollBytes),
 		parquet.RollAge(p.cfg.Hunting.RollAge.D()),
@@ -44,28 +67,26 @@ func newHuntingSink(p *Pipeline) (*huntingSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open hunting writer: %w", err)
 	}
-	h := &huntingSink{p: p, w: w, assigned: map[string]map[int32]bool{}, pending: map[string]int64{}, consumed: map[string]int64{}}
-	var once sync.Once
-	h.ready = func() { once.Do(func() { p.ready.Add(1) }) }
-	opts, err := p.clientOpts("hunting")
+	h := &huntingSink{p: p, sc: sc, w: w, assigned: map[string]map[int32]bool{}, pending: map[string]int64{}, consumed: map[string]int64{}}
+	h.ready = sc.readyFunc()
+	opts, err := p.clientOpts(sc.Name)
 	if err != nil {
 		w.Close()
 		return nil, err
 	}
 	opts = append(opts,
-		kgo.ConsumerGroup(p.cfg.Kafka.Group+"-hunting"),
+		kgo.ConsumerGroup(sc.Group),
 		// Static membership as in the other stages: a restarted process
 		// replaces its crashed predecessor at once instead of leaving a
 		// dead member that every rebalance waits for (a crash loop left
 		// so many that joins timed out).
-		p.staticMember("hunting"),
+		p.staticMember(sc.Name),
 		kgo.SessionTimeout(10*time.Second),
 		kgo.RebalanceTimeout(10*time.Second),
 		// Let a join that waits out a rebalance finish rather than give up
 		// and start over (JoinGroup blocks for up to the rebalance timeout).
 		kgo.RequestTimeoutOverhead(30*time.Second),
-		kgo.ConsumeRegex(),
-		kgo.ConsumeTopics("^"+regexp.QuoteMeta(p.cfg.Topics.HuntingPrefix)+".*"),
+		kgo.ConsumeTopics(sc.info.Inputs...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -95,7 +116,7 @@ func (h *huntingSink) onAssigned(ctx context.Context, cl *kgo.Client, assigned m
 	resume := h.w.Resume()
 	group := map[string]map[int32]int64{}
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	offs, err := kadm.NewClient(cl).FetchOffsets(fctx, h.p.cfg.Kafka.Group+"-hunting")
+	offs, err := kadm.NewClient(cl).FetchOffsets(fctx, h.sc.Group)
 	cancel()
 	if err != nil {
 		h.p.log.Warn("hunting: group offsets unknown; resuming from the manifest", "err", err)
@@ -155,23 +176,34 @@ func (h *huntingSink) commit(ctx context.Context, cl *kgo.Client) error {
 	if err := h.w.Commit(); err != nil {
 		return err
 	}
+	t := newTally()
 	if len(h.pending) > 0 {
 		h.p.metrics.HuntingSegments.Inc()
 		for table, n := range h.pending {
-			h.p.metrics.HuntingRows.WithLabelValues(table).Add(float64(n))
-			h.p.totals.addHunting(table, n)
+			t.count(CountParquetRows, table, n)
 		}
 		clear(h.pending)
 	}
-	h.p.totals.addIn(h.consumed)
+	for topic, n := range h.consumed {
+		t.recordsIn[topic] = n
+	}
 	clear(h.consumed)
+	h.p.totals.merge(h.sc.Name, t, h.p.metrics)
 	if err := cl.CommitUncommittedOffsets(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		h.p.log.Warn("hunting: commit group offsets (for lag only)", "err", err)
 	}
 	return nil
 }
 
-func (h *huntingSink) run(ctx context.Context) error {
+func (h *huntingSink) Run(ctx context.Context) error {
+	if every := h.p.cfg.Hunting.RetentionEvery.D(); every > 0 {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			parquet.RetentionLoop(ctx, h.p.cfg.HuntingDir(), every, h.p.cfg.Hunting.Retention.D(), h.p.log)
+		}()
+	}
 	// Close the client (which leaves the group, committing in onRevoked)
 	// before the writer it commits to.
 	defer func() {

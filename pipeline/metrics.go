@@ -29,8 +29,28 @@ type Metrics struct {
 	HuntingRemoved   prometheus.Counter
 	StageErrors      *prometheus.CounterVec // stage
 	InputRecordBytes prometheus.Histogram
-	RestoreRecords   prometheus.Counter // changelog records applied to restore state
-	Restoring        prometheus.Gauge   // facts partitions being restored now
+	RestoreRecords   prometheus.Counter     // changelog records applied to restore state
+	Restoring        prometheus.Gauge       // facts partitions being restored now
+	StageCounts      *prometheus.CounterVec // stage, counter, label: counters without a series of their own
+}
+
+// count feeds a committed stage counter (Txn.Count) to its series.
+func (m *Metrics) count(stage, counter, label string, n int64) {
+	v := float64(n)
+	switch counter {
+	case CountNormalizedRows:
+		m.Normalized.WithLabelValues(label).Add(v)
+	case CountDeadLetters:
+		m.DeadLetters.WithLabelValues(label).Add(v)
+	case CountIncidentVersions:
+		m.Incidents.Add(v)
+	case CountParquetRows:
+		m.HuntingRows.WithLabelValues(label).Add(v)
+	case CountRecordsRead:
+		// stitch_records_in_total has it by topic.
+	default:
+		m.StageCounts.WithLabelValues(stage, counter, label).Add(v)
+	}
 }
 
 func newMetrics(arrowBytes func() float64) *Metrics {
@@ -84,11 +104,14 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 			Name: "stitch_hunting_partitions_removed_total", Help: "Hunting date partitions removed by retention.",
 		}),
 		RestoreRecords: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "stitch_state_restore_records_total", Help: "Changelog records applied to bring correlation state up to its committed changelogs.",
+			Name: "stitch_state_restore_records_total", Help: "Changelog records applied to bring a state store up to its committed changelogs.",
 		}),
 		Restoring: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "stitch_state_restoring_partitions", Help: "Facts partitions whose correlation state is being restored from the changelogs now.",
+			Name: "stitch_state_restoring_partitions", Help: "Input partitions of stateful stages whose state is being restored from the changelogs now.",
 		}),
+		StageCounts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stitch_stage_count_total", Help: "Committed counts of a stage that have no series of their own, by stage, counter and label.",
+		}, []string{"stage", "counter", "label"}),
 		StageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stitch_stage_errors_total", Help: "Errors a stage recovered from by aborting and retrying, by stage.",
 		}, []string{"stage"}),
@@ -98,7 +121,7 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 	}, arrowBytes)
 	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Normalized, m.DeadLetters, m.BatchRows, m.BatchBytes,
 		m.InputRecordBytes, m.Latency, m.Transactions, m.ConsumerLag, m.ArrowBytes, m.Incidents,
-		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.StageErrors, m.RestoreRecords, m.Restoring,
+		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.StageErrors, m.RestoreRecords, m.Restoring, m.StageCounts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -4,44 +4,108 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/stitch-xdr/stitch/connectors/ipc"
-	"github.com/stitch-xdr/stitch/operators/correlate"
+	"github.com/stitch-xdr/stitch/connectors/kafka"
 	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 
-// normalizeProc is stage 1: signals in; Arrow batches out to the hunting
-// topics, correlation facts out to the repartition topic (keyed by tenant,
-// so that each tenant's alerts meet in one correlate task), dead letters out
-// to the dead-letter topic.
+// normalizeStage is stage 1: signals in; dead letters out to the dead-letter
+// topic, and every Arrow batch to each enabled tap (taps.go), which turn it
+// into the outputs of the stages downstream (hunting IPC batches,
+// correlation facts).
+func normalizeStage() Stage {
+	return Stage{
+		Name:   "normalize",
+		Doc:    "decodes signals into typed Arrow batches per advanced-hunting table",
+		Inputs: func(c Config) []string { return c.Topics.Inputs },
+		Outputs: func(c Config) []Output {
+			out := []Output{{Topic: kafka.TopicSpec{Name: c.Topics.DeadLetter}, Replay: "deadletter.jsonl"}}
+			for _, t := range taps() {
+				if t.Enabled(c) {
+					out = append(out, t.Outputs(c)...)
+				}
+			}
+			return out
+		},
+		Processor: newNormalizeProc,
+		Progress: func(s StageSnapshot) string {
+			var b strings.Builder
+			fmt.Fprintf(&b, "read %d | rows %d", s.Sum(CountRecordsRead), s.Sum(CountNormalizedRows))
+			if tables := topTables(s.Counters[CountNormalizedRows], 4); tables != "" {
+				fmt.Fprintf(&b, " (%s)", tables)
+			}
+			fmt.Fprintf(&b, " | dead %d", s.Sum(CountDeadLetters))
+			return b.String()
+		},
+	}
+}
+
+// normalizerFor builds the normalizer a config asks for.
+func normalizerFor(cfg Config, opts ...normalize.Option) *normalize.Normalizer {
+	n := cfg.Normalize
+	o := []normalize.Option{
+		normalize.WithBatchRows(n.BatchRows),
+		normalize.WithBatchBytes(n.BatchBytes),
+		normalize.WithBatchAge(n.BatchAge.D()),
+		normalize.WithMaxRecordBytes(n.MaxRecordBytes),
+		normalize.WithMaxDepth(n.MaxDepth),
+		normalize.WithDeadLetterValueLimit(n.DeadLetterMaxBytes),
+		normalize.WithDefaultTenant(n.DefaultTenant),
+	}
+	if n.Import {
+		o = append(o, normalize.WithImport(n.ImportTable))
+	}
+	return normalize.New(append(o, opts...)...)
+}
+
 type normalizeProc struct {
-	p    *Pipeline
+	sc   *StageContext
 	norm *normalize.Normalizer
+	taps []BatchTap
 	// emit and dead are bound once to avoid a closure per record.
 	emitFn func(normalize.Batch)
 	deadFn func(normalize.DeadLetter)
 	ctx    context.Context
-	tx     *txn
+	tx     Txn
 	err    error
-	// alertFacts hold the facts of alert batches until the transaction's
-	// telemetry facts are out: the correlator judges prevalence from the
-	// sightings it has seen, so within one transaction the telemetry goes
-	// first, whatever order the tables' builders filled in.
-	alertFacts []*kgo.Record
+	// rows and dead of the open transaction: every record read became a
+	// row or a dead letter, so their sum after a flush is the records read
+	// (cheaper than asking the normalizer per record).
+	rows, dead int64
+	// batches of the open transaction, observed in the histograms when it
+	// commits.
+	batches []batchSize
 }
 
-func newNormalizeProc(p *Pipeline) *normalizeProc {
-	n := &normalizeProc{p: p}
-	n.norm = p.newNormalizer()
+type batchSize struct{ rows, bytes int64 }
+
+func newNormalizeProc(sc *StageContext) (Processor, error) {
+	n := &normalizeProc{sc: sc}
+	for _, t := range taps() {
+		if !t.Enabled(sc.Config) {
+			continue
+		}
+		bt, err := t.New(sc)
+		if err != nil {
+			return nil, fmt.Errorf("tap %s: %w", t.Name, err)
+		}
+		n.taps = append(n.taps, bt)
+	}
+	n.norm = n.newNormalizer()
 	n.emitFn = n.emit
-	n.deadFn = n.dead
-	return n
+	n.deadFn = n.deadLetter
+	return n, nil
 }
 
-func (n *normalizeProc) process(ctx context.Context, r *kgo.Record, tx *txn) error {
+func (n *normalizeProc) newNormalizer() *normalize.Normalizer {
+	return normalizerFor(n.sc.Config, normalize.WithAllocator(n.sc.Alloc))
+}
+
+func (n *normalizeProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	n.ctx, n.tx = ctx, tx
 	n.norm.Add(normalize.Input{
 		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Value: r.Value, Timestamp: r.Timestamp,
@@ -57,77 +121,69 @@ func (n *normalizeProc) emit(b normalize.Batch) {
 		return
 	}
 	rows := b.Record.NumRows()
-	n.tx.tally.normalized[b.Table] += rows
-	n.tx.tally.batches = append(n.tx.tally.batches, batchSize{rows: rows, bytes: b.Bytes})
-	cfg := &n.p.cfg
-	if cfg.Hunting.Enabled {
-		msg, err := ipc.Encode(b)
-		if err != nil {
-			n.err = fmt.Errorf("encode %s batch: %w", b.Table, err)
+	n.tx.Count(CountNormalizedRows, b.Table, rows)
+	n.rows += rows
+	n.batches = append(n.batches, batchSize{rows: rows, bytes: b.Bytes})
+	for _, t := range n.taps {
+		if err := t.Batch(n.ctx, b, n.tx); err != nil {
+			n.err = err
 			return
-		}
-		rec := &kgo.Record{Topic: cfg.Topics.HuntingPrefix + b.Table, Key: msg.Key, Value: msg.Value}
-		for _, h := range msg.Headers {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: []byte(h.Value)})
-		}
-		n.tx.produce(n.ctx, rec)
-	}
-	if cfg.Correlate.Enabled {
-		if f := correlate.Extract(b); f != nil {
-			v, err := f.Marshal()
-			if err != nil {
-				n.err = fmt.Errorf("encode %s facts: %w", b.Table, err)
-				return
-			}
-			rec := &kgo.Record{Topic: cfg.Topics.Facts, Key: []byte(b.Tenant), Value: v}
-			if b.Table == "AlertInfo" || b.Table == "AlertEvidence" {
-				n.alertFacts = append(n.alertFacts, rec)
-			} else {
-				n.tx.produce(n.ctx, rec)
-			}
 		}
 	}
 }
 
-func (n *normalizeProc) dead(d normalize.DeadLetter) {
-	n.tx.tally.dead[d.Reason]++
+func (n *normalizeProc) deadLetter(d normalize.DeadLetter) {
+	n.tx.Count(CountDeadLetters, string(d.Reason), 1)
+	n.dead++
 	v, err := json.Marshal(d)
 	if err != nil {
 		n.err = fmt.Errorf("encode dead letter: %w", err)
 		return
 	}
-	n.tx.produce(n.ctx, &kgo.Record{
-		Topic: n.p.cfg.Topics.DeadLetter, Value: v,
+	n.tx.Produce(n.ctx, &kgo.Record{
+		Topic: n.sc.Config.Topics.DeadLetter, Value: v,
 		Headers: []kgo.RecordHeader{{Key: "stitch-reason", Value: []byte(d.Reason)}},
 	})
 }
 
-func (n *normalizeProc) flush(ctx context.Context, tx *txn) error {
+func (n *normalizeProc) Flush(ctx context.Context, tx Txn) error {
 	n.ctx, n.tx = ctx, tx
 	n.norm.Flush(n.emitFn)
-	for _, rec := range n.alertFacts {
-		tx.produce(ctx, rec)
+	if n.err == nil {
+		for _, t := range n.taps {
+			if err := t.Flush(ctx, tx); err != nil {
+				n.err = err
+				break
+			}
+		}
 	}
-	n.alertFacts = n.alertFacts[:0]
-	// Every record read became a row or a dead letter, and after a flush all
-	// rows have been emitted: so the records read in this transaction are
-	// their sum (cheaper than asking the normalizer per record).
-	tx.tally.recordsRead = total(tx.tally.normalized) + total(tx.tally.dead)
+	tx.Count(CountRecordsRead, "", n.rows+n.dead)
+	n.rows, n.dead = 0, 0
 	err := n.err
 	n.err = nil
 	return err
 }
 
-func (n *normalizeProc) tick(context.Context, time.Time, *txn) error { return nil }
+func (n *normalizeProc) Tick(context.Context, time.Time, Txn) error { return nil }
 
-// aborted throws away the rows buffered since the last commit; they are
+// Aborted throws away the rows buffered since the last commit; they are
 // consumed again.
-func (n *normalizeProc) aborted() {
-	n.alertFacts = n.alertFacts[:0]
+func (n *normalizeProc) Aborted() {
+	for _, t := range n.taps {
+		t.Aborted()
+	}
+	n.rows, n.dead, n.batches = 0, 0, n.batches[:0]
 	n.norm.Close()
-	n.norm = n.p.newNormalizer()
+	n.norm = n.newNormalizer()
 }
 
-func (n *normalizeProc) committed(*txn) {}
+func (n *normalizeProc) Committed() {
+	m := n.sc.Metrics
+	for _, b := range n.batches {
+		m.BatchRows.Observe(float64(b.rows))
+		m.BatchBytes.Observe(float64(b.bytes))
+	}
+	n.batches = n.batches[:0]
+}
 
-func (n *normalizeProc) close() { n.norm.Close() }
+func (n *normalizeProc) Close() { n.norm.Close() }

@@ -18,8 +18,8 @@ import (
 // partitioner hashes keys with murmur2): if the two disagreed, a process
 // would close incidents of tenants it does not own, or none at all.
 func TestOwnershipMatchesTheProducersPartitioner(t *testing.T) {
-	cp := &correlateProc{p: &Pipeline{cfg: Default()}}
-	cp.kafkaOpts()
+	cfg := Default()
+	cp := newStateful(&Pipeline{cfg: cfg}, "correlate", "g-correlate", cfg.Topics.Facts)
 	const n = 6
 	cp.nparts = n
 	b, err := kafka.StartBroker(kafka.Listen("127.0.0.1:0"), kafka.DefaultPartitions(n))
@@ -33,27 +33,27 @@ func TestOwnershipMatchesTheProducersPartitioner(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := kafka.EnsureTopics(context.Background(), cl, kafka.TopicSpec{Name: cp.p.cfg.Topics.Facts, Partitions: n, ReplicationFactor: -1}); err != nil {
+	if err := kafka.EnsureTopics(context.Background(), cl, kafka.TopicSpec{Name: cfg.Topics.Facts, Partitions: n, ReplicationFactor: -1}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 100 {
 		tenant := fmt.Sprintf("tenant-%03d-%x", i, i*7919)
-		res := cl.ProduceSync(context.Background(), &kgo.Record{Topic: cp.p.cfg.Topics.Facts, Key: []byte(tenant), Value: []byte("{}")})
+		res := cl.ProduceSync(context.Background(), &kgo.Record{Topic: cfg.Topics.Facts, Key: []byte(tenant), Value: []byte("{}")})
 		if err := res.FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 		want := res[0].Record.Partition
 		cp.owned = map[int32]bool{want: true}
-		if !cp.owns(tenant) {
+		if !cp.OwnsKey([]byte(tenant)) {
 			t.Fatalf("tenant %s is produced to partition %d but the owner of %d does not own it", tenant, want, want)
 		}
 		cp.owned = map[int32]bool{(want + 1) % n: true}
-		if cp.owns(tenant) {
+		if cp.OwnsKey([]byte(tenant)) {
 			t.Fatalf("tenant %s owned by the wrong partition", tenant)
 		}
 	}
 	cp.nparts = 0
-	if cp.owns("t") {
+	if cp.OwnsKey([]byte("t")) {
 		t.Fatal("before any assignment nothing is owned")
 	}
 }
@@ -66,9 +66,12 @@ func TestChangelogTopicSettings(t *testing.T) {
 	for _, lookback := range []time.Duration{7 * 24 * time.Hour, 60 * 24 * time.Hour} {
 		cfg := Default()
 		cfg.Correlate.PrevalenceLookback = Duration(lookback)
-		p := &Pipeline{cfg: cfg}
+		topo, err := Describe(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		found := 0
-		for _, s := range p.Topics() {
+		for _, s := range topo.specs {
 			switch s.Name {
 			case cfg.Topics.Changelog:
 				found++

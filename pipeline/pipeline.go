@@ -1,13 +1,16 @@
 // Package pipeline is stitch's topology and its lifecycle: the stages that
 // consume, process and produce in Kafka transactions, the topics between
-// them, their metrics, and their orderly start and stop.
+// them, their state stores, their metrics, and their orderly start and stop.
 //
 //	signals ──▶ [normalize] ──▶ hunting.<Table> ──▶ [hunting sink] ──▶ Parquet
 //	                 │  └──────▶ deadletter
 //	                 └─────────▶ stitch.facts (key: tenant) ──▶ [correlate] ──▶ incidents
 //
-// Each stage is a consumer group of its own, so that each scales by its own
-// input partitions and a slow sink never stalls normalization.
+// The topology is data (topology.go): each stage is declared once, and
+// every part of the lifecycle reads the declarations. Each stage is a
+// consumer group of its own, so that each scales by its own input
+// partitions and a slow sink never stalls normalization. `stitch topology`
+// prints it.
 package pipeline
 
 import (
@@ -28,9 +31,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
-	"github.com/stitch-xdr/stitch/connectors/parquet"
-	"github.com/stitch-xdr/stitch/operators/correlate"
-	"github.com/stitch-xdr/stitch/operators/normalize"
 	"github.com/stitch-xdr/stitch/state"
 )
 
@@ -50,6 +50,8 @@ type Pipeline struct {
 	inputLag atomic.Int64 // -1: unknown
 
 	stateOpts []state.Option
+	extra     []Stage // stages added with WithStage
+	topo      *Topology
 
 	adminMu sync.Mutex
 	admin   *kgo.Client // lag checks while running
@@ -103,10 +105,21 @@ func New(cfg Config, opts ...Option) (*Pipeline, error) {
 	if len(p.brokers) == 0 {
 		return nil, errors.New("no brokers: start an embedded broker or set kafka.brokers")
 	}
+	topo, err := Describe(cfg, p.extra...)
+	if err != nil {
+		return nil, err
+	}
+	p.topo = topo
+	for _, s := range topo.Stages {
+		p.totals.declare(s.Name)
+	}
 	p.metrics = newMetrics(func() float64 { return float64(p.mem.Allocated()) })
 	p.inputLag.Store(-1)
 	return p, nil
 }
+
+// Topology is the pipeline's resolved topology.
+func (p *Pipeline) Topology() *Topology { return p.topo }
 
 // Metrics exposes the pipeline's Prometheus registry and series.
 func (p *Pipeline) Metrics() *Metrics { return p.metrics }
@@ -145,32 +158,9 @@ func (p *Pipeline) clientOpts(stage string) ([]kgo.Opt, error) {
 	), nil
 }
 
-// Topics are the topics the pipeline reads and writes, with their settings.
-func (p *Pipeline) Topics() []kafka.TopicSpec {
-	t := p.cfg.Topics
-	spec := func(name string) kafka.TopicSpec {
-		return kafka.TopicSpec{Name: name, Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor}
-	}
-	var specs []kafka.TopicSpec
-	for _, in := range t.Inputs {
-		specs = append(specs, spec(in))
-	}
-	specs = append(specs, spec(t.DeadLetter), spec(t.Facts), spec(t.Actions), spec(t.ActionResults))
-	if p.cfg.Correlate.Enabled {
-		specs = append(specs, p.changelogSpecs()...)
-	}
-	inc := spec(t.Incidents)
-	// Every incident version is the full incident keyed by id: compaction
-	// keeps the latest, which is all a consumer that starts late needs.
-	inc.Configs = map[string]string{"cleanup.policy": "compact"}
-	specs = append(specs, inc)
-	if p.cfg.Hunting.Enabled {
-		for _, table := range normalize.Tables() {
-			specs = append(specs, spec(t.HuntingPrefix+table))
-		}
-	}
-	return specs
-}
+// Topics are the topics the pipeline reads and writes, with their settings:
+// every input, output and changelog of its stages.
+func (p *Pipeline) Topics() []kafka.TopicSpec { return p.topo.specs }
 
 // EnsureTopics creates the pipeline's topics where absent.
 func (p *Pipeline) EnsureTopics(ctx context.Context) error {
@@ -189,33 +179,136 @@ func (p *Pipeline) EnsureTopics(ctx context.Context) error {
 	return kafka.EnsureTopics(ctx, cl, p.Topics()...)
 }
 
-func (p *Pipeline) newNormalizer() *normalize.Normalizer {
-	n := p.cfg.Normalize
-	opts := []normalize.Option{
-		normalize.WithAllocator(p.mem),
-		normalize.WithBatchRows(n.BatchRows),
-		normalize.WithBatchBytes(n.BatchBytes),
-		normalize.WithBatchAge(n.BatchAge.D()),
-		normalize.WithMaxRecordBytes(n.MaxRecordBytes),
-		normalize.WithMaxDepth(n.MaxDepth),
-		normalize.WithDeadLetterValueLimit(n.DeadLetterMaxBytes),
-		normalize.WithDefaultTenant(n.DefaultTenant),
-	}
-	if n.Import {
-		opts = append(opts, normalize.WithImport(n.ImportTable))
-	}
-	return normalize.New(opts...)
+// StageContext is what a stage's constructor gets: its configuration and
+// the pipeline's shared parts, and the means to open and attach its stores.
+type StageContext struct {
+	Name   string
+	Group  string
+	Config Config
+	Log    *slog.Logger
+	// Metrics are the pipeline's series; a stage counts through Txn.Count.
+	Metrics *Metrics
+	// Alloc is the Arrow allocator (counted: stitch_arrow_allocated_bytes).
+	Alloc memory.Allocator
+
+	p       *Pipeline
+	info    StageInfo
+	def     Stage
+	stores  *stateful
+	closers []func()
 }
 
-func (p *Pipeline) newStage(name string, topics []string, proc processor, tickEach time.Duration) (*stage, error) {
-	opts, err := p.clientOpts(name)
+// OpenStore opens the Pebble store of a declared store, under
+// state.dir/<name>. The pipeline closes it after the stage stopped.
+func (sc *StageContext) OpenStore(name string) (*state.Store, error) {
+	if !sc.declared(name) {
+		return nil, fmt.Errorf("%s: store %q is not declared in the stage's Stores", sc.Name, name)
+	}
+	dir := filepath.Join(sc.Config.State.Dir, name)
+	st, err := state.Open(dir, append([]state.Option{state.WithCacheSize(sc.Config.State.CacheBytes),
+		state.WithMemTableSize(uint64(sc.Config.State.MemtableBytes))}, sc.p.stateOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("open %s state in %s: %w", name, dir, err)
+	}
+	sc.OnClose(func() { st.Close() })
+	return st, nil
+}
+
+// Attach hands a declared store to the stage runtime, which keeps it in
+// step with the stage's transactions, writes its changelogs and restores it.
+func (sc *StageContext) Attach(name string, st StateStore) error {
+	if !sc.declared(name) {
+		return fmt.Errorf("%s: store %q is not declared in the stage's Stores", sc.Name, name)
+	}
+	for _, s := range sc.info.Stores {
+		if s.Name == name {
+			sc.stores.attach(name, st, s.Changelogs)
+		}
+	}
+	return nil
+}
+
+func (sc *StageContext) declared(name string) bool {
+	for _, s := range sc.info.Stores {
+		if s.Name == name {
+			return sc.stores != nil
+		}
+	}
+	return false
+}
+
+// OwnsKey says whether this process owns the input partition that key
+// goes to now (false for a stage without stores: it has no use for it).
+func (sc *StageContext) OwnsKey(key []byte) bool {
+	return sc.stores != nil && sc.stores.OwnsKey(key)
+}
+
+// OnClose runs f once the stage stopped (in reverse order of declaration).
+func (sc *StageContext) OnClose(f func()) { sc.closers = append(sc.closers, f) }
+
+func (sc *StageContext) close() {
+	for i := len(sc.closers) - 1; i >= 0; i-- {
+		sc.closers[i]()
+	}
+}
+
+// ready counts the stage as started once.
+func (sc *StageContext) readyFunc() func() {
+	var once sync.Once
+	return func() { once.Do(func() { sc.p.ready.Add(1) }) }
+}
+
+// build makes the runner of one declared stage.
+func (p *Pipeline) build(def Stage, info StageInfo) (Runner, *StageContext, error) {
+	sc := &StageContext{Name: info.Name, Group: info.Group, Config: p.cfg, Log: p.log, Metrics: p.metrics,
+		Alloc: p.mem, p: p, info: info, def: def}
+	if def.Sink != nil {
+		r, err := def.Sink(sc)
+		if err != nil {
+			sc.close()
+			return nil, nil, fmt.Errorf("%s: %w", info.Name, err)
+		}
+		return r, sc, nil
+	}
+	if len(info.Stores) > 0 {
+		sc.stores = newStateful(p, info.Name, info.Group, info.Inputs[0])
+	}
+	proc, err := def.Processor(sc)
+	if err != nil {
+		sc.close()
+		return nil, nil, fmt.Errorf("%s: %w", info.Name, err)
+	}
+	if c, ok := proc.(Closer); ok {
+		sc.OnClose(c.Close)
+	}
+	if sc.stores != nil {
+		if got, want := len(sc.stores.stores), len(info.Stores); got != want {
+			sc.close()
+			return nil, nil, fmt.Errorf("%s: %d of its %d declared stores attached", info.Name, got, want)
+		}
+		sc.stores.listener, _ = proc.(Assignments)
+	}
+	var tick time.Duration
+	if def.TickEvery != nil {
+		tick = def.TickEvery(p.cfg)
+	}
+	st, err := p.newStage(sc, proc, tick)
+	if err != nil {
+		sc.close()
+		return nil, nil, err
+	}
+	return st, sc, nil
+}
+
+func (p *Pipeline) newStage(sc *StageContext, proc Processor, tickEach time.Duration) (*stage, error) {
+	opts, err := p.clientOpts(sc.Name)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts,
-		kgo.ConsumerGroup(p.cfg.Kafka.Group+"-"+name),
-		kgo.ConsumeTopics(topics...),
-		kgo.TransactionalID(p.cfg.Kafka.Group+"-"+name+"-"+p.instance),
+		kgo.ConsumerGroup(sc.Group),
+		kgo.ConsumeTopics(sc.info.Inputs...),
+		kgo.TransactionalID(sc.info.TransactionalID+p.instance),
 		// A process killed mid-transaction leaves it open, and read-committed
 		// readers wait behind it until it is fenced (by the same
 		// transactional id starting again: see instanceID) or times out.
@@ -224,21 +317,19 @@ func (p *Pipeline) newStage(name string, topics []string, proc processor, tickEa
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(30*time.Second),
-		p.staticMember(name),
+		p.staticMember(sc.Name),
 	)
-	if k, ok := proc.(interface{ kafkaOpts() []kgo.Opt }); ok {
-		opts = append(opts, k.kafkaOpts()...) // e.g. the correlate stage's restore on assignment
+	if sc.stores != nil {
+		opts = append(opts, sc.stores.kafkaOpts()...) // restore on assignment, changelog partitions
 	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: kafka session: %w", name, err)
+		return nil, fmt.Errorf("%s: kafka session: %w", sc.Name, err)
 	}
-	var once sync.Once
 	return &stage{
-		name: name, sess: sess, proc: proc,
+		name: sc.Name, sess: sess, proc: proc, stores: sc.stores,
 		interval: p.cfg.Kafka.CommitInterval.D(), tickEach: tickEach, maxPoll: p.cfg.Kafka.MaxPollRecords,
-		metrics: p.metrics, totals: p.totals, log: p.log,
-		ready: func() { once.Do(func() { p.ready.Add(1) }) },
+		metrics: p.metrics, totals: p.totals, log: p.log, ready: sc.readyFunc(),
 	}, nil
 }
 
@@ -251,69 +342,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	type runner struct {
-		name string
-		run  func(context.Context) error
-		stop func()
-	}
-	var runners []runner
-
-	np := newNormalizeProc(p)
-	ns, err := p.newStage("normalize", p.cfg.Topics.Inputs, np, 0)
-	if err != nil {
-		return err
-	}
-	runners = append(runners, runner{"normalize", ns.run, np.close})
-
-	if p.cfg.Correlate.Enabled {
-		dir := filepath.Join(p.cfg.State.Dir, "correlate")
-		store, err := state.Open(dir, append([]state.Option{state.WithCacheSize(p.cfg.State.CacheBytes),
-			state.WithMemTableSize(uint64(p.cfg.State.MemtableBytes))}, p.stateOpts...)...)
-		if err != nil {
-			return fmt.Errorf("open correlation state in %s: %w", dir, err)
+	var runners []Runner
+	var contexts []*StageContext
+	closeAll := func() {
+		for i := len(contexts) - 1; i >= 0; i-- {
+			contexts[i].close()
 		}
-		c := p.cfg.Correlate
-		cp := &correlateProc{p: p}
-		cor, err := correlate.New(store,
-			correlate.WithOwnership(cp.owns),
-			correlate.WithWindow(c.Window.D()),
-			correlate.WithEvidenceGrace(c.Grace.D()),
-			correlate.WithLateness(c.AllowedLateness.D()),
-			correlate.WithPrevalence(c.PrevalenceThreshold, c.PrevalenceLookback.D()),
-			correlate.WithIdleClose(c.IdleClose.D()),
-		)
+	}
+	for i, info := range p.topo.Stages {
+		r, sc, err := p.build(p.topo.defs[i], info)
 		if err != nil {
-			store.Close()
-			return fmt.Errorf("correlator: %w", err)
-		}
-		cp.c = cor
-		cs, err := p.newStage("correlate", []string{p.cfg.Topics.Facts}, cp, c.TickEvery.D())
-		if err != nil {
-			store.Close()
+			closeAll()
 			return err
 		}
-		runners = append(runners, runner{"correlate", cs.run, func() { store.Close() }})
+		runners = append(runners, r)
+		contexts = append(contexts, sc)
 	}
-
-	if p.cfg.Hunting.Enabled {
-		hs, err := newHuntingSink(p)
-		if err != nil {
-			return err
-		}
-		runners = append(runners, runner{"hunting", hs.run, nil})
-		if every := p.cfg.Hunting.RetentionEvery.D(); every > 0 {
-			runners = append(runners, runner{"retention", func(ctx context.Context) error {
-				parquet.RetentionLoop(ctx, p.cfg.HuntingDir(), every, p.cfg.Hunting.Retention.D(), p.log)
-				return nil
-			}, nil})
-		}
-	}
-	p.nstages = 0
-	for _, r := range runners {
-		if r.name != "retention" {
-			p.nstages++
-		}
-	}
+	p.nstages = int32(len(runners))
 
 	go p.lagLoop(ctx, 5*time.Second)
 	var wg sync.WaitGroup
@@ -323,7 +368,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.run(ctx); err != nil {
+			if err := r.Run(ctx); err != nil {
 				errs[i] = err
 				cancel(err)
 			}
@@ -332,29 +377,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	wg.Wait()
 	p.running.Store(false)
 	p.closeAdmin()
-	for _, r := range runners {
-		if r.stop != nil {
-			r.stop()
-		}
-	}
+	closeAll()
 	return errors.Join(errs...)
 }
 
 // Groups are the consumer groups of the stages and the topics each reads.
-func (p *Pipeline) Groups() map[string][]string {
-	g := map[string][]string{p.cfg.Kafka.Group + "-normalize": p.cfg.Topics.Inputs}
-	if p.cfg.Correlate.Enabled {
-		g[p.cfg.Kafka.Group+"-correlate"] = []string{p.cfg.Topics.Facts}
-	}
-	if p.cfg.Hunting.Enabled {
-		var ts []string
-		for _, table := range normalize.Tables() {
-			ts = append(ts, p.cfg.Topics.HuntingPrefix+table)
-		}
-		g[p.cfg.Kafka.Group+"-hunting"] = ts
-	}
-	return g
-}
+func (p *Pipeline) Groups() map[string][]string { return p.topo.Groups() }
 
 // Lag is the total uncommitted input of every stage, by group.
 func (p *Pipeline) Lag(ctx context.Context) (map[string]int64, error) {

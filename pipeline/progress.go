@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// Progress writes one line every interval until ctx is done: records in per
-// second, rows per table, dead letters, incidents and consumer lag.
+// Progress writes one line every interval until ctx is done: the records
+// the source stages consume per second, each stage's part (stage.Progress),
+// and the input lag.
 func (p *Pipeline) Progress(ctx context.Context, w io.Writer, every time.Duration) {
 	if every <= 0 {
 		return
@@ -27,20 +28,27 @@ func (p *Pipeline) Progress(ctx context.Context, w io.Writer, every time.Duratio
 		case now := <-t.C:
 			cur := p.Totals()
 			lag, ok := p.InputLag()
-			fmt.Fprintln(w, progressLine(last, cur, now.Sub(lastAt), lag, ok))
+			fmt.Fprintln(w, p.progressLine(last, cur, now.Sub(lastAt), lag, ok))
 			last, lastAt = cur, now
 		}
 	}
 }
 
-func progressLine(prev, cur Snapshot, dt time.Duration, lag int64, lagKnown bool) string {
+func (p *Pipeline) progressLine(prev, cur Snapshot, dt time.Duration, lag int64, lagKnown bool) string {
 	var b strings.Builder
-	rate := float64(cur.RecordsRead-prev.RecordsRead) / dt.Seconds()
-	fmt.Fprintf(&b, "stitch: %s rec/s | read %d | rows %d", humanRate(rate), cur.RecordsRead, cur.NormalizedTotal())
-	if tables := topTables(cur.Normalized, 4); tables != "" {
-		fmt.Fprintf(&b, " (%s)", tables)
+	var in, was int64
+	for _, src := range p.topo.Sources() {
+		for _, t := range src.Inputs {
+			in += cur.Stages[src.Name].RecordsIn[t]
+			was += prev.Stages[src.Name].RecordsIn[t]
+		}
 	}
-	fmt.Fprintf(&b, " | dead %d | incidents %d | parquet rows %d", cur.DeadTotal(), cur.Incidents, cur.HuntingTotal())
+	fmt.Fprintf(&b, "stitch: %s rec/s", humanRate(float64(in-was)/dt.Seconds()))
+	for i, info := range p.topo.Stages {
+		if f := p.topo.defs[i].Progress; f != nil {
+			fmt.Fprintf(&b, " | %s", f(cur.Stages[info.Name]))
+		}
+	}
 	if lagKnown {
 		fmt.Fprintf(&b, " | input lag %d", lag)
 	} else {
@@ -99,11 +107,20 @@ func (p *Pipeline) lagLoop(ctx context.Context, every time.Duration) {
 			p.inputLag.Store(-1)
 			continue
 		}
-		p.inputLag.Store(lag[p.cfg.Kafka.Group+"-normalize"])
+		p.inputLag.Store(p.sourceLag(lag))
 	}
 }
 
-// InputLag is the normalize stage's lag on the input topics at the last
+// sourceLag is the lag of the stages that read from outside the pipeline.
+func (p *Pipeline) sourceLag(lag map[string]int64) int64 {
+	var n int64
+	for _, s := range p.topo.Sources() {
+		n += lag[s.Group]
+	}
+	return n
+}
+
+// InputLag is the source stages' lag on the input topics at the last
 // check: the records that arrived and are not yet processed. (The internal
 // topics' lag is in the stitch_consumer_lag_records gauge; it reads one per
 // partition high when idle, for the transaction markers.)
@@ -113,7 +130,7 @@ func (p *Pipeline) InputLag() (int64, bool) {
 }
 
 // WaitIdle returns once this process has finished all the work on its
-// topics, or when ctx is done: the normalize group has committed its whole
+// topics, or when ctx is done: the source stages have committed their whole
 // input, and every record produced to an internal topic (facts, hunting) has
 // been committed by the stage that reads it. Replay, a single process, uses it
 // to know that its outputs are complete. (Committed offsets alone cannot tell:
@@ -138,13 +155,18 @@ func (p *Pipeline) WaitIdle(ctx context.Context, poll time.Duration) error {
 			continue
 		}
 		cur := p.Totals()
-		caughtUp := lag[p.cfg.Kafka.Group+"-normalize"] == 0
+		// Empty transactions commit all the time: only work counts.
+		for name, s := range cur.Stages {
+			s.Transactions, s.Aborted = 0, 0
+			cur.Stages[name] = s
+		}
+		caughtUp := p.sourceLag(lag) == 0
 		for topic, out := range cur.RecordsOut {
-			if p.internal(topic) && cur.RecordsIn[topic] != out {
+			if p.topo.Internal(topic) && cur.RecordsIn[topic] != out {
 				caughtUp = false
 			}
 		}
-		p.log.Debug("waiting for idle", "input_lag", lag[p.cfg.Kafka.Group+"-normalize"], "out", cur.RecordsOut, "in", cur.RecordsIn)
+		p.log.Debug("waiting for idle", "input_lag", p.sourceLag(lag), "out", cur.RecordsOut, "in", cur.RecordsIn)
 		if caughtUp && reflect.DeepEqual(cur, last) {
 			stable++
 			if stable >= 2 {
@@ -155,12 +177,4 @@ func (p *Pipeline) WaitIdle(ctx context.Context, poll time.Duration) error {
 		}
 		last = cur
 	}
-}
-
-// internal reports whether a topic is read by one of the pipeline's stages.
-func (p *Pipeline) internal(topic string) bool {
-	if topic == p.cfg.Topics.Facts && p.cfg.Correlate.Enabled {
-		return true
-	}
-	return p.cfg.Hunting.Enabled && strings.HasPrefix(topic, p.cfg.Topics.HuntingPrefix)
 }

@@ -93,7 +93,6 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 		cfg.Hunting.Dir = filepath.Join(ro.OutDir, "hunting")
 	}
 	cfg.Kafka.Brokers = nil
-	cfg.Simulate.Mode = "false"
 	// A replay is usually of old recordings: retention by event time would
 	// delete what it writes.
 	cfg.Hunting.RetentionEvery = 0
@@ -185,23 +184,11 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 		sum.Import = &ImportSummary{Table: cfg.Normalize.ImportTable, Inferred: cfg.Normalize.ImportTable == ""}
 	}
 
-	cc := kafka.ClientConfig{Brokers: b.Addrs()}
-	if err := drainJSONL(ctx, cc, cfg.Topics.DeadLetter, filepath.Join(ro.OutDir, "deadletter.jsonl")); err != nil {
+	counts, err := drainOutputs(ctx, p.Topology(), kafka.ClientConfig{Brokers: b.Addrs()}, ro.OutDir)
+	if err != nil {
 		return sum, err
 	}
-	if cfg.Correlate.Enabled {
-		latest := map[string]json.RawMessage{}
-		if _, err := kafka.Drain(ctx, cc, cfg.Topics.Incidents, 300*time.Millisecond, func(r *kgo.Record) error {
-			latest[string(r.Key)] = append(json.RawMessage(nil), r.Value...)
-			return nil
-		}); err != nil {
-			return sum, fmt.Errorf("drain incidents: %w", err)
-		}
-		sum.Incidents = len(latest)
-		if err := writeLatest(filepath.Join(ro.OutDir, "incidents.jsonl"), latest); err != nil {
-			return sum, err
-		}
-	}
+	sum.Incidents = counts["incidents.jsonl"]
 	sum.Seconds = time.Since(start).Seconds()
 	if err := writeJSON(filepath.Join(ro.OutDir, "summary.json"), sum); err != nil {
 		return sum, err
@@ -209,25 +196,66 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	return sum, nil
 }
 
-func drainJSONL(ctx context.Context, cc kafka.ClientConfig, topic, path string) error {
+// drainOutputs drains every stage output that names a replay file into it,
+// and says how many records (or, for a table, keys) each file got.
+func drainOutputs(ctx context.Context, topo *Topology, cc kafka.ClientConfig, dir string) (map[string]int, error) {
+	counts := map[string]int{}
+	done := map[string]bool{}
+	for _, d := range topo.defs {
+		if d.Outputs == nil {
+			continue
+		}
+		for _, o := range d.Outputs(topo.cfg) {
+			if o.Replay == "" || done[o.Topic.Name] {
+				continue
+			}
+			done[o.Topic.Name] = true
+			path := filepath.Join(dir, o.Replay)
+			if !o.Latest {
+				n, err := drainJSONL(ctx, cc, o.Topic.Name, path)
+				if err != nil {
+					return nil, err
+				}
+				counts[o.Replay] = n
+				continue
+			}
+			latest := map[string]json.RawMessage{}
+			if _, err := kafka.Drain(ctx, cc, o.Topic.Name, 300*time.Millisecond, func(r *kgo.Record) error {
+				latest[string(r.Key)] = append(json.RawMessage(nil), r.Value...)
+				return nil
+			}); err != nil {
+				return nil, fmt.Errorf("drain %s: %w", o.Topic.Name, err)
+			}
+			counts[o.Replay] = len(latest)
+			if err := writeLatest(path, latest); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return counts, nil
+}
+
+func drainJSONL(ctx context.Context, cc kafka.ClientConfig, topic, path string) (int, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	w := bufio.NewWriter(f)
+	n := 0
 	_, err = kafka.Drain(ctx, cc, topic, 300*time.Millisecond, func(r *kgo.Record) error {
+		n++
 		w.Write(r.Value)
 		return w.WriteByte('\n')
 	})
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("drain %s: %w", topic, err)
+		return 0, fmt.Errorf("drain %s: %w", topic, err)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return err
+		return 0, err
 	}
-	return f.Close()
+	return n, f.Close()
 }
 
 // writeLatest writes the last version of each incident, in id order.

@@ -13,12 +13,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/stitch-xdr/stitch/operators/correlate"
 	"github.com/stitch-xdr/stitch/state"
 )
 
-// Restore. The correlation store is a cache of its changelogs
-// (changelog.go). On every assignment of facts partitions, before any of
+// Restore. A stage's state store is a cache of its changelogs
+// (changelog.go). On every assignment of input partitions, before any of
 // their records is processed, the store reads partition p of each changelog
 // from the offset after the one it last recorded (or from the earliest)
 // up to the last stable offset, applying each write as it is, and
@@ -29,24 +28,26 @@ import (
 //
 // A committed transaction may not be readable at once (Kafka writes its
 // markers to each partition after the group's offsets are stable). The
-// group's committed facts offset says what must be there: every
-// transaction that consumed facts of p wrote the offset it reached to both
+// group's committed input offset says what must be there: every
+// transaction that consumed input of p wrote the offset it reached to both
 // changelogs, so a changelog partition is complete when it showed that
 // offset, or when it has no undecided transaction left (high watermark =
 // last stable offset) and the other one showed it. A changelog that ends
 // before the group's offset (deleted or recreated by hand) is an error:
-// its state is lost, and going on would correlate against nothing.
+// its state is lost, and going on would work against an empty state.
 
 // restoreSpec says which partitions to restore, from where and into what.
 type restoreSpec struct {
 	Client *kgo.Client // a client of the group, to read its committed offsets
 	Group  string
-	// Facts is the group's input topic; Changelogs are the store's
+	// Input is the group's input topic; Changelogs are the store's
 	// changelog topics, partitioned like it.
-	Facts      string
+	Input      string
 	Changelogs []string
 	Partitions []int32
-	Correlator *correlate.Correlator
+	Store      StateStore
+	// Name names the store in logs (stage/store).
+	Name string
 	// ClientOpts are the options of the reading client (brokers, TLS, SASL).
 	ClientOpts func() ([]kgo.Opt, error)
 	Metrics    *Metrics // may be nil
@@ -92,10 +93,10 @@ func committedOffsets(ctx context.Context, cl *kgo.Client, group, topic string) 
 	}
 }
 
-// restoreChangelogs brings the correlator's store up to the committed state
+// restoreChangelogs brings the store up to the committed state
 // of spec.Partitions.
 func restoreChangelogs(ctx context.Context, spec restoreSpec) error {
-	committed, err := committedOffsets(ctx, spec.Client, spec.Group, spec.Facts)
+	committed, err := committedOffsets(ctx, spec.Client, spec.Group, spec.Input)
 	if err != nil {
 		return err
 	}
@@ -117,13 +118,13 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 	if len(spec.Partitions) == 0 {
 		return nil
 	}
-	cor := spec.Correlator
+	cor := spec.Store
 	have, err := cor.Offsets()
 	if err != nil {
 		return fmt.Errorf("restore: store offsets: %w", err)
 	}
 	type tp = state.TopicPartition
-	before := map[int32]int64{} // facts offset the store reflects now; -1: none
+	before := map[int32]int64{} // input offset the store reflects now; -1: none
 	next := map[tp]int64{}      // next changelog offset to apply
 	start := map[string]map[int32]kgo.Offset{}
 	for _, t := range spec.Changelogs {
@@ -131,7 +132,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 	}
 	for _, p := range spec.Partitions {
 		before[p] = -1
-		if o, ok := have[tp{Topic: spec.Facts, Partition: p}]; ok {
+		if o, ok := have[tp{Topic: spec.Input, Partition: p}]; ok {
 			before[p] = o
 		}
 		for _, t := range spec.Changelogs {
@@ -158,7 +159,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	if err := samePartitionCount(ctx, adm, spec.Facts, spec.Changelogs); err != nil {
+	if err := samePartitionCount(ctx, adm, spec.Input, spec.Changelogs); err != nil {
 		return err
 	}
 
@@ -167,7 +168,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 		spec.Metrics.Restoring.Add(float64(len(spec.Partitions)))
 		defer spec.Metrics.Restoring.Sub(float64(len(spec.Partitions)))
 	}
-	shown := map[tp]int64{} // highest facts offset each changelog partition carried
+	shown := map[tp]int64{} // highest input offset each changelog partition carried
 	if err := cor.Begin(); err != nil {
 		return err
 	}
@@ -181,7 +182,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 			}
 		}
 		if final {
-			// The facts offset is recorded only once every changelog is
+			// The input offset is recorded only once every changelog is
 			// in: it is what says that the store is complete.
 			for _, p := range spec.Partitions {
 				f := before[p]
@@ -189,7 +190,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 					f = max(f, shown[tp{Topic: t, Partition: p}])
 				}
 				if f >= 0 {
-					pos[tp{Topic: spec.Facts, Partition: p}] = f
+					pos[tp{Topic: spec.Input, Partition: p}] = f
 				}
 			}
 		}
@@ -260,7 +261,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 				if r.Attrs.IsControl() {
 					return
 				}
-				aerr = applyChange(cor, spec.Facts, r, shown)
+				aerr = applyChange(cor, spec.Input, r, shown)
 				n++
 				inBatch++
 				if spec.Metrics != nil {
@@ -277,7 +278,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 			}
 			if time.Since(lastLog) > 5*time.Second {
 				lastLog = time.Now()
-				log.Info("correlate: restoring state from the changelogs", "records", n)
+				log.Info("restoring state from the changelogs", "store", spec.Name, "records", n)
 			}
 		}
 		// Is every committed transaction in?
@@ -300,7 +301,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 				if h.Offset == target[k] && other {
 					continue // nothing undecided, and the transaction is in the other
 				}
-				missing = append(missing, fmt.Sprintf("%s/%d shows facts offset %d, the group committed %d", t, p, shown[k], c-1))
+				missing = append(missing, fmt.Sprintf("%s/%d shows input offset %d, the group committed %d", t, p, shown[k], c-1))
 			}
 		}
 		if len(missing) == 0 {
@@ -309,7 +310,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 		if time.Now().After(settleBy) {
 			return fmt.Errorf("restore: the changelogs do not reach the group's committed offsets (%s): "+
 				"were they deleted or recreated? The state of these partitions is lost; "+
-				"reset the group %s to reprocess the facts topic, or restore the topics", strings.Join(missing, "; "), spec.Group)
+				"reset the group %s to reprocess its input, or restore the topics", strings.Join(missing, "; "), spec.Group)
 		}
 		select {
 		case <-ctx.Done():
@@ -320,14 +321,14 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 	if err := commit(true); err != nil {
 		return err
 	}
-	log.Info("correlate: state restored", "partitions", spec.Partitions, "records", n, "seconds", time.Since(began).Seconds())
+	log.Info("state restored", "store", spec.Name, "partitions", spec.Partitions, "records", n, "seconds", time.Since(began).Seconds())
 	return nil
 }
 
 // applyChange applies one changelog record to the open transaction. Facts
 // offsets are not applied as writes (they reach the store only with a
 // complete restore) but noted in shown, highest first.
-func applyChange(cor *correlate.Correlator, facts string, r *kgo.Record, shown map[state.TopicPartition]int64) error {
+func applyChange(cor StateStore, facts string, r *kgo.Record, shown map[state.TopicPartition]int64) error {
 	del, val, err := decodeChange(r)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -347,7 +348,7 @@ func applyChange(cor *correlate.Correlator, facts string, r *kgo.Record, shown m
 }
 
 // samePartitionCount checks that the changelogs are partitioned like the
-// facts topic: partition p of each holds the state of facts partition p.
+// input topic: partition p of each holds the state of input partition p.
 func samePartitionCount(ctx context.Context, adm *kadm.Client, facts string, changelogs []string) error {
 	tds, err := adm.ListTopics(ctx, append([]string{facts}, changelogs...)...)
 	if err != nil {

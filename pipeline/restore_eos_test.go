@@ -98,7 +98,7 @@ func applyTick(t *testing.T, c *correlate.Correlator, recs []eosRecord) []string
 type eosOwner struct {
 	t   *testing.T
 	cl  *kgo.Client // transactional, manual partitioner
-	log *changelog
+	log *changelogWriter
 	c   *correlate.Correlator
 }
 
@@ -117,7 +117,7 @@ func (o *eosOwner) txn(ctx context.Context, recs []eosRecord, abort, crash bool)
 	if err := o.cl.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := o.log.emit(o.c, func(r *kgo.Record) {
+	_, err := o.log.emit(correlatorStore{o.c}, 2, func(r *kgo.Record) {
 		res, err := o.cl.ProduceSync(ctx, r).First()
 		if err != nil {
 			t.Fatal(err)
@@ -185,8 +185,8 @@ func TestRestoreFromChangelogs(t *testing.T) {
 			f.Evidence[i].Evidence.CreatedDateTime = f.Evidence[i].Evidence.CreatedDateTime.Add(26 * time.Hour)
 		}
 	}
-	log0 := newChangelog(topics)
-	log0.setPartitions(2)
+	log0 := newChangelogWriter([]string{topics.Changelog, topics.WindowChangelog}, topics.Facts)
+	log0.nparts = 2
 	var recs []eosRecord
 	next := map[int32]int64{}
 	for i, f := range facts {
@@ -208,8 +208,7 @@ func TestRestoreFromChangelogs(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(cl.Close)
-		l := newChangelog(topics)
-		l.setPartitions(2)
+		l := newChangelogWriter([]string{topics.Changelog, topics.WindowChangelog}, topics.Facts)
 		return &eosOwner{t: t, cl: cl, log: l, c: newCor()}
 	}
 	commitGroup := func(upto int) map[int32]int64 {
@@ -228,9 +227,9 @@ func TestRestoreFromChangelogs(t *testing.T) {
 	}
 	restore := func(c *correlate.Correlator, m *Metrics, cls ...string) error {
 		return restoreChangelogs(ctx, restoreSpec{
-			Client: admCl, Group: "g-correlate", Facts: "facts", Changelogs: cls, Partitions: []int32{0, 1}, Correlator: c,
+			Client: admCl, Group: "g-correlate", Input: "facts", Changelogs: cls, Partitions: []int32{0, 1}, Store: correlatorStore{c},
 			ClientOpts: func() ([]kgo.Opt, error) { return []kgo.Opt{kgo.SeedBrokers(b.Addrs()...)}, nil },
-			Metrics:    m, BatchRecords: 7, Settle: time.Second,
+			Metrics:    m, BatchRecords: 7, Settle: time.Second, Name: "correlate",
 		})
 	}
 

@@ -5,89 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
-
-// processor is the work of one transactional stage. The stage owns the
-// transaction loop; the processor only turns consumed records into produced
-// ones.
-type processor interface {
-	// process handles one polled record.
-	process(ctx context.Context, r *kgo.Record, tx *txn) error
-	// flush is called before every commit: everything buffered must be
-	// produced now, because the commit covers the input offsets behind it.
-	flush(ctx context.Context, tx *txn) error
-	// tick runs wall-clock work (punctuation) inside a transaction.
-	tick(ctx context.Context, now time.Time, tx *txn) error
-	// aborted drops everything buffered since the last commit: the input
-	// will be consumed again from the committed offsets.
-	aborted()
-	// committed is told that the transaction's effects are now visible.
-	committed(tx *txn)
-}
-
-// bracketed is implemented by processors with work that must never overlap
-// an open transaction (restoring state when partitions are assigned, which a
-// group callback does from another goroutine): beginTxn runs before each
-// Kafka Begin and endTxn after the transaction ended, whichever way.
-type bracketed interface {
-	beginTxn(ctx context.Context)
-	endTxn()
-}
-
-// stopper is told that the stage is about to close its client (leaving the
-// group), so that any callback waiting on the processor gives up.
-type stopper interface{ stopping() }
-
-// txn is one open transaction: what it produced and what it counted.
-type txn struct {
-	sess  *kgo.GroupTransactSession
-	tally *tally
-
-	mu  sync.Mutex
-	err error
-}
-
-// produce sends r inside the transaction. The first failure makes the stage
-// abort the transaction rather than commit a partial result.
-func (t *txn) produce(ctx context.Context, r *kgo.Record) {
-	t.tally.out[r.Topic]++
-	// The stage flushes before it asks failed(), so every promise has run.
-	t.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
-		if err != nil {
-			t.mu.Lock()
-			if t.err == nil {
-				t.err = fmt.Errorf("produce to %s: %w", r.Topic, err)
-			}
-			t.mu.Unlock()
-		}
-	})
-}
-
-// produceThen is produce that also tells ok where the record landed.
-func (t *txn) produceThen(ctx context.Context, r *kgo.Record, ok func(*kgo.Record)) {
-	t.tally.out[r.Topic]++
-	t.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
-		if err == nil {
-			ok(r)
-			return
-		}
-		t.mu.Lock()
-		if t.err == nil {
-			t.err = fmt.Errorf("produce to %s: %w", r.Topic, err)
-		}
-		t.mu.Unlock()
-	})
-}
-
-func (t *txn) failed() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.err
-}
 
 // stage runs consume-process-produce in Kafka transactions with a
 // GroupTransactSession: input offsets and outputs commit together, and a
@@ -96,7 +17,8 @@ func (t *txn) failed() error {
 type stage struct {
 	name     string
 	sess     *kgo.GroupTransactSession
-	proc     processor
+	proc     Processor
+	stores   *stateful // nil: the stage keeps no state
 	interval time.Duration
 	tickEach time.Duration
 	maxPoll  int
@@ -106,19 +28,18 @@ type stage struct {
 	ready    func()
 }
 
-func (s *stage) run(ctx context.Context) error {
-	br, _ := s.proc.(bracketed)
+func (s *stage) Run(ctx context.Context) error {
 	held := false
 	release := func() {
 		if held {
 			held = false
-			br.endTxn()
+			s.stores.endTxn()
 		}
 	}
 	defer func() {
 		release()
-		if st, ok := s.proc.(stopper); ok {
-			st.stopping()
+		if s.stores != nil {
+			s.stores.stopping()
 		}
 		s.sess.Close()
 	}()
@@ -126,8 +47,8 @@ func (s *stage) run(ctx context.Context) error {
 	lastTick := time.Now()
 	var failures int
 	for ctx.Err() == nil {
-		if br != nil {
-			br.beginTxn(ctx)
+		if s.stores != nil {
+			s.stores.beginTxn()
 			held = true
 		}
 		begin := time.Now()
@@ -160,15 +81,18 @@ func (s *stage) run(ctx context.Context) error {
 				}
 				t.tally.recordsIn[r.Topic]++
 				s.metrics.InputRecordBytes.Observe(float64(len(r.Value)))
-				perr = s.proc.process(ctx, r, t)
+				perr = s.process(ctx, r, t)
 			})
 		}
 		if perr == nil && s.tickEach > 0 && time.Since(lastTick) >= s.tickEach {
 			lastTick = time.Now()
-			perr = s.proc.tick(ctx, lastTick, t)
+			perr = s.tick(ctx, lastTick, t)
 		}
 		if perr == nil {
-			perr = s.proc.flush(ctx, t)
+			perr = s.proc.Flush(ctx, t)
+		}
+		if perr == nil && s.stores != nil {
+			perr = s.stores.flush(ctx, t)
 		}
 		if perr == nil {
 			// Wait for every produce of the transaction, so that a record
@@ -225,15 +149,48 @@ func (s *stage) run(ctx context.Context) error {
 	return nil
 }
 
+func (s *stage) process(ctx context.Context, r *kgo.Record, t *txn) error {
+	if s.stores != nil {
+		if err := s.stores.before(r); err != nil {
+			return err
+		}
+	}
+	if err := s.proc.Process(ctx, r, t); err != nil {
+		return err
+	}
+	if s.stores != nil {
+		return s.stores.after(r)
+	}
+	return nil
+}
+
+func (s *stage) tick(ctx context.Context, now time.Time, t *txn) error {
+	if s.stores != nil {
+		if err := s.stores.open(); err != nil {
+			return err
+		}
+	}
+	return s.proc.Tick(ctx, now, t)
+}
+
 func (s *stage) ended(t *txn, committed bool, err error, begin time.Time) {
 	if committed && err == nil {
-		s.totals.merge(t.tally, s.metrics)
-		s.proc.committed(t)
+		s.totals.merge(s.name, t.tally, s.metrics)
+		// The stores commit first: a processor told of the commit may
+		// read the state it covers.
+		if s.stores != nil {
+			s.stores.committed()
+		}
+		s.proc.Committed()
 		s.metrics.Transactions.WithLabelValues(s.name, "committed").Inc()
 		s.metrics.Latency.WithLabelValues(s.name).Observe(time.Since(begin).Seconds())
 		return
 	}
-	s.proc.aborted()
+	if s.stores != nil {
+		s.stores.aborted()
+	}
+	s.proc.Aborted()
+	s.totals.aborted(s.name)
 	s.metrics.Transactions.WithLabelValues(s.name, "aborted").Inc()
 }
 

@@ -7,131 +7,178 @@ import (
 	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 
+// Counters the stages keep (Txn.Count). The first few also feed a named
+// metric (Metrics.count); any other counter is exported as
+// stitch_stage_count_total{stage,counter,label}.
+const (
+	CountRecordsRead      = "records_read"      // signal records read (envelope elements count one each)
+	CountNormalizedRows   = "normalized_rows"   // label: table
+	CountDeadLetters      = "dead_letters"      // label: reason
+	CountIncidentVersions = "incident_versions" // incident versions published
+	CountParquetRows      = "parquet_rows"      // label: table
+)
+
+type counterKey struct{ name, label string }
+
 // tally counts what one transaction did. It is merged into the pipeline's
 // Totals only when the transaction commits, so that aborted work that is
 // redone is never counted twice.
 type tally struct {
-	recordsIn   map[string]int64 // topic → Kafka records consumed
-	recordsRead int64            // logical signal records (envelope elements count one each)
-	normalized  map[string]int64 // table → rows
-	dead        map[normalize.Reason]int64
-	out         map[string]int64 // topic → records produced
-	incidents   int64
-	batches     []batchSize
-}
-
-type batchSize struct {
-	rows  int64
-	bytes int64
+	recordsIn map[string]int64 // topic → Kafka records consumed
+	out       map[string]int64 // topic → records produced
+	counts    map[counterKey]int64
 }
 
 func newTally() *tally {
-	return &tally{
-		recordsIn:  map[string]int64{},
-		normalized: map[string]int64{},
-		dead:       map[normalize.Reason]int64{},
-		out:        map[string]int64{},
+	return &tally{recordsIn: map[string]int64{}, out: map[string]int64{}, counts: map[counterKey]int64{}}
+}
+
+func (t *tally) count(name, label string, n int64) { t.counts[counterKey{name, label}] += n }
+
+// sum is a counter over all its labels.
+func (t *tally) sum(name string) int64 {
+	var n int64
+	for k, v := range t.counts {
+		if k.name == name {
+			n += v
+		}
 	}
+	return n
 }
 
 func (t *tally) reset() {
 	clear(t.recordsIn)
-	clear(t.normalized)
-	clear(t.dead)
 	clear(t.out)
-	t.recordsRead, t.incidents = 0, 0
-	t.batches = t.batches[:0]
+	clear(t.counts)
 }
 
-// Totals are the committed counts of a pipeline: what the progress line,
-// summary.json and tests read.
+// Totals are the committed counts of a pipeline, per stage: what the
+// progress line, /status, summary.json and tests read.
 type Totals struct {
-	mu          sync.Mutex
-	RecordsRead int64
-	Normalized  map[string]int64
-	DeadLetters map[normalize.Reason]int64
-	RecordsIn   map[string]int64
-	RecordsOut  map[string]int64
-	Incidents   int64
-	HuntingRows map[string]int64
+	mu     sync.Mutex
+	in     map[string]int64 // topic → records consumed (every stage)
+	out    map[string]int64 // topic → records produced
+	stages map[string]*stageTotals
+	order  []string
+}
+
+type stageTotals struct {
+	committed, aborted int64
+	in, out            map[string]int64
+	counts             map[string]map[string]int64 // counter → label → n
 }
 
 func newTotals() *Totals {
-	return &Totals{
-		Normalized:  map[string]int64{},
-		DeadLetters: map[normalize.Reason]int64{},
-		RecordsIn:   map[string]int64{},
-		RecordsOut:  map[string]int64{},
-		HuntingRows: map[string]int64{},
-	}
+	return &Totals{in: map[string]int64{}, out: map[string]int64{}, stages: map[string]*stageTotals{}}
 }
 
-func (t *Totals) merge(x *tally, m *Metrics) {
+func (t *Totals) stageLocked(name string) *stageTotals {
+	s := t.stages[name]
+	if s == nil {
+		s = &stageTotals{in: map[string]int64{}, out: map[string]int64{}, counts: map[string]map[string]int64{}}
+		t.stages[name] = s
+		t.order = append(t.order, name)
+	}
+	return s
+}
+
+// declare makes a stage appear in snapshots before it has committed.
+func (t *Totals) declare(stage string) {
+	t.mu.Lock()
+	t.stageLocked(stage)
+	t.mu.Unlock()
+}
+
+// merge adds a committed transaction of stage.
+func (t *Totals) merge(stage string, x *tally, m *Metrics) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.RecordsRead += x.recordsRead
+	s := t.stageLocked(stage)
+	s.committed++
 	for k, v := range x.recordsIn {
-		t.RecordsIn[k] += v
+		t.in[k] += v
+		s.in[k] += v
 		m.RecordsIn.WithLabelValues(k).Add(float64(v))
 	}
-	for k, v := range x.normalized {
-		t.Normalized[k] += v
-		m.Normalized.WithLabelValues(k).Add(float64(v))
-	}
-	for k, v := range x.dead {
-		t.DeadLetters[k] += v
-		m.DeadLetters.WithLabelValues(string(k)).Add(float64(v))
-	}
 	for k, v := range x.out {
-		t.RecordsOut[k] += v
+		t.out[k] += v
+		s.out[k] += v
 		m.RecordsOut.WithLabelValues(k).Add(float64(v))
 	}
-	t.Incidents += x.incidents
-	m.Incidents.Add(float64(x.incidents))
-	for _, b := range x.batches {
-		m.BatchRows.Observe(float64(b.rows))
-		m.BatchBytes.Observe(float64(b.bytes))
+	for k, v := range x.counts {
+		c := s.counts[k.name]
+		if c == nil {
+			c = map[string]int64{}
+			s.counts[k.name] = c
+		}
+		c[k.label] += v
+		m.count(stage, k.name, k.label, v)
 	}
 }
 
-func (t *Totals) addIn(in map[string]int64) {
+func (t *Totals) aborted(stage string) {
 	t.mu.Lock()
-	for k, v := range in {
-		t.RecordsIn[k] += v
-	}
+	t.stageLocked(stage).aborted++
 	t.mu.Unlock()
 }
 
-func (t *Totals) addHunting(table string, rows int64) {
-	t.mu.Lock()
-	t.HuntingRows[table] += rows
-	t.mu.Unlock()
-}
-
-// Snapshot is a consistent copy of the totals.
+// Snapshot is a consistent copy of the totals. The flat fields are the
+// pipeline-wide sums of the stages' counters, in the shape summary.json and
+// /status have always had; Stages has each stage's own.
 type Snapshot struct {
 	RecordsRead int64                      `json:"records_read"`
 	Normalized  map[string]int64           `json:"normalized"`
 	DeadLetters map[normalize.Reason]int64 `json:"dead_lettered"`
 	RecordsIn   map[string]int64           `json:"records_in"`
 	RecordsOut  map[string]int64           `json:"records_out"`
-	Incidents   int64                      `json:"incident_updates"`
-	HuntingRows map[string]int64           `json:"hunting_rows"`
+	// Incidents counts incident versions published (one incident is
+	// published again whenever an alert joins it), not incidents.
+	Incidents   int64                    `json:"incident_updates"`
+	HuntingRows map[string]int64         `json:"hunting_rows"`
+	Stages      map[string]StageSnapshot `json:"stages"`
 }
+
+// StageSnapshot is one stage's committed work.
+type StageSnapshot struct {
+	Transactions int64                       `json:"transactions_committed"`
+	Aborted      int64                       `json:"transactions_aborted"`
+	RecordsIn    map[string]int64            `json:"records_in"`
+	RecordsOut   map[string]int64            `json:"records_out"`
+	Counters     map[string]map[string]int64 `json:"counters"`
+}
+
+// Sum is a counter of the stage over all its labels.
+func (s StageSnapshot) Sum(counter string) int64 { return total(s.Counters[counter]) }
 
 // Snapshot copies the totals.
 func (t *Totals) Snapshot() Snapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return Snapshot{
-		RecordsRead: t.RecordsRead,
-		Normalized:  maps.Clone(t.Normalized),
-		DeadLetters: maps.Clone(t.DeadLetters),
-		RecordsIn:   maps.Clone(t.RecordsIn),
-		RecordsOut:  maps.Clone(t.RecordsOut),
-		Incidents:   t.Incidents,
-		HuntingRows: maps.Clone(t.HuntingRows),
+	out := Snapshot{
+		Normalized: map[string]int64{}, DeadLetters: map[normalize.Reason]int64{}, HuntingRows: map[string]int64{},
+		RecordsIn: maps.Clone(t.in), RecordsOut: maps.Clone(t.out), Stages: map[string]StageSnapshot{},
 	}
+	for _, name := range t.order {
+		s := t.stages[name]
+		ss := StageSnapshot{Transactions: s.committed, Aborted: s.aborted, RecordsIn: maps.Clone(s.in),
+			RecordsOut: maps.Clone(s.out), Counters: map[string]map[string]int64{}}
+		for c, m := range s.counts {
+			ss.Counters[c] = maps.Clone(m)
+		}
+		out.Stages[name] = ss
+		out.RecordsRead += ss.Sum(CountRecordsRead)
+		out.Incidents += ss.Sum(CountIncidentVersions)
+		for k, v := range s.counts[CountNormalizedRows] {
+			out.Normalized[k] += v
+		}
+		for k, v := range s.counts[CountDeadLetters] {
+			out.DeadLetters[normalize.Reason(k)] += v
+		}
+		for k, v := range s.counts[CountParquetRows] {
+			out.HuntingRows[k] += v
+		}
+	}
+	return out
 }
 
 // NormalizedTotal is the sum of rows over tables.

@@ -1,162 +1,132 @@
 package parquet
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/cockroachdb/datadriven"
 
 	"github.com/stitch-xdr/stitch/connectors/parquet/parquettest"
 )
 
-// A scenario is a sequence of writer operations and the state a reader must
-// then see; each file under testdata/scenarios is one case.
-type scenario struct {
-	Description string `json:"description"`
-	Options     struct {
-		RowGroupRows int   `json:"row_group_rows"`
-		RollBytes    int64 `json:"roll_bytes"`
-	} `json:"options"`
-	Steps []step `json:"steps"`
-}
-
-type step struct {
-	Op        string   `json:"op"` // open, write, commit, crash, crash_after_manifest, close, expect
-	Topic     string   `json:"topic"`
-	Partition int32    `json:"partition"`
-	Offset    int64    `json:"offset"`
-	Table     string   `json:"table"`
-	Tenant    string   `json:"tenant"`
-	Extra     []string `json:"extra_columns"`
-	Times     []string `json:"times"`
-	// expect
-	Resume map[string]int64 `json:"resume"` // "topic/partition" -> next
-	Rows   map[string]int   `json:"rows"`   // "Table/tenant" -> visible rows
-	Files  *int             `json:"files"`
-	Staged *int             `json:"staged"`
-}
-
+// TestScenarios runs the datadriven files under testdata/scenarios (go test
+// -rewrite rewrites their expectations): each is a sequence of writer
+// operations with what a reader sees after them.
+//
+//	open [row-group-rows=N] [roll-bytes=N]
+//	write topic=T partition=N offset=N table=Table tenant=ID [extra=(Col, ...)]
+//	<one row Timestamp a line, RFC 3339>
+//	commit | crash | crash-after-manifest | close
+//	show: Resume, the visible rows per Table/tenant, the visible and staged files
 func TestScenarios(t *testing.T) {
-	paths, _ := filepath.Glob("testdata/scenarios/*.json")
-	if len(paths) == 0 {
-		t.Fatal("no scenarios")
-	}
-	for _, p := range paths {
-		t.Run(strings.TrimSuffix(filepath.Base(p), ".json"), func(t *testing.T) {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
+	datadriven.Walk(t, "testdata/scenarios", func(t *testing.T, path string) {
+		dir := t.TempDir()
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		t.Cleanup(func() { mem.AssertSize(t, 0) })
+		var w *Writer
+		t.Cleanup(func() {
+			if w != nil && !w.closed {
+				w.Close()
 			}
-			var sc scenario
-			if err := json.Unmarshal(data, &sc); err != nil {
-				t.Fatal(err)
-			}
-			runScenario(t, sc)
 		})
-	}
-}
-
-func runScenario(t *testing.T, sc scenario) {
-	dir := t.TempDir()
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
-	opts := []Option{Allocator(mem)}
-	if sc.Options.RowGroupRows > 0 {
-		opts = append(opts, RowGroupRows(sc.Options.RowGroupRows))
-	}
-	if sc.Options.RollBytes > 0 {
-		opts = append(opts, RollBytes(sc.Options.RollBytes))
-	}
-	var w *Writer
-	defer func() {
-		if w != nil && !w.closed {
-			w.Close()
-		}
-	}()
-	for i, s := range sc.Steps {
-		where := fmt.Sprintf("step %d (%s)", i, s.Op)
-		switch s.Op {
-		case "open":
-			var err error
-			if w, err = Open(dir, opts...); err != nil {
-				t.Fatalf("%s: %v", where, err)
-			}
-		case "write":
-			rows := make([]parquettest.Row, len(s.Times))
-			for j, ts := range s.Times {
-				tm, err := time.Parse(time.RFC3339Nano, ts)
-				if err != nil {
-					t.Fatalf("%s: %v", where, err)
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			switch td.Cmd {
+			case "open":
+				opts := []Option{Allocator(mem)}
+				var n int
+				if td.MaybeScanArgs(t, "row-group-rows", &n) {
+					opts = append(opts, RowGroupRows(n))
 				}
-				rows[j] = parquettest.Row{Time: tm, ID: s.Offset*1000 + int64(j)}
+				if td.MaybeScanArgs(t, "roll-bytes", &n) {
+					opts = append(opts, RollBytes(int64(n)))
+				}
+				var err error
+				if w, err = Open(dir, opts...); err != nil {
+					return "error: " + err.Error()
+				}
+			case "write":
+				var src Source
+				var table, tenant string
+				var extra []string
+				td.ScanArgs(t, "topic", &src.Topic)
+				var partition int
+				td.ScanArgs(t, "partition", &partition)
+				src.Partition = int32(partition)
+				td.ScanArgs(t, "offset", &src.Offset)
+				td.ScanArgs(t, "table", &table)
+				td.ScanArgs(t, "tenant", &tenant)
+				if arg, ok := td.Arg("extra"); ok {
+					extra = arg.Vals
+				}
+				var rows []parquettest.Row
+				for j, ts := range strings.Fields(td.Input) {
+					tm, err := time.Parse(time.RFC3339Nano, ts)
+					if err != nil {
+						t.Fatalf("%s: %v", td.Pos, err)
+					}
+					rows = append(rows, parquettest.Row{Time: tm, ID: src.Offset*1000 + int64(j)})
+				}
+				b := parquettest.Batch(mem, parquettest.Schema(table, extra...), tenant, rows)
+				err := w.Write(src, b)
+				b.Release()
+				if err != nil {
+					return "error: " + err.Error()
+				}
+			case "commit":
+				if err := w.Commit(); err != nil {
+					return "error: " + err.Error()
+				}
+			case "crash":
+				crash(w)
+			case "crash-after-manifest":
+				w.crashAfterManifest = true
+				if err := w.Commit(); err != errCrash {
+					t.Fatalf("%s: commit = %v, want the simulated crash", td.Pos, err)
+				}
+				crash(w)
+			case "close":
+				if err := w.Close(); err != nil {
+					return "error: " + err.Error()
+				}
+			case "show":
+				return show(t, dir, w)
+			default:
+				t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
 			}
-			b := parquettest.Batch(mem, parquettest.Schema(s.Table, s.Extra...), s.Tenant, rows)
-			err := w.Write(Source{Topic: s.Topic, Partition: s.Partition, Offset: s.Offset}, b)
-			b.Release()
-			if err != nil {
-				t.Fatalf("%s: %v", where, err)
-			}
-		case "commit":
-			if err := w.Commit(); err != nil {
-				t.Fatalf("%s: %v", where, err)
-			}
-		case "crash":
-			crash(w)
-		case "crash_after_manifest":
-			w.crashAfterManifest = true
-			if err := w.Commit(); err != errCrash {
-				t.Fatalf("%s: commit = %v, want the simulated crash", where, err)
-			}
-			crash(w)
-		case "close":
-			if err := w.Close(); err != nil {
-				t.Fatalf("%s: %v", where, err)
-			}
-		case "expect":
-			checkExpect(t, where, dir, w, s)
-		default:
-			t.Fatalf("%s: unknown op", where)
-		}
-	}
+			return ""
+		})
+	})
 }
 
-func checkExpect(t *testing.T, where, dir string, w *Writer, s step) {
+// show reads the hunting directory back (independently of the writer) and
+// says what a reader sees; a row visible twice fails the test.
+func show(t *testing.T, dir string, w *Writer) string {
 	t.Helper()
-	if s.Resume != nil {
-		got := map[string]int64{}
-		for tp, n := range w.Resume() {
-			got[fmt.Sprintf("%s/%d", tp.Topic, tp.Partition)] = n
-		}
-		if fmt.Sprint(got) != fmt.Sprint(s.Resume) {
-			t.Errorf("%s: Resume = %v, want %v", where, got, s.Resume)
-		}
+	var resume []string
+	for tp, n := range w.Resume() {
+		resume = append(resume, fmt.Sprintf(" %s/%d=%d", tp.Topic, tp.Partition, n))
 	}
-	rows := readBack(t, dir)
 	seen := map[int64]string{}
 	files := map[string]bool{}
 	count := map[string]int{}
-	for _, r := range rows {
+	for _, r := range readBack(t, dir) {
 		if f, dup := seen[r.ID]; dup {
-			t.Errorf("%s: row %d is visible twice (%s and %s)", where, r.ID, f, r.File)
+			t.Errorf("row %d is visible twice (%s and %s)", r.ID, f, r.File)
 		}
 		seen[r.ID] = r.File
 		files[r.File] = true
 		count[r.Table+"/"+r.Tenant]++
 	}
-	if s.Rows != nil && fmt.Sprint(count) != fmt.Sprint(s.Rows) {
-		t.Errorf("%s: visible rows %v, want %v", where, count, s.Rows)
+	var rows []string
+	for k, n := range count {
+		rows = append(rows, fmt.Sprintf(" %s=%d", k, n))
 	}
-	if s.Files != nil && len(files) != *s.Files {
-		t.Errorf("%s: %d visible files, want %d: %v", where, len(files), *s.Files, files)
-	}
-	if s.Staged != nil {
-		if n := countStaged(t, dir); n != *s.Staged {
-			t.Errorf("%s: %d staged files, want %d", where, n, *s.Staged)
-		}
-	}
+	slices.Sort(resume)
+	slices.Sort(rows)
+	return fmt.Sprintf("resume:%s\nrows:%s\nfiles: %d\nstaged: %d",
+		strings.Join(resume, ""), strings.Join(rows, ""), len(files), countStaged(t, dir))
 }

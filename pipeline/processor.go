@@ -1,0 +1,92 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Processor is the work of one transactional stage. The stage owns the
+// transaction loop (transaction.go): it polls, calls Process per record,
+// Tick on its schedule, Flush before every commit, and then Committed or
+// Aborted. A processor reaches Kafka only through the Txn it is handed, so
+// it cannot produce outside the transaction or commit by itself.
+type Processor interface {
+	// Process handles one polled record.
+	Process(ctx context.Context, r *kgo.Record, tx Txn) error
+	// Flush is called before every commit: everything buffered must be
+	// produced now, because the commit covers the input offsets behind it.
+	Flush(ctx context.Context, tx Txn) error
+	// Tick runs wall-clock work (punctuation) inside a transaction.
+	Tick(ctx context.Context, now time.Time, tx Txn) error
+	// Aborted drops everything buffered since the last commit: the input
+	// will be consumed again from the committed offsets.
+	Aborted()
+	// Committed is told that the transaction's outputs are now visible.
+	Committed()
+}
+
+// Assignments is implemented by processors that want to know which input
+// partitions they own. Assigned runs after the stage's stores restored the
+// partitions; both run on the group's goroutine, never during Process.
+type Assignments interface {
+	Assigned(topic string, partitions []int32)
+	Revoked(topic string, partitions []int32)
+}
+
+// Closer is implemented by processors holding resources to release once the
+// stage stopped.
+type Closer interface{ Close() }
+
+// Txn is what a processor may do inside the open transaction: produce, and
+// count. Counts reach the stage's totals, /status and metrics only if the
+// transaction commits, so aborted work that is redone is never counted
+// twice.
+type Txn interface {
+	// Produce sends r inside the transaction. A failure aborts the
+	// transaction instead of committing a partial result.
+	Produce(ctx context.Context, r *kgo.Record)
+	// Count adds n to the stage's counter (label may be empty).
+	Count(counter, label string, n int64)
+}
+
+// txn is one open transaction of a stage: what it produced and counted.
+type txn struct {
+	sess  *kgo.GroupTransactSession
+	tally *tally
+
+	mu  sync.Mutex
+	err error
+}
+
+func (t *txn) Produce(ctx context.Context, r *kgo.Record) { t.produceThen(ctx, r, nil) }
+
+func (t *txn) Count(counter, label string, n int64) { t.tally.count(counter, label, n) }
+
+// produceThen is Produce that also tells ok where the record landed.
+func (t *txn) produceThen(ctx context.Context, r *kgo.Record, ok func(*kgo.Record)) {
+	t.tally.out[r.Topic]++
+	// The stage flushes before it asks failed(), so every promise has run.
+	t.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
+		if err == nil {
+			if ok != nil {
+				ok(r)
+			}
+			return
+		}
+		t.mu.Lock()
+		if t.err == nil {
+			t.err = fmt.Errorf("produce to %s: %w", r.Topic, err)
+		}
+		t.mu.Unlock()
+	})
+}
+
+func (t *txn) failed() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}

@@ -1,0 +1,332 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/state"
+)
+
+// StateStore is a stage's state, written in transactions that follow the
+// stage's Kafka transactions, and a cache of its changelog topics. The
+// stage runtime (not the processor) opens a transaction before the first
+// record or tick, produces its changes to the changelogs in Flush, commits
+// it after the Kafka transaction committed and drops it when that aborted;
+// on every assignment it restores the new partitions from the changelogs.
+// state.TxStore is the plain key-value one; the correlator is another.
+type StateStore interface {
+	Begin() error
+	InTransaction() bool
+	// Skip records that the open transaction consumed an input record.
+	Skip(topic string, partition int32, offset int64) error
+	// Changes reports every point write of the open transaction, the input
+	// offsets it covers included (state.OffsetKey).
+	Changes(fn func(del bool, key, val []byte) error) error
+	// Restore stages a changelog entry as Changes reported it.
+	Restore(del bool, key, val []byte) error
+	// CommitAt commits the open transaction with positions (how far the
+	// changelogs go) recorded in the same batch.
+	CommitAt(positions map[state.TopicPartition]int64) error
+	// Abort drops the open transaction; a no-op without one.
+	Abort()
+	// Offsets are the committed offsets: of the input and of the changelogs.
+	Offsets() (map[state.TopicPartition]int64, error)
+	// ChangelogRoute places a change on the changelog partition of the input
+	// partition whose state it is (partitionOf is the input producer's
+	// partitioner over a tenant), and says whether it is windowed.
+	ChangelogRoute(key []byte, partitionOf func(tenant []byte) int32) (partition int32, windowed bool, err error)
+}
+
+// attached is a store of a running stage with its changelog writer.
+type attached struct {
+	name  string
+	store StateStore
+	log   *changelogWriter
+	topic []string // changelog topics
+}
+
+// stateful runs the stores of a transactional stage: restore on assignment,
+// a store transaction in step with each Kafka transaction, changelog
+// records inside it, and which input partitions (so which tenants) this
+// process owns now.
+type stateful struct {
+	p     *Pipeline
+	stage string
+	group string
+	input string // the one input topic; changelog partition p is its partition p
+
+	stores []*attached
+
+	// txMu is held by the stage from before each Kafka Begin until the
+	// transaction ended, and by restores: a restore never overlaps an open
+	// transaction, and no record of a partition is processed before its
+	// restore is done (the group fetches a new partition only after the
+	// assignment callback returned).
+	txMu       sync.Mutex
+	ctx        context.Context // canceled when the stage stops
+	cancel     context.CancelFunc
+	client     *kgo.Client
+	unrestored map[int32]error // restores that failed; retried before each transaction
+	broken     error           // a store could not commit: stop
+
+	ownMu  sync.Mutex
+	owned  map[int32]bool // input partitions assigned to this process
+	nparts int            // partitions of the input topic
+	part   kgo.TopicPartitioner
+
+	listener Assignments // the processor, if it wants assignments
+}
+
+func newStateful(p *Pipeline, stage, group, input string) *stateful {
+	s := &stateful{p: p, stage: stage, group: group, input: input,
+		unrestored: map[int32]error{}, owned: map[int32]bool{},
+		part: kgo.StickyKeyPartitioner(nil).ForTopic(input)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+func (s *stateful) attach(name string, st StateStore, changelogs []string) {
+	s.stores = append(s.stores, &attached{name: name, store: st, topic: changelogs,
+		log: newChangelogWriter(changelogs, s.input)})
+}
+
+func (s *stateful) kafkaOpts() []kgo.Opt {
+	manual := map[string]bool{}
+	for _, a := range s.stores {
+		for _, t := range a.topic {
+			manual[t] = true
+		}
+	}
+	return []kgo.Opt{
+		kgo.RecordPartitioner(changelogPartitioner{manual: manual, def: kgo.StickyKeyPartitioner(nil)}),
+		kgo.OnPartitionsAssigned(s.onAssigned),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onRevoked),
+	}
+}
+
+// OwnsKey says whether this process owns the input partition of key now:
+// a store keeps the state of partitions that moved elsewhere, and only the
+// owner may act on them (close idle incidents). Inputs are keyed with the
+// producer's default partitioner (murmur2 of the key, as the Java client).
+func (s *stateful) OwnsKey(key []byte) bool {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	if s.nparts <= 0 {
+		return false // not assigned yet: act on nothing
+	}
+	return s.owned[int32(s.part.Partition(&kgo.Record{Key: key}, s.nparts))]
+}
+
+func (s *stateful) track(cl *kgo.Client, parts []int32, assigned bool) {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	for _, p := range parts {
+		if assigned {
+			s.owned[p] = true
+		} else {
+			delete(s.owned, p)
+		}
+	}
+	if assigned {
+		s.refreshPartitionsLocked(cl)
+	}
+}
+
+// refreshPartitionsLocked learns the input topic's partition count, which
+// places keys on partitions. Call with ownMu held.
+func (s *stateful) refreshPartitionsLocked(cl *kgo.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, s.input)
+	if err == nil {
+		if td, ok := tds[s.input]; ok && td.Err == nil {
+			s.nparts = len(td.Partitions)
+		}
+	}
+	if s.nparts == 0 {
+		s.p.log.Warn(s.stage+": input partition count unknown; state is not written until it is", "topic", s.input, "err", err)
+	}
+}
+
+// partitions is the input partition count, learnt now if not yet.
+func (s *stateful) partitions() int {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	if s.nparts == 0 && s.client != nil {
+		s.refreshPartitionsLocked(s.client)
+	}
+	return s.nparts
+}
+
+func (s *stateful) onRevoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	parts := revoked[s.input]
+	s.track(cl, parts, false)
+	if s.listener != nil && len(parts) > 0 {
+		s.listener.Revoked(s.input, parts)
+	}
+}
+
+// onAssigned restores the newly assigned partitions whose state is behind
+// the group's committed offsets. It runs on the group's goroutine
+// (heartbeats go on meanwhile) and waits for the open transaction to end.
+func (s *stateful) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	parts := assigned[s.input]
+	if len(parts) == 0 {
+		return
+	}
+	s.track(cl, parts, true)
+	s.txMu.Lock()
+	s.client = cl
+	s.restoreLocked(parts)
+	s.txMu.Unlock()
+	if s.listener != nil {
+		s.listener.Assigned(s.input, parts)
+	}
+}
+
+func (s *stateful) restoreLocked(parts []int32) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	var err error
+	for _, a := range s.stores {
+		err = restoreChangelogs(s.ctx, restoreSpec{
+			Client:     s.client,
+			Group:      s.group,
+			Input:      s.input,
+			Changelogs: a.topic,
+			Partitions: parts,
+			Store:      a.store,
+			Name:       s.stage + "/" + a.name,
+			ClientOpts: func() ([]kgo.Opt, error) { return s.p.clientOpts("restore") },
+			Metrics:    s.p.metrics,
+			Log:        s.p.log,
+		})
+		if err != nil {
+			err = fmt.Errorf("store %s: %w", a.name, err)
+			break
+		}
+	}
+	for _, p := range parts {
+		if err != nil {
+			s.unrestored[p] = err
+		} else {
+			delete(s.unrestored, p)
+		}
+	}
+	if err != nil && s.ctx.Err() == nil {
+		s.p.log.Error(s.stage+": restoring state failed; its partitions wait", "partitions", parts, "err", err)
+	}
+}
+
+// beginTxn runs before each Kafka Begin: no restore may overlap the
+// transaction; restores that failed are tried again first.
+func (s *stateful) beginTxn() {
+	s.txMu.Lock()
+	if len(s.unrestored) > 0 && s.client != nil {
+		var parts []int32
+		for p := range s.unrestored {
+			parts = append(parts, p)
+		}
+		s.restoreLocked(parts)
+	}
+}
+
+// endTxn runs after the transaction ended, whichever way.
+func (s *stateful) endTxn() {
+	for _, a := range s.stores {
+		a.store.Abort() // a no-op unless the transaction ended without committed/aborted
+	}
+	s.txMu.Unlock()
+}
+
+func (s *stateful) stopping() { s.cancel() }
+
+// open starts the stores' side of the Kafka transaction on first use.
+func (s *stateful) open() error {
+	if s.broken != nil {
+		return s.broken
+	}
+	for _, a := range s.stores {
+		if !a.store.InTransaction() {
+			if err := a.store.Begin(); err != nil {
+				return fmt.Errorf("store %s: %w", a.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// before is called before a record is processed: its partition must be
+// restored, and the stores in a transaction.
+func (s *stateful) before(r *kgo.Record) error {
+	if err := s.unrestored[r.Partition]; err != nil {
+		err = fmt.Errorf("%s: partition %d is not restored: %w", s.stage, r.Partition, err)
+		if errors.Is(err, state.ErrFailed) {
+			return fatal(err) // the store cannot take writes: retrying cannot help
+		}
+		return err
+	}
+	return s.open()
+}
+
+// after records that the stores' transaction covers r.
+func (s *stateful) after(r *kgo.Record) error {
+	for _, a := range s.stores {
+		if err := a.store.Skip(r.Topic, r.Partition, r.Offset); err != nil {
+			return fmt.Errorf("store %s: %w", a.name, err)
+		}
+	}
+	return nil
+}
+
+// flush writes the transaction's state changes to the changelogs, inside
+// the transaction: they commit, or vanish, with its outputs and offsets.
+func (s *stateful) flush(ctx context.Context, tx *txn) error {
+	n := -1
+	for _, a := range s.stores {
+		if !a.store.InTransaction() {
+			continue
+		}
+		if n < 0 {
+			n = s.partitions()
+		}
+		if _, err := a.log.emit(a.store, n, func(r *kgo.Record) { tx.produceThen(ctx, r, a.log.produced) }); err != nil {
+			return fmt.Errorf("%s: store %s: %w", s.stage, a.name, err)
+		}
+	}
+	return nil
+}
+
+// committed makes the pending state durable now that the outputs are. A
+// crash before this returns leaves the store behind the group's offsets,
+// which the next assignment restores. A failure here leaves this process's
+// store behind with no assignment coming: the stage stops (after its
+// retries) so that a restart restores it.
+func (s *stateful) committed() {
+	for _, a := range s.stores {
+		if !a.store.InTransaction() {
+			continue
+		}
+		if err := a.store.CommitAt(a.log.positions()); err != nil {
+			s.broken = fatal(fmt.Errorf("%s: store %s: state commit failed after the Kafka commit (restart to restore): %w", s.stage, a.name, err))
+			s.p.log.Error(s.stage+": state commit failed", "store", a.name, "err", err)
+		}
+	}
+}
+
+// aborted drops the pending state: the input is consumed again from the
+// group's committed offsets, which the stores match.
+func (s *stateful) aborted() {
+	for _, a := range s.stores {
+		a.store.Abort()
+		a.log.positions() // forget them: the records were aborted
+	}
+}

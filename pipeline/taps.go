@@ -1,0 +1,129 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/ipc"
+	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/operators/correlate"
+	"github.com/stitch-xdr/stitch/operators/normalize"
+)
+
+// A tap turns each Arrow batch the normalize stage emits into records for a
+// stage downstream, inside normalize's transaction. Taps are declared like
+// stages: the normalize stage's outputs are the enabled taps' outputs, and
+// a new consumer of normalized batches (detection) is a tap and one line in
+// taps().
+type Tap struct {
+	Name    string
+	Enabled func(Config) bool
+	Outputs func(Config) []Output
+	New     func(*StageContext) (BatchTap, error)
+}
+
+// BatchTap is a running tap.
+type BatchTap interface {
+	// Batch handles one batch; b is released after every tap saw it.
+	Batch(ctx context.Context, b normalize.Batch, tx Txn) error
+	// Flush produces what the tap held back, before the commit.
+	Flush(ctx context.Context, tx Txn) error
+	// Aborted drops what it held back.
+	Aborted()
+}
+
+// taps are normalize's taps, in the order each batch visits them.
+func taps() []Tap { return []Tap{huntingTap(), factsTap()} }
+
+// huntingTap writes every batch as one Arrow IPC record to hunting.<Table>
+// (connectors/ipc/FORMAT.md), for the hunting sink and for analysts.
+func huntingTap() Tap {
+	return Tap{
+		Name:    "hunting",
+		Enabled: func(c Config) bool { return c.Hunting.Enabled },
+		Outputs: func(c Config) []Output {
+			var out []Output
+			for _, table := range normalize.Tables() {
+				out = append(out, Output{Topic: kafka.TopicSpec{Name: c.Topics.HuntingPrefix + table}})
+			}
+			return out
+		},
+		New: func(sc *StageContext) (BatchTap, error) {
+			return &ipcTap{prefix: sc.Config.Topics.HuntingPrefix}, nil
+		},
+	}
+}
+
+type ipcTap struct{ prefix string }
+
+func (t *ipcTap) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
+	msg, err := ipc.Encode(b)
+	if err != nil {
+		return fmt.Errorf("encode %s batch: %w", b.Table, err)
+	}
+	rec := &kgo.Record{Topic: t.prefix + b.Table, Key: msg.Key, Value: msg.Value}
+	for _, h := range msg.Headers {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: []byte(h.Value)})
+	}
+	tx.Produce(ctx, rec)
+	return nil
+}
+
+func (t *ipcTap) Flush(context.Context, Txn) error { return nil }
+func (t *ipcTap) Aborted()                         {}
+
+// factsTap extracts correlation facts from every batch to the repartition
+// topic, keyed by tenant so that each tenant's alerts meet in one correlate
+// task.
+func factsTap() Tap {
+	return Tap{
+		Name:    "facts",
+		Enabled: func(c Config) bool { return c.Correlate.Enabled },
+		Outputs: func(c Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: c.Topics.Facts}}} },
+		New: func(sc *StageContext) (BatchTap, error) {
+			return &factsWriter{topic: sc.Config.Topics.Facts}, nil
+		},
+	}
+}
+
+// factsWriter owns the ordering rule of the facts: the correlator judges
+// prevalence from the sightings it has seen, so within one transaction the
+// telemetry facts go first and the alert facts (AlertInfo, AlertEvidence)
+// after them, whatever order the tables' builders filled in.
+type factsWriter struct {
+	topic  string
+	alerts []*kgo.Record // alert facts held until the transaction's telemetry is out
+}
+
+func (f *factsWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
+	facts := correlate.Extract(b)
+	if facts == nil {
+		return nil
+	}
+	v, err := facts.Marshal()
+	if err != nil {
+		return fmt.Errorf("encode %s facts: %w", b.Table, err)
+	}
+	rec := &kgo.Record{Topic: f.topic, Key: []byte(b.Tenant), Value: v}
+	if b.Table == "AlertInfo" || b.Table == "AlertEvidence" {
+		f.alerts = append(f.alerts, rec)
+		return nil
+	}
+	tx.Produce(ctx, rec)
+	return nil
+}
+
+func (f *factsWriter) Flush(ctx context.Context, tx Txn) error {
+	for _, rec := range f.alerts {
+		tx.Produce(ctx, rec)
+	}
+	f.Aborted()
+	return nil
+}
+
+func (f *factsWriter) Aborted() {
+	clear(f.alerts)
+	f.alerts = f.alerts[:0]
+}

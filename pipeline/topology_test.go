@@ -1,0 +1,279 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/state"
+)
+
+// countStage is a stage declared only here: it passes every record of
+// count.in on to count.out as "tenant #n", n the tenant's running count,
+// kept in a changelogged store. Nothing else in the pipeline knows of it.
+func countStage() Stage {
+	return Stage{
+		Name:   "count",
+		Doc:    "test: counts records per tenant",
+		Inputs: func(Config) []string { return []string{"count.in"} },
+		Outputs: func(Config) []Output {
+			return []Output{{Topic: kafka.TopicSpec{Name: "count.out"}, Replay: "count.jsonl"}}
+		},
+		Stores: []StoreSpec{{Name: "counts", Changelogs: func(Config) []kafka.TopicSpec {
+			return []kafka.TopicSpec{ChangelogTopic("count.counts-changelog")}
+		}}},
+		Processor: func(sc *StageContext) (Processor, error) {
+			st, err := sc.OpenStore("counts")
+			if err != nil {
+				return nil, err
+			}
+			p := &countProc{store: state.NewTxStore(st)}
+			return p, sc.Attach("counts", p.store)
+		},
+	}
+}
+
+type countProc struct{ store *state.TxStore }
+
+func (c *countProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
+	key := state.TenantKey(nil, 'n', string(r.Key))
+	v, ok, err := c.store.Get(key)
+	if err != nil {
+		return err
+	}
+	var n uint64
+	if ok {
+		n = binary.BigEndian.Uint64(v)
+	}
+	n++
+	if err := c.store.Set(key, binary.BigEndian.AppendUint64(nil, n)); err != nil {
+		return err
+	}
+	tx.Produce(ctx, &kgo.Record{Topic: "count.out", Key: r.Key, Value: fmt.Appendf(nil, "%s #%d", r.Key, n)})
+	tx.Count("passed", string(r.Key), 1)
+	return nil
+}
+
+func (c *countProc) Flush(context.Context, Txn) error           { return nil }
+func (c *countProc) Tick(context.Context, time.Time, Txn) error { return nil }
+func (c *countProc) Aborted()                                   {}
+func (c *countProc) Committed()                                 {}
+
+// A stage declared in a test, with no other change: the pipeline creates
+// its topics, runs it in transactions, keeps its store, reports it in the
+// totals /status serves, and restores its store from its changelog on a
+// new state directory (the counts go on from where they were, not from 1).
+func TestDeclaredStageRunsWithItsStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the pipeline twice")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, err := kafka.StartBroker(kafka.DefaultPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cfg := Default()
+	cfg.Hunting.Enabled = false
+	cfg.Correlate.Enabled = false
+	cfg.Topics.Partitions = 3
+	cfg.Kafka.CommitInterval = Duration(100 * time.Millisecond)
+	dir := t.TempDir()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	tenants := []string{"t-a", "t-b", "t-c", "t-d", "t-e"}
+	produce := func(rounds int) {
+		for range rounds {
+			for _, tn := range tenants {
+				if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "count.in", Key: []byte(tn), Value: []byte("x")}).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	run := func(stateDir string, rounds int) Snapshot {
+		c := cfg
+		c.State.Dir = stateDir
+		// One instance name for both runs: the second replaces the first's
+		// static membership at once.
+		p, err := New(c, WithBrokers(b.Addrs()), WithInstance("count-test"), WithStage(countStage()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.EnsureTopics(ctx); err != nil {
+			t.Fatal(err)
+		}
+		produce(rounds)
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return p.Totals()
+	}
+
+	first := run(filepath.Join(dir, "a"), 4)
+	st, ok := first.Stages["count"]
+	if !ok {
+		t.Fatalf("the totals (/status) have no count stage: %v", first.Stages)
+	}
+	if got := st.Sum("passed"); got != 20 {
+		t.Fatalf("count stage passed %d records, want 20", got)
+	}
+	if st.Transactions == 0 || st.RecordsIn["count.in"] != 20 || st.RecordsOut["count.out"] != 20 {
+		t.Fatalf("count stage status %+v: want committed transactions, 20 in and 20 out", st)
+	}
+	if st.RecordsOut["count.counts-changelog"] == 0 {
+		t.Fatalf("count stage wrote nothing to its changelog: %+v", st.RecordsOut)
+	}
+
+	// A new state directory: the store must come back from the changelog.
+	run(filepath.Join(dir, "b"), 2)
+	last := map[string]string{}
+	if _, err := kafka.Drain(ctx, kafka.ClientConfig{Brokers: b.Addrs()}, "count.out", 300*time.Millisecond, func(r *kgo.Record) error {
+		last[string(r.Key)] = string(r.Value)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tn := range tenants {
+		if want := tn + " #6"; last[tn] != want {
+			t.Errorf("last output for %s: %q, want %q (the restored count went on)", tn, last[tn], want)
+		}
+	}
+}
+
+// Everything that lists stages derives from the declarations: each
+// enabled stage's inputs, outputs and changelogs are created, its group is
+// watched for lag, and every output with a replay file is drained.
+func TestTopologyDerivesTopicsGroupsAndStores(t *testing.T) {
+	cfg := Default()
+	p, err := New(cfg, WithBrokers([]string{"127.0.0.1:1"}), WithInstance("x"), WithStage(countStage()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := p.Topology()
+	created := map[string]kafka.TopicSpec{}
+	for _, s := range p.Topics() {
+		created[s.Name] = s
+	}
+	groups := p.Groups()
+	var names []string
+	for i, s := range topo.Stages {
+		names = append(names, s.Name)
+		if _, ok := groups[s.Group]; !ok {
+			t.Errorf("stage %s: group %s not among the groups %v", s.Name, s.Group, groups)
+		}
+		for _, tp := range slices.Concat(s.Inputs, s.Outputs) {
+			if _, ok := created[tp]; !ok {
+				t.Errorf("stage %s: topic %s is not created", s.Name, tp)
+			}
+		}
+		for j, st := range s.Stores {
+			if len(st.Changelogs) == 0 {
+				t.Errorf("stage %s store %s has no changelog", s.Name, st.Name)
+			}
+			for _, cl := range st.Changelogs {
+				if created[cl].Configs["cleanup.policy"] == "" {
+					t.Errorf("changelog %s is not created compacted: %v", cl, created[cl].Configs)
+				}
+			}
+			if topo.defs[i].Stores[j].Name != st.Name {
+				t.Errorf("store %s out of order", st.Name)
+			}
+		}
+	}
+	if !slices.Equal(names, []string{"normalize", "correlate", "hunting", "count"}) {
+		t.Fatalf("stages %v", names)
+	}
+	if created[cfg.Topics.Incidents].Configs["cleanup.policy"] != "compact" {
+		t.Errorf("incidents topic not compacted: %+v", created[cfg.Topics.Incidents])
+	}
+	for _, internal := range []string{cfg.Topics.Facts, cfg.Topics.HuntingPrefix + "AlertInfo", "count.in"} {
+		if want := internal != "count.in"; topo.Internal(internal) != want {
+			t.Errorf("Internal(%s) = %v, want %v", internal, !want, want)
+		}
+	}
+	var sources []string
+	for _, s := range topo.Sources() {
+		sources = append(sources, s.Name)
+	}
+	if !slices.Equal(sources, []string{"normalize", "count"}) {
+		t.Errorf("source stages %v, want normalize and count", sources)
+	}
+
+	// Disabled stages vanish with their topics and stores.
+	off := cfg
+	off.Correlate.Enabled = false
+	off.Hunting.Enabled = false
+	t2, err := Describe(off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range t2.Topics {
+		if tp.Name == cfg.Topics.Facts || tp.Name == cfg.Topics.Changelog || strings.HasPrefix(tp.Name, cfg.Topics.HuntingPrefix) {
+			t.Errorf("topic %s created with correlate and hunting off", tp.Name)
+		}
+	}
+
+	// The JSON shape stitch topology --format json promises.
+	var buf bytes.Buffer
+	if err := topo.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Stages []struct {
+			Name    string   `json:"name"`
+			Inputs  []string `json:"inputs"`
+			Outputs []string `json:"outputs"`
+			Group   string   `json:"group"`
+			Stores  []struct {
+				Name       string   `json:"name"`
+				Changelogs []string `json:"changelogs"`
+			} `json:"stores"`
+		} `json:"stages"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Stages) != 4 || doc.Stages[1].Name != "correlate" || doc.Stages[1].Group != "stitch-correlate" ||
+		len(doc.Stages[1].Stores) != 1 || !slices.Equal(doc.Stages[1].Stores[0].Changelogs, []string{cfg.Topics.Changelog, cfg.Topics.WindowChangelog}) {
+		t.Fatalf("topology JSON:\n%s", buf.String())
+	}
+}
+
+// Declarations that cannot run are refused with the reason.
+func TestTopologyRefusesBadStages(t *testing.T) {
+	cfg := Default()
+	for name, s := range map[string]Stage{
+		"duplicate name":       {Name: "normalize", Inputs: func(Config) []string { return []string{"x"} }, Processor: countStage().Processor},
+		"no processor":         {Name: "x", Inputs: func(Config) []string { return []string{"x"} }},
+		"stateful, two inputs": {Name: "x", Inputs: func(Config) []string { return []string{"a", "b"} }, Stores: countStage().Stores, Processor: countStage().Processor},
+	} {
+		if _, err := Describe(cfg, s); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
