@@ -45,7 +45,6 @@ func BenchmarkReplayPipeline(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		cfg := pipeline.Default()
-		cfg.Log.Level = "error"
 		start := time.Now()
 		sum, err := pipeline.Replay(context.Background(), cfg, pipeline.ReplayOptions{
 			Inputs: []string{in}, OutDir: filepath.Join(dir, "out", string(rune('a'+i%26))),

@@ -3,21 +3,24 @@ package pipeline
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/conf"
 )
 
 // Config is everything a pipeline is built from. The zero value is not
 // useful: start from Default() (what an embedded run uses with no config
-// file) and override. Every key is documented in configs/README.md; keep the
-// two in step (TestConfigKeysDocumented fails otherwise).
+// file) and override.
+//
+// The tags of each key are its one source of truth (see internal/conf): its
+// default, its documentation, and the flag and environment variable that
+// override it. configs/stitch.yaml and the key tables of configs/README.md
+// are generated from them (go generate ./internal/appconfig), and a test
+// fails when they drift. To add a key, add a field with its tags here and
+// regenerate.
 type Config struct {
 	Kafka     KafkaConfig     `yaml:"kafka"`
 	Topics    TopicsConfig    `yaml:"topics"`
@@ -25,239 +28,92 @@ type Config struct {
 	Normalize NormalizeConfig `yaml:"normalize"`
 	Hunting   HuntingConfig   `yaml:"hunting"`
 	Correlate CorrelateConfig `yaml:"correlate"`
-	HTTP      HTTPConfig      `yaml:"http"`
-	Simulate  SimulateConfig  `yaml:"simulate"`
-	Log       LogConfig       `yaml:"log"`
 }
 
 // KafkaConfig says which cluster to use and how the pipeline consumes it.
 // With no brokers, stitch starts its embedded broker.
 type KafkaConfig struct {
 	kafka.ClientConfig `yaml:",inline"`
-	// Group prefixes the consumer groups of the stages (<group>-normalize,
-	// <group>-correlate, <group>-hunting) and their transactional ids.
-	Group string `yaml:"group"`
-	// CommitInterval is how often a stage commits its transaction: the bound
-	// on output latency and on the work redone after a crash.
-	CommitInterval Duration `yaml:"commit_interval"`
-	// MaxPollRecords bounds the records taken per poll.
-	MaxPollRecords int `yaml:"max_poll_records"`
-	// MaxBufferedBytes bounds what the producer holds in flight; a producer
-	// faster than the pipeline makes lag grow, not memory.
-	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
-	// FetchMaxBytes bounds one fetch response.
-	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
+	Group              string   `yaml:"group" default:"stitch" flag:"group" doc:"Prefix of the stages' consumer groups ('<group>-normalize', '<group>-correlate', '<group>-hunting') and transactional ids. Processes with the same group share the work."`
+	CommitInterval     Duration `yaml:"commit_interval" default:"1s" doc:"How often each stage commits its transaction (outputs plus input offsets). It bounds output latency and the work redone after a crash; it is also the time bound of Arrow batches."`
+	MaxPollRecords     int      `yaml:"max_poll_records" default:"10000" doc:"Most records taken per poll."`
+	MaxBufferedBytes   int64    `yaml:"max_buffered_bytes" default:"67108864" doc:"Bytes a stage's producer may hold unacknowledged; past it producing blocks, so a fast input makes lag grow, not memory."`
+	FetchMaxBytes      int32    `yaml:"fetch_max_bytes" default:"16777216" doc:"Upper bound of one fetch response."`
 }
 
 // TopicsConfig names the topics and says how to create them.
 type TopicsConfig struct {
-	Inputs        []string `yaml:"inputs"`
-	Incidents     string   `yaml:"incidents"`
-	Actions       string   `yaml:"actions"`
-	ActionResults string   `yaml:"action_results"`
-	DeadLetter    string   `yaml:"deadletter"`
-	// HuntingPrefix + table name is a hunting topic (Arrow IPC batches).
-	HuntingPrefix string `yaml:"hunting_prefix"`
-	// Facts is the internal repartition topic carrying correlation facts
-	// keyed by tenant from the normalize stage to the correlate stage.
-	Facts string `yaml:"facts"`
-	// Changelog and WindowChangelog are the correlation store's changelogs
-	// (timeless state, compacted; windowed state, compacted and deleted by
-	// time), partitioned like Facts: a store is rebuilt from them.
-	Changelog         string `yaml:"changelog"`
-	WindowChangelog   string `yaml:"window_changelog"`
-	Partitions        int32  `yaml:"partitions"`
-	ReplicationFactor int16  `yaml:"replication_factor"`
-	// Create makes missing topics at start (needs the permission to).
-	Create bool `yaml:"create"`
+	Inputs            []string `yaml:"inputs" default:"signals" doc:"Topics of streaming-API records (one record or an Event Hubs envelope per Kafka record)."`
+	Incidents         string   `yaml:"incidents" default:"incidents" doc:"Incidents, keyed by incident id, full state per version (compacted)."`
+	Actions           string   `yaml:"actions" default:"actions" doc:"Response actions (reserved for automated response)."`
+	ActionResults     string   `yaml:"action_results" default:"actions.results" doc:"Results reported by responders."`
+	DeadLetter        string   `yaml:"deadletter" default:"deadletter" doc:"Records that could not be normalized, with the reason and the original bytes."`
+	HuntingPrefix     string   `yaml:"hunting_prefix" default:"hunting." doc:"Prefix of the per-table Arrow IPC topics ('hunting.DeviceProcessEvents', ...)."`
+	Facts             string   `yaml:"facts" default:"stitch.facts" doc:"Internal repartition topic: correlation facts keyed by tenant, from normalize to correlate."`
+	Changelog         string   `yaml:"changelog" default:"stitch.correlate-changelog" doc:"Changelog of the correlation store's timeless state (incidents, alert placements, identity links, offsets, watermarks); compacted, same partition count as 'topics.facts'. A store is restored from it on every assignment. Never delete it while the group has committed offsets."`
+	WindowChangelog   string   `yaml:"window_changelog" default:"stitch.correlate-window-changelog" doc:"Changelog of the correlation store's windowed state (entity index, prevalence sightings, early evidence); compacted and deleted by time after the longest window it serves. Same partition count as 'topics.facts'."`
+	Partitions        int32    `yaml:"partitions" default:"6" doc:"Partitions of topics stitch creates. More partitions allow more processes."`
+	ReplicationFactor int16    `yaml:"replication_factor" default:"-1" doc:"Replication of created topics; -1 takes the broker default."`
+	Create            bool     `yaml:"create" default:"true" doc:"Create missing topics at start (needs the permission). Existing topics are never changed."`
 }
 
 // StateConfig places local state.
 type StateConfig struct {
-	Dir string `yaml:"dir"`
-	// CacheBytes and MemtableBytes size Pebble (its defaults are tiny).
-	CacheBytes    int64 `yaml:"cache_bytes"`
-	MemtableBytes int64 `yaml:"memtable_bytes"`
+	Dir           string `yaml:"dir" default:"./stitch-data" flag:"state-dir" doc:"Local state (Pebble stores) and, by default, hunting partitions."`
+	CacheBytes    int64  `yaml:"cache_bytes" default:"134217728" doc:"Pebble block cache."`
+	MemtableBytes int64  `yaml:"memtable_bytes" default:"33554432" doc:"Pebble memtable size."`
 }
 
 // NormalizeConfig bounds records and batches.
 type NormalizeConfig struct {
-	BatchRows          int      `yaml:"batch_rows"`
-	BatchBytes         int64    `yaml:"batch_bytes"`
-	BatchAge           Duration `yaml:"batch_age"`
-	MaxRecordBytes     int      `yaml:"max_record_bytes"`
-	MaxDepth           int      `yaml:"max_depth"`
-	DeadLetterMaxBytes int      `yaml:"deadletter_max_bytes"`
-	// Import switches the input form to advanced-hunting export rows (no
-	// envelope, no table name). ImportTable names the table; empty infers it.
-	Import        bool   `yaml:"import"`
-	ImportTable   string `yaml:"import_table"`
-	DefaultTenant string `yaml:"default_tenant"`
+	BatchRows          int      `yaml:"batch_rows" default:"8192" doc:"An Arrow batch is emitted at this many rows."`
+	BatchBytes         int64    `yaml:"batch_bytes" default:"4194304" doc:"... or at this many input bytes."`
+	BatchAge           Duration `yaml:"batch_age" default:"1s" doc:"... or when its oldest row is this old, so a quiet stream still flushes."`
+	MaxRecordBytes     int      `yaml:"max_record_bytes" default:"1048576" doc:"Larger records are dead-lettered 'too_large'."`
+	MaxDepth           int      `yaml:"max_depth" default:"32" doc:"Deeper JSON nesting is dead-lettered 'too_deep'."`
+	DeadLetterMaxBytes int      `yaml:"deadletter_max_bytes" default:"16384" doc:"Original bytes kept in a dead letter; larger ones are truncated, with their size and SHA-256."`
+	Import             bool     `yaml:"import" flag:"replay --import" doc:"Inputs are advanced-hunting export rows (no envelope, no table name)."`
+	ImportTable        string   `yaml:"import_table" flag:"replay --table" doc:"Table of the export rows; empty infers it per row from its columns and 'ActionType'. Implies 'normalize.import'."`
+	DefaultTenant      string   `yaml:"default_tenant" default:"00000000-0000-0000-0000-000000000000" flag:"replay --tenant" doc:"Tenant of export rows, which carry none."`
 }
 
 // HuntingConfig controls the hunting outputs.
 type HuntingConfig struct {
-	Enabled bool `yaml:"enabled"`
-	// Dir defaults to <state.dir>/hunting.
-	Dir       string   `yaml:"dir"`
-	RollBytes int64    `yaml:"roll_bytes"`
-	RollAge   Duration `yaml:"roll_age"`
-	Retention Duration `yaml:"retention"`
-	// RetentionEvery is how often the retention job runs; 0 turns it off.
-	RetentionEvery Duration `yaml:"retention_every"`
+	Enabled        bool     `yaml:"enabled" default:"true" doc:"Produce the 'hunting.<Table>' topics and write Parquet partitions."`
+	Dir            string   `yaml:"dir" doc:"Parquet root; empty means '<state.dir>/hunting'."`
+	RollBytes      int64    `yaml:"roll_bytes" default:"134217728" doc:"Roll the open files (commit a segment) at this many input bytes."`
+	RollAge        Duration `yaml:"roll_age" default:"1m" doc:"... or when the oldest pending row is this old: the delay before rows are visible to hunting queries."`
+	Retention      Duration `yaml:"retention" default:"30d" doc:"Partitions older than this (by event time) are deleted, whenever they were written: replaying a recording older than this through 'run' keeps none of it."`
+	RetentionEvery Duration `yaml:"retention_every" default:"1h" doc:"How often the retention job runs (also once at start); '0s' turns it off. 'replay' turns it off: it usually writes old recordings."`
 }
 
 // CorrelateConfig tunes incident correlation.
 type CorrelateConfig struct {
-	Enabled             bool     `yaml:"enabled"`
-	Window              Duration `yaml:"window"`
-	Grace               Duration `yaml:"grace"`
-	AllowedLateness     Duration `yaml:"allowed_lateness"`
-	PrevalenceThreshold int      `yaml:"prevalence_threshold"`
-	PrevalenceLookback  Duration `yaml:"prevalence_lookback"`
-	IdleClose           Duration `yaml:"idle_close"`
-	TickEvery           Duration `yaml:"tick_every"`
+	Enabled             bool     `yaml:"enabled" default:"true" doc:"Run incident correlation."`
+	Window              Duration `yaml:"window" default:"24h" doc:"Alerts sharing a linking entity join one incident when within this time of each other."`
+	Grace               Duration `yaml:"grace" default:"1h" doc:"How long evidence may arrive before or after its alert and still be joined."`
+	AllowedLateness     Duration `yaml:"allowed_lateness" default:"1h" doc:"Alerts later than the watermark by more than this are still placed, and counted as late."`
+	PrevalenceThreshold int      `yaml:"prevalence_threshold" default:"10" doc:"An entity seen on more distinct devices or users than this is prevalent and links nothing (1..63: a batch reports at most 64 observers of an entity, enough to tell prevalence)."`
+	PrevalenceLookback  Duration `yaml:"prevalence_lookback" default:"7d" doc:"The period over which prevalence is counted."`
+	IdleClose           Duration `yaml:"idle_close" default:"7d" doc:"Incidents with no new alert for this long (event time) are closed and their state released."`
+	TickEvery           Duration `yaml:"tick_every" default:"10s" doc:"Wall-clock punctuation: closing idle incidents, expiring buckets."`
 }
 
-// HTTPConfig is the operational endpoint (/metrics, /healthz, /readyz).
-type HTTPConfig struct {
-	Addr string `yaml:"addr"`
-}
-
-// SimulateConfig drives the built-in signal simulator.
-type SimulateConfig struct {
-	// Mode is auto (on with the embedded broker only), true or false.
-	Mode    string `yaml:"mode"`
-	Rate    int    `yaml:"rate"`
-	Tenants int    `yaml:"tenants"`
-	Devices int    `yaml:"devices"`
-	Users   int    `yaml:"users"`
-	Seed    int64  `yaml:"seed"`
-	// AttackEvery is how often (of stream time) an attack story starts.
-	AttackEvery Duration `yaml:"attack_every"`
-}
-
-// LogConfig configures log/slog.
-type LogConfig struct {
-	Level  string `yaml:"level"`
-	Format string `yaml:"format"`
-	// ProgressEvery is the interval of the progress line; 0 turns it off.
-	ProgressEvery Duration `yaml:"progress_every"`
-}
-
-// Default is the configuration of an embedded run with no config file.
-func Default() Config {
-	return Config{
-		Kafka: KafkaConfig{
-			ClientConfig:     kafka.ClientConfig{ClientID: "stitch"},
-			Group:            "stitch",
-			CommitInterval:   Duration(time.Second),
-			MaxPollRecords:   10000,
-			MaxBufferedBytes: 64 << 20,
-			FetchMaxBytes:    16 << 20,
-		},
-		Topics: TopicsConfig{
-			Inputs:            []string{"signals"},
-			Incidents:         "incidents",
-			Actions:           "actions",
-			ActionResults:     "actions.results",
-			DeadLetter:        "deadletter",
-			HuntingPrefix:     "hunting.",
-			Facts:             "stitch.facts",
-			Changelog:         "stitch.correlate-changelog",
-			WindowChangelog:   "stitch.correlate-window-changelog",
-			Partitions:        6,
-			ReplicationFactor: -1,
-			Create:            true,
-		},
-		State: StateConfig{
-			Dir:           "./stitch-data",
-			CacheBytes:    128 << 20,
-			MemtableBytes: 32 << 20,
-		},
-		Normalize: NormalizeConfig{
-			BatchRows:          8192,
-			BatchBytes:         4 << 20,
-			BatchAge:           Duration(time.Second),
-			MaxRecordBytes:     1 << 20,
-			MaxDepth:           32,
-			DeadLetterMaxBytes: 16 << 10,
-			DefaultTenant:      "00000000-0000-0000-0000-000000000000",
-		},
-		Hunting: HuntingConfig{
-			Enabled:        true,
-			RollBytes:      128 << 20,
-			RollAge:        Duration(time.Minute),
-			Retention:      Duration(30 * 24 * time.Hour),
-			RetentionEvery: Duration(time.Hour),
-		},
-		Correlate: CorrelateConfig{
-			Enabled:             true,
-			Window:              Duration(24 * time.Hour),
-			Grace:               Duration(time.Hour),
-			AllowedLateness:     Duration(time.Hour),
-			PrevalenceThreshold: 10,
-			PrevalenceLookback:  Duration(7 * 24 * time.Hour),
-			IdleClose:           Duration(7 * 24 * time.Hour),
-			TickEvery:           Duration(10 * time.Second),
-		},
-		HTTP:     HTTPConfig{Addr: "127.0.0.1:8080"},
-		Simulate: SimulateConfig{Mode: "auto", Rate: 2000, Tenants: 2, Devices: 300, Users: 200, Seed: 1, AttackEvery: Duration(30 * time.Second)},
-		Log:      LogConfig{Level: "warn", Format: "text", ProgressEvery: Duration(5 * time.Second)},
-	}
-}
+// Default is the configuration of an embedded run with no config file: the
+// default tags of the keys.
+func Default() Config { return conf.Default[Config]() }
 
 // Load reads a YAML config over the defaults. Unknown keys are errors that
 // name the line; secrets may come from the environment (ApplyEnv).
-func Load(path string) (Config, error) {
-	cfg := Default()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, fmt.Errorf("read config: %w", err)
-	}
-	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
-		return cfg, fmt.Errorf("config %s:\n%s", path, yaml.FormatError(err, false, true))
-	}
-	if len(cfg.Kafka.Brokers) == 0 {
-		cfg.Kafka.Brokers = nil // "brokers: []" means embedded, as absent does
-	}
-	return cfg, nil
-}
+func Load(path string) (Config, error) { return conf.Load[Config](path) }
 
-// Environment variables that override the config, so that secrets need not be
-// written into files.
-const (
-	EnvBrokers      = "STITCH_BROKERS"
-	EnvSASLUser     = "STITCH_SASL_USERNAME"
-	EnvSASLPassword = "STITCH_SASL_PASSWORD"
-)
-
-// ApplyEnv overrides config keys from the environment.
-func (c *Config) ApplyEnv(getenv func(string) string) {
-	if v := getenv(EnvBrokers); v != "" {
-		c.Kafka.Brokers = splitList(v)
-	}
-	if v := getenv(EnvSASLUser); v != "" {
-		c.Kafka.SASL.Username = v
-	}
-	if v := getenv(EnvSASLPassword); v != "" {
-		c.Kafka.SASL.Password = v
-	}
+// ApplyEnv overrides config keys from the environment (their env tags).
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	return conf.ApplyEnv(c, getenv)
 }
 
 // Embedded reports whether the pipeline runs on its own in-process broker.
 func (c *Config) Embedded() bool { return len(c.Kafka.Brokers) == 0 }
-
-// Simulating resolves the simulate mode against the broker choice.
-func (c *Config) Simulating() bool {
-	switch strings.ToLower(c.Simulate.Mode) {
-	case "true", "on", "yes":
-		return true
-	case "false", "off", "no":
-		return false
-	}
-	return c.Embedded()
-}
 
 // HuntingDir is where Parquet partitions go.
 func (c *Config) HuntingDir() string {
@@ -311,35 +167,12 @@ func (c *Config) Validate() error {
 	if c.Hunting.Retention <= 0 {
 		bad("hunting.retention", "must be positive")
 	}
-	switch strings.ToLower(c.Simulate.Mode) {
-	case "auto", "true", "false", "on", "off", "yes", "no":
-	default:
-		bad("simulate.mode", fmt.Sprintf("%q is not one of auto, true, false", c.Simulate.Mode))
-	}
-	if _, err := parseLevel(c.Log.Level); err != nil {
-		bad("log.level", err.Error())
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		bad("log.format", fmt.Sprintf("%q is not one of text, json", c.Log.Format))
-	}
 	if !c.Embedded() {
 		if err := c.Kafka.ClientConfig.Validate(); err != nil {
 			bad("kafka", err.Error())
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Duration is a time.Duration written as "1s", "24h", "720h" in YAML.
@@ -366,13 +199,20 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalText writes Go duration syntax.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+// MarshalText writes the duration as it is best read in a config file.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("%q is not one of debug, info, warn, error", s)
+// String writes a whole number of the largest unit that divides the duration
+// (30d, 24h, 1m, 10s; days from two on), or Go duration syntax (1.5s, 500ms).
+func (d Duration) String() string {
+	v := time.Duration(d)
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if v != 0 && v%u.unit == 0 && (u.name != "d" || v >= 2*u.unit) {
+			return fmt.Sprintf("%d%s", v/u.unit, u.name)
+		}
 	}
-	return l, nil
+	return v.String()
 }

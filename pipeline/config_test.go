@@ -10,62 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/goccy/go-yaml"
 )
-
-// The shipped stitch.yaml is the defaults written out: loading it must give
-// exactly Default(), so the file never lies about what stitch does.
-func TestShippedConfigIsTheDefault(t *testing.T) {
-	cfg, err := Load("../configs/stitch.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := Default(); !reflect.DeepEqual(cfg, want) {
-		t.Fatalf("configs/stitch.yaml differs from Default():\n got %+v\nwant %+v", cfg, want)
-	}
-}
-
-// Every key of the shipped config has a row in configs/README.md.
-func TestConfigKeysDocumented(t *testing.T) {
-	data, err := os.ReadFile("../configs/stitch.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tree map[string]any
-	if err := yaml.Unmarshal(data, &tree); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile("../configs/README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		m, ok := v.(map[string]any)
-		if !ok {
-			keys = append(keys, prefix)
-			return
-		}
-		for k, sub := range m {
-			p := k
-			if prefix != "" {
-				p = prefix + "." + k
-			}
-			walk(p, sub)
-		}
-	}
-	walk("", tree)
-	if len(keys) < 50 {
-		t.Fatalf("only %d keys found in stitch.yaml", len(keys))
-	}
-	for _, k := range keys {
-		if !strings.Contains(string(doc), "`"+k+"`") {
-			t.Errorf("config key %s is not documented in configs/README.md", k)
-		}
-	}
-}
 
 func TestConfigUnknownKeyNamesTheLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yaml")
@@ -81,7 +26,7 @@ func TestConfigUnknownKeyNamesTheLine(t *testing.T) {
 
 func TestConfigOverridesAndValidation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(path, []byte("correlate:\n  window: 2d\nnormalize:\n  batch_rows: 0\nsimulate:\n  mode: maybe\n"), 0o644)
+	os.WriteFile(path, []byte("correlate:\n  window: 2d\nnormalize:\n  batch_rows: 0\ntopics:\n  partitions: 0\n"), 0o644)
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -93,20 +38,39 @@ func TestConfigOverridesAndValidation(t *testing.T) {
 		t.Fatal("defaults lost under a partial file")
 	}
 	err = cfg.Validate()
-	for _, want := range []string{"normalize.batch_rows", "simulate.mode"} {
+	for _, want := range []string{"normalize.batch_rows", "topics.partitions"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validation error does not name %s: %v", want, err)
 		}
 	}
 	cfg = Default()
-	cfg.ApplyEnv(func(k string) string {
-		return map[string]string{EnvBrokers: "a:1, b:2", EnvSASLPassword: "s3cret"}[k]
-	})
+	if err := cfg.ApplyEnv(func(k string) string {
+		return map[string]string{"STITCH_BROKERS": "a:1, b:2", "STITCH_SASL_PASSWORD": "s3cret"}[k]
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if !reflect.DeepEqual(cfg.Kafka.Brokers, []string{"a:1", "b:2"}) || cfg.Kafka.SASL.Password != "s3cret" {
 		t.Fatalf("env not applied: %+v", cfg.Kafka)
 	}
-	if cfg.Embedded() || cfg.Simulating() {
-		t.Fatal("with brokers the simulator must be off by default")
+	if cfg.Embedded() {
+		t.Fatal("with brokers the run is not embedded")
+	}
+}
+
+// Default() is the default tags; spot-check the kinds of key they fill.
+func TestDefaultComesFromTheTags(t *testing.T) {
+	cfg := Default()
+	if cfg.Kafka.ClientID != "stitch" || cfg.Kafka.Brokers != nil || cfg.Hunting.Retention.D() != 30*24*time.Hour ||
+		!reflect.DeepEqual(cfg.Topics.Inputs, []string{"signals"}) || cfg.Topics.ReplicationFactor != -1 || !cfg.Topics.Create {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	for d, want := range map[Duration]string{
+		Duration(30 * 24 * time.Hour): "30d", Duration(24 * time.Hour): "24h", Duration(time.Minute): "1m", Duration(90 * time.Second): "90s",
+		Duration(1500 * time.Millisecond): "1.5s", 0: "0s",
+	} {
+		if d.String() != want {
+			t.Errorf("Duration(%v) writes %q, want %q", d.D(), d.String(), want)
+		}
 	}
 }
 

@@ -3,45 +3,43 @@ package main
 import (
 	"flag"
 	"os"
-	"strings"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/appconfig"
+	"github.com/stitch-xdr/stitch/internal/conf"
 )
 
-// saslPasswordEnv holds the SASL password. It is never a flag, so that it
-// does not show up in shell history or the process list.
-const saslPasswordEnv = "STITCH_SASL_PASSWORD"
-
 // addKafkaFlags registers the flags that say how to reach a Kafka cluster and
-// returns the config they fill in once fs is parsed. Any TLS flag turns TLS on.
+// returns the config they fill in once fs is parsed. Their names and help are
+// those of the kafka.* config keys. Any TLS flag turns TLS on. The SASL
+// password is never a flag, so that it does not show up in shell history or
+// the process list: it comes from the key's environment variable.
 func addKafkaFlags(fs *flag.FlagSet) *kafka.ClientConfig {
-	c := &kafka.ClientConfig{SASL: kafka.SASLConfig{Password: os.Getenv(saslPasswordEnv)}}
-	fs.Func("brokers", "Kafka seed brokers, host:port[,host:port...]", func(s string) error {
-		c.Brokers = c.Brokers[:0]
-		for _, b := range strings.Split(s, ",") {
-			if b = strings.TrimSpace(b); b != "" {
-				c.Brokers = append(c.Brokers, b)
-			}
-		}
-		return nil
-	})
-	tlsOn := func(set func(string)) func(string) error {
-		return func(s string) error { c.TLS.Enabled = true; set(s); return nil }
+	password := appconfig.Key("kafka.sasl.password").Env
+	c := &kafka.ClientConfig{SASL: kafka.SASLConfig{Password: os.Getenv(password)}}
+	keyFunc := func(key, extra string, set func(string)) {
+		name, usage := keyFlag(fs, key)
+		fs.Func(name, usage+extra, func(s string) error { set(s); return nil })
 	}
-	fs.BoolFunc("tls", "connect to the brokers over TLS", func(s string) error {
-		c.TLS.Enabled = s != "false"
-		return nil
+	keyBool := func(key, extra string, set func(bool)) {
+		name, usage := keyFlag(fs, key)
+		fs.BoolFunc(name, usage+extra, func(s string) error { set(s != "false"); return nil })
+	}
+	keyFunc("kafka.brokers", " Comma-separated.", func(s string) { c.Brokers = conf.SplitList(s) })
+	keyBool("kafka.tls.enabled", "", func(on bool) { c.TLS.Enabled = on })
+	tlsOn := func(set func(string)) func(string) {
+		return func(s string) { c.TLS.Enabled = true; set(s) }
+	}
+	const implies = " Implies --tls."
+	keyFunc("kafka.tls.ca_file", implies, tlsOn(func(s string) { c.TLS.CAFile = s }))
+	keyFunc("kafka.tls.cert_file", implies, tlsOn(func(s string) { c.TLS.CertFile = s }))
+	keyFunc("kafka.tls.key_file", implies, tlsOn(func(s string) { c.TLS.KeyFile = s }))
+	keyFunc("kafka.tls.server_name", implies, tlsOn(func(s string) { c.TLS.ServerName = s }))
+	keyBool("kafka.tls.insecure_skip_verify", implies, func(on bool) {
+		c.TLS.InsecureSkipVerify = on
+		c.TLS.Enabled = c.TLS.Enabled || on
 	})
-	fs.Func("tls-ca", "PEM file of the CA that signed the brokers' certificates (implies --tls)", tlsOn(func(s string) { c.TLS.CAFile = s }))
-	fs.Func("tls-cert", "PEM client certificate for mutual TLS (implies --tls)", tlsOn(func(s string) { c.TLS.CertFile = s }))
-	fs.Func("tls-key", "PEM client key for mutual TLS (implies --tls)", tlsOn(func(s string) { c.TLS.KeyFile = s }))
-	fs.Func("tls-server-name", "server name to verify the brokers' certificates against (implies --tls)", tlsOn(func(s string) { c.TLS.ServerName = s }))
-	fs.BoolFunc("tls-insecure", "do not verify the brokers' certificates (test clusters only; implies --tls)", func(s string) error {
-		c.TLS.InsecureSkipVerify = s != "false"
-		c.TLS.Enabled = c.TLS.Enabled || c.TLS.InsecureSkipVerify
-		return nil
-	})
-	fs.StringVar(&c.SASL.Mechanism, "sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password from $"+saslPasswordEnv+")")
-	fs.StringVar(&c.SASL.Username, "sasl-user", "", "SASL user name")
+	keyFunc("kafka.sasl.mechanism", " The password comes from $"+password+".", func(s string) { c.SASL.Mechanism = s })
+	keyFunc("kafka.sasl.username", "", func(s string) { c.SASL.Username = s })
 	return c
 }

@@ -34,13 +34,10 @@ func replayCmd(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	var pf pipelineFlags
-	pf.add(fs)
+	pf.add(fs, "normalize.import", "normalize.import_table", "normalize.default_tenant")
 	var ins stringsFlag
 	fs.Var(&ins, "in", "input file (repeatable; positional arguments are inputs too)")
 	out := fs.String("out", "", "output directory (required)")
-	imp := fs.Bool("import", false, "inputs are advanced-hunting export rows (no envelope, no table name)")
-	table := fs.String("table", "", "with --import: the table of every row (default: inferred per row from its columns and ActionType)")
-	tenant := fs.String("tenant", "", "with --import: the tenant of the rows (export rows carry none)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up when the replay takes longer")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,12 +51,8 @@ func replayCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *imp || *table != "" {
+	if cfg.Normalize.ImportTable != "" {
 		cfg.Normalize.Import = true
-		cfg.Normalize.ImportTable = *table
-	}
-	if *tenant != "" {
-		cfg.Normalize.DefaultTenant = *tenant
 	}
 	log, err := newLogger(cfg.Log)
 	if err != nil {
@@ -72,7 +65,7 @@ func replayCmd(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "stitch replay: import mode: table %s; tenant %s\n", how, cfg.Normalize.DefaultTenant)
 	}
-	sum, err := pipeline.Replay(ctx, cfg, pipeline.ReplayOptions{
+	sum, err := pipeline.Replay(ctx, cfg.Config, pipeline.ReplayOptions{
 		Inputs: ins, OutDir: *out, Timeout: *timeout,
 		Progress: func(line string) { fmt.Fprintln(os.Stderr, "stitch "+line) },
 	}, pipeline.WithLogger(log))

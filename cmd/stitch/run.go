@@ -14,6 +14,8 @@ import (
 
 	"github.com/stitch-xdr/stitch/connectors/httpapi"
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/appconfig"
+	"github.com/stitch-xdr/stitch/internal/conf"
 	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
@@ -25,50 +27,36 @@ func init() {
 // pipelineFlags are the flags run and replay share: a config file and the
 // keys people most often override on the command line.
 type pipelineFlags struct {
-	config   string
-	stateDir string
-	logLevel string
-	group    string
+	config string
+	keys   keyFlags
 }
 
-func (f *pipelineFlags) add(fs *flag.FlagSet) {
+func (f *pipelineFlags) add(fs *flag.FlagSet, keys ...string) {
 	fs.StringVar(&f.config, "config", "", "YAML config file (see configs/README.md); defaults need none")
-	fs.StringVar(&f.stateDir, "state-dir", "", "directory for local state and hunting partitions (default ./stitch-data)")
-	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default warn)")
-	fs.StringVar(&f.group, "group", "", "consumer group prefix (default stitch)")
+	f.keys.add(fs, append([]string{"state.dir", "log.level", "kafka.group"}, keys...)...)
 }
 
 // load builds the config: defaults, then the file, then the environment,
 // then flags.
-func (f *pipelineFlags) load() (pipeline.Config, error) {
-	cfg := pipeline.Default()
+func (f *pipelineFlags) load() (appconfig.Config, error) {
+	cfg := appconfig.Default()
 	if f.config != "" {
 		var err error
-		if cfg, err = pipeline.Load(f.config); err != nil {
+		if cfg, err = appconfig.Load(f.config); err != nil {
 			return cfg, err
 		}
 	}
-	cfg.ApplyEnv(os.Getenv)
-	if f.stateDir != "" {
-		cfg.State.Dir = f.stateDir
+	if err := conf.ApplyEnv(&cfg, os.Getenv); err != nil {
+		return cfg, err
 	}
-	if f.logLevel != "" {
-		cfg.Log.Level = f.logLevel
-	}
-	if f.group != "" {
-		cfg.Kafka.Group = f.group
-	}
-	return cfg, nil
+	return cfg, f.keys.apply(&cfg)
 }
 
 func runCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var pf pipelineFlags
-	pf.add(fs)
+	pf.add(fs, "http.addr", "simulate.mode", "simulate.rate")
 	kc := addKafkaFlags(fs)
-	httpAddr := fs.String("http", "", "address of /metrics, /healthz and /readyz (default 127.0.0.1:8080)")
-	simulate := fs.String("simulate", "", "run the built-in signal simulator: true, false or auto (auto: only on the embedded broker)")
-	rate := fs.Int("rate", 0, "simulator records per second (default 2000)")
 	brokerData := fs.String("broker-data", "", "persist the embedded broker's log in this directory (default: in memory)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,15 +66,6 @@ func runCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	mergeKafkaFlags(&cfg, fs, kc)
-	if *httpAddr != "" {
-		cfg.HTTP.Addr = *httpAddr
-	}
-	if *simulate != "" {
-		cfg.Simulate.Mode = *simulate
-	}
-	if *rate > 0 {
-		cfg.Simulate.Rate = *rate
-	}
 	log, err := newLogger(cfg.Log)
 	if err != nil {
 		return err
@@ -111,7 +90,7 @@ func runCmd(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "stitch: embedded Kafka-protocol broker on %s\n", strings.Join(brokers, ","))
 	}
 	opts = append(opts, pipeline.WithBrokers(brokers), pipeline.WithLogger(log))
-	p, err := pipeline.New(cfg, opts...)
+	p, err := pipeline.New(cfg.Config, opts...)
 	if err != nil {
 		return err
 	}
@@ -164,7 +143,7 @@ func runCmd(ctx context.Context, args []string) error {
 
 // runSimulator produces the simulator's stream into the first input topic at the
 // configured rate, keyed by tenant, until ctx is done.
-func runSimulator(ctx context.Context, p *pipeline.Pipeline, cfg pipeline.Config) error {
+func runSimulator(ctx context.Context, p *pipeline.Pipeline, cfg appconfig.Config) error {
 	ccfg := cfg.Kafka.ClientConfig
 	ccfg.Brokers = p.Brokers()
 	kopts, err := ccfg.Opts()
@@ -204,7 +183,7 @@ func runSimulator(ctx context.Context, p *pipeline.Pipeline, cfg pipeline.Config
 
 // mergeKafkaFlags lets command-line Kafka flags win over the config file,
 // only for the flags actually given.
-func mergeKafkaFlags(cfg *pipeline.Config, fs *flag.FlagSet, kc *kafka.ClientConfig) {
+func mergeKafkaFlags(cfg *appconfig.Config, fs *flag.FlagSet, kc *kafka.ClientConfig) {
 	fs.Visit(func(f *flag.Flag) {
 		switch {
 		case f.Name == "brokers":
@@ -221,17 +200,11 @@ func mergeKafkaFlags(cfg *pipeline.Config, fs *flag.FlagSet, kc *kafka.ClientCon
 	})
 }
 
-func newLogger(lc pipeline.LogConfig) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(lc.Level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", lc.Level, err)
+func newLogger(lc appconfig.LogConfig) (*slog.Logger, error) {
+	l, err := lc.Logger(os.Stderr)
+	if err != nil {
+		return nil, err
 	}
-	hopts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
-	if lc.Format == "json" {
-		h = slog.NewJSONHandler(os.Stderr, hopts)
-	}
-	l := slog.New(h)
 	slog.SetDefault(l)
 	return l, nil
 }

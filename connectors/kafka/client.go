@@ -15,34 +15,32 @@ import (
 )
 
 // ClientConfig is how stitch reaches a Kafka cluster. It is shared by the
-// pipeline configuration file (yaml) and the command-line flags.
+// pipeline configuration file (yaml) and the command-line flags; its tags
+// document each key (see internal/conf).
 type ClientConfig struct {
-	Brokers  []string   `yaml:"brokers"`
-	ClientID string     `yaml:"client_id"`
-	TLS      TLSConfig  `yaml:"tls"`
-	SASL     SASLConfig `yaml:"sasl"`
-	// MaxMessageBytes raises the producer's batch size limit so records
-	// larger than franz-go's 1 MiB default can be produced; the cluster's
-	// message.max.bytes must allow them too. 0 keeps the default.
-	MaxMessageBytes int32 `yaml:"max_message_bytes"`
+	Brokers         []string   `yaml:"brokers" flag:"brokers" env:"STITCH_BROKERS" doc:"Seed brokers of a Kafka-compatible cluster ('host:port'). Empty starts the embedded broker in-process on loopback."`
+	ClientID        string     `yaml:"client_id" default:"stitch" doc:"Client id prefix; each stage appends its name."`
+	TLS             TLSConfig  `yaml:"tls"`
+	SASL            SASLConfig `yaml:"sasl"`
+	MaxMessageBytes int32      `yaml:"max_message_bytes" doc:"Largest record the producers send; 0 keeps the client default (1 MB). The cluster's 'message.max.bytes' must allow it."`
 }
 
 // TLSConfig enables TLS to the brokers. Files are PEM.
 type TLSConfig struct {
-	Enabled            bool   `yaml:"enabled"`
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-	ServerName         string `yaml:"server_name"`
+	Enabled            bool   `yaml:"enabled" flag:"tls" doc:"Use TLS to the brokers."`
+	CAFile             string `yaml:"ca_file" flag:"tls-ca" doc:"PEM file of the CA(s) to trust; empty uses the system pool."`
+	CertFile           string `yaml:"cert_file" flag:"tls-cert" doc:"PEM client certificate for mutual TLS."`
+	KeyFile            string `yaml:"key_file" flag:"tls-key" doc:"PEM key of the client certificate."`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" flag:"tls-insecure" doc:"Do not verify the brokers' certificates (testing only)."`
+	ServerName         string `yaml:"server_name" flag:"tls-server-name" doc:"Server name to verify, when it differs from the broker host."`
 }
 
-// SASLConfig authenticates to the brokers.
+// SASLConfig authenticates to the brokers. The password is never a flag, so
+// that it does not show up in shell history or the process list.
 type SASLConfig struct {
-	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty disables SASL.
-	Mechanism string `yaml:"mechanism"`
-	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	Mechanism string `yaml:"mechanism" flag:"sasl-mechanism" doc:"'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'; empty disables SASL. Event Hubs' Kafka endpoint uses 'PLAIN' with user '$ConnectionString'."`
+	Username  string `yaml:"username" flag:"sasl-user" env:"STITCH_SASL_USERNAME" doc:"SASL user."`
+	Password  string `yaml:"password" env:"STITCH_SASL_PASSWORD" doc:"SASL password; better set in the environment than written in a file."`
 }
 
 // Validate reports configuration mistakes without touching files or the

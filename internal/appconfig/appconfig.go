@@ -1,0 +1,124 @@
+// Package appconfig is the configuration of the stitch binary: the
+// pipeline's keys (pipeline.Config) and the settings only the binary uses
+// (the HTTP endpoint, the simulator, logging), read from one YAML file.
+//
+// Every key is described once, by the tags of its field (see internal/conf):
+// the defaults, the flag help, configs/stitch.yaml and the key tables of
+// configs/README.md all come from them. After adding or changing a key, run
+// go generate ./internal/appconfig; TestGeneratedFilesInStep fails until then.
+package appconfig
+
+//go:generate go run ./gen ../../configs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/stitch-xdr/stitch/internal/conf"
+	"github.com/stitch-xdr/stitch/pipeline"
+)
+
+// Config is the whole file: the pipeline's keys at the top level, next to the
+// binary's own sections.
+type Config struct {
+	pipeline.Config `yaml:",inline"`
+	HTTP            HTTPConfig     `yaml:"http"`
+	Simulate        SimulateConfig `yaml:"simulate"`
+	Log             LogConfig      `yaml:"log"`
+}
+
+// HTTPConfig is the operational endpoint.
+type HTTPConfig struct {
+	Addr string `yaml:"addr" default:"127.0.0.1:8080" flag:"http" doc:"Address of '/metrics', '/healthz', '/readyz' and '/status'."`
+}
+
+// SimulateConfig drives the built-in signal simulator.
+type SimulateConfig struct {
+	Mode        string            `yaml:"mode" default:"auto" flag:"simulate" doc:"Run the built-in signal simulator: 'auto' (only on the embedded broker), 'true' or 'false'."`
+	Rate        int               `yaml:"rate" default:"2000" flag:"rate" doc:"Records per second."`
+	Tenants     int               `yaml:"tenants" default:"2" doc:"Tenants simulated."`
+	Devices     int               `yaml:"devices" default:"300" doc:"Devices per tenant."`
+	Users       int               `yaml:"users" default:"200" doc:"Users per tenant."`
+	Seed        int64             `yaml:"seed" default:"1" doc:"Seed: the same seed gives the same stream."`
+	AttackEvery pipeline.Duration `yaml:"attack_every" default:"30s" doc:"How often an attack story starts (phish to endpoint, identity compromise, in turn); a story unfolds over a few minutes of stream time, so incidents appear a few minutes after start."`
+}
+
+// LogConfig configures log/slog and the progress line.
+type LogConfig struct {
+	Level         string            `yaml:"level" default:"warn" flag:"log-level" doc:"'debug', 'info', 'warn' or 'error'."`
+	Format        string            `yaml:"format" default:"text" doc:"'text' or 'json' (log/slog handlers, on stderr)."`
+	ProgressEvery pipeline.Duration `yaml:"progress_every" default:"5s" doc:"Interval of the progress line on stderr; '0s' turns it off."`
+}
+
+// Default is the configuration of a run with no config file: the default
+// tags of every key, the pipeline's included (so Default().Config is
+// pipeline.Default()).
+func Default() Config { return conf.Default[Config]() }
+
+// Load reads a YAML config file over the defaults. The file is strict: an
+// unknown key is an error that names it and its line.
+func Load(path string) (Config, error) { return conf.Load[Config](path) }
+
+// Key is the description of the key at a dotted path (its doc, default,
+// flag); a path no field has panics, as it is a mistake in the source.
+func Key(path string) conf.Key { return conf.MustLookup(Config{}, path) }
+
+// Simulating resolves the simulate mode against the broker choice.
+func (c *Config) Simulating() bool {
+	switch strings.ToLower(c.Simulate.Mode) {
+	case "true", "on", "yes":
+		return true
+	case "false", "off", "no":
+		return false
+	}
+	return c.Embedded()
+}
+
+// Validate reports every problem at once, each naming its key: the
+// pipeline's, then the binary's.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := c.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	bad := func(key, why string) { errs = append(errs, fmt.Errorf("%s: %s", key, why)) }
+	switch strings.ToLower(c.Simulate.Mode) {
+	case "auto", "true", "false", "on", "off", "yes", "no":
+	default:
+		bad("simulate.mode", fmt.Sprintf("%q is not one of auto, true, false", c.Simulate.Mode))
+	}
+	if _, err := c.Log.level(); err != nil {
+		bad("log.level", err.Error())
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", fmt.Sprintf("%q is not one of text, json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// Logger builds the logger the section describes, writing to w.
+func (l LogConfig) Logger(w io.Writer) (*slog.Logger, error) {
+	level, err := l.level()
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, hopts)
+	if l.Format == "json" {
+		h = slog.NewJSONHandler(w, hopts)
+	}
+	return slog.New(h), nil
+}
+
+func (l LogConfig) level() (slog.Level, error) {
+	var v slog.Level
+	if err := v.UnmarshalText([]byte(l.Level)); err != nil {
+		return v, fmt.Errorf("%q is not one of debug, info, warn, error", l.Level)
+	}
+	return v, nil
+}
