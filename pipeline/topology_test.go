@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -275,5 +276,32 @@ func TestTopologyRefusesBadStages(t *testing.T) {
 		} else {
 			t.Logf("%s: %v", name, err)
 		}
+	}
+}
+
+// docs/ARCHITECTURE.md shows the stage list as `stitch topology` prints it
+// for the default config.
+func TestArchitectureShowsTheTopology(t *testing.T) {
+	doc, err := os.ReadFile("../docs/ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const open, end = "<!-- topology:", "<!-- /topology -->"
+	i, j := bytes.Index(doc, []byte(open)), bytes.Index(doc, []byte(end))
+	if i < 0 || j < i {
+		t.Fatalf("docs/ARCHITECTURE.md has no %q ... %q block", open, end)
+	}
+	block := string(doc[i:j])
+	block = block[strings.Index(block, "```\n")+4 : strings.LastIndex(block, "```")]
+	topo, err := Describe(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	if err := topo.WriteText(&want); err != nil {
+		t.Fatal(err)
+	}
+	if block != want.String() {
+		t.Fatalf("docs/ARCHITECTURE.md shows an old topology; replace its block with the output of\n\tgo run ./cmd/stitch topology\ngot:\n%s\nwant:\n%s", block, want.String())
 	}
 }
