@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/stitch-xdr/stitch/pipeline"
+)
+
+func init() {
+	register("topology", "print the stages, topics, groups, transactional ids and state stores a config runs", topologyCmd)
+}
+
+// topologyCmd prints the declared topology for a configuration, as Kafka
+// Streams' Topology#describe() does: what an operator creates topics and
+// ACLs from by hand (topics.create: false).
+func topologyCmd(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("topology", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: stitch topology [--config FILE] [--format text|json]\n\n"+
+			"Prints each stage of the pipeline under a config: its input and output topics, consumer\n"+
+			"group, transactional id prefix and state stores with their changelog topics; then every\n"+
+			"topic with the partitions, replication and configs stitch creates it with. Nothing is\n"+
+			"started and no broker is needed.\n\n")
+		fs.PrintDefaults()
+	}
+	var pf pipelineFlags
+	pf.add(fs)
+	format := fs.String("format", "text", "output format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+	}
+	cfg, err := pf.load()
+	if err != nil {
+		return err
+	}
+	topo, err := pipeline.Describe(cfg.Config)
+	if err != nil {
+		return err
+	}
+	switch *format {
+	case "text":
+		return topo.WriteText(os.Stdout)
+	case "json":
+		return topo.WriteJSON(os.Stdout)
+	}
+	return fmt.Errorf("%w: --format %q is not text or json", errUsage, *format)
+}
