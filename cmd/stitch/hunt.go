@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stitch-xdr/stitch/internal/query"
+	"github.com/stitch-xdr/stitch/pipeline"
 )
 
 func init() {
@@ -21,7 +22,8 @@ func init() {
 
 func runHunt(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("hunt", flag.ContinueOnError)
-	dir := fs.String("dir", "./stitch-data/hunting", "hunting partitions directory")
+	def := pipeline.Default()
+	dir := fs.String("dir", def.HuntingDir(), "hunting partitions directory (where 'run' and 'replay' write them: hunting.dir, or <state.dir>/hunting)")
 	useKQL := fs.Bool("kql", false, "the query is KQL (default DuckDB SQL)")
 	format := fs.String("format", "table", "output: table, json or csv")
 	limit := fs.Int("limit", query.DefaultLimit, "row limit")

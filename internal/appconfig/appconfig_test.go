@@ -149,6 +149,25 @@ func TestOverridesValidationAndEnv(t *testing.T) {
 	}
 }
 
+// Validation errors name keys that exist (a zero config fails most checks).
+func TestValidationNamesRealKeys(t *testing.T) {
+	var zero Config
+	err := zero.Validate()
+	if err == nil {
+		t.Fatal("a zero config is valid")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) < 10 {
+		t.Fatalf("only %d problems found in a zero config: %v", len(lines), err)
+	}
+	for _, line := range lines {
+		key, _, _ := strings.Cut(line, ":")
+		if _, ok := conf.Lookup(Config{}, key); !ok {
+			t.Errorf("validation names %q, which is no key: %s", key, line)
+		}
+	}
+}
+
 func TestKeyUsageIsItsDoc(t *testing.T) {
 	if got := Key("state.dir").Usage(); got != "Local state (Pebble stores) and, by default, hunting partitions. (default ./stitch-data)" {
 		t.Fatalf("usage %q", got)
