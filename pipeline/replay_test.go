@@ -4,45 +4,22 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/cockroachdb/datadriven"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/stitch-xdr/stitch/internal/shareddata"
 )
-
-// expectFile is the shape of testdata/replay/*.expect.json.
-type expectFile struct {
-	RecordsRead  int64            `json:"records_read"`
-	Normalized   map[string]int64 `json:"normalized"`
-	DeadLettered map[string]int64 `json:"dead_lettered"`
-}
-
-func readExpect(t *testing.T, path string) expectFile {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e expectFile
-	if err := json.Unmarshal(b, &e); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	if e.Normalized == nil {
-		e.Normalized = map[string]int64{}
-	}
-	if e.DeadLettered == nil {
-		e.DeadLettered = map[string]int64{}
-	}
-	return e
-}
 
 // replay runs Replay with a checked allocator and asserts that every Arrow
 // buffer was released by the time it returns.
@@ -81,38 +58,60 @@ func readDeadLetters(t *testing.T, out string) []map[string]any {
 	return dls
 }
 
-// The foundation's acceptance case: a file mixing good records with one of
-// each kind of bad input, plus a record over the size limit. Every good record
-// is normalized and lands in the hunting partitions; every bad one is
-// dead-lettered once, with its reason, its source position and its bytes.
-func TestReplayMixedBadInput(t *testing.T) {
+// TestReplayCases replays the files of testdata/replay as the datadriven
+// cases of testdata/replay/expect say (go test -rewrite rewrites the counts):
+//
+//	replay [too-large]
+//	<input file names under testdata/replay, one a line>
+//	----
+//	the summary's records read, normalized per table, dead-lettered per reason
+//
+// too-large adds a generated record over the 1 MiB default limit (not stored:
+// it would bloat the repository). Every case also checks that each dead
+// letter in deadletter.jsonl carries its error, source and bytes, that
+// summary.json says what Replay returned, that the hunting partitions hold
+// every normalized row and that the metrics pass promlint.
+func TestReplayCases(t *testing.T) {
 	root := shareddata.Root(t)
-	exp := readExpect(t, filepath.Join(root, "testdata/replay/mixed-bad.expect.json"))
+	datadriven.RunTest(t, filepath.Join(root, "testdata/replay/expect"), func(t *testing.T, td *datadriven.TestData) string {
+		if td.Cmd != "replay" {
+			t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
+		}
+		var inputs []string
+		for _, name := range strings.Fields(td.Input) {
+			inputs = append(inputs, filepath.Join(root, "testdata/replay", name))
+		}
+		if td.HasArg("too-large") {
+			// 1.2 MB of a valid record, over the 1 MiB default limit.
+			big := filepath.Join(t.TempDir(), "big.jsonl")
+			pad := strings.Repeat("A", 1_200_000)
+			os.WriteFile(big, []byte(`{"time":"2024-06-03T08:00:00Z","tenantId":"t-big","category":"AdvancedHunting-DeviceEvents","properties":{"Timestamp":"2024-06-03T08:00:00Z","AdditionalFields":"`+pad+`"}}`+"\n"), 0o644)
+			inputs = append(inputs, big)
+		}
+		sum, out, p := replay(t, Default(), inputs...)
+		checkDeadLetters(t, out, sum.DeadLettered)
+		checkReplayOutput(t, out, p, sum)
+		return fmt.Sprintf("records read: %d\nnormalized:%s\ndead-lettered:%s",
+			sum.RecordsRead, counts(sum.Normalized), counts(sum.DeadLettered))
+	})
+}
 
-	// The too-large case is made here rather than stored: 1.2 MB of a valid
-	// record, over the 1 MiB default limit.
-	big := filepath.Join(t.TempDir(), "big.jsonl")
-	pad := strings.Repeat("A", 1_200_000)
-	os.WriteFile(big, []byte(`{"time":"2024-06-03T08:00:00Z","tenantId":"t-big","category":"AdvancedHunting-DeviceEvents","properties":{"Timestamp":"2024-06-03T08:00:00Z","AdditionalFields":"`+pad+`"}}`+"\n"), 0o644)
-	exp.RecordsRead++
-	exp.DeadLettered["too_large"]++
+// counts prints a count map as " key=n" pairs in key order.
+func counts(m map[string]int64) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&b, " %s=%d", k, m[k])
+	}
+	return b.String()
+}
 
-	sum, out, p := replay(t, Default(), filepath.Join(root, "testdata/replay/mixed-bad.jsonl"), big)
-
-	if sum.RecordsRead != exp.RecordsRead {
-		t.Errorf("records_read = %d, want %d", sum.RecordsRead, exp.RecordsRead)
+// checkDeadLetters reads deadletter.jsonl: every dead letter is there once,
+// with its reason, error, source position and original bytes.
+func checkDeadLetters(t *testing.T, out string, want map[string]int64) {
+	t.Helper()
+	if len(want) == 0 {
+		return
 	}
-	if !maps.Equal(sum.Normalized, exp.Normalized) {
-		t.Errorf("normalized = %v\nwant %v", sum.Normalized, exp.Normalized)
-	}
-	if !maps.Equal(sum.DeadLettered, exp.DeadLettered) {
-		t.Errorf("dead_lettered = %v\nwant %v", sum.DeadLettered, exp.DeadLettered)
-	}
-	// The good records around the bad ones reach the hunting partitions too.
-	if !maps.Equal(sum.HuntingRows, exp.Normalized) {
-		t.Errorf("hunting rows = %v\nwant %v", sum.HuntingRows, exp.Normalized)
-	}
-
 	dls := readDeadLetters(t, out)
 	reasons := map[string]int64{}
 	for _, d := range dls {
@@ -135,23 +134,29 @@ func TestReplayMixedBadInput(t *testing.T) {
 			}
 		}
 	}
-	if !maps.Equal(reasons, exp.DeadLettered) {
-		t.Errorf("deadletter.jsonl reasons = %v\nwant %v", reasons, exp.DeadLettered)
+	if !maps.Equal(reasons, want) {
+		t.Errorf("deadletter.jsonl reasons = %v\nwant %v", reasons, want)
 	}
+}
 
+// checkReplayOutput checks what a replay leaves beside the summary it returns.
+func checkReplayOutput(t *testing.T, out string, p *Pipeline, sum Summary) {
+	t.Helper()
+	// The good records around the bad ones reach the hunting partitions too.
+	if !maps.Equal(sum.HuntingRows, sum.Normalized) {
+		t.Errorf("hunting rows = %v\nnormalized %v", sum.HuntingRows, sum.Normalized)
+	}
 	// summary.json on disk says the same as the returned summary.
 	var disk Summary
 	b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
 	if err := json.Unmarshal(b, &disk); err != nil || disk.RecordsRead != sum.RecordsRead {
 		t.Errorf("summary.json unreadable or different: %v %+v", err, disk)
 	}
-
 	// The hunting layout: <Table>/tenant=<id>/date=YYYY-MM-DD/hour=HH/part-*.parquet.
 	files, _ := filepath.Glob(filepath.Join(out, "hunting", "*", "tenant=*", "date=*", "hour=*", "part-*.parquet"))
-	if len(files) < len(exp.Normalized) {
+	if len(files) < len(sum.Normalized) {
 		t.Errorf("only %d parquet files in the hunting layout: %v", len(files), files)
 	}
-
 	// Metrics follow the Prometheus conventions.
 	problems, err := promlint.NewWithMetricFamilies(gather(t, p)).Lint()
 	if err != nil {
@@ -169,20 +174,6 @@ func gather(t *testing.T, p *Pipeline) []*dto.MetricFamily {
 		t.Fatal(err)
 	}
 	return mfs
-}
-
-// Files holding one JSON array, or one Event Hubs envelope, are inputs too.
-func TestReplayArrayAndEnvelopeFiles(t *testing.T) {
-	root := shareddata.Root(t)
-	for _, name := range []string{"array.json", "envelope.json"} {
-		t.Run(name, func(t *testing.T) {
-			exp := readExpect(t, filepath.Join(root, "testdata/replay", strings.TrimSuffix(name, ".json")+".expect.json"))
-			sum, _, _ := replay(t, Default(), filepath.Join(root, "testdata/replay", name))
-			if sum.RecordsRead != exp.RecordsRead || !maps.Equal(sum.Normalized, exp.Normalized) || len(sum.DeadLettered) != 0 {
-				t.Errorf("got read=%d normalized=%v dead=%v; want read=%d normalized=%v", sum.RecordsRead, sum.Normalized, sum.DeadLettered, exp.RecordsRead, exp.Normalized)
-			}
-		})
-	}
 }
 
 // The Golden SAML recording is an advanced-hunting export: rows of three
