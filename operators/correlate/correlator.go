@@ -1,11 +1,3 @@
-// Package correlate groups alerts into incidents by the entities they share
-// (devices, accounts, mailboxes, files, addresses, URLs, messages, apps),
-// with all state in Pebble (package state) and only small caches in memory.
-//
-// Stage 1 calls Extract on every normalized batch and ships the small Facts it
-// returns to a repartition topic keyed by tenant; stage 2, on the owner of the
-// tenant, calls Apply with them and Tick on a timer. Both return every
-// incident that changed, in full, with Version incremented per change.
 package correlate
 
 import (
@@ -488,10 +480,16 @@ func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset
 func (t *tx) apply(partition int32, f *Facts) ([]Incident, error) {
 	c := t.c
 	c.stats.Facts++
+	var moved []string
 	for _, l := range f.Links {
-		if err := t.link(l); err != nil {
+		m, err := t.link(l)
+		if err != nil {
 			return nil, err
 		}
+		moved = appendNew(moved, m...)
+	}
+	if err := t.relink(moved); err != nil {
+		return nil, err
 	}
 	for _, s := range f.Sightings {
 		if err := t.recordSighting(s); err != nil {
@@ -526,7 +524,7 @@ func (t *tx) apply(partition int32, f *Facts) ([]Incident, error) {
 		}
 		t.alerts[a.ID] = &alertRec{T: a.Time}
 		t.newAlerts[a.ID] = newAlert(a)
-		pending, err := t.takePending(a.ID, a.Time)
+		pending, err := t.takePending(a.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -622,36 +620,69 @@ func evidenceEqual(a, b Evidence) bool {
 // correlate places alert id (new or with new entities ents) and merges the
 // incidents its linking entities bridge.
 func (t *tx) correlate(id string, ents []string) error {
-	c := t.c
 	rec := t.alerts[id]
-	w := c.cfg.window
-	type cand struct {
-		inc    string
-		reason CorrelationReason
+	linking, err := t.linking(ents, rec.T)
+	if err != nil {
+		return err
 	}
-	var cands []cand
-	var linking []string
+	cands, err := t.candidates(id, rec, linking)
+	if err != nil {
+		return err
+	}
+	w := t.c.cfg.window
+	for _, k := range linking {
+		key := state.AppendString(state.BucketKey(nil, spaceIndex, state.Bucket(rec.T, w), t.tenant), k)
+		key = append(key, id...)
+		if err := t.b.Set(key, state.AppendInt64(nil, rec.T.UnixNano())); err != nil {
+			return err
+		}
+	}
+	rec.E = appendNew(rec.E, ents...)
+	return t.place(id, rec, cands, ents)
+}
+
+// linking keeps the entities of ents that may link alerts at time at:
+// neither well-known nor prevalent.
+func (t *tx) linking(ents []string, at time.Time) ([]string, error) {
+	var out []string
 	for _, k := range ents {
 		e, ok := ParseEntity(k)
 		if !ok {
 			continue
 		}
 		if WellKnown(e) {
-			c.stats.NonLinking++
+			t.c.stats.NonLinking++
 			continue
 		}
-		prev, err := t.prevalent(e, rec.T)
+		prev, err := t.prevalent(e, at)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if prev {
-			c.stats.NonLinking++
+			t.c.stats.NonLinking++
 			continue
 		}
-		linking = append(linking, k)
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// cand is an incident an alert joins, and why.
+type cand struct {
+	inc    string
+	reason CorrelationReason
+}
+
+// candidates finds the incidents (other than the alert's own) holding an
+// alert within the window of rec that is indexed under a member of the
+// identity class of one of the linking keys.
+func (t *tx) candidates(id string, rec *alertRec, linking []string) ([]cand, error) {
+	w := t.c.cfg.window
+	var cands []cand
+	for _, k := range linking {
 		class, err := t.expand(k)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, m := range class {
 			for b := state.Bucket(rec.T.Add(-w), w); b <= state.Bucket(rec.T.Add(w), w); b++ {
@@ -675,20 +706,20 @@ func (t *tx) correlate(id string, ents []string) error {
 					return nil
 				})
 				if err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
 	}
-	for _, k := range linking {
-		key := state.AppendString(state.BucketKey(nil, spaceIndex, state.Bucket(rec.T, w), t.tenant), k)
-		key = append(key, id...)
-		if err := t.b.Set(key, state.AppendInt64(nil, rec.T.UnixNano())); err != nil {
-			return err
-		}
-	}
-	rec.E = appendNew(rec.E, ents...)
+	return cands, nil
+}
 
+// place puts alert id (rec) into one incident with the candidates' ones:
+// the oldest of them survives and the others are redirected into it; a new
+// alert without candidates opens an incident. ents are entities the alert
+// gained.
+func (t *tx) place(id string, rec *alertRec, cands []cand, ents []string) error {
+	c := t.c
 	// The incidents this alert touches: its own (if placed) and candidates'.
 	var group []*incState
 	if rec.Inc != "" {
@@ -747,6 +778,11 @@ func (t *tx) correlate(id string, ents []string) error {
 		}
 	}
 	if a := t.newAlerts[id]; a != nil && rec.Inc == "" {
+		if len(survivor.Inc.Alerts) == 0 || a.CreatedDateTime.Before(survivor.Inc.CreatedDateTime) {
+			// Kept current before flush refreshes it: the survivor of a
+			// later merge in this call is chosen by it.
+			survivor.Inc.CreatedDateTime = a.CreatedDateTime
+		}
 		survivor.Inc.Alerts = append(survivor.Inc.Alerts, *a)
 		delete(t.newAlerts, id)
 	}
@@ -883,34 +919,63 @@ func (t *tx) putPending(ev EvidenceFact) error {
 	return t.b.Set(k, v)
 }
 
-func (t *tx) takePending(alertID string, at time.Time) ([]EvidenceFact, error) {
-	g := t.c.cfg.grace
+// takePending claims the evidence held for alertID, whatever its time: in
+// every pending bucket not expired yet, so evidence that precedes its alert
+// joins it as evidence that follows it does.
+func (t *tx) takePending(alertID string) ([]EvidenceFact, error) {
 	var out []EvidenceFact
-	for b := state.Bucket(at.Add(-g), g); b <= state.Bucket(at.Add(g), g); b++ {
-		pfx := state.AppendString(state.BucketKey(nil, spacePending, b, t.tenant), alertID)
-		var found [][]byte
-		err := t.scan(pfx, func(rest, val []byte) error {
-			var ev EvidenceFact
-			if err := json.Unmarshal(val, &ev); err != nil {
-				return fmt.Errorf("correlate: pending evidence of %s: %w", alertID, err)
-			}
-			out = append(out, ev)
-			found = append(found, append(slices.Clip(pfx), rest...))
-			return nil
-		})
-		if err != nil {
-			return nil, err
+	var found [][]byte
+	err := t.everyBucket(spacePending, state.AppendString(nil, alertID), math.MaxInt64, func(key, _, val []byte) error {
+		var ev EvidenceFact
+		if err := json.Unmarshal(val, &ev); err != nil {
+			return fmt.Errorf("correlate: pending evidence of %s: %w", alertID, err)
 		}
-		// Point deletes, not a range: every range deletion in an indexed
-		// batch makes its next read re-fragment all of them, which a
-		// transaction-long batch cannot afford.
-		for _, k := range found {
-			if err := t.b.Delete(k); err != nil {
-				return nil, err
-			}
+		out = append(out, ev)
+		found = append(found, bytes.Clone(key))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Point deletes, not a range: every range deletion in an indexed batch
+	// makes its next read re-fragment all of them, which a
+	// transaction-long batch cannot afford.
+	for _, k := range found {
+		if err := t.b.Delete(k); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// everyBucket calls fn for every key of space, in every bucket up to last,
+// that continues the tenant prefix with rest: fn gets the key, what follows
+// rest in it, and the value (valid until fn returns). It
+// seeks bucket by bucket, so it costs one seek per live bucket of the space
+// whatever their times (expiry keeps few).
+func (t *tx) everyBucket(space byte, rest []byte, last int64, fn func(key, tail, val []byte) error) error {
+	it, err := t.b.NewIter(state.BucketPrefix(nil, space, math.MinInt64)[:2])
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; {
+		b := state.ReadInt64(it.Key()[2:10])
+		if b > last {
+			break
+		}
+		pfx := append(state.BucketKey(nil, space, b, t.tenant), rest...)
+		for ok = it.SeekGE(pfx); ok && bytes.HasPrefix(it.Key(), pfx); ok = it.Next() {
+			if err := fn(it.Key(), it.Key()[len(pfx):], it.Value()); err != nil {
+				return err
+			}
+		}
+		if b == math.MaxInt64 {
+			break
+		}
+		ok = it.SeekGE(state.BucketPrefix(nil, space, b+1))
+	}
+	return it.Error()
 }
 
 func hash(b []byte) uint64 {

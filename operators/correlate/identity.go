@@ -1,7 +1,10 @@
 package correlate
 
 import (
+	"math"
 	"slices"
+
+	"github.com/stitch-xdr/stitch/state"
 )
 
 // Identity classes: a per-tenant union-find of user (and device) identifiers
@@ -60,41 +63,43 @@ func (t *tx) members(root string) ([]string, error) {
 	return out, nil
 }
 
-// union joins the classes of a and b; false when refused (class too large).
-func (t *tx) union(a, b string) (bool, error) {
+// union joins the classes of a and b and returns the members of the one
+// that moved (none when a and b were one class already or the union was
+// refused because the class would grow too large).
+func (t *tx) union(a, b string) ([]string, error) {
 	ra, err := t.find(a)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	rb, err := t.find(b)
 	if err != nil || ra == rb {
-		return err == nil, err
+		return nil, err
 	}
 	ma, err := t.members(ra)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	mb, err := t.members(rb)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if len(ma)+len(mb) > maxClass {
 		t.c.stats.IdentityRefused++
-		return false, nil
+		return nil, nil
 	}
 	if len(ma) < len(mb) || (len(ma) == len(mb) && rb < ra) {
 		ra, rb, ma, mb = rb, ra, mb, ma
 	}
 	// ra survives: make sure it lists itself, then move rb's members.
 	if err := t.b.Set(t.tkey(spaceMembers, ra, ra), nil); err != nil {
-		return false, err
+		return nil, err
 	}
 	for _, m := range mb {
 		if err := t.b.Set(t.tkey(spaceParent, m), []byte(ra)); err != nil {
-			return false, err
+			return nil, err
 		}
 		if err := t.b.Set(t.tkey(spaceMembers, ra, m), nil); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	// rb's member list goes key by key (mb is all of it): a range deletion
@@ -102,23 +107,71 @@ func (t *tx) union(a, b string) (bool, error) {
 	// all its range deletions.
 	for _, m := range mb {
 		if err := t.b.Delete(t.tkey(spaceMembers, rb, m)); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	t.classes = nil // cached expansions are stale
-	return true, nil
+	return mb, nil
 }
 
-// link unions every identifier of one account.
-func (t *tx) link(keys []string) error {
-	var ids []string
+// link unions every identifier of one account and returns the identifiers
+// whose class changed (see relink).
+func (t *tx) link(keys []string) ([]string, error) {
+	var ids, moved []string
 	for _, k := range keys {
 		if e, ok := ParseEntity(k); ok && unifiable(e) && !WellKnown(e) {
 			ids = append(ids, k)
 		}
 	}
 	for _, k := range ids[min(1, len(ids)):] {
-		if _, err := t.union(ids[0], k); err != nil {
+		mb, err := t.union(ids[0], k)
+		if err != nil {
+			return nil, err
+		}
+		moved = appendNew(moved, mb...)
+	}
+	return moved, nil
+}
+
+// relink joins the incidents that identity links learned after their alerts
+// bridge. When a union moves class B into class A, every alert indexed under
+// a member of B is looked up again with the joined class: it finds the
+// alerts of A within its window, as it would have had the link come first.
+// (Looking up B's alerts is enough: a pair within the window has one alert
+// on each side, and pairs within one side were joined already.)
+func (t *tx) relink(moved []string) error {
+	var alerts []string
+	for _, m := range moved {
+		err := t.everyBucket(spaceIndex, state.AppendString(nil, m), math.MaxInt64, func(_, alert, _ []byte) error {
+			alerts = appendNew(alerts, string(alert))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, id := range alerts {
+		rec, err := t.alert(id)
+		if err != nil {
+			return err
+		}
+		if rec == nil || rec.Inc == "" {
+			continue // released by idle close
+		}
+		var keys []string
+		for _, k := range rec.E {
+			if slices.Contains(moved, k) {
+				keys = append(keys, k)
+			}
+		}
+		cands, err := t.candidates(id, rec, keys)
+		if err != nil {
+			return err
+		}
+		if len(cands) == 0 {
+			continue
+		}
+		if err := t.place(id, rec, cands, nil); err != nil {
 			return err
 		}
 	}

@@ -77,6 +77,9 @@ func runScenario(t *testing.T, path string) {
 		s.command(fmt.Sprintf("%s:%d", filepath.Base(path), line), strings.Fields(text))
 	}
 	s.flush()
+	if err := s.correlator().Verify(); err != nil {
+		t.Errorf("invariants after the scenario: %v", err)
+	}
 }
 
 func (s *scenario) correlator() *Correlator {
