@@ -49,7 +49,7 @@ func runHunt(ctx context.Context, args []string) error {
 		}
 		q = string(b)
 	}
-	opts := []query.QueryOption{query.Limit(*limit), query.Timeout(*timeout)}
+	opts := []query.Option{query.Limit(*limit), query.Timeout(*timeout)}
 	if *useKQL {
 		opts = append(opts, query.In(query.KQL))
 	}
@@ -59,7 +59,7 @@ func runHunt(ctx context.Context, args []string) error {
 	if *since > 0 {
 		opts = append(opts, query.Since(time.Now().Add(-*since)))
 	}
-	res, err := query.Query(ctx, *dir, q, opts...)
+	res, err := query.Run(ctx, *dir, q, opts...)
 	if err != nil {
 		return err
 	}

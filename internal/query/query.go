@@ -49,7 +49,7 @@ type Result struct {
 	SQL string
 }
 
-type queryConfig struct {
+type config struct {
 	tenant  string
 	since   time.Time
 	limit   int
@@ -57,24 +57,24 @@ type queryConfig struct {
 	lang    Language
 }
 
-// QueryOption configures Query.
-type QueryOption func(*queryConfig)
+// Option configures Run.
+type Option func(*config)
 
 // Tenant restricts every table to one tenant (only its partitions are read).
-func Tenant(t string) QueryOption { return func(c *queryConfig) { c.tenant = t } }
+func Tenant(t string) Option { return func(c *config) { c.tenant = t } }
 
 // Since restricts every table to rows with Timestamp >= t (older date
 // partitions are not read).
-func Since(t time.Time) QueryOption { return func(c *queryConfig) { c.since = t } }
+func Since(t time.Time) Option { return func(c *config) { c.since = t } }
 
 // Limit sets the row limit (default 30000).
-func Limit(n int) QueryOption { return func(c *queryConfig) { c.limit = n } }
+func Limit(n int) Option { return func(c *config) { c.limit = n } }
 
 // Timeout sets the time limit (default 10m).
-func Timeout(d time.Duration) QueryOption { return func(c *queryConfig) { c.timeout = d } }
+func Timeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
 // In sets the query language (default SQL).
-func In(l Language) QueryOption { return func(c *queryConfig) { c.lang = l } }
+func In(l Language) Option { return func(c *config) { c.lang = l } }
 
 // Tables lists the tables under dir that have at least one Parquet file.
 func Tables(dir string) ([]string, error) {
@@ -109,9 +109,9 @@ func hasParquet(dir string) bool {
 
 var identRE = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
 
-// Query runs q against the hunting partitions under dir.
-func Query(ctx context.Context, dir, q string, opts ...QueryOption) (*Result, error) {
-	cfg := queryConfig{limit: DefaultLimit, timeout: DefaultTimeout}
+// Run runs q against the hunting partitions under dir.
+func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
+	cfg := config{limit: DefaultLimit, timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -190,7 +190,7 @@ func Query(ctx context.Context, dir, q string, opts ...QueryOption) (*Result, er
 	return res, nil
 }
 
-func queryErr(ctx context.Context, err error, cfg queryConfig) error {
+func queryErr(ctx context.Context, err error, cfg config) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("hunting: query exceeded the time limit of %s: %w", cfg.timeout, err)
 	}
@@ -199,7 +199,7 @@ func queryErr(ctx context.Context, err error, cfg queryConfig) error {
 
 // viewSQL is the view of one table. Tenant and time filters sit on the hive
 // partition columns so DuckDB skips other tenants' and older days' files.
-func viewSQL(dir, table string, cfg queryConfig) string {
+func viewSQL(dir, table string, cfg config) string {
 	glob := filepath.ToSlash(filepath.Join(dir, table)) + "/**/*.parquet"
 	var where []string
 	if cfg.tenant != "" {

@@ -100,14 +100,14 @@ func TestQueryAnswersMatchInputs(t *testing.T) {
 	cases := []struct {
 		name  string
 		sql   string
-		opts  []QueryOption
+		opts  []Option
 		table string
 		keep  func(input, parquettest.Row) bool
 	}{
 		{"all rows of a table", "SELECT tenant, ReportId FROM DeviceProcessEvents", nil, "DeviceProcessEvents", all},
-		{"tenant pruning", "SELECT tenant, ReportId FROM DeviceNetworkEvents", []QueryOption{Tenant("t2")}, "DeviceNetworkEvents",
+		{"tenant pruning", "SELECT tenant, ReportId FROM DeviceNetworkEvents", []Option{Tenant("t2")}, "DeviceNetworkEvents",
 			func(in input, _ parquettest.Row) bool { return in.tenant == "t2" }},
-		{"since", "SELECT tenant, ReportId FROM DeviceProcessEvents", []QueryOption{Since(since)}, "DeviceProcessEvents",
+		{"since", "SELECT tenant, ReportId FROM DeviceProcessEvents", []Option{Since(since)}, "DeviceProcessEvents",
 			func(_ input, r parquettest.Row) bool { return !r.Time.Before(since) }},
 		{"filter on a string column", "SELECT tenant, ReportId FROM DeviceProcessEvents WHERE FileName LIKE 'FileName-1%'", nil, "DeviceProcessEvents",
 			func(_ input, r parquettest.Row) bool {
@@ -120,7 +120,7 @@ func TestQueryAnswersMatchInputs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := Query(ctx, dir, c.sql, c.opts...)
+			res, err := Run(ctx, dir, c.sql, c.opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func TestQueryAnswersMatchInputs(t *testing.T) {
 
 func TestQueryTypesAndLimit(t *testing.T) {
 	dir, _ := fixture(t)
-	res, err := Query(context.Background(), dir,
+	res, err := Run(context.Background(), dir,
 		"SELECT Timestamp, ReportId, ProcessId, IsProcessRemoteSession, ActionType, FileName FROM DeviceProcessEvents ORDER BY ReportId", Limit(7))
 	if err != nil {
 		t.Fatal(err)
@@ -157,17 +157,17 @@ func TestQueryTypesAndLimit(t *testing.T) {
 
 func TestQueryErrors(t *testing.T) {
 	dir, _ := fixture(t)
-	if _, err := Query(context.Background(), dir, "SELECT * FROM NoSuchTable"); err == nil {
+	if _, err := Run(context.Background(), dir, "SELECT * FROM NoSuchTable"); err == nil {
 		t.Error("query of a table without files succeeded")
 	}
-	if _, err := Query(context.Background(), dir, "SELEC 1"); err == nil {
+	if _, err := Run(context.Background(), dir, "SELEC 1"); err == nil {
 		t.Error("syntax error accepted")
 	}
 }
 
 func TestKQLQueryMatchesInputs(t *testing.T) {
 	dir, ins := fixture(t)
-	res, err := Query(context.Background(), dir,
+	res, err := Run(context.Background(), dir,
 		"DeviceProcessEvents\n| where ActionType =~ 'actiontype1' and FileName startswith 'filename-'\n| summarize n = count() by tenant\n| sort by tenant asc",
 		In(KQL))
 	if err != nil {

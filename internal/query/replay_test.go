@@ -102,7 +102,7 @@ func TestReplayedPartitions(t *testing.T) {
 
 	t.Run("row counts and types", func(t *testing.T) {
 		for _, table := range tables {
-			res, err := query.Query(ctx, dir, fmt.Sprintf("SELECT tenant, count(*) FROM %s GROUP BY tenant", table))
+			res, err := query.Run(ctx, dir, fmt.Sprintf("SELECT tenant, count(*) FROM %s GROUP BY tenant", table))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,11 +123,11 @@ func TestReplayedPartitions(t *testing.T) {
 	t.Run("queries", func(t *testing.T) {
 		for _, c := range queryCases(recs) {
 			t.Run(c.name, func(t *testing.T) {
-				var opts []query.QueryOption
+				var opts []query.Option
 				if c.kql {
 					opts = append(opts, query.In(query.KQL))
 				}
-				res, err := query.Query(ctx, dir, c.q, opts...)
+				res, err := query.Run(ctx, dir, c.q, opts...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -309,7 +309,7 @@ func checkTypes(t *testing.T, dir, table string) {
 	if typ := arrowType("Timestamp"); typ != arrow.TIMESTAMP {
 		t.Errorf("%s: Parquet Timestamp is %v, want a timestamp", table, typ)
 	}
-	res, err := query.Query(context.Background(), dir, "SELECT * FROM "+table+" LIMIT 1")
+	res, err := query.Run(context.Background(), dir, "SELECT * FROM "+table+" LIMIT 1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func TestAcceptance(t *testing.T) {
 			continue
 		}
 		translated++
-		if _, err := query.Query(context.Background(), dir, m[1], query.In(query.KQL), query.Timeout(time.Minute)); err != nil {
+		if _, err := query.Run(context.Background(), dir, m[1], query.In(query.KQL), query.Timeout(time.Minute)); err != nil {
 			reason := cell(err)
 			if m := missingTable.FindStringSubmatch(err.Error()); m != nil {
 				reason = "table " + m[1] + " is not one stitch normalizes (normalize.Tables), so no view exists for it"
