@@ -302,12 +302,12 @@ func statusDone(p *proc) func(map[string]int64) bool {
 
 // runStatus is the part of a run's /status JSON the tests read.
 type runStatus struct {
-	RecordsRead int64            `json:"records_read"`
-	Normalized  map[string]int64 `json:"normalized"`
-	Dead        map[string]int64 `json:"dead_lettered"`
-	RecordsIn   map[string]int64 `json:"records_in"`
-	Incidents   int64            `json:"incident_updates"`
-	Hunting     map[string]int64 `json:"hunting_rows"`
+	RecordsRead      int64            `json:"records_read"`
+	Normalized       map[string]int64 `json:"normalized"`
+	Dead             map[string]int64 `json:"dead_lettered"`
+	RecordsIn        map[string]int64 `json:"records_in"`
+	IncidentVersions int64            `json:"incident_updates"` // versions published, not incidents
+	Hunting          map[string]int64 `json:"hunting_rows"`
 }
 
 // httpAddr is the run's HTTP address, from its stderr line

@@ -176,7 +176,7 @@ func (s *scaled) shares(t *testing.T) string {
 			i.last = st
 		}
 		parts = append(parts, fmt.Sprintf("%s: read %d, incident versions %d, hunting rows %d",
-			i.name, i.last.RecordsRead, i.last.Incidents, sum(huntingRows(t, filepath.Join(i.state, "hunting")))))
+			i.name, i.last.RecordsRead, i.last.IncidentVersions, sum(huntingRows(t, filepath.Join(i.state, "hunting")))))
 	}
 	return strings.Join(parts, "; ")
 }
