@@ -96,10 +96,10 @@ func applyTick(t *testing.T, c *correlate.Correlator, recs []eosRecord) []string
 // facts whose state changes go to the changelogs inside a Kafka transaction,
 // and into the store only after it committed.
 type eosOwner struct {
-	t   *testing.T
-	cl  *kgo.Client // transactional, manual partitioner
-	log *changelogWriter
-	c   *correlate.Correlator
+	t         *testing.T
+	cl        *kgo.Client // transactional, manual partitioner
+	changelog *changelogWriter
+	c         *correlate.Correlator
 }
 
 // txn processes recs in one transaction. abort aborts the Kafka
@@ -117,12 +117,12 @@ func (o *eosOwner) txn(ctx context.Context, recs []eosRecord, abort, crash bool)
 	if err := o.cl.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := o.log.emit(correlatorStore{o.c}, 2, func(r *kgo.Record) {
+	_, err := o.changelog.emit(correlatorStore{o.c}, 2, func(r *kgo.Record) {
 		res, err := o.cl.ProduceSync(ctx, r).First()
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.log.produced(res)
+		o.changelog.produced(res)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func (o *eosOwner) txn(ctx context.Context, recs []eosRecord, abort, crash bool)
 	if err := o.cl.EndTransaction(ctx, kgo.TransactionEndTry(!abort)); err != nil {
 		t.Fatal(err)
 	}
-	pos := o.log.positions()
+	pos := o.changelog.positions()
 	if abort || crash {
 		o.c.Abort()
 		return
@@ -208,8 +208,8 @@ func TestRestoreFromChangelogs(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(cl.Close)
-		l := newChangelogWriter([]string{topics.Changelog, topics.WindowChangelog}, topics.Facts)
-		return &eosOwner{t: t, cl: cl, log: l, c: newCor()}
+		w := newChangelogWriter([]string{topics.Changelog, topics.WindowChangelog}, topics.Facts)
+		return &eosOwner{t: t, cl: cl, changelog: w, c: newCor()}
 	}
 	commitGroup := func(upto int) map[int32]int64 {
 		committed := map[int32]int64{}
