@@ -1,7 +1,7 @@
 // Package parquet writes normalized batches into hunting partitions: Parquet
 // files in a Hive layout that DuckDB, Spark or pyarrow read directly,
 //
-//	<dir>/<Table>/tenant=<tenantId>/date=YYYY-MM-DD/hour=HH/part-<segment>-<n>.parquet
+//	<dir>/<Table>/tenant=<tenantId>/date=YYYY-MM-DD/hour=HH/part-<Table>-<segment hash>-<n>.parquet
 //
 // exactly once with respect to the Kafka offsets the batches came from.
 //
@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -427,7 +428,10 @@ func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
 		}
 	}
 	t := time.Unix(key.hour*3600, 0).UTC()
-	name := fmt.Sprintf("part-%s-%04d.parquet", w.segID, w.fileSeq)
+	// The name carries its own table; the segment (named after the first
+	// source it read, often another table's topic) only as a hash, which
+	// keeps names unique across segments.
+	name := fmt.Sprintf("part-%s-%016x-%04d.parquet", key.table, fnv64(w.segID), w.fileSeq)
 	w.fileSeq++
 	pf := &partFile{
 		key:    key,
@@ -762,4 +766,11 @@ func checkName(what, s string) error {
 		return fmt.Errorf("parquet: %s name %q is not a plain identifier", what, s)
 	}
 	return nil
+}
+
+// fnv64 is the FNV-1a hash of s.
+func fnv64(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
 }
