@@ -19,6 +19,7 @@ type config struct {
 	prevalenceN                             int
 	sync                                    bool
 	owns                                    func(tenant string) bool
+	partitionOf                             func(tenant string) int32
 }
 
 // Option configures New.
@@ -50,6 +51,16 @@ func WithEvidenceGrace(d time.Duration) Option { return func(c *config) { c.grac
 // partition moved to another process, and only the owner may close their
 // incidents (default: every tenant in the store).
 func WithOwnership(owns func(tenant string) bool) Option { return func(c *config) { c.owns = owns } }
+
+// WithPartitioner tells the correlator which facts partition each tenant's
+// facts come from (the facts producer's partitioner), so that the idle close
+// and expiry of a tenant's state follow that partition's clock from the
+// start; without it the correlator learns the partition from the facts it
+// applies, and until it has seen a tenant's facts treats the tenant by the
+// highest clock of any partition.
+func WithPartitioner(partitionOf func(tenant string) int32) Option {
+	return func(c *config) { c.partitionOf = partitionOf }
+}
 
 // WithSync makes every Apply fsync its batch (default off: state and offsets
 // are committed atomically, so a lost tail is replayed from Kafka).
@@ -84,6 +95,8 @@ type Correlator struct {
 	clock clock
 	stats Stats
 	pend  *pending
+	// parts is the facts partition of each tenant seen (see WithPartitioner).
+	parts map[string]int32
 }
 
 // pending is an open transaction: its batch, the offsets it covers, and what
@@ -93,6 +106,7 @@ type pending struct {
 	offsets map[state.TopicPartition]int64
 	stats   Stats
 	marks   map[int32]time.Time
+	parts   []string // tenants whose partition it recorded
 }
 
 // New returns a correlator over store.
@@ -116,6 +130,9 @@ func New(store *state.Store, opts ...Option) (*Correlator, error) {
 		return nil, err
 	}
 	c.clock.marks = marks
+	if c.parts, err = loadParts(store); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -265,6 +282,9 @@ func (c *Correlator) Restore(del bool, key, val []byte) error {
 			c.clock.marks[p] = time.Unix(0, state.ReadInt64(val)).UTC()
 		}
 	}
+	if tenant, p, ok := parsePartitionRecord(key, val); ok && !del {
+		c.parts[tenant] = p
+	}
 	if del {
 		return c.pend.b.Delete(key)
 	}
@@ -284,6 +304,13 @@ func (c *Correlator) Abort() {
 	_ = p.b.Close()
 	c.stats = p.stats
 	c.clock.marks = p.marks
+	for _, tenant := range p.parts {
+		// What the store says (or nothing): the next facts record it again.
+		delete(c.parts, tenant)
+		if v, ok, err := c.store.Get(state.TenantKey(nil, spacePartition, tenant)); err == nil && ok && len(v) == 4 {
+			c.parts[tenant] = int32(binary.BigEndian.Uint32(v))
+		}
+	}
 }
 
 // Skip records that topic/partition/offset was consumed without facts to
@@ -330,6 +357,7 @@ const (
 	spaceIndex     = 'x' // bucketed: entity -> alerts
 	spacePending   = 'e' // bucketed: evidence before its alert
 	spaceIdle      = 'c' // bucketed: incidents by last alert day
+	spacePartition = 'p' // the facts partition of a tenant
 	idleBucket     = 24 * time.Hour
 )
 
@@ -445,6 +473,9 @@ func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset
 		// In a transaction: a failure leaves the pending batch half written,
 		// so the caller must Abort (as it must anyway: its outputs are lost).
 		t := c.begin(f.Tenant)
+		if err := t.notePartition(partition); err != nil {
+			return nil, err
+		}
 		out, err := t.apply(partition, f)
 		if err != nil {
 			return nil, err
@@ -456,7 +487,11 @@ func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset
 		return out, nil
 	}
 	t := c.begin(f.Tenant)
-	out, err := t.apply(partition, f)
+	err := t.notePartition(partition)
+	var out []Incident
+	if err == nil {
+		out, err = t.apply(partition, f)
+	}
 	if err == nil && topic != "" {
 		err = t.b.SetOffset(topic, partition, offset)
 	}
@@ -472,9 +507,52 @@ func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset
 		}
 	}
 	if err := t.b.Commit(c.cfg.sync); err != nil {
+		delete(c.parts, f.Tenant) // written again by the next facts
 		return nil, fmt.Errorf("correlate: commit facts of tenant %s: %w", f.Tenant, err)
 	}
 	return out, nil
+}
+
+// notePartition records that the tenant's facts come from partition, in
+// memory and, when that is news, in the store (T 'p' tenant), so that every
+// replica restored from the changelog ages the tenant's state by the same
+// clock (see window.go).
+func (t *tx) notePartition(partition int32) error {
+	c := t.c
+	if p, ok := c.parts[t.tenant]; ok && p == partition {
+		return nil
+	}
+	c.parts[t.tenant] = partition
+	if c.pend != nil {
+		c.pend.parts = append(c.pend.parts, t.tenant)
+	}
+	return t.b.Set(t.tkey(spacePartition), binary.BigEndian.AppendUint32(nil, uint32(partition)))
+}
+
+// loadParts reads the facts partition of every tenant the store knows.
+func loadParts(store *state.Store) (map[string]int32, error) {
+	it, err := store.NewIter([]byte{'T', spacePartition})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	parts := map[string]int32{}
+	for ok := it.First(); ok; ok = it.Next() {
+		tenant, p, ok := parsePartitionRecord(it.Key(), it.Value())
+		if !ok {
+			return nil, fmt.Errorf("correlate: bad tenant partition record %q", it.Key())
+		}
+		parts[tenant] = p
+	}
+	return parts, it.Error()
+}
+
+func parsePartitionRecord(k, v []byte) (string, int32, bool) {
+	tenant, bucketed, ok := state.KeyTenant(k)
+	if !ok || bucketed || k[1] != spacePartition || len(k) != 2+len(tenant)+1 || len(v) != 4 {
+		return "", 0, false
+	}
+	return string(tenant), int32(binary.BigEndian.Uint32(v)), true
 }
 
 func (t *tx) apply(partition int32, f *Facts) ([]Incident, error) {
@@ -519,7 +597,7 @@ func (t *tx) apply(partition int32, f *Facts) ([]Incident, error) {
 			continue // a replayed or duplicate alert
 		}
 		c.stats.Alerts++
-		if c.clock.late(a.Time) {
+		if c.clock.late(partition, a.Time) {
 			c.stats.Late++
 		}
 		t.alerts[a.ID] = &alertRec{T: a.Time}
@@ -987,8 +1065,9 @@ func hash(b []byte) uint64 {
 }
 
 // Tick closes incidents idle for the idle period and expires buckets, by
-// event time (the watermark clock, capped at now so a future-dated record
-// cannot close everything).
+// event time: each tenant's by the clock of its facts partition (see
+// window.go), capped at now so a future-dated record cannot close
+// everything.
 func (c *Correlator) Tick(now time.Time) ([]Incident, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -999,17 +1078,18 @@ func (c *Correlator) Tick(now time.Time) ([]Incident, error) {
 	if !now.IsZero() && now.Before(clk) {
 		clk = now
 	}
+	clocks := tenantClocks{c: c, global: clk, of: map[string]time.Time{}}
 	if c.pend != nil {
-		out, err := c.closeIdle(c.pend.b, clk)
+		out, err := c.closeIdle(c.pend.b, &clocks)
 		if err == nil {
-			err = c.expire(c.pend.b, clk)
+			err = c.expire(c.pend.b, &clocks)
 		}
 		return out, err
 	}
 	b := c.store.NewBatch()
-	out, err := c.closeIdle(b, clk)
+	out, err := c.closeIdle(b, &clocks)
 	if err == nil {
-		err = c.expire(b, clk)
+		err = c.expire(b, &clocks)
 	}
 	if err != nil {
 		b.Close()
@@ -1021,8 +1101,39 @@ func (c *Correlator) Tick(now time.Time) ([]Incident, error) {
 	return out, nil
 }
 
-func (c *Correlator) closeIdle(b *state.Batch, clk time.Time) ([]Incident, error) {
-	cutoff := state.Bucket(clk.Add(-c.cfg.idle), idleBucket)
+// tenantClocks are the clocks of one Tick: global is the highest (capped at
+// now), which no tenant's exceeds.
+type tenantClocks struct {
+	c      *Correlator
+	global time.Time
+	of     map[string]time.Time
+}
+
+// tenant is the clock that ages tenant's state: its facts partition's
+// (capped at global); the global one for a tenant whose partition is not
+// known or that this process does not own (its state is not ours to keep);
+// zero (nothing ages) for one whose partition has delivered nothing yet.
+func (tc *tenantClocks) tenant(tenant string) time.Time {
+	if t, ok := tc.of[tenant]; ok {
+		return t
+	}
+	c := tc.c
+	clk := tc.global
+	p, known := c.parts[tenant]
+	if !known && c.cfg.partitionOf != nil {
+		p, known = c.cfg.partitionOf(tenant), true
+	}
+	if known && (c.cfg.owns == nil || c.cfg.owns(tenant)) {
+		if pc := c.clock.of(p); pc.Before(clk) {
+			clk = pc
+		}
+	}
+	tc.of[tenant] = clk
+	return clk
+}
+
+func (c *Correlator) closeIdle(b *state.Batch, clocks *tenantClocks) ([]Incident, error) {
+	cutoff := state.Bucket(clocks.global.Add(-c.cfg.idle), idleBucket)
 	start, end := state.BucketRange(spaceIdle, math.MinInt64, cutoff)
 	it, err := b.NewIter(start[:2])
 	if err != nil {
@@ -1032,17 +1143,22 @@ func (c *Correlator) closeIdle(b *state.Batch, clk time.Time) ([]Incident, error
 	type ref struct {
 		tenant, id string
 		key        []byte
+		clk        time.Time
 	}
 	var refs []ref
 	for ok := it.First(); ok && string(it.Key()) < string(end); ok = it.Next() {
-		_, tenant, rest, err := state.ParseBucketKey(it.Key())
+		bucket, tenant, rest, err := state.ParseBucketKey(it.Key())
 		if err != nil || len(rest) == 0 {
 			continue
 		}
 		if c.cfg.owns != nil && !c.cfg.owns(tenant) {
 			continue // another process owns this tenant now: its incidents are not ours to close
 		}
-		refs = append(refs, ref{tenant, string(rest[:len(rest)-1]), slices.Clone(it.Key())})
+		clk := clocks.tenant(tenant)
+		if clk.IsZero() || bucket >= state.Bucket(clk.Add(-c.cfg.idle), idleBucket) {
+			continue // not idle by the tenant's own clock
+		}
+		refs = append(refs, ref{tenant, string(rest[:len(rest)-1]), slices.Clone(it.Key()), clk})
 	}
 	err = it.Error()
 	it.Close()
@@ -1058,7 +1174,7 @@ func (c *Correlator) closeIdle(b *state.Batch, clk time.Time) ([]Incident, error
 		if err != nil {
 			return nil, err
 		}
-		if s == nil || clk.Sub(s.LastAlert) < c.cfg.idle {
+		if s == nil || r.clk.Sub(s.LastAlert) < c.cfg.idle {
 			continue // closed already, or a stale entry of a busy incident
 		}
 		for _, a := range s.Inc.Alerts {
@@ -1081,8 +1197,11 @@ func (c *Correlator) closeIdle(b *state.Batch, clk time.Time) ([]Incident, error
 	return out, nil
 }
 
-// expire drops whole buckets that no future lookup can reach.
-func (c *Correlator) expire(b *state.Batch, clk time.Time) error {
+// expire drops the buckets that no future lookup can reach: per tenant by
+// its clock, a whole bucket with one range deletion when it is past every
+// tenant's in it. Only buckets that still hold keys are visited (a seek per
+// tenant per bucket), so expiry costs nothing once a bucket is gone.
+func (c *Correlator) expire(b *state.Batch, clocks *tenantClocks) error {
 	for _, x := range []struct {
 		space byte
 		width time.Duration
@@ -1092,9 +1211,62 @@ func (c *Correlator) expire(b *state.Batch, clk time.Time) error {
 		{spacePending, c.cfg.grace, c.cfg.grace + c.cfg.lateness},
 		{spaceSightings, PrevalenceBucket, c.cfg.lookback + c.cfg.lateness},
 	} {
-		cut := state.Bucket(clk.Add(-x.keep), x.width) - 1
-		start, end := state.BucketRange(x.space, math.MinInt64, cut)
-		if err := b.DeleteRange(start, end); err != nil {
+		cutOf := func(clk time.Time) int64 {
+			if clk.IsZero() {
+				return math.MinInt64
+			}
+			return state.Bucket(clk.Add(-x.keep), x.width) - 1 // buckets below it go
+		}
+		if err := expireSpace(b, x.space, cutOf(clocks.global), func(tenant string) int64 {
+			return cutOf(clocks.tenant(tenant))
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expireSpace deletes, in every bucket of space below cut, the keys of each
+// tenant whose own cut is above the bucket.
+func expireSpace(b *state.Batch, space byte, cut int64, tenantCut func(string) int64) error {
+	it, err := b.NewIter([]byte{'B', space})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	type span struct{ start, end []byte }
+	var dels []span
+	for ok := it.First(); ok; {
+		bucket, tenant, _, err := state.ParseBucketKey(it.Key())
+		if err != nil {
+			return err
+		}
+		if bucket >= cut {
+			break
+		}
+		all, first := true, len(dels)
+		for ok && bucket == state.ReadInt64(it.Key()[2:10]) {
+			if _, tenant, _, err = state.ParseBucketKey(it.Key()); err != nil {
+				return err
+			}
+			pfx := state.BucketKey(nil, space, bucket, tenant)
+			if bucket < tenantCut(tenant) {
+				dels = append(dels, span{pfx, state.PrefixEnd(pfx)})
+			} else {
+				all = false
+			}
+			ok = it.SeekGE(state.PrefixEnd(pfx))
+		}
+		if all {
+			start, end := state.BucketRange(space, bucket, bucket+1)
+			dels = append(dels[:first], span{start, end})
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	for _, d := range dels {
+		if err := b.DeleteRange(d.start, d.end); err != nil {
 			return err
 		}
 	}

@@ -28,17 +28,26 @@
 //     the class that moved are looked up again with the joined class
 //     (relink).
 //
-// Issue 17 was the last two missing: an identity link learned after the
+// And no state such a lookup needs may go while a fact that needs it can
+// still arrive: the entity index, the pending evidence and the incidents of
+// a tenant age by the clock of the tenant's own facts partition, never by a
+// partition consumed ahead of it (window.go).
+//
+// Issue 17 was the last three missing. An identity link learned after the
 // alerts it bridges (a telemetry or evidence batch that happened to be
-// applied later) joined nothing, and evidence stamped more than the grace
-// period before its alert was found only when it happened to arrive after
-// the alert. Both depended on where poll, batch and transaction boundaries
-// fell, so the same stream gave different incidents at different scales and
-// commit intervals, and two live incidents could share a linking entity
-// within the window. Keep the invariant: a change that adds a way for two
-// alerts to be joined must look up, at the moment it is applied, every alert
-// it can newly join. CheckInvariants states what must hold after any
-// sequence of facts; the order tests feed one stream in many orders and
+// applied later) joined nothing; evidence stamped more than the grace period
+// before its alert was found only when it happened to arrive after the
+// alert; and one partition's watermark running ahead of another's (a larger
+// fetch or poll, another process) expired the index and pending evidence,
+// and closed the incidents, of tenants still behind. All three depended on
+// where poll, batch and transaction boundaries fell, so the same stream gave
+// different incidents at different scales and commit intervals, and two live
+// incidents could share a linking entity within the window. Keep the
+// invariant: a change that adds a way for two alerts to be joined must look
+// up, at the moment it is applied, every alert it can newly join, and state
+// ages only by the clock of the partition it belongs to. CheckInvariants
+// states what must hold after any sequence of facts; the order tests
+// (order_test.go, metamorphic_test.go) feed one stream in many orders and
 // transaction sizes and compare the incidents as sets of alert ids.
 //
 // What is still judged at arrival, by design: prevalence (an entity is

@@ -3,11 +3,14 @@ package correlate
 import "time"
 
 // Event time. Each input partition has a watermark: the latest event time it
-// delivered. The correlator's clock is the highest watermark less the allowed
-// lateness; an alert older than the clock when it arrives is late. Late alerts
-// are still placed (their entities are looked up in state like any other) and
-// counted in Stats().Late. The clock, not the wall clock, drives idle close
-// and expiry, so a replay of old data behaves as it did live.
+// delivered. A partition's clock is its watermark less the allowed lateness;
+// an alert older than its partition's clock when it arrives is late. Late
+// alerts are still placed (their entities are looked up in state like any
+// other) and counted in Stats().Late. A tenant's facts all come from one
+// partition, and that partition's clock, not the wall clock nor another
+// partition's, drives the idle close and expiry of the tenant's state, so a
+// replay of old data behaves as it did live and a partition consumed ahead
+// of another (fetch and poll sizes decide that) expires nothing of it.
 type clock struct {
 	marks    map[int32]time.Time
 	lateness time.Duration
@@ -22,7 +25,16 @@ func (c *clock) observe(partition int32, t time.Time) {
 	}
 }
 
-// now is the event-time clock (zero before any input).
+// of is partition p's clock (zero before any input from it).
+func (c *clock) of(p int32) time.Time {
+	t, ok := c.marks[p]
+	if !ok {
+		return time.Time{}
+	}
+	return t.Add(-c.lateness)
+}
+
+// now is the highest clock of any partition (zero before any input).
 func (c *clock) now() time.Time {
 	var hi time.Time
 	for _, t := range c.marks {
@@ -36,8 +48,8 @@ func (c *clock) now() time.Time {
 	return hi.Add(-c.lateness)
 }
 
-// late says whether an event at t arrives behind the clock.
-func (c *clock) late(t time.Time) bool {
-	now := c.now()
+// late says whether an event at t arrives behind partition p's clock.
+func (c *clock) late(p int32, t time.Time) bool {
+	now := c.of(p)
 	return !now.IsZero() && t.Before(now)
 }
