@@ -1,7 +1,6 @@
 package correlate
 
 import (
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -36,7 +35,21 @@ func linkFact(tenant string, at time.Time, ids ...string) *Facts {
 // incidents as sorted groups of alert ids.
 func run(t *testing.T, facts []*Facts, commitEvery int, opts ...Option) []string {
 	t.Helper()
-	st, err := state.Open(t.TempDir(), state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
+	return runIn(t, t.TempDir(), facts, commitEvery, opts...)
+}
+
+// tb is what run needs of a test: *testing.T and *rapid.T both are.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+}
+
+// runIn is run with the store in dir.
+func runIn(t tb, dir string, facts []*Facts, commitEvery int, opts ...Option) []string {
+	t.Helper()
+	st, err := state.Open(dir, state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +120,7 @@ func groups(latest map[string]Incident) []string {
 	return out
 }
 
-func sameGroups(t *testing.T, what string, got, want []string) {
+func sameGroups(t tb, what string, got, want []string) {
 	t.Helper()
 	if !slices.Equal(got, want) {
 		t.Errorf("%s:\n got %s\nwant %s", what, strings.Join(got, " | "), strings.Join(want, " | "))
@@ -166,5 +179,3 @@ func TestLaggingPartitionKeepsItsState(t *testing.T) {
 	sameGroups(t, "one partition ahead", run(t, []*Facts{ea, a, ahead, eb, b, ec, c}, 1), want)
 	sameGroups(t, "ahead while evidence waits", run(t, []*Facts{ea, a, eb, ec, ahead, b, c}, 1), want)
 }
-
-var _ = fmt.Sprint
