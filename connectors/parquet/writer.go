@@ -4,6 +4,14 @@
 //	<dir>/<Table>/tenant=<tenantId>/date=YYYY-MM-DD/hour=HH/part-<Table>-<segment hash>-<n>.parquet
 //
 // exactly once with respect to the Kafka offsets the batches came from.
+// The tenant element is the id escaped, or a hashed form for ids that cannot
+// be a path element (TenantElement); dates are those of years 0001-9999;
+// columns named like a partition column are renamed (RenamedSuffix).
+//
+// Memory is bounded by configuration, not by the data: at most
+// MaxOpenFiles partition files are open (the least recently written is
+// finished to open another), and their row groups buffer about
+// MaxBufferedBytes of input together.
 //
 // How exactly-once works: Write stages rows in files under <dir>/_staging
 // (named *.parquet.tmp, invisible to readers). Commit finishes and fsyncs
@@ -59,18 +67,24 @@ type TopicPartition struct {
 const (
 	manifestDir = "_manifest"
 	stagingDir  = "_staging"
-	offsetsFile = "offsets.json"
-	pendingExt  = ".pending.json"
-	tmpExt      = ".tmp"
+	// quarantineDir holds the files of committed segments that could not
+	// be published, each with a .reason.json beside it.
+	quarantineDir = "_quarantine"
+	offsetsFile   = "offsets.json"
+	pendingExt    = ".pending.json"
+	tmpExt        = ".tmp"
 )
 
 type config struct {
 	rollBytes    int64
 	rollAge      time.Duration
 	rowGroupRows int64
+	maxOpen      int
+	maxBuffered  int64
 	clock        func() time.Time
 	mem          memory.Allocator
 	log          *slog.Logger
+	quarantined  func(file, reason string)
 }
 
 // Option configures a Writer.
@@ -87,6 +101,26 @@ func RollAge(d time.Duration) Option { return func(c *config) { c.rollAge = d } 
 // RowGroupRows is the number of rows per Parquet row group (default 131072):
 // large enough for scan-friendly column chunks, small enough to buffer.
 func RowGroupRows(n int) Option { return func(c *config) { c.rowGroupRows = int64(n) } }
+
+// MaxOpenFiles bounds the partition files open at once (default 32): when a
+// batch needs another, the least recently written one is finished (its
+// footer written; it joins the segment and is published at Commit). Each
+// open file holds its encoders and its buffered row group, so this, with
+// MaxBufferedBytes, is what bounds the writer's memory whatever the number
+// of (table, tenant, hour) partitions a segment touches.
+func MaxOpenFiles(n int) Option { return func(c *config) { c.maxOpen = n } }
+
+// MaxBufferedBytes bounds the input bytes buffered in the row groups of the
+// open files together (default 64 MiB): past it, the file holding the most
+// writes its row group out.
+func MaxBufferedBytes(n int64) Option { return func(c *config) { c.maxBuffered = n } }
+
+// OnQuarantine is called for each file of a segment that could not be
+// published and was moved to _quarantine instead (file is its partition
+// path, reason the error), so the caller can count it.
+func OnQuarantine(f func(file, reason string)) Option {
+	return func(c *config) { c.quarantined = f }
+}
 
 // Clock replaces time.Now (tests).
 func Clock(f func() time.Time) Option { return func(c *config) { c.clock = f } }
@@ -115,6 +149,8 @@ type Writer struct {
 	open     map[partKey]*partFile
 	finished []manifestFile
 	bytes    int64 // approximate bytes staged in this segment
+	buffered int64 // input bytes in the open files' row groups (estimated)
+	tick     uint64
 
 	hours []int64 // reused per batch
 
@@ -140,6 +176,9 @@ type partFile struct {
 	staged string // relative to dir
 	final  string // relative to dir
 	rows   int64
+
+	used     uint64 // w.tick at the last write: the least recently used is closed first
+	buffered int64  // input bytes in its current row group (estimated)
 }
 
 type offsetRange struct {
@@ -175,6 +214,8 @@ func Open(dir string, opts ...Option) (*Writer, error) {
 		rollBytes:    128 << 20,
 		rollAge:      5 * time.Minute,
 		rowGroupRows: 128 << 10,
+		maxOpen:      DefaultMaxOpenFiles,
+		maxBuffered:  DefaultMaxBufferedBytes,
 		clock:        time.Now,
 		mem:          memory.DefaultAllocator,
 		log:          slog.Default(),
@@ -182,8 +223,8 @@ func Open(dir string, opts ...Option) (*Writer, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.rowGroupRows <= 0 || cfg.rollBytes <= 0 {
-		return nil, fmt.Errorf("parquet: RowGroupRows and RollBytes must be positive")
+	if cfg.rowGroupRows <= 0 || cfg.rollBytes <= 0 || cfg.maxOpen <= 0 || cfg.maxBuffered <= 0 {
+		return nil, fmt.Errorf("parquet: RowGroupRows, RollBytes, MaxOpenFiles and MaxBufferedBytes must be positive")
 	}
 	for _, d := range []string{dir, filepath.Join(dir, manifestDir), filepath.Join(dir, stagingDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -214,6 +255,7 @@ func (w *Writer) resetSegment() {
 	w.open = map[partKey]*partFile{}
 	w.finished = nil
 	w.bytes = 0
+	w.buffered = 0
 	w.broken = nil
 }
 
@@ -283,7 +325,8 @@ func (w *Writer) Due() bool {
 	if len(w.ranges) == 0 {
 		return false
 	}
-	return w.bytes >= w.cfg.rollBytes || w.cfg.clock().Sub(w.started) >= w.cfg.rollAge
+	return w.bytes >= w.cfg.rollBytes || len(w.finished) >= maxSegmentFiles ||
+		w.cfg.clock().Sub(w.started) >= w.cfg.rollAge
 }
 
 // Write stages the rows of b, split by the hour of each row's Timestamp.
@@ -311,6 +354,10 @@ func (w *Writer) Write(src Source, b normalize.Batch) error {
 		if b.Tenant == "" {
 			return errors.New("parquet: batch without tenant")
 		}
+		if rec, renamed := safeColumns(b.Record); renamed {
+			defer rec.Release()
+			b.Record = rec
+		}
 		if err := w.writeRecord(src, b); err != nil {
 			w.broken = err
 			return err
@@ -333,7 +380,7 @@ func (w *Writer) writeRecord(src Source, b normalize.Batch) error {
 	if w.segID == "" {
 		// Deterministic and unique: no other segment can start at this
 		// offset, because committing it moves Resume past it.
-		w.segID = fmt.Sprintf("%s-%d-%d", escape(src.Topic), src.Partition, src.Offset)
+		w.segID = safeName(fmt.Sprintf("%s-%d-%d", src.Topic, src.Partition, src.Offset))
 	}
 	hours := rowHours(w.hours, rec, b.MinTime)
 	w.hours = hours
@@ -360,27 +407,61 @@ func (w *Writer) writeRecord(src Source, b normalize.Batch) error {
 			return fmt.Errorf("parquet: write %s: %w", pf.final, err)
 		}
 		pf.rows += int64(hi - lo)
+		// The batch's input bytes, shared out by rows, stand for what
+		// the row group now buffers.
+		est := max(b.Bytes, int64(len(hours))*64) * int64(hi-lo) / int64(len(hours))
+		pf.buffered += est
+		w.buffered += est
 		if pf.cw.n+pf.fw.RowGroupTotalCompressedBytes() >= w.cfg.rollBytes {
 			if err := w.finish(pf); err != nil {
 				return err
 			}
+		}
+		if w.buffered > w.cfg.maxBuffered {
+			w.flushLargest()
 		}
 		lo = hi
 	}
 	return nil
 }
 
-// rowHours returns, per row, the UTC hour (since the epoch) of its Timestamp.
-// A row without one (the normalizer dead-letters those, so this is a guard)
-// goes to the hour of the batch's MinTime.
-func rowHours(dst []int64, rec arrow.Record, min time.Time) []int64 {
+// flushLargest writes out the row group of the open file that buffers the
+// most, so the open files together buffer at most about MaxBufferedBytes.
+func (w *Writer) flushLargest() {
+	var big *partFile
+	for _, pf := range w.open {
+		if big == nil || pf.buffered > big.buffered {
+			big = pf
+		}
+	}
+	if big == nil || big.buffered == 0 {
+		return
+	}
+	big.fw.NewBufferedRowGroup() // closes (writes out) the current one
+	w.buffered -= big.buffered
+	big.buffered = 0
+}
+
+// The partitions a timestamp may land in: years 0001 to 9999, so that every
+// date= directory parses as YYYY-MM-DD. The normalizer dead-letters rows
+// outside them; a row from elsewhere is clamped to the first or last hour.
+var (
+	minHour = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Unix() / 3600
+	maxHour = time.Date(9999, 12, 31, 23, 0, 0, 0, time.UTC).Unix() / 3600
+)
+
+// rowHours returns, per row, the UTC hour (since the epoch) of its Timestamp,
+// clamped to [minHour, maxHour]. A row without one (the normalizer
+// dead-letters those, so this is a guard) goes to the hour of the batch's
+// MinTime.
+func rowHours(dst []int64, rec arrow.Record, minTime time.Time) []int64 {
 	n := int(rec.NumRows())
 	hours := dst[:0]
 	if cap(hours) < n {
 		hours = make([]int64, n)
 	}
 	hours = hours[:n]
-	fallback := min.UTC().Unix() / 3600
+	fallback := clampHour(minTime.UTC().Unix() / 3600)
 	var ts *array.Timestamp
 	var unit arrow.TimeUnit
 	for i, f := range rec.Schema().Fields() {
@@ -410,20 +491,35 @@ func rowHours(dst []int64, rec arrow.Record, min time.Time) []int64 {
 		if v < 0 && v%perHour != 0 {
 			h-- // floor, for the rare pre-1970 value
 		}
-		hours[i] = h
+		hours[i] = clampHour(h)
 	}
 	return hours
 }
+
+func clampHour(h int64) int64 { return min(max(h, minHour), maxHour) }
 
 // file returns the open file of a partition, starting one when there is
 // none or when the schema changed (schema evolution rolls the file, so each
 // file has one schema and readers union them by name).
 func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
+	w.tick++
 	if pf, ok := w.open[key]; ok {
 		if pf.schema.Equal(schema) {
+			pf.used = w.tick
 			return pf, nil
 		}
 		if err := w.finish(pf); err != nil {
+			return nil, err
+		}
+	}
+	for len(w.open) >= w.cfg.maxOpen {
+		var lru *partFile
+		for _, pf := range w.open {
+			if lru == nil || pf.used < lru.used {
+				lru = pf
+			}
+		}
+		if err := w.finish(lru); err != nil {
 			return nil, err
 		}
 	}
@@ -437,7 +533,8 @@ func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
 		key:    key,
 		schema: schema,
 		staged: filepath.Join(stagingDir, name+tmpExt),
-		final: filepath.Join(key.table, "tenant="+escape(key.tenant),
+		used:   w.tick,
+		final: filepath.Join(key.table, "tenant="+TenantElement(key.tenant),
 			"date="+t.Format("2006-01-02"), "hour="+t.Format("15"), name),
 	}
 	f, err := os.OpenFile(filepath.Join(w.dir, pf.staged), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
@@ -482,6 +579,8 @@ func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
 // segment's file list and is renamed at Commit.
 func (w *Writer) finish(pf *partFile) error {
 	delete(w.open, pf.key)
+	w.buffered -= pf.buffered
+	pf.buffered = 0
 	err := pf.fw.Close()
 	if err == nil {
 		err = pf.f.Sync()
@@ -522,7 +621,7 @@ func (w *Writer) Commit() error {
 	m := manifest{Segment: w.segID, Files: w.finished, Created: w.cfg.clock().UTC()}
 	if m.Segment == "" { // only empty batches: still move the offsets on
 		r := w.firstRange()
-		m.Segment = fmt.Sprintf("%s-%d-%d", escape(r.Topic), r.Partition, r.First)
+		m.Segment = safeName(fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.First))
 	}
 	for _, r := range w.ranges {
 		m.Ranges = append(m.Ranges, *r)
@@ -582,7 +681,14 @@ func (w *Writer) complete(mpath string, m *manifest) error {
 				w.cfg.log.Warn("hunting: committed file is gone", "file", f.Final)
 				continue
 			}
-			return fmt.Errorf("parquet: publish %s: %w", f.Final, err)
+			// A file that cannot be published must not stop the pipeline
+			// (nor every restart, which would redo this manifest): it is
+			// set aside with its reason. Only when even that fails (the
+			// disk itself) is the commit an error, retried by a restart.
+			if qerr := w.quarantine(m.Segment, f, err); qerr != nil {
+				return fmt.Errorf("parquet: publish %s: %w (quarantine: %v)", f.Final, err, qerr)
+			}
+			continue
 		}
 		for d := filepath.Dir(final); d != w.dir && len(d) > len(w.dir); d = filepath.Dir(d) {
 			dirs[d] = true

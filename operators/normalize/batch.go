@@ -119,10 +119,19 @@ func (c *colBuilder) release() {
 	c.b.Release()
 }
 
-// pending is the open batch of one (table, tenant).
+// pending is the open batch of one (table, tenant), with the columns this
+// tenant promoted: promotion is per tenant, so a key only one tenant sends
+// never becomes a column of another's batches, and each tenant has its own
+// budget of MaxExtraColumns.
 type pending struct {
 	tenant     string
-	cols       []colBuilder
+	cols       []colBuilder // the table's defined columns, then extras
+	extras     []columnDef  // promoted columns, in order
+	extraIndex map[string]int
+	extraCol   int    // index in extras of ExtraFieldsColumn, -1 until needed
+	scratch    []slot // the current row's extras
+	version    int
+	schema     *arrow.Schema
 	rows       int
 	bytes      int64
 	first      time.Time // arrival (clock) of the oldest row, for FlushDue
@@ -151,16 +160,13 @@ func (p *pending) reserve() {
 	}
 }
 
-// tableState is a Normalizer's view of a table: the defined columns plus
-// those it promoted, and the open batches per tenant.
+// tableState is a Normalizer's view of a table: the defined columns, and
+// the open batches per tenant (which hold the columns each tenant promoted).
 type tableState struct {
-	t        *table
-	cols     []columnDef
-	index    map[string]int
-	version  int
-	schema   *arrow.Schema
-	extraCol int // index of ExtraFieldsColumn, -1 until needed
-	scratch  []slot
+	t       *table
+	cols    []columnDef
+	index   map[string]int
+	scratch []slot
 	// next[c+1] is the key that followed column c in the last record (c is
 	// -1 at the start of a record): visitColumn's guess for the next key.
 	next    []keyHint
@@ -172,7 +178,6 @@ type tableState struct {
 func newTableState(t *table) *tableState {
 	st := &tableState{
 		t: t, cols: append([]columnDef(nil), t.columns...), index: make(map[string]int, len(t.columns)),
-		version: SchemaVersion, schema: t.schema, extraCol: -1,
 		scratch: make([]slot, len(t.columns)), pending: map[string]*pending{},
 		next: make([]keyHint, len(t.columns)+1),
 	}
@@ -205,42 +210,53 @@ func newKeyHint(name string, idx int) keyHint {
 	return h
 }
 
-// promote adds an undefined column as nullable utf8 and bumps the schema
-// version; open batches get it (null-filled) at their next append or flush.
-func (st *tableState) promote(name string) int {
-	idx := len(st.cols)
-	st.cols = append(st.cols, columnDef{name: name, kind: kindString})
-	st.index[name] = idx
-	st.scratch = append(st.scratch, slot{})
-	st.next = append(st.next, keyHint{idx: -1})
-	st.version++
-	st.schema = buildSchema(st.t.name, st.cols, st.version)
+func (st *tableState) newPending(tenant string, mem memory.Allocator) *pending {
+	p := &pending{tenant: tenant, extraCol: -1, version: SchemaVersion, schema: st.t.schema}
+	for _, c := range st.cols {
+		p.cols = append(p.cols, newColBuilder(mem, c.kind))
+	}
+	return p
+}
+
+// promote adds an undefined column to p's tenant as nullable utf8 (null for
+// the rows p already holds) and bumps the tenant's schema version. It
+// returns the column's index in p.extras.
+func (st *tableState) promote(p *pending, name string, mem memory.Allocator) int {
+	idx := len(p.extras)
+	p.extras = append(p.extras, columnDef{name: name, kind: kindString})
+	if p.extraIndex == nil {
+		p.extraIndex = map[string]int{}
+	}
+	p.extraIndex[name] = idx
+	p.scratch = append(p.scratch, slot{})
+	c := newColBuilder(mem, kindString)
+	c.appendNulls(p.rows)
+	p.cols = append(p.cols, c)
+	p.version++
+	p.schema = buildSchema(st.t.name, append(append([]columnDef(nil), st.cols...), p.extras...), p.version)
 	return idx
 }
 
-func (st *tableState) extras() int {
-	n := len(st.cols) - len(st.t.columns)
-	if st.extraCol >= 0 {
+// promoted is the number of p's promoted columns, ExtraFieldsColumn aside.
+func (p *pending) promoted() int {
+	n := len(p.extras)
+	if p.extraCol >= 0 {
 		n--
 	}
 	return n
 }
 
-// widen gives p builders for columns promoted since it was opened, filled
-// with nulls for the rows it already holds.
-func (st *tableState) widen(p *pending, mem memory.Allocator) {
-	for len(p.cols) < len(st.cols) {
-		c := newColBuilder(mem, st.cols[len(p.cols)].kind)
-		c.appendNulls(p.rows)
-		p.cols = append(p.cols, c)
-	}
-}
-
-// appendRow moves the scratch row into p.
+// appendRow moves the scratch row (the defined columns' from st, the
+// extras' from p) into p.
 func (st *tableState) appendRow(p *pending, ts int64) {
-	for i := range p.cols {
+	def := len(st.cols)
+	for i := range def {
 		p.cols[i].append(&st.scratch[i])
 	}
+	for i := range p.scratch {
+		p.cols[def+i].append(&p.scratch[i])
+	}
+	clear(p.scratch)
 	if p.rows == 0 {
 		p.minT, p.maxT = math.MaxInt64, math.MinInt64
 	}
@@ -253,7 +269,6 @@ func (st *tableState) flush(p *pending, mem memory.Allocator, emit func(Batch)) 
 	if p.rows == 0 {
 		return
 	}
-	st.widen(p, mem)
 	arrs := make([]arrow.Array, len(p.cols))
 	p.lastRows = p.rows
 	p.lastData = p.lastData[:0]
@@ -261,7 +276,7 @@ func (st *tableState) flush(p *pending, mem memory.Allocator, emit func(Batch)) 
 		p.lastData = append(p.lastData, p.cols[i].dataLen())
 		arrs[i] = p.cols[i].newArray()
 	}
-	rec := array.NewRecord(st.schema, arrs, int64(p.rows))
+	rec := array.NewRecord(p.schema, arrs, int64(p.rows))
 	for _, a := range arrs {
 		a.Release()
 	}

@@ -82,15 +82,18 @@ func (n *Normalizer) Stats() Stats {
 	return s
 }
 
-// Schema is the current schema of table in this Normalizer: Schema(table)
-// plus the columns it promoted. Nil for an unknown table.
-func (n *Normalizer) Schema(table string) *arrow.Schema {
+// Schema is the current schema of table for tenant in this Normalizer:
+// Schema(table) plus the columns promoted for that tenant (promotion is per
+// tenant). Nil for an unknown table.
+func (n *Normalizer) Schema(table, tenant string) *arrow.Schema {
 	t := tableIndex[table]
 	if t == nil {
 		return nil
 	}
 	if st := n.states[t.pos]; st != nil {
-		return st.schema
+		if p := st.pending[tenant]; p != nil {
+			return p.schema
+		}
 	}
 	return t.schema
 }
@@ -290,15 +293,14 @@ func (n *Normalizer) beginRow(st *tableState) {
 // fits, to the (table, tenant) batch.
 func (n *Normalizer) commitRow(st *tableState, tenant []byte, size int64, emit func(Batch)) {
 	ts := &st.scratch[st.t.ts]
-	if len(n.extras) > 0 {
-		n.placeExtras(st)
-	}
 	p := st.pending[string(tenant)]
 	if p == nil {
-		p = &pending{tenant: string(tenant)}
+		p = st.newPending(string(tenant), n.cfg.mem)
 		st.pending[p.tenant] = p
 	}
-	st.widen(p, n.cfg.mem)
+	if len(n.extras) > 0 {
+		n.placeExtras(st, p)
+	}
 	if p.rows == 0 {
 		p.first = n.cfg.clock()
 		p.reserve()
@@ -396,14 +398,15 @@ func isEmptyValue(v *fastjson.Value) bool {
 	return false
 }
 
-// placeExtras puts the row's undefined columns into promoted columns, or,
-// once the table has MaxExtraColumns of them, into the ExtraFields object.
-func (n *Normalizer) placeExtras(st *tableState) {
+// placeExtras puts the row's undefined columns into the columns promoted
+// for its tenant, or, once the tenant has MaxExtraColumns of them in this
+// table, into the ExtraFields object.
+func (n *Normalizer) placeExtras(st *tableState, p *pending) {
 	n.ofbuf = n.ofbuf[:0]
 	for _, e := range n.extras {
-		idx, ok := st.index[string(e.name)]
+		idx, ok := p.extraIndex[string(e.name)]
 		if !ok {
-			if st.extras() >= MaxExtraColumns {
+			if p.promoted() >= MaxExtraColumns {
 				if len(n.ofbuf) == 0 {
 					n.ofbuf = append(n.ofbuf, '{')
 				} else {
@@ -418,16 +421,16 @@ func (n *Normalizer) placeExtras(st *tableState) {
 				}
 				continue
 			}
-			idx = st.promote(string(e.name))
+			idx = st.promote(p, string(e.name), n.cfg.mem)
 		}
-		setSlot(&st.scratch[idx], e.val)
+		setSlot(&p.scratch[idx], e.val)
 	}
 	if len(n.ofbuf) > 0 {
 		n.ofbuf = append(n.ofbuf, '}')
-		if st.extraCol < 0 {
-			st.extraCol = st.promote(ExtraFieldsColumn)
+		if p.extraCol < 0 {
+			p.extraCol = st.promote(p, ExtraFieldsColumn, n.cfg.mem)
 		}
-		st.scratch[st.extraCol] = slot{set: true, b: n.ofbuf}
+		p.scratch[p.extraCol] = slot{set: true, b: n.ofbuf}
 	}
 }
 

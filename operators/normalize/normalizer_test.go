@@ -73,14 +73,15 @@ func TestBatchByAge(t *testing.T) {
 }
 
 // TestSchemaEvolution: an undefined column is promoted to a utf8 column that
-// later batches carry, with a bumped schema version; open batches of other
-// tenants get it null-filled.
+// later batches of its tenant carry, with a bumped schema version; another
+// tenant's batches never get it (promotion is per tenant).
 func TestSchemaEvolution(t *testing.T) {
 	n, c := newChecked(t)
 	addString(n, c, deviceRecord("t1", 1))
 	n.Flush(c.emit)
 	addString(n, c, deviceRecord("t2", 2))
 	addString(n, c, `{"time":"2021-08-02T13:11:40Z","tenantId":"t1","category":"AdvancedHunting-DeviceProcessEvents","properties":{"ProcessId":3,"NewThing":{"a":[1,2]},"Flag":true}}`)
+	addString(n, c, deviceRecord("t1", 4))
 	n.Flush(c.emit)
 	if len(c.batches) != 3 {
 		t.Fatalf("%d batches", len(c.batches))
@@ -91,23 +92,56 @@ func TestSchemaEvolution(t *testing.T) {
 	}
 	for _, b := range c.batches[1:] {
 		v, _ := b.Record.Schema().Metadata().GetValue(MetaSchemaVersion)
-		if v != "3" {
-			t.Errorf("%s: schema version %q, want 3 after two promotions", b.Tenant, v)
-		}
-		col := Strings(b.Record, "NewThing")
+		_, has := b.Record.Schema().FieldsByName("NewThing")
 		switch b.Tenant {
 		case "t1":
-			if col.Value(0) != `{"a":[1,2]}` || Strings(b.Record, "Flag").Value(0) != "true" {
+			if v != "3" {
+				t.Errorf("t1: schema version %q, want 3 after two promotions", v)
+			}
+			col := Strings(b.Record, "NewThing")
+			if col.Value(0) != `{"a":[1,2]}` || Strings(b.Record, "Flag").Value(0) != "true" || !col.IsNull(1) {
 				t.Errorf("promoted values %q %q", col.Value(0), Strings(b.Record, "Flag").Value(0))
 			}
 		case "t2":
-			if !col.IsNull(0) {
-				t.Error("row from before the promotion not null")
+			if has || v != "1" {
+				t.Errorf("t2 got t1's columns (schema version %q)", v)
 			}
 		}
 	}
-	if got := n.Schema("DeviceProcessEvents").NumFields(); got != Schema("DeviceProcessEvents").NumFields()+2 {
-		t.Errorf("Normalizer schema has %d fields", got)
+	if got := n.Schema("DeviceProcessEvents", "t1").NumFields(); got != Schema("DeviceProcessEvents").NumFields()+2 {
+		t.Errorf("Normalizer schema of t1 has %d fields", got)
+	}
+	if got := n.Schema("DeviceProcessEvents", "t2").NumFields(); got != Schema("DeviceProcessEvents").NumFields() {
+		t.Errorf("Normalizer schema of t2 has %d fields", got)
+	}
+}
+
+// TestPromotionBudgetPerTenant: one tenant that invents keys fills its own
+// budget of MaxExtraColumns, not another tenant's.
+func TestPromotionBudgetPerTenant(t *testing.T) {
+	n, c := newChecked(t)
+	var sb strings.Builder
+	for i := 0; i < MaxExtraColumns+2; i++ {
+		fmt.Fprintf(&sb, `,"X%02d":"v%d"`, i, i)
+	}
+	addString(n, c, `{"time":"2021-08-02T13:11:40Z","tenantId":"noisy","category":"AdvancedHunting-AlertInfo","properties":{"AlertId":"a1"`+sb.String()+`}}`)
+	addString(n, c, `{"time":"2021-08-02T13:11:40Z","tenantId":"quiet","category":"AdvancedHunting-AlertInfo","properties":{"AlertId":"a2","Mine":"m"}}`)
+	n.Flush(c.emit)
+	for _, b := range c.batches {
+		names := map[string]bool{}
+		for _, f := range b.Record.Schema().Fields() {
+			names[f.Name] = true
+		}
+		switch b.Tenant {
+		case "noisy":
+			if !names[ExtraFieldsColumn] || names["Mine"] {
+				t.Errorf("noisy: columns %v", b.Record.Schema())
+			}
+		case "quiet":
+			if names["X00"] || names[ExtraFieldsColumn] || !names["Mine"] {
+				t.Errorf("quiet: columns %v", b.Record.Schema())
+			}
+		}
 	}
 }
 

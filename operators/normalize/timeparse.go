@@ -5,7 +5,8 @@ import "time"
 // parseTime parses the timestamps Microsoft 365 Defender products write:
 // RFC 3339 with 0-9 fractional digits ("2021-08-02T13:11:39.7724491Z"), the
 // same without a zone (UTC), and the space-separated export form
-// ("2020-10-18 10:56:05.751"). It returns microseconds since the Unix epoch.
+// ("2020-10-18 10:56:05.751"). It returns microseconds since the Unix epoch,
+// and false for an instant outside the UTC years 0001-9999.
 // Hand-written because time.Parse needs one layout per variant and this runs
 // for every row.
 func parseTime(b []byte) (int64, bool) {
@@ -62,8 +63,20 @@ func parseTime(b []byte) (int64, bool) {
 		return 0, false
 	}
 	unix := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC).Unix() - offset
+	if unix < minUnix || unix > maxUnix {
+		// "9999-12-31T23:30:00-01:00" is in year 10000 in UTC: no
+		// date= partition, JSON encoder or retention can hold it.
+		return 0, false
+	}
 	return unix*1_000_000 + micros, true
 }
+
+// The instants a timestamp may name: UTC years 0001 to 9999, what RFC 3339,
+// the hunting partitions (date=YYYY-MM-DD) and JSON output can write.
+var (
+	minUnix = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	maxUnix = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()
+)
 
 func digits(b []byte) (int, bool) {
 	n := 0

@@ -1,0 +1,139 @@
+package parquet
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/stitch-xdr/stitch/connectors/parquet/parquettest"
+)
+
+// peakAllocator counts the bytes the Arrow allocator holds and their peak.
+type peakAllocator struct {
+	memory.Allocator
+	cur, peak atomic.Int64
+}
+
+func (a *peakAllocator) add(n int) {
+	c := a.cur.Add(int64(n))
+	for {
+		p := a.peak.Load()
+		if c <= p || a.peak.CompareAndSwap(p, c) {
+			return
+		}
+	}
+}
+
+func (a *peakAllocator) Allocate(n int) []byte { a.add(n); return a.Allocator.Allocate(n) }
+func (a *peakAllocator) Reallocate(n int, b []byte) []byte {
+	a.add(n - len(b))
+	return a.Allocator.Reallocate(n, b)
+}
+func (a *peakAllocator) Free(b []byte) { a.add(-len(b)); a.Allocator.Free(b) }
+
+// heapPeak samples the Go heap in use until stop is called, which returns
+// the peak.
+func heapPeak() (stop func() uint64) {
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return func() uint64 { close(done); wg.Wait(); return peak.Load() }
+}
+
+var long = flag.Bool("stitch.long", os.Getenv("STITCH_E2E_LONG") != "", "run the long forms; or set STITCH_E2E_LONG=1")
+
+// memoryBound is the documented bound of the writer's heap for its
+// configuration (docs/ARCHITECTURE.md, "Memory"): about 2 MiB per open file
+// (encoders of a wide table), the buffered row groups twice over (the
+// garbage collector lets the heap reach twice what is live), and a base.
+func memoryBound(maxOpen int, maxBuffered int64) uint64 {
+	return 32<<20 + uint64(maxOpen)*(2<<20) + 2*uint64(maxBuffered)
+}
+
+// TestMemoryBoundedByConfiguration replays what made the writer grow 1-1.5
+// MB per distinct (table, tenant, hour) of a segment (24 GB for 25,000
+// hours): one row for each of many hours, or of many tenants. The heap
+// stays under the bound derived from the configuration, and every row is
+// in Parquet.
+func TestMemoryBoundedByConfiguration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	for _, c := range []struct {
+		name           string
+		hours, tenants int
+		long           bool
+	}{
+		{"400-hours", 400, 1, false},
+		{"400-tenants", 1, 400, false},
+		{"25000-hours", 25000, 1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.long && !*long {
+				t.Skip("-stitch.long (or STITCH_E2E_LONG=1)")
+			}
+			const maxOpen, maxBuffered = 16, 16 << 20
+			dir := t.TempDir()
+			runtime.GC()
+			stop := heapPeak()
+			w, err := Open(dir, MaxOpenFiles(maxOpen), MaxBufferedBytes(maxBuffered))
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+			schema := parquettest.Schema("DeviceEvents")
+			n := max(c.hours, c.tenants)
+			for i := range n {
+				tenant := fmt.Sprintf("tenant-%d", i%c.tenants)
+				at := base.Add(time.Duration(i%c.hours) * time.Hour)
+				b := parquettest.Batch(memory.DefaultAllocator, schema, tenant, []parquettest.Row{{Time: at, ID: int64(i)}})
+				if err := w.Write(Source{Topic: "hunting.DeviceEvents", Offset: int64(i)}, b); err != nil {
+					t.Fatal(err)
+				}
+				b.Release()
+				if len(w.open) > maxOpen {
+					t.Fatalf("%d files open, bound %d", len(w.open), maxOpen)
+				}
+				if w.Due() { // as the hunting sink does between polls
+					if err := w.Commit(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			peak, bound := stop(), memoryBound(maxOpen, maxBuffered)
+			t.Logf("heap peak %d MiB, bound %d MiB", peak>>20, bound>>20)
+			if peak > bound {
+				t.Errorf("heap peaked at %d MiB, over the bound of %d MiB for %d open files", peak>>20, bound>>20, maxOpen)
+			}
+			if rows := readBack(t, dir); len(rows) != n {
+				t.Errorf("%d rows in Parquet, want %d", len(rows), n)
+			}
+		})
+	}
+}
