@@ -83,6 +83,8 @@ type HuntingConfig struct {
 	Dir            string   `yaml:"dir" doc:"Parquet root; empty means '<state.dir>/hunting'."`
 	RollBytes      int64    `yaml:"roll_bytes" default:"134217728" doc:"Roll the open files (commit a segment) at this many input bytes."`
 	RollAge        Duration `yaml:"roll_age" default:"1m" doc:"... or when the oldest pending row is this old: the delay before rows are visible to hunting queries."`
+	MaxOpenFiles   int      `yaml:"max_open_files" default:"32" doc:"Partition files (one per table, tenant and hour) open at once; past it the least recently written is finished early. About 2 MiB of memory each: with 'max_buffered_bytes' this bounds the writer's memory, whatever the hours and tenants of the input."`
+	MaxBuffered    int64    `yaml:"max_buffered_bytes" default:"67108864" doc:"Input bytes the open files buffer in their row groups together; past it the largest writes its row group out."`
 	Retention      Duration `yaml:"retention" default:"30d" doc:"Partitions older than this (by event time) are deleted, whenever they were written: replaying a recording older than this through 'run' keeps none of it."`
 	RetentionEvery Duration `yaml:"retention_every" default:"1h" doc:"How often the retention job runs (also once at start); '0s' turns it off. 'replay' turns it off: it usually writes old recordings."`
 }
@@ -166,6 +168,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Hunting.Retention <= 0 {
 		bad("hunting.retention", "must be positive")
+	}
+	if c.Hunting.MaxOpenFiles < 1 {
+		bad("hunting.max_open_files", "must be at least 1")
+	}
+	if c.Hunting.MaxBuffered < 1 {
+		bad("hunting.max_buffered_bytes", "must be at least 1")
 	}
 	if !c.Embedded() {
 		if err := c.Kafka.ClientConfig.Validate(); err != nil {

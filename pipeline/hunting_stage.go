@@ -54,6 +54,9 @@ type huntingSink struct {
 	assigned map[string]map[int32]bool
 	pending  map[string]int64 // table → rows written since the last commit
 	consumed map[string]int64 // topic → records read since the last commit
+	// partial says a stop left records of the last poll unwritten: the
+	// group's offsets must not move past them (onAssigned would skip them).
+	partial bool
 }
 
 func newHuntingSink(sc *StageContext) (*huntingSink, error) {
@@ -61,6 +64,9 @@ func newHuntingSink(sc *StageContext) (*huntingSink, error) {
 	w, err := parquet.Open(p.cfg.HuntingDir(),
 		parquet.RollBytes(p.cfg.Hunting.RollBytes),
 		parquet.RollAge(p.cfg.Hunting.RollAge.D()),
+		parquet.MaxOpenFiles(p.cfg.Hunting.MaxOpenFiles),
+		parquet.MaxBufferedBytes(p.cfg.Hunting.MaxBuffered),
+		parquet.OnQuarantine(func(string, string) { p.metrics.HuntingQuarantined.Inc() }),
 		parquet.Allocator(p.mem),
 		parquet.Logger(p.log),
 	)
@@ -189,6 +195,9 @@ func (h *huntingSink) commit(ctx context.Context, cl *kgo.Client) error {
 	}
 	clear(h.consumed)
 	h.p.totals.merge(h.sc.Name, t, h.p.metrics)
+	if h.partial {
+		return nil
+	}
 	if err := cl.CommitUncommittedOffsets(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		h.p.log.Warn("hunting: commit group offsets (for lag only)", "err", err)
 	}
@@ -229,7 +238,13 @@ func (h *huntingSink) Run(ctx context.Context) error {
 		})
 		var werr error
 		fetches.EachRecord(func(r *kgo.Record) {
+			// A stop (signal, replay deadline) is honoured between records,
+			// not after the whole poll: the rest is read again next time.
 			if werr != nil {
+				return
+			}
+			if ctx.Err() != nil {
+				h.partial = true
 				return
 			}
 			h.consumed[r.Topic]++

@@ -13,25 +13,26 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	RecordsIn        *prometheus.CounterVec   // topic
-	RecordsOut       *prometheus.CounterVec   // topic
-	Normalized       *prometheus.CounterVec   // table
-	DeadLetters      *prometheus.CounterVec   // reason
-	BatchRows        prometheus.Histogram     //
-	BatchBytes       prometheus.Histogram     //
-	Latency          *prometheus.HistogramVec // stage: poll to commit
-	Transactions     *prometheus.CounterVec   // stage, outcome
-	ConsumerLag      *prometheus.GaugeVec     // group
-	ArrowBytes       prometheus.GaugeFunc
-	Incidents        prometheus.Counter
-	HuntingRows      *prometheus.CounterVec // table
-	HuntingSegments  prometheus.Counter
-	HuntingRemoved   prometheus.Counter
-	StageErrors      *prometheus.CounterVec // stage
-	InputRecordBytes prometheus.Histogram
-	RestoreRecords   prometheus.Counter     // changelog records applied to restore state
-	Restoring        prometheus.Gauge       // facts partitions being restored now
-	StageCounts      *prometheus.CounterVec // stage, counter, label: counters without a series of their own
+	RecordsIn          *prometheus.CounterVec   // topic
+	RecordsOut         *prometheus.CounterVec   // topic
+	Normalized         *prometheus.CounterVec   // table
+	DeadLetters        *prometheus.CounterVec   // reason
+	BatchRows          prometheus.Histogram     //
+	BatchBytes         prometheus.Histogram     //
+	Latency            *prometheus.HistogramVec // stage: poll to commit
+	Transactions       *prometheus.CounterVec   // stage, outcome
+	ConsumerLag        *prometheus.GaugeVec     // group
+	ArrowBytes         prometheus.GaugeFunc
+	Incidents          prometheus.Counter
+	HuntingRows        *prometheus.CounterVec // table
+	HuntingSegments    prometheus.Counter
+	HuntingRemoved     prometheus.Counter
+	HuntingQuarantined prometheus.Counter
+	StageErrors        *prometheus.CounterVec // stage
+	InputRecordBytes   prometheus.Histogram
+	RestoreRecords     prometheus.Counter     // changelog records applied to restore state
+	Restoring          prometheus.Gauge       // facts partitions being restored now
+	StageCounts        *prometheus.CounterVec // stage, counter, label: counters without a series of their own
 }
 
 // count feeds a committed stage counter (Txn.Count) to its series.
@@ -103,6 +104,9 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 		HuntingRemoved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stitch_hunting_partitions_removed_total", Help: "Hunting date partitions removed by retention.",
 		}),
+		HuntingQuarantined: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stitch_hunting_files_quarantined_total", Help: "Parquet files of committed segments that could not be published and were moved to <hunting.dir>/_quarantine (with their reason).",
+		}),
 		RestoreRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stitch_state_restore_records_total", Help: "Changelog records applied to bring a state store up to its committed changelogs.",
 		}),
@@ -121,7 +125,7 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 	}, arrowBytes)
 	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Normalized, m.DeadLetters, m.BatchRows, m.BatchBytes,
 		m.InputRecordBytes, m.Latency, m.Transactions, m.ConsumerLag, m.ArrowBytes, m.Incidents,
-		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.StageErrors, m.RestoreRecords, m.Restoring, m.StageCounts,
+		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.HuntingQuarantined, m.StageErrors, m.RestoreRecords, m.Restoring, m.StageCounts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
