@@ -62,6 +62,7 @@ type StateConfig struct {
 	Dir           string `yaml:"dir" default:"./stitch-data" flag:"state-dir" doc:"Local state (Pebble stores) and, by default, hunting partitions."`
 	CacheBytes    int64  `yaml:"cache_bytes" default:"134217728" doc:"Pebble block cache."`
 	MemtableBytes int64  `yaml:"memtable_bytes" default:"33554432" doc:"Pebble memtable size."`
+	Reset         bool   `yaml:"reset" default:"false" flag:"reset-state" doc:"When the state directory (or hunting.dir) was written against another Kafka cluster or topics since recreated, discard its stores and hunting partitions and start over, instead of refusing to start."`
 }
 
 // NormalizeConfig bounds records and batches.

@@ -339,6 +339,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.EnsureTopics(ctx); err != nil {
 		return err
 	}
+	// Before any store opens or offset is read: state of another cluster
+	// would skip or repeat records silently.
+	if err := p.checkIdentity(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 

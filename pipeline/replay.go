@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -92,6 +94,14 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	if cfg.Hunting.Dir == "" {
 		cfg.Hunting.Dir = filepath.Join(ro.OutDir, "hunting")
 	}
+	// A replay always runs on a new embedded broker, so an earlier
+	// replay's outputs (its hunting offsets above all) cannot be continued:
+	// start clean, and say so.
+	if removed, err := clearReplayOutputs(cfg, ro.OutDir); err != nil {
+		return sum, err
+	} else if len(removed) > 0 && ro.Progress != nil {
+		ro.Progress(fmt.Sprintf("replay: %s holds an earlier replay's outputs; starting clean (removed %s)", ro.OutDir, strings.Join(removed, ", ")))
+	}
 	cfg.Kafka.Brokers = nil
 	// A replay is usually of old recordings: retention by event time would
 	// delete what it writes.
@@ -119,6 +129,11 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 		ro.Built(p)
 	}
 	if err := p.EnsureTopics(ctx); err != nil {
+		return sum, err
+	}
+	// A --state-dir (or hunting.dir) of an earlier replay belongs to
+	// another broker: refuse now, before producing the inputs.
+	if err := p.checkIdentity(ctx); err != nil {
 		return sum, err
 	}
 
@@ -194,6 +209,43 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 		return sum, err
 	}
 	return sum, nil
+}
+
+// clearReplayOutputs removes from dir what an earlier replay wrote there:
+// summary.json, the files drained from the output topics and, when it lies
+// inside dir, the hunting directory. Other files stay. It returns the names
+// it removed.
+func clearReplayOutputs(cfg Config, dir string) ([]string, error) {
+	topo, err := Describe(cfg)
+	if err != nil {
+		return nil, err
+	}
+	names := []string{"summary.json"}
+	for _, d := range topo.defs {
+		if d.Outputs == nil {
+			continue
+		}
+		for _, o := range d.Outputs(cfg) {
+			if o.Replay != "" && !slices.Contains(names, o.Replay) {
+				names = append(names, o.Replay)
+			}
+		}
+	}
+	if rel, err := filepath.Rel(dir, cfg.HuntingDir()); err == nil && !strings.HasPrefix(rel, "..") && rel != "." {
+		names = append(names, rel+string(filepath.Separator))
+	}
+	var removed []string
+	for _, n := range names {
+		path := filepath.Join(dir, n)
+		if _, err := os.Lstat(path); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(path); err != nil {
+			return removed, fmt.Errorf("clear the earlier replay in %s: %w", dir, err)
+		}
+		removed = append(removed, n)
+	}
+	return removed, nil
 }
 
 // drainOutputs drains every stage output that names a replay file into it,

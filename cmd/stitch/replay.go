@@ -34,7 +34,7 @@ func replayCmd(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	var pf pipelineFlags
-	pf.add(fs, "normalize.import", "normalize.import_table", "normalize.default_tenant")
+	pf.add(fs, "state.reset", "normalize.import", "normalize.import_table", "normalize.default_tenant")
 	var ins stringsFlag
 	fs.Var(&ins, "in", "input file (repeatable; positional arguments are inputs too)")
 	out := fs.String("out", "", "output directory (required)")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -55,9 +56,9 @@ func (f *pipelineFlags) load() (appconfig.Config, error) {
 func runCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var pf pipelineFlags
-	pf.add(fs, "http.addr", "simulate.mode", "simulate.rate")
+	pf.add(fs, "state.reset", "http.addr", "simulate.mode", "simulate.rate")
 	kc := addKafkaFlags(fs)
-	brokerData := fs.String("broker-data", "", "persist the embedded broker's log in this directory (default: in memory)")
+	brokerData := fs.String("broker-data", "", "directory of the embedded broker's log (default <state-dir>/broker, so a restart continues where it stopped; 'memory' keeps it in memory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,8 +79,13 @@ func runCmd(ctx context.Context, args []string) error {
 	brokers := cfg.Kafka.Brokers
 	if cfg.Embedded() {
 		bopts := []kafka.BrokerOption{kafka.Listen("127.0.0.1:0"), kafka.DefaultPartitions(int(cfg.Topics.Partitions))}
-		if *brokerData != "" {
-			bopts = append(bopts, kafka.DataDir(*brokerData))
+		switch dir := *brokerData; dir {
+		case "memory":
+		case "":
+			dir = filepath.Join(cfg.State.Dir, "broker")
+			fallthrough
+		default:
+			bopts = append(bopts, kafka.DataDir(dir))
 		}
 		b, err := kafka.StartBroker(bopts...)
 		if err != nil {

@@ -9,6 +9,8 @@ package kafka
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -120,7 +122,10 @@ func StartBroker(opts ...BrokerOption) (*Broker, error) {
 
 	kopts := []kfake.Opt{
 		kfake.NumBrokers(cfg.numBrokers),
-		kfake.ClusterID("stitch"),
+		// Each new cluster has an id of its own (one restarted over its
+		// DataDir keeps the one it persisted), so state recorded against
+		// one embedded broker is told apart from another's.
+		kfake.ClusterID(newClusterID()),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(cfg.maxMessage)}),
 		// kfake always listens on 127.0.0.1:<port>; we substitute the
 		// configured host and hand out consecutive ports when fixed.
@@ -156,6 +161,13 @@ func StartBroker(opts ...BrokerOption) (*Broker, error) {
 		})
 	}
 	return &Broker{c: c, addrs: c.ListenAddrs()}, nil
+}
+
+// newClusterID is a random cluster id, "stitch-" and 16 hex digits.
+func newClusterID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "stitch-" + hex.EncodeToString(b[:])
 }
 
 // listenOn returns a kfake listen function binding host, with port, port+1,

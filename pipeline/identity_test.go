@@ -1,0 +1,81 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestIdentityMismatch(t *testing.T) {
+	rec := Identity{ClusterID: "a", Topics: map[string]string{"signals": "1", "incidents": "2"}}
+	for _, c := range []struct {
+		name string
+		now  Identity
+		want string
+	}{
+		{"same", Identity{ClusterID: "a", Topics: map[string]string{"signals": "1", "incidents": "2"}}, ""},
+		{"new topic, missing topic", Identity{ClusterID: "a", Topics: map[string]string{"signals": "1", "x": "9"}}, ""},
+		{"other cluster", Identity{ClusterID: "b", Topics: map[string]string{"signals": "1"}}, "the cluster id is b, the state was written against a"},
+		{"recreated topic", Identity{ClusterID: "a", Topics: map[string]string{"signals": "3", "incidents": "2"}}, "topic signals was recreated (id 3, the state has 1)"},
+	} {
+		if got := strings.Join(rec.mismatch(c.now), "; "); got != c.want {
+			t.Errorf("%s: mismatch = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// A replay runs on a new broker each time: a second one into the same
+// output directory starts clean, and one over an earlier replay's state
+// directory refuses at once unless told to reset it.
+func TestReplayRerun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replays three times")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	in := filepath.Join("..", "testdata", "replay", "mixed-bad.jsonl")
+	out := t.TempDir()
+	cfg := Default()
+	cfg.State.Dir = filepath.Join(t.TempDir(), "state")
+	first, err := Replay(ctx, cfg, ReplayOptions{Inputs: []string{in}, OutDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.State.Dir, IdentityFile)); err != nil {
+		t.Fatalf("no identity recorded: %v", err)
+	}
+
+	var said []string
+	progress := func(l string) { said = append(said, l) }
+	start := time.Now()
+	_, err = Replay(ctx, cfg, ReplayOptions{Inputs: []string{in}, OutDir: out, Progress: progress})
+	if !errors.Is(err, ErrStateMismatch) || !strings.Contains(err.Error(), "--reset-state") {
+		t.Fatalf("second replay over the same state: %v; want a refusal naming the way out", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the refusal took %s", d)
+	}
+
+	cfg.State.Reset = true
+	second, err := Replay(ctx, cfg, ReplayOptions{Inputs: []string{in}, OutDir: out, Progress: progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(said, "\n"), "starting clean") {
+		t.Errorf("the rerun did not say it started clean: %q", said)
+	}
+	if first.Incidents != second.Incidents || first.RecordsRead != second.RecordsRead || sum(first.HuntingRows) != sum(second.HuntingRows) {
+		t.Errorf("rerun: %+v, first run: %+v", second, first)
+	}
+}
+
+func sum(m map[string]int64) (n int64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
