@@ -51,6 +51,7 @@ type Result struct {
 
 type config struct {
 	tenant  string
+	element string // the tenant's directory element (tenant.go)
 	since   time.Time
 	limit   int
 	timeout time.Duration
@@ -60,7 +61,10 @@ type config struct {
 // Option configures Run.
 type Option func(*config)
 
-// Tenant restricts every table to one tenant (only its partitions are read).
+// Tenant restricts every table to one tenant: only the files under its
+// directory are read, so neither the rows nor the columns of other tenants
+// are seen. t is the tenant id, or the hashed form the writer gives ids that
+// cannot be a path element (parquet.TenantElement).
 func Tenant(t string) Option { return func(c *config) { c.tenant = t } }
 
 // Since restricts every table to rows with Timestamp >= t (older date
@@ -127,6 +131,9 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.tenant != "" {
+		cfg.element = tenantElement(dir, cfg.tenant)
+	}
 	referenced := map[string]bool{}
 	for _, id := range identRE.FindAllString(stmt, -1) {
 		referenced[strings.ToLower(id)] = true
@@ -148,7 +155,14 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 		if !referenced[strings.ToLower(t)] {
 			continue
 		}
-		if _, err := conn.ExecContext(ctx, viewSQL(dir, t, cfg)); err != nil {
+		view := viewSQL(dir, t, cfg)
+		if cfg.element != "" && !hasParquet(filepath.Join(dir, t, "tenant="+cfg.element)) {
+			var ok bool
+			if view, ok = emptyViewSQL(t); !ok {
+				continue
+			}
+		}
+		if _, err := conn.ExecContext(ctx, view); err != nil {
 			return nil, fmt.Errorf("hunting: view %s: %w", t, err)
 		}
 	}
@@ -200,11 +214,8 @@ func queryErr(ctx context.Context, err error, cfg config) error {
 // viewSQL is the view of one table. Tenant and time filters sit on the hive
 // partition columns so DuckDB skips other tenants' and older days' files.
 func viewSQL(dir, table string, cfg config) string {
-	glob := filepath.ToSlash(filepath.Join(dir, table)) + "/**/*.parquet"
+	glob := tableGlob(dir, table, cfg.element)
 	var where []string
-	if cfg.tenant != "" {
-		where = append(where, "tenant = "+quote(cfg.tenant))
-	}
 	if !cfg.since.IsZero() {
 		s := cfg.since.UTC()
 		where = append(where, "date >= DATE "+quote(s.Format("2006-01-02")))
