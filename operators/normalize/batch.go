@@ -167,6 +167,7 @@ type tableState struct {
 	cols    []columnDef
 	index   map[string]int
 	scratch []slot
+	seen    []uint64 // seen[c] is the Normalizer's row whose own key set column c
 	// next[c+1] is the key that followed column c in the last record (c is
 	// -1 at the start of a record): visitColumn's guess for the next key.
 	next    []keyHint
@@ -178,7 +179,7 @@ type tableState struct {
 func newTableState(t *table) *tableState {
 	st := &tableState{
 		t: t, cols: append([]columnDef(nil), t.columns...), index: make(map[string]int, len(t.columns)),
-		scratch: make([]slot, len(t.columns)), pending: map[string]*pending{},
+		scratch: make([]slot, len(t.columns)), seen: make([]uint64, len(t.columns)), pending: map[string]*pending{},
 		next: make([]keyHint, len(t.columns)+1),
 	}
 	for i := range st.next {

@@ -26,16 +26,17 @@ type slot struct {
 
 func (s *slot) isEmpty() bool { return !s.set || s.empty }
 
-// convert turns v into a cell of kind k. String values point into the
-// parser's memory or into *buf; both stay valid until the next record.
-// Empty strings in typed (non-string) columns read as null: export tools
-// write "" for a missing number or time.
-func convert(k kind, v *fastjson.Value, buf *[]byte, out *slot) (ok bool) {
+// convert turns v into a cell of kind k: "" when it fits, else the reason
+// it does not (wrong_type, or out_of_range for an integer the column cannot
+// hold). String values point into the parser's memory or into *buf; both
+// stay valid until the next record. Empty strings in typed (non-string)
+// columns read as null: export tools write "" for a missing number or time.
+func convert(k kind, v *fastjson.Value, buf *[]byte, out *slot) Reason {
 	*out = slot{set: true}
 	t := v.Type()
 	if t == fastjson.TypeNull {
 		out.null, out.empty = true, true
-		return true
+		return ""
 	}
 	switch k {
 	case kindString, kindDict, kindDynamic:
@@ -55,70 +56,211 @@ func convert(k kind, v *fastjson.Value, buf *[]byte, out *slot) (ok bool) {
 			out.b = (*buf)[start:]
 		}
 		out.empty = len(out.b) == 0
-		return true
+		return ""
 	case kindLong, kindInt:
-		var n int64
+		lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+		if k == kindInt {
+			lo, hi = math.MinInt32, math.MaxInt32
+		}
+		var r numResult
 		switch t {
 		case fastjson.TypeNumber:
-			var err error
-			if n, err = v.Int64(); err != nil {
-				f, err := v.Float64()
-				if err != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-					return false
-				}
-				n = int64(f)
-			}
+			// The number's text, converted exactly: never through a float,
+			// which would round 9007199254740993.0 or clamp
+			// -9223372036854775809 silently.
+			start := len(*buf)
+			*buf = v.MarshalTo(*buf)
+			out.i, r = decimalInt((*buf)[start:], lo, hi)
 		case fastjson.TypeString:
 			s, _ := v.StringBytes()
 			if len(s) == 0 {
 				out.null, out.empty = true, true
-				return true
+				return ""
 			}
-			var ok bool
-			if n, ok = parseInt(s); !ok {
-				return false
-			}
+			out.i, r = intText(s, lo, hi)
 		default:
-			return false
+			return ReasonWrongType
 		}
-		if k == kindInt && (n < math.MinInt32 || n > math.MaxInt32) {
-			return false
-		}
-		out.i = n
-		return true
+		return r.reason()
 	case kindBool:
 		switch t {
 		case fastjson.TypeTrue:
 			out.i = 1
-			return true
+			return ""
 		case fastjson.TypeFalse:
-			return true
+			return ""
 		case fastjson.TypeNumber:
 			n, err := v.Int64()
 			if err != nil || (n != 0 && n != 1) {
-				return false
+				return ReasonWrongType
 			}
 			out.i = n
-			return true
+			return ""
 		case fastjson.TypeString:
 			s, _ := v.StringBytes()
-			return boolText(s, out)
+			if boolText(s, out) {
+				return ""
+			}
 		}
-		return false
+		return ReasonWrongType
 	case kindTime:
 		if t != fastjson.TypeString {
-			return false
+			return ReasonWrongType
 		}
 		s, _ := v.StringBytes()
 		if len(s) == 0 {
 			out.null, out.empty = true, true
-			return true
+			return ""
 		}
 		var ok bool
-		out.i, ok = parseTime(s)
-		return ok
+		if out.i, ok = parseTime(s); !ok {
+			return ReasonWrongType
+		}
+		return ""
 	}
-	return false
+	return ReasonWrongType
+}
+
+// numResult is what decimalInt and intText made of a number.
+type numResult uint8
+
+const (
+	numOK       numResult = iota
+	numBad                // not a number of the accepted form, or not a whole number
+	numOutRange           // a number outside the column's range
+)
+
+func (r numResult) reason() Reason {
+	switch r {
+	case numOK:
+		return ""
+	case numOutRange:
+		return ReasonOutOfRange
+	}
+	return ReasonWrongType
+}
+
+// decimalInt converts the text of a JSON number (an optional sign, digits,
+// an optional fraction and exponent, as fastjson takes them) exactly into an
+// integer in [lo, hi]. A value outside the range, fraction or not
+// (-9223372036854775808.5), is numOutRange; a value inside it with a
+// fraction (1.5) is numBad; 1e3 and 5.0 are whole numbers. Nothing goes
+// through a float.
+func decimalInt(s []byte, lo, hi int64) (int64, numResult) {
+	neg := false
+	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
+	i := digitsEnd(s, 0)
+	intPart := s[:i]
+	var fracPart []byte
+	if i < len(s) && s[i] == '.' {
+		j := digitsEnd(s, i+1)
+		fracPart, i = s[i+1:j], j
+	}
+	if len(intPart)+len(fracPart) == 0 {
+		return 0, numBad
+	}
+	exp := 0
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		eneg := i < len(s) && s[i] == '-'
+		if i < len(s) && (s[i] == '-' || s[i] == '+') {
+			i++
+		}
+		j := digitsEnd(s, i)
+		if j == i {
+			return 0, numBad
+		}
+		for _, c := range s[i:j] {
+			if exp < 1<<40 { // past any record's length of digits: saturate
+				exp = exp*10 + int(c-'0')
+			}
+		}
+		if eneg {
+			exp = -exp
+		}
+		i = j
+	}
+	if i != len(s) {
+		return 0, numBad
+	}
+	// The digits of intPart then fracPart, d(0) ... d(n-1), with the point
+	// after len(intPart) of them, shifted by exp.
+	n := len(intPart) + len(fracPart)
+	d := func(j int) byte {
+		if j < len(intPart) {
+			return intPart[j]
+		}
+		if j < n {
+			return fracPart[j-len(intPart)]
+		}
+		return '0'
+	}
+	first := 0
+	for first < n && d(first) == '0' {
+		first++
+	}
+	if first == n {
+		return 0, numOK // zero, whatever its sign and exponent
+	}
+	// The value is 0.d(first)d(first+1)... × 10^wholeDigits.
+	wholeDigits := len(intPart) + exp - first
+	if wholeDigits > 20 { // at least 10^20: beyond any int64
+		return 0, numOutRange
+	}
+	var whole uint64
+	for j := first; j < first+wholeDigits; j++ {
+		c := uint64(d(j) - '0')
+		if whole > (math.MaxUint64-c)/10 {
+			return 0, numOutRange
+		}
+		whole = whole*10 + c
+	}
+	hasFrac := false
+	for j := max(first, first+wholeDigits); j < n && !hasFrac; j++ {
+		hasFrac = d(j) != '0'
+	}
+	limit := uint64(hi)
+	if neg {
+		limit = uint64(-(lo + 1)) + 1 // |lo|, which for MinInt64 only fits a uint64
+	}
+	if whole > limit || whole == limit && hasFrac {
+		return 0, numOutRange
+	}
+	if hasFrac {
+		return 0, numBad
+	}
+	if neg {
+		return int64(-whole), numOK // for |MinInt64| the negation wraps to MinInt64, as it should
+	}
+	return int64(whole), numOK
+}
+
+func digitsEnd(s []byte, i int) int {
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// intText converts a numeric string in an integer column: an optional sign
+// and decimal digits only (no fraction, no exponent), in [lo, hi].
+func intText(s []byte, lo, hi int64) (int64, numResult) {
+	d := s
+	if len(d) > 0 && (d[0] == '-' || d[0] == '+') {
+		d = d[1:]
+	}
+	if len(d) == 0 {
+		return 0, numBad
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, numBad
+		}
+	}
+	return decimalInt(s, lo, hi)
 }
 
 // boolText converts a string in a bool column: "" is null, true/false in

@@ -174,7 +174,10 @@ func (n *Normalizer) fastRecord(v []byte, size int64, top bool, emit func(Batch)
 			return fastNo
 		}
 		switch {
-		case !haveProps && string(key) == "properties":
+		case string(key) == "properties":
+			if haveProps {
+				return fastNo // a duplicate key: the fastjson path dead-letters it
+			}
 			haveProps = true
 			if v[i] != '{' || st == nil {
 				return fastNo
@@ -182,7 +185,10 @@ func (n *Normalizer) fastRecord(v []byte, size int64, top bool, emit func(Batch)
 			if i, ok = n.fastProps(v, i+1, st); !ok {
 				return fastNo
 			}
-		case !haveCat && string(key) == "category":
+		case string(key) == "category":
+			if haveCat {
+				return fastNo
+			}
 			haveCat = true
 			if v[i] != '"' {
 				return fastNo
@@ -195,8 +201,11 @@ func (n *Normalizer) fastRecord(v []byte, size int64, top bool, emit func(Batch)
 				return fastNo
 			}
 			st = n.state(t)
-		case !haveTen && string(key) == "tenantId", !haveTime && string(key) == "time":
+		case string(key) == "tenantId", string(key) == "time":
 			isTen := string(key) == "tenantId"
+			if isTen && haveTen || !isTen && haveTime {
+				return fastNo
+			}
 			if v[i] == '"' {
 				if s, i, ok = n.fastString(v, i+1); !ok {
 					return fastNo
@@ -229,7 +238,7 @@ func (n *Normalizer) fastRecord(v []byte, size int64, top bool, emit func(Batch)
 		}
 		break
 	}
-	if skipSpace(v, i+1) != len(v) || !haveProps || len(tenant) == 0 {
+	if skipSpace(v, i+1) != len(v) || !haveProps || !validTenant(tenant) || n.dupExtra() != nil {
 		return fastNo
 	}
 	ts := &st.scratch[st.t.ts]
@@ -328,9 +337,12 @@ type token struct {
 // key's column when the caller knows it, else -1.
 func (n *Normalizer) fastCell(key []byte, idx int, t *token) bool {
 	st := n.cur
-	ok := idx >= 0
+	ok, direct := idx >= 0, idx >= 0
 	if !ok {
-		idx, ok = n.resolve(key)
+		idx, ok, direct = n.resolve(key)
+	}
+	if direct && n.seenKey(idx) {
+		return false // a duplicate key: the fastjson path dead-letters it
 	}
 	if t.kind == tokJSON && (!ok || isText(st.cols[idx].kind)) {
 		sv, err := n.sub.ParseBytes(t.b)

@@ -79,7 +79,8 @@ func TestFastPathSameAsFastjson(t *testing.T) {
 		`123456789012345678`, `-2147483649`, `"1"`, `"0"`, `"TRUE"`, `"true"`, `""`, `"x"`, `"2021-08-02T13:11:39Z"`,
 		`"2021-08-02 13:11:39.123"`, `"\u00e9\ud83d\ude00"`, `"\ud800x"`, `"\u12"`, `"a\qb\\"`, `"\"q\"\/\b\f\n\r\t"`,
 		`{"a":[1,{"b":null}],"c":"\u0041","\u0042":"é"}`, `[]`, `{}`, `[[[1]]]`, `-`, `NaN`, `-inf`, `1-2`, `+1`, `tru`,
-		`nulll`, "\"ctl\x01\"", `"k\"ey"`}
+		`nulll`, "\"ctl\x01\"", `"k\"ey"`, `-9223372036854775809`, `-9223372036854775808`, `9007199254740993.0`,
+		`-9223372036854775808.5`, `1e19`, `12e-1`, `"-9223372036854775809"`}
 	var inputs [][]byte
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -106,6 +107,9 @@ func TestFastPathSameAsFastjson(t *testing.T) {
 			{`"time"`, `"x": {"a":[[{"b":[1]}]]}, "time"`},
 			{`"time"`, `"records": [], "time"`},
 			{`"Timestamp"`, `"Timestamp": null, "Timestamp"`},
+			{`"properties": {`, `"properties": {"Dup": 1, "Dup": 2, `},
+			{`"tenantId": "`, `"tenantId": "\u0000`},
+			{`"tenantId": "`, `"tenantId": "x\u0000`},
 		} {
 			inputs = append(inputs, bytes.Replace(b, []byte(r[0]), []byte(r[1]), 1))
 		}

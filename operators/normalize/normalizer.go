@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -33,6 +34,8 @@ type Normalizer struct {
 	prev       int                                 // column of the previous key, -1 at the start
 	elemBuf    []byte
 	spans      [][2]int // the fast path's envelope elements
+	row        uint64   // counts rows begun: tableState.seen marks a key of this row
+	extraSeen  map[string]struct{}
 }
 
 // extra is a key the record's table does not define.
@@ -139,6 +142,9 @@ func (n *Normalizer) Add(in Input, emit func(Batch), dead func(DeadLetter)) {
 	deep := depth > n.cfg.maxDepth
 	tooDeep := fmt.Sprintf // only formatted on the slow path
 	if deep && depth > maxParserDepth {
+		if !n.cfg.importMode && n.splitEnvelope(in, v, emit, dead) {
+			return
+		}
 		whole(ReasonTooDeep, tooDeep("nesting depth %d exceeds limit %d", depth, n.cfg.maxDepth))
 		return
 	}
@@ -197,6 +203,10 @@ func (n *Normalizer) addRecord(in Input, idx int, v *fastjson.Value, raw []byte,
 		n.addExportRow(o, size, emit, fail)
 		return
 	}
+	if k := dupTopKey(o); k != "" {
+		fail(ReasonDuplicateKey, dupKeyMsg([]byte(k), "the record"))
+		return
+	}
 	cat := o.Get("category")
 	if cat == nil || cat.Type() != fastjson.TypeString {
 		fail(ReasonMissingCategory, "record has no category string")
@@ -216,6 +226,10 @@ func (n *Normalizer) addRecord(in Input, idx int, v *fastjson.Value, raw []byte,
 		fail(ReasonMissingTenant, "record has no tenantId")
 		return
 	}
+	if !validTenant(tenant) {
+		fail(ReasonBadTenant, fmt.Sprintf("tenantId %q holds a NUL byte", tenant))
+		return
+	}
 	props := o.Get("properties")
 	if props == nil || props.Type() != fastjson.TypeObject {
 		fail(ReasonMissingProps, "record has no properties object")
@@ -228,6 +242,34 @@ func (n *Normalizer) addRecord(in Input, idx int, v *fastjson.Value, raw []byte,
 	}
 	n.addRow(n.state(t), tenant, po, recTime, size, emit, fail)
 }
+
+// The keys of a streaming record that the normalizer reads. Any of them twice
+// is a duplicate_key dead letter on both paths: which one a reader takes
+// differs between JSON parsers, so a record that names two tenants or two
+// tables is refused rather than resolved.
+var topKeys = [...]string{"category", "tenantId", "properties", "time"}
+
+// dupTopKey returns the first key of topKeys that o holds twice, or "".
+func dupTopKey(o *fastjson.Object) string {
+	var seen [len(topKeys)]bool
+	dup := ""
+	o.Visit(func(key []byte, _ *fastjson.Value) {
+		for i, k := range topKeys {
+			if dup == "" && string(key) == k {
+				if seen[i] {
+					dup = k
+				}
+				seen[i] = true
+			}
+		}
+	})
+	return dup
+}
+
+// validTenant is state.ValidTenant (non-empty, no NUL byte: the tenant
+// prefixes the correlation state's keys, ended by a NUL) on bytes; a test
+// keeps the two in step.
+func validTenant(t []byte) bool { return len(t) > 0 && bytes.IndexByte(t, 0) < 0 }
 
 func trimCategory(c []byte) []byte {
 	if len(c) > len(CategoryPrefix) {
@@ -261,6 +303,11 @@ func (n *Normalizer) addRow(st *tableState, tenant []byte, props *fastjson.Objec
 	n.buf = n.buf[:0]
 	n.beginRow(st)
 	props.Visit(n.visit)
+	if n.failReason == "" {
+		if k := n.dupExtra(); k != nil {
+			n.failReason, n.failMsg = ReasonDuplicateKey, dupKeyMsg(k, "properties")
+		}
+	}
 	if n.failReason != "" {
 		fail(n.failReason, n.failMsg)
 		return false
@@ -285,6 +332,7 @@ func (n *Normalizer) addRow(st *tableState, tenant []byte, props *fastjson.Objec
 // beginRow starts converting a row of st into its scratch row.
 func (n *Normalizer) beginRow(st *tableState) {
 	n.cur, n.prev = st, -1
+	n.row++
 	clear(st.scratch)
 	n.extras, n.failReason, n.failMsg = n.extras[:0], "", ""
 }
@@ -319,7 +367,11 @@ func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
 		return
 	}
 	st := n.cur
-	idx, ok := n.resolve(key)
+	idx, ok, direct := n.resolve(key)
+	if direct && n.seenKey(idx) {
+		n.failReason, n.failMsg = ReasonDuplicateKey, dupKeyMsg(key, "properties")
+		return
+	}
 	if !ok || idx >= len(st.t.columns) {
 		// Not a defined column. Export rows are a union of tables: their
 		// empty columns belong to other tables and are dropped.
@@ -340,12 +392,13 @@ func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
 	if !dst.set {
 		out = dst // the common case: convert in place
 	}
-	if !convert(k, v, &n.buf, out) {
-		n.failReason = ReasonWrongType
-		if idx == st.t.ts {
+	if r := convert(k, v, &n.buf, out); r != "" {
+		n.failReason, n.failMsg = r, fmt.Sprintf("column %s (%s): cannot take %s", key, kindNames[k], describe(v))
+		if r == ReasonOutOfRange {
+			n.failMsg = fmt.Sprintf("column %s (%s): %s is out of its range", key, kindNames[k], describe(v))
+		} else if idx == st.t.ts {
 			n.failReason = ReasonBadTimestamp
 		}
-		n.failMsg = fmt.Sprintf("column %s (%s): cannot take %s", key, kindNames[k], describe(v))
 		return
 	}
 	if out == &s {
@@ -355,7 +408,11 @@ func (n *Normalizer) visitColumn(key []byte, v *fastjson.Value) {
 
 // resolve finds the column of a property key of the current row's table,
 // directly or through its export-type suffix.
-func (n *Normalizer) resolve(key []byte) (int, bool) {
+//
+// direct says the key is the column's own name, not an export-suffixed
+// variant of it: a direct key twice in one object is
+// a duplicate key.
+func (n *Normalizer) resolve(key []byte) (idx int, ok, direct bool) {
 	st := n.cur
 	// Records of a table list their keys in much the same order: the key
 	// that followed the previous column last time is tried first, with a
@@ -363,18 +420,61 @@ func (n *Normalizer) resolve(key []byte) (int, bool) {
 	h := &st.next[n.prev+1]
 	if h.idx >= 0 && h.name == string(key) {
 		n.prev = h.idx
-		return h.idx, true
+		return h.idx, true, true
 	}
 	if idx, ok := st.index[string(key)]; ok {
 		*h = newKeyHint(st.cols[idx].name, idx)
 		n.prev = idx
-		return idx, true
+		return idx, true, true
 	}
 	if base := stripSuffix(key); base != nil {
 		idx, ok := st.t.index[string(base)]
-		return idx, ok
+		return idx, ok, false
 	}
-	return 0, false
+	return 0, false, false
+}
+
+// seenKey marks column idx as set by its own key in the current row and
+// says whether it already was: the key is a duplicate.
+func (n *Normalizer) seenKey(idx int) bool {
+	st := n.cur
+	if st.seen[idx] == n.row {
+		return true
+	}
+	st.seen[idx] = n.row
+	return false
+}
+
+// dupExtra returns a key that appears twice among the row's undefined
+// keys, or nil.
+func (n *Normalizer) dupExtra() []byte {
+	ex := n.extras
+	if len(ex) <= 16 {
+		for i := 1; i < len(ex); i++ {
+			for j := range i {
+				if string(ex[i].name) == string(ex[j].name) {
+					return ex[i].name
+				}
+			}
+		}
+		return nil
+	}
+	if n.extraSeen == nil {
+		n.extraSeen = map[string]struct{}{}
+	}
+	defer clear(n.extraSeen)
+	for _, e := range ex {
+		if _, ok := n.extraSeen[string(e.name)]; ok {
+			return e.name
+		}
+		n.extraSeen[string(e.name)] = struct{}{}
+	}
+	return nil
+}
+
+// dupKeyMsg is the error of a duplicate_key dead letter.
+func dupKeyMsg(key []byte, where string) string {
+	return fmt.Sprintf("key %q appears more than once in %s", key, where)
 }
 
 // setSlot stores s unless it would replace a value with an empty one: the

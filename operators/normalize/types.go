@@ -66,6 +66,9 @@ const (
 	ReasonMissingProps    Reason = "missing_properties" // streaming record without a properties object
 	ReasonUnknownTable    Reason = "unknown_table"      // export row whose table could not be inferred
 	ReasonBlocked         Reason = "blocked_indicator"  // reserved: dropped by block-on-sight policy
+	ReasonOutOfRange      Reason = "out_of_range"       // a whole number the integer column cannot hold
+	ReasonBadTenant       Reason = "bad_tenant"         // a tenantId that cannot name a tenant (holds a NUL byte)
+	ReasonDuplicateKey    Reason = "duplicate_key"      // a key the normalizer reads appears twice in its object
 )
 
 // DeadLetter is a record that could not be normalized. It is written as JSON
