@@ -33,6 +33,9 @@ const MaxLineBytes = 64 << 20
 //     {"records":[...]}: kept as one compacted record, the normalizer splits
 //     envelopes.
 //
+// A UTF-8 byte order mark at the start of the file (as Windows tools write
+// it) is skipped: it is not part of the first record.
+//
 // The value passed to fn is only valid during the call. An error from fn
 // stops reading and is returned as is.
 func ReadRecords(path string, fn func(value []byte) error) error {
@@ -79,9 +82,21 @@ func openMaybeGzip(f *os.File, path string) (*bufio.Reader, func(), error) {
 		if err != nil {
 			return nil, func() {}, fmt.Errorf("read records from %s: gzip: %w", path, err)
 		}
-		return bufio.NewReaderSize(zr, 1<<20), func() { zr.Close() }, nil
+		br = bufio.NewReaderSize(zr, 1<<20)
+		skipBOM(br)
+		return br, func() { zr.Close() }, nil
 	}
+	skipBOM(br)
 	return br, func() {}, nil
+}
+
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// skipBOM drops a UTF-8 byte order mark at the start of br.
+func skipBOM(br *bufio.Reader) {
+	if b, _ := br.Peek(len(utf8BOM)); bytes.Equal(b, utf8BOM) {
+		br.Discard(len(utf8BOM))
+	}
 }
 
 // isWholeValue reports whether the whole stream is exactly one JSON array or

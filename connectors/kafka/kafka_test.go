@@ -207,6 +207,10 @@ func TestReadRecordsFormats(t *testing.T) {
 		{"envelope gz", "d.json.gz", gz(t, []byte(envelope)), []string{`{"records":[{"tenantId":"t1","x":1},{"tenantId":"t2"}]}`}},
 		{"broken multi-line object falls back to lines", "e.json", []byte("{\n\"a\":\n"), []string{`{`, `"a":`}},
 		{"empty", "f.json", nil, nil},
+		// Windows tools start files with a UTF-8 byte order mark.
+		{"array after a BOM", "g.json", []byte("\uFEFF[\n {\"a\": 1},\n {\"b\": 2}\n]\n"), []string{`{"a":1}`, `{"b":2}`}},
+		{"array after a BOM gz", "g.json.gz", gz(t, []byte("\uFEFF[\n {\"a\": 1}\n]\n")), []string{`{"a":1}`}},
+		{"lines after a BOM", "h.json", []byte("\uFEFF{\"a\":1}\n{\"b\":2}\n"), []string{`{"a":1}`, `{"b":2}`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
