@@ -10,7 +10,8 @@ import (
 )
 
 // SchemaVersion is the version of the generated table schemas. A Normalizer
-// bumps its per-table version each time it promotes an undefined column.
+// bumps its per-(table, tenant) version each time it promotes an undefined
+// column for that tenant.
 const SchemaVersion = 1
 
 // Schema metadata keys.
@@ -26,11 +27,13 @@ const (
 const CategoryPrefix = "AdvancedHunting-"
 
 // ExtraFieldsColumn holds, as one JSON object, the undefined columns of a row
-// once a table has promoted MaxExtraColumns columns.
+// once a table has promoted MaxExtraColumns columns for the row's tenant.
 const ExtraFieldsColumn = "ExtraFields"
 
 // MaxExtraColumns bounds how many undefined columns a table promotes to real
-// columns, so a producer that invents keys cannot grow a schema without end.
+// columns for one tenant (promotion is per tenant), so a producer that
+// invents keys cannot grow a schema without end, nor use up another
+// tenant's budget.
 const MaxExtraColumns = 64
 
 type kind uint8
