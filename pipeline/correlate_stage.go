@@ -79,6 +79,10 @@ func newCorrelateProc(sc *StageContext) (Processor, error) {
 		correlate.WithLateness(c.AllowedLateness.D()),
 		correlate.WithPrevalence(c.PrevalenceThreshold, c.PrevalenceLookback.D()),
 		correlate.WithIdleClose(c.IdleClose.D()),
+		// One fsync per transaction (a commit interval): without it Pebble
+		// leaves log write errors (a full disk) unreported, and the store
+		// would go on as if its writes had landed.
+		correlate.WithSync(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("correlator: %w", err)

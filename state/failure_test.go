@@ -101,3 +101,53 @@ func copyDir(t *testing.T, dir string) string {
 	}
 	return dst
 }
+
+// A manifest that cannot be written in background work (a flush installs
+// its table in the manifest on Pebble's own goroutine) fails the store as a
+// failed commit does: the process goes on, and the next write says why.
+func TestBackgroundFailureFailsTheStoreNotTheProcess(t *testing.T) {
+	dir := t.TempDir()
+	var broken atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if broken.Load() && op.Kind.ReadOrWrite() == errorfs.OpIsWrite && strings.Contains(op.Path, "MANIFEST") {
+			return syscall.EIO
+		}
+		return nil
+	}))
+	s, err := Open(dir, WithFS(fs), WithCacheSize(1<<20), WithMemTableSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, 4096)
+	write := func(i int) error {
+		b := s.NewBatch()
+		if err := b.Set(AppendInt64(TenantKey(nil, 'i', "t1"), int64(i)), val); err != nil {
+			t.Fatal(err)
+		}
+		return b.Commit(false)
+	}
+	for i := range 10 {
+		if err := write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	broken.Store(true)
+	// Fill memtables until a background flush runs and fails to record its
+	// table; writes go on succeeding meanwhile, then refuse with the cause.
+	var failed error
+	for i := 10; i < 20000 && failed == nil; i++ {
+		failed = write(i)
+		if failed == nil && s.Failed() != nil {
+			failed = write(i + 1)
+		}
+	}
+	if failed == nil {
+		t.Fatal("the store never reported the background failure")
+	}
+	if !errors.Is(failed, ErrFailed) || !strings.Contains(failed.Error(), "input/output error") {
+		t.Fatalf("error %q: want ErrFailed naming the cause", failed)
+	}
+	if err := s.Close(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("close after the failure: %v", err)
+	}
+}

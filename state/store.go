@@ -14,6 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -66,6 +70,15 @@ type Store struct {
 	db     *pebble.DB
 	dir    string
 	failed atomic.Pointer[failure]
+	dead   chan struct{} // closed when the store failed
+	once   sync.Once
+}
+
+// fail records the store's failure (the first one wins) and says so to
+// commits waiting inside Pebble.
+func (s *Store) fail(f failure) {
+	s.failed.CompareAndSwap(nil, &f)
+	s.once.Do(func() { close(s.dead) })
 }
 
 type quietLogger struct{}
@@ -87,22 +100,58 @@ func (f failure) Unwrap() []error { return []error{ErrFailed, f.cause} }
 
 // failingLogger is Pebble's logger. Pebble calls Fatalf when it cannot go on
 // (a commit whose log write failed, a manifest it cannot write, corruption)
-// and expects it not to return: it records the failure on the store and
-// panics with it. The store's write paths recover that panic into an error,
-// so a full disk stops the pipeline with a message instead of crashing it.
+// and expects it not to return: it records the failure on the store, and
+// on one of the store's own write paths panics with it, which the path
+// recovers into an error, so a full disk stops the pipeline with a message
+// instead of crashing it. On Pebble's background goroutines (a flush or a
+// compaction recording its tables in the manifest) nobody could recover a
+// panic, which would kill the process: there Fatalf parks the goroutine for
+// good instead. The store is failed from then on, every write refuses with
+// the cause, and the process stops its stage and exits; nothing more
+// reaches the disk, and what was committed before is intact (restarting
+// restores what is missing from the changelogs).
 type failingLogger struct {
 	pebble.Logger
-	failed *atomic.Pointer[failure]
+	s *Store
 }
 
 type fatalPanic struct{ f failure }
 
 func (l failingLogger) Fatalf(format string, args ...any) {
 	f := failure{fmt.Errorf(format, args...)}
-	l.failed.CompareAndSwap(nil, &f)
+	l.s.fail(f)
 	l.Logger.Errorf(format, args...)
+	if !guarded() {
+		// A background goroutine, which may hold Pebble's locks: nothing
+		// the store does after a failure waits on them (writes, Metrics,
+		// EstimateDiskUsage and Close check Failed first, and a commit
+		// stalled behind this flush returns when the store fails).
+		select {}
+	}
 	panic(fatalPanic{f})
 }
+
+// guarded says whether the calling goroutine runs one of the store's write
+// paths, whose guard recovers a fatal panic. Only Fatalf asks, once.
+func guarded() bool {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	for {
+		fr, more := frames.Next()
+		if strings.HasPrefix(fr.Function, guardedPrefix) {
+			switch strings.TrimPrefix(fr.Function, guardedPrefix) {
+			case "(*Batch).apply", "(*Store).Set", "(*Store).Delete", "(*Store).DeleteRange":
+				return true
+			}
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// guardedPrefix is this package's path as it starts its functions' names.
+var guardedPrefix = reflect.TypeOf(Store{}).PkgPath() + "."
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts ...Option) (*Store, error) {
@@ -110,7 +159,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	s := &Store{dir: dir}
+	s := &Store{dir: dir, dead: make(chan struct{})}
 	cache := pebble.NewCache(cfg.cacheSize)
 	defer cache.Unref() // Open takes its own reference.
 	po := &pebble.Options{
@@ -120,7 +169,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		// the oldest supported one, which lacks columnar blocks and cheaper
 		// range deletions that bucket expiry relies on.
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             failingLogger{Logger: cfg.logger, failed: &s.failed},
+		Logger:             failingLogger{Logger: cfg.logger, s: s},
 		ReadOnly:           cfg.readOnly,
 	}
 	if cfg.fs != nil {
@@ -154,8 +203,7 @@ func (s *Store) guard(err *error) {
 	case error:
 		// Pebble panics with the error itself when a commit cannot be
 		// written to its log: the store is as failed as after a Fatalf.
-		f := failure{v}
-		s.failed.CompareAndSwap(nil, &f)
+		s.fail(failure{v})
 		*err = *s.failed.Load()
 	default:
 		panic(r)
@@ -294,6 +342,9 @@ func (s *Store) Metrics() Metrics {
 	if s.db == nil {
 		return Metrics{}
 	}
+	if s.Failed() != nil {
+		return Metrics{}
+	}
 	m := s.db.Metrics()
 	return Metrics{
 		DiskBytes:     m.DiskSpaceUsage(),
@@ -309,6 +360,9 @@ func (s *Store) Metrics() Metrics {
 func (s *Store) EstimateDiskUsage(start, end []byte) (uint64, error) {
 	if s.db == nil {
 		return 0, ErrClosed
+	}
+	if err := s.writable(); err != nil {
+		return 0, err
 	}
 	n, err := s.db.EstimateDiskUsage(start, end)
 	if err != nil {

@@ -161,7 +161,9 @@ func (t *TxStore) CommitAt(positions map[TopicPartition]int64) error {
 	if b.Empty() {
 		return b.Close()
 	}
-	if err := b.Commit(false); err != nil {
+	// Synced: a transaction commits once per commit interval, and without
+	// a sync Pebble leaves log write errors (a full disk) unreported.
+	if err := b.Commit(true); err != nil {
 		return fmt.Errorf("state: commit transaction: %w", err)
 	}
 	return nil
