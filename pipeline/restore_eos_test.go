@@ -84,12 +84,20 @@ func appendIncidents(t *testing.T, out []string, incs []correlate.Incident, err 
 	return out
 }
 
-// applyTick is applyEOS, then a tick (idle close), with its outputs.
+// applyTick is applyEOS, then a tick (idle close), with its outputs, in one
+// transaction of the correlator (its one commit path).
 func applyTick(t *testing.T, c *correlate.Correlator, recs []eosRecord) []string {
 	t.Helper()
+	if err := c.Begin(); err != nil {
+		t.Fatal(err)
+	}
 	out := applyEOS(t, c, recs)
 	incs, err := c.Tick(time.Time{})
-	return appendIncidents(t, out, incs, err)
+	out = appendIncidents(t, out, incs, err)
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // eosOwner runs a correlator as the correlate stage does: transactions of

@@ -13,6 +13,7 @@ import (
 // namespace:
 //
 //	0x01 topic 0x00 partition(u32 BE)                 -> offset (u64 BE)
+//	0x02 partition(u32 BE)                            -> watermark (i64 sortable BE)
 //	'T' space tenant 0x00 rest...                     -> timeless, per tenant
 //	'B' space bucket(i64 sortable BE) tenant 0x00 ... -> expires by bucket
 //
@@ -21,6 +22,7 @@ import (
 // DeleteRange per bucket; within a bucket, keys are still tenant-prefixed.
 const (
 	nsOffset  = 0x01
+	nsMark    = 0x02
 	nsTenant  = 'T'
 	nsBucketd = 'B'
 	sep       = 0x00
@@ -139,6 +141,26 @@ func ParseOffsetKey(k []byte) (tp TopicPartition, ok bool) {
 		Topic:     string(k[1 : len(k)-5]),
 		Partition: int32(binary.BigEndian.Uint32(k[len(k)-4:])),
 	}, true
+}
+
+// WatermarkPrefix is the prefix of every watermark key.
+var WatermarkPrefix = []byte{nsMark}
+
+// WatermarkKey is the key of the event-time watermark of input partition
+// partition: how far in event time the state has seen that partition, kept
+// beside its offset so a restarted operator has the clock it had. The value
+// is AppendInt64 of the time in Unix nanoseconds.
+func WatermarkKey(partition int32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{nsMark}, uint32(partition))
+}
+
+// ParseWatermarkKey says which partition a watermark key is of; ok is false
+// for any other key.
+func ParseWatermarkKey(k []byte) (partition int32, ok bool) {
+	if len(k) != 5 || k[0] != nsMark {
+		return 0, false
+	}
+	return int32(binary.BigEndian.Uint32(k[1:])), true
 }
 
 // KeyTenant is the tenant of a timeless or bucketed key; ok is false for keys

@@ -126,3 +126,26 @@ func TestOpenFailureIsWrapped(t *testing.T) {
 		t.Fatal("Open on a regular file succeeded")
 	}
 }
+
+func TestWatermarkKeys(t *testing.T) {
+	for _, p := range []int32{0, 5, 1 << 20} {
+		k := WatermarkKey(p)
+		if got, ok := ParseWatermarkKey(k); !ok || got != p {
+			t.Errorf("ParseWatermarkKey(WatermarkKey(%d)) = %d, %v", p, got, ok)
+		}
+		if !bytes.HasPrefix(k, WatermarkPrefix) {
+			t.Errorf("watermark key %q lacks the prefix", k)
+		}
+		if _, ok := ParseOffsetKey(k); ok {
+			t.Errorf("watermark key %q parses as an offset key", k)
+		}
+		if _, _, ok := KeyTenant(k); ok {
+			t.Errorf("watermark key %q parses as a tenant key", k)
+		}
+	}
+	for _, k := range [][]byte{OffsetKey("facts", 2), TenantKey(nil, 'a', "t1"), {0x02, 0, 0}} {
+		if _, ok := ParseWatermarkKey(k); ok {
+			t.Errorf("ParseWatermarkKey(%q) accepted", k)
+		}
+	}
+}

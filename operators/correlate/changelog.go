@@ -16,7 +16,7 @@ func ChangelogRoute(key []byte, partitionOf func(tenant []byte) int32) (partitio
 	if tp, ok := state.ParseOffsetKey(key); ok {
 		return tp.Partition, false, nil
 	}
-	if p, ok := parseMarkKey(key); ok {
+	if p, ok := state.ParseWatermarkKey(key); ok {
 		return p, false, nil
 	}
 	if tenant, bucketed, ok := state.KeyTenant(key); ok {

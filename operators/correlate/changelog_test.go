@@ -38,6 +38,7 @@ func TestChangesRouteAndRestore(t *testing.T) {
 	partOf := map[string]int32{"contoso": 0, "fabrikam": 1}
 	src, dst := open(), open()
 	seen := map[byte]bool{}
+	seenMark := false
 	for i, step := range []struct {
 		tenant string
 		at     time.Time
@@ -66,6 +67,12 @@ func TestChangesRouteAndRestore(t *testing.T) {
 			if tp, ok := state.ParseOffsetKey(k); ok && tp.Partition != p {
 				t.Errorf("offset key %q routed to %d", k, got)
 			}
+			if wp, ok := state.ParseWatermarkKey(k); ok {
+				seenMark = true
+				if got != wp || wp != p {
+					t.Errorf("watermark key %q of partition %d routed to %d", k, wp, got)
+				}
+			}
 			if tenant, _, ok := state.KeyTenant(k); ok && got != partOf[string(tenant)] {
 				t.Errorf("key %q of tenant %s routed to %d", k, tenant, got)
 			}
@@ -89,6 +96,9 @@ func TestChangesRouteAndRestore(t *testing.T) {
 			t.Errorf("no change of space %q: the test does not cover it", space)
 		}
 	}
+	if !seenMark {
+		t.Error("no watermark change: the test does not cover them")
+	}
 	if src.Stats().Closed == 0 {
 		t.Error("nothing idle-closed: deletions are not covered")
 	}
@@ -97,11 +107,13 @@ func TestChangesRouteAndRestore(t *testing.T) {
 	// close one again).
 	var closed [2]int
 	for i, c := range []*Correlator{src, dst} {
-		incs, err := c.Tick(time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		closed[i] = len(incs)
+		inTx(t, c, func() {
+			incs, err := c.Tick(time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			closed[i] = len(incs)
+		})
 	}
 	if closed[0] != closed[1] {
 		t.Fatalf("a tick after restore closed %d incidents, the source %d", closed[1], closed[0])

@@ -62,7 +62,7 @@ func WithPartitioner(partitionOf func(tenant string) int32) Option {
 	return func(c *config) { c.partitionOf = partitionOf }
 }
 
-// WithSync makes every Apply fsync its batch (default off: state and offsets
+// WithSync makes every Commit fsync its batch (default off: state and offsets
 // are committed atomically, so a lost tail is replayed from Kafka).
 func WithSync(on bool) Option { return func(c *config) { c.sync = on } }
 
@@ -83,11 +83,12 @@ type Stats struct {
 
 // Correlator places alerts into incidents. Apply and Tick are serialised.
 //
-// By default every Apply and Tick commits its own Pebble batch. Between Begin
-// and Commit (or Abort) they all write one pending batch instead, read back
-// through it (read-your-writes), so that the state changes of one Kafka
-// transaction become durable only once that transaction has committed, with
-// the input offsets they cover, and vanish with it when it aborts.
+// All work happens in transactions, the one commit path production and tests
+// share: between Begin and Commit (or Abort) Apply, ApplyOffset, Skip and
+// Tick write one pending batch, read back through it (read-your-writes), so
+// that the state changes of one Kafka transaction become durable only once
+// that transaction has committed, with the input offsets they cover, and
+// vanish with it when it aborts. Outside a transaction they fail.
 type Correlator struct {
 	mu    sync.Mutex
 	store *state.Store
@@ -136,36 +137,22 @@ func New(store *state.Store, opts ...Option) (*Correlator, error) {
 	return c, nil
 }
 
-// Watermarks are kept beside the offsets, so that a restarted correlator has
-// the event-time clock it had (idle close and expiry depend on it).
-//
-//	'W' 'm' partition(u32 BE) -> event time (i64 unix ns, sortable)
-var markPrefix = []byte{'W', 'm'}
-
-func markKey(partition int32) []byte {
-	return binary.BigEndian.AppendUint32(append([]byte(nil), markPrefix...), uint32(partition))
-}
-
-func parseMarkKey(k []byte) (int32, bool) {
-	if len(k) != len(markPrefix)+4 || !bytes.HasPrefix(k, markPrefix) {
-		return 0, false
-	}
-	return int32(binary.BigEndian.Uint32(k[len(markPrefix):])), true
-}
-
+// Watermarks are kept beside the offsets (state.WatermarkKey), so that a
+// restarted correlator has the event-time clock it had (idle close and
+// expiry depend on it).
 func loadMarks(store *state.Store) (map[int32]time.Time, error) {
-	it, err := store.NewIter(markPrefix)
+	it, err := store.NewIter(state.WatermarkPrefix)
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
 	marks := map[int32]time.Time{}
 	for ok := it.First(); ok; ok = it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != len(markPrefix)+4 || len(v) != 8 {
-			return nil, fmt.Errorf("correlate: bad watermark record %q", k)
+		p, ok := state.ParseWatermarkKey(it.Key())
+		if !ok || len(it.Value()) != 8 {
+			return nil, fmt.Errorf("correlate: bad watermark record %q", it.Key())
 		}
-		marks[int32(binary.BigEndian.Uint32(k[len(markPrefix):]))] = time.Unix(0, state.ReadInt64(v)).UTC()
+		marks[p] = time.Unix(0, state.ReadInt64(it.Value())).UTC()
 	}
 	return marks, it.Error()
 }
@@ -175,7 +162,7 @@ func (c *Correlator) saveMark(b *state.Batch, partition int32) error {
 	if !ok {
 		return nil
 	}
-	return b.Set(markKey(partition), state.AppendInt64(nil, t.UnixNano()))
+	return b.Set(state.WatermarkKey(partition), state.AppendInt64(nil, t.UnixNano()))
 }
 
 // Begin opens a transaction: until Commit or Abort, Apply, ApplyOffset, Skip
@@ -275,7 +262,7 @@ func (c *Correlator) Restore(del bool, key, val []byte) error {
 	if c.pend == nil {
 		return fmt.Errorf("correlate: restore without a transaction")
 	}
-	if p, ok := parseMarkKey(key); ok {
+	if p, ok := state.ParseWatermarkKey(key); ok {
 		if del {
 			delete(c.clock.marks, p)
 		} else if len(val) == 8 {
@@ -318,16 +305,11 @@ func (c *Correlator) Abort() {
 func (c *Correlator) Skip(topic string, partition int32, offset int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pend != nil {
-		c.pend.cover(topic, partition, offset)
-		return nil
+	if c.pend == nil {
+		return errNoTransaction("skip")
 	}
-	b := c.store.NewBatch()
-	if err := b.SetOffset(topic, partition, offset); err != nil {
-		b.Close()
-		return err
-	}
-	return b.Commit(c.cfg.sync)
+	c.pend.cover(topic, partition, offset)
+	return nil
 }
 
 func (p *pending) cover(topic string, partition int32, offset int64) {
@@ -390,16 +372,9 @@ type tx struct {
 	order      []string // incidents in first-touched order
 }
 
-// begin starts one call's work: on the open transaction's batch, or on a
-// batch of its own.
+// begin starts one call's work on the open transaction's batch.
 func (c *Correlator) begin(tenant string) *tx {
-	var b *state.Batch
-	if c.pend != nil {
-		b = c.pend.b
-	} else {
-		b = c.store.NewBatch()
-	}
-	return &tx{c: c, b: b, tenant: tenant, prevalence: map[string]bool{},
+	return &tx{c: c, b: c.pend.b, tenant: tenant, prevalence: map[string]bool{},
 		alerts: map[string]*alertRec{}, newAlerts: map[string]*Alert{}, incs: map[string]*incState{}}
 }
 
@@ -452,14 +427,16 @@ func (t *tx) touch(s *incState) {
 	s.changed = true
 }
 
-// Apply correlates one tenant's facts from partition of the repartition topic.
+// Apply correlates one tenant's facts from partition of the repartition
+// topic, in the open transaction.
 func (c *Correlator) Apply(partition int32, f *Facts) ([]Incident, error) {
 	return c.ApplyOffset(partition, f, "", -1)
 }
 
-// ApplyOffset is Apply that also records topic/partition/offset in the same
-// atomic batch as the state changes (skipped when topic is ""), so
-// state.Store.Offsets says how far the store got.
+// ApplyOffset is Apply that also records topic/partition/offset as covered
+// by the open transaction (skipped when topic is ""), so that Commit stores
+// it with the state changes and state.Store.Offsets says how far the store
+// got. It needs an open transaction (Begin): there is one commit path.
 func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset int64) ([]Incident, error) {
 	if f == nil {
 		return nil, nil
@@ -469,48 +446,28 @@ func (c *Correlator) ApplyOffset(partition int32, f *Facts, topic string, offset
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pend != nil {
-		// In a transaction: a failure leaves the pending batch half written,
-		// so the caller must Abort (as it must anyway: its outputs are lost).
-		t := c.begin(f.Tenant)
-		if err := t.notePartition(partition); err != nil {
-			return nil, err
-		}
-		out, err := t.apply(partition, f)
-		if err != nil {
-			return nil, err
-		}
-		if topic != "" {
-			c.pend.cover(topic, partition, offset)
-		}
-		c.clock.observe(partition, f.MaxTime)
-		return out, nil
+	if c.pend == nil {
+		return nil, errNoTransaction("apply")
 	}
+	// A failure leaves the pending batch half written, so the caller must
+	// Abort (as it must anyway: its outputs are lost).
 	t := c.begin(f.Tenant)
-	err := t.notePartition(partition)
-	var out []Incident
-	if err == nil {
-		out, err = t.apply(partition, f)
-	}
-	if err == nil && topic != "" {
-		err = t.b.SetOffset(topic, partition, offset)
-	}
-	if err != nil {
-		t.b.Close()
+	if err := t.notePartition(partition); err != nil {
 		return nil, err
 	}
-	c.clock.observe(partition, f.MaxTime)
+	out, err := t.apply(partition, f)
+	if err != nil {
+		return nil, err
+	}
 	if topic != "" {
-		if err := c.saveMark(t.b, partition); err != nil {
-			t.b.Close()
-			return nil, err
-		}
+		c.pend.cover(topic, partition, offset)
 	}
-	if err := t.b.Commit(c.cfg.sync); err != nil {
-		delete(c.parts, f.Tenant) // written again by the next facts
-		return nil, fmt.Errorf("correlate: commit facts of tenant %s: %w", f.Tenant, err)
-	}
+	c.clock.observe(partition, f.MaxTime)
 	return out, nil
+}
+
+func errNoTransaction(what string) error {
+	return fmt.Errorf("correlate: %s outside a transaction (Begin first)", what)
 }
 
 // notePartition records that the tenant's facts come from partition, in
@@ -523,9 +480,7 @@ func (t *tx) notePartition(partition int32) error {
 		return nil
 	}
 	c.parts[t.tenant] = partition
-	if c.pend != nil {
-		c.pend.parts = append(c.pend.parts, t.tenant)
-	}
+	c.pend.parts = append(c.pend.parts, t.tenant)
 	return t.b.Set(t.tkey(spacePartition), binary.BigEndian.AppendUint32(nil, uint32(partition)))
 }
 
@@ -1067,10 +1022,13 @@ func hash(b []byte) uint64 {
 // Tick closes incidents idle for the idle period and expires buckets, by
 // event time: each tenant's by the clock of its facts partition (see
 // window.go), capped at now so a future-dated record cannot close
-// everything.
+// everything. It needs an open transaction.
 func (c *Correlator) Tick(now time.Time) ([]Incident, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.pend == nil {
+		return nil, errNoTransaction("tick")
+	}
 	clk := c.clock.now()
 	if clk.IsZero() {
 		return nil, nil
@@ -1079,26 +1037,11 @@ func (c *Correlator) Tick(now time.Time) ([]Incident, error) {
 		clk = now
 	}
 	clocks := tenantClocks{c: c, global: clk, of: map[string]time.Time{}}
-	if c.pend != nil {
-		out, err := c.closeIdle(c.pend.b, &clocks)
-		if err == nil {
-			err = c.expire(c.pend.b, &clocks)
-		}
-		return out, err
-	}
-	b := c.store.NewBatch()
-	out, err := c.closeIdle(b, &clocks)
+	out, err := c.closeIdle(c.pend.b, &clocks)
 	if err == nil {
-		err = c.expire(b, &clocks)
+		err = c.expire(c.pend.b, &clocks)
 	}
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	if err := b.Commit(c.cfg.sync); err != nil {
-		return nil, fmt.Errorf("correlate: commit tick: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // tenantClocks are the clocks of one Tick: global is the highest (capped at

@@ -36,6 +36,9 @@ func TestTickClosesOnlyOwnedTenants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Begin(); err != nil {
+		t.Fatal(err)
+	}
 	for i, f := range facts {
 		if _, err := c.ApplyOffset(0, f, "facts", int64(i)); err != nil {
 			t.Fatal(err)
@@ -64,11 +67,16 @@ func TestTickClosesOnlyOwnedTenants(t *testing.T) {
 			t.Fatalf("closed incident %s of tenant %s, which this correlator does not own", inc.ID, inc.TenantID)
 		}
 	}
-	all.Store(true)
-	later, err := c.Tick(far)
-	if err != nil {
+	if err := c.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	all.Store(true)
+	var later []Incident
+	inTx(t, c, func() {
+		if later, err = c.Tick(far); err != nil {
+			t.Fatal(err)
+		}
+	})
 	if len(later) == 0 {
 		t.Fatal("the other tenant's idle incidents did not close once owned")
 	}

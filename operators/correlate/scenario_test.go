@@ -1,9 +1,7 @@
 package correlate
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -11,34 +9,49 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/datadriven"
 	"github.com/stitch-xdr/stitch/operators/normalize"
 	"github.com/stitch-xdr/stitch/state"
 )
 
-// TestScenarios runs every testdata/scenarios/*.txt: streaming-API records
-// (one JSON per line) fed through the real normalizer, Extract, the facts wire
-// encoding and Apply, in chunks (a run of JSON lines is one chunk, so order
-// matters as written), interleaved with commands and expectations:
+// TestScenarios runs every testdata/scenarios/*.txt, a datadriven file
+// (github.com/cockroachdb/datadriven): streaming-API records fed through the
+// real normalizer, Extract, the facts wire encoding and the correlator's one
+// commit path, interleaved with questions whose answers follow "----". After
+// a change of behaviour, `go test ./operators/correlate -run Scenarios
+// -rewrite` rewrites the answers, and the change is a reviewed diff of the
+// data files. Directives:
 //
-//	---                        ends a chunk (records before it are applied first)
-//	option window|lateness|grace|idle|lookback <duration>; option prevalence <n>
-//	tick <RFC3339>             close idle incidents / expire by event time
-//	same A B ...               alerts share one live incident (tenant/id when ids collide)
-//	separate A B ...           alerts are in pairwise different incidents
-//	incidents N                live incidents (with alerts)
-//	redirected N               incidents redirected by merges
-//	closed N                   incidents closed as idle
-//	late N                     Stats().Late
-//	severity A S               severity of A's incident
-//	name A text...             A's incident displayName contains text
-//	reason A B entity          A's incident explains the A-B link by entity
+//	apply                 the records below (one JSON per line), in one transaction;
+//	                      prints every incident version it produced
+//	option k=v            window|lateness|grace|idle=<duration>, prevalence=<n> (before any apply)
+//	tick at=<RFC3339>     close idle incidents / expire by event time; prints the closed
+//	same A B ...          "same" when the alerts share one live incident (tenant/id when ids collide)
+//	separate A B ...      "separate" when they are in pairwise different incidents
+//	incidents|redirected|closed   how many live (with alerts), redirected, idle-closed incidents
+//	late                  Stats().Late
+//	severity A            severity of A's incident
+//	name A                displayName of A's incident
+//	reason A B            the entities A's incident gives as the A-B link
+//
+// Every scenario ends with the correlator's invariants checked.
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob("testdata/scenarios/*.txt")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scenarios: %v", err)
 	}
 	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { runScenario(t, f) })
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			s := &scenario{t: t, latest: map[string]Incident{}, schema: newValidator(t)}
+			datadriven.RunTest(t, f, func(t *testing.T, d *datadriven.TestData) string {
+				s.t = t
+				return s.directive(d)
+			})
+			s.t = t
+			if err := s.correlator().Verify(); err != nil {
+				t.Errorf("invariants after the scenario: %v", err)
+			}
+		})
 	}
 }
 
@@ -47,39 +60,9 @@ type scenario struct {
 	opts   []Option
 	c      *Correlator
 	norm   *normalize.Normalizer
-	chunk  [][]byte
 	offset int64
 	latest map[string]Incident // incident id (tenant-scoped ids are unique) -> highest version
 	schema *incidentValidator
-}
-
-func runScenario(t *testing.T, path string) {
-	fh, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	s := &scenario{t: t, latest: map[string]Incident{}, schema: newValidator(t)}
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		if strings.HasPrefix(text, "{") {
-			s.chunk = append(s.chunk, []byte(text))
-			continue
-		}
-		s.flush()
-		s.command(fmt.Sprintf("%s:%d", filepath.Base(path), line), strings.Fields(text))
-	}
-	s.flush()
-	if err := s.correlator().Verify(); err != nil {
-		t.Errorf("invariants after the scenario: %v", err)
-	}
 }
 
 func (s *scenario) correlator() *Correlator {
@@ -97,33 +80,52 @@ func (s *scenario) correlator() *Correlator {
 	return s.c
 }
 
-// flush normalizes the pending chunk and applies its facts.
-func (s *scenario) flush() {
+// apply normalizes records and applies their facts in one transaction, as
+// a poll is in the correlate stage, and prints the incident versions.
+func (s *scenario) apply(records []string) string {
 	c := s.correlator()
-	if len(s.chunk) == 0 {
-		return
-	}
 	var batches []normalize.Batch
 	emit := func(b normalize.Batch) { batches = append(batches, b) }
-	for _, v := range s.chunk {
-		s.norm.Add(normalize.Input{Topic: "ah", Offset: s.offset, Value: v}, emit, func(d normalize.DeadLetter) {
+	for _, v := range records {
+		s.norm.Add(normalize.Input{Topic: "ah", Offset: s.offset, Value: []byte(v)}, emit, func(d normalize.DeadLetter) {
 			s.t.Fatalf("record dead-lettered (%s): %s: %s", d.Reason, d.Error, d.Value)
 		})
 		s.offset++
 	}
 	s.norm.Flush(emit)
-	s.chunk = s.chunk[:0]
-	for _, b := range batches {
-		f := wireFacts(s.t, b)
-		if f == nil {
-			continue
+	var out []Incident
+	inTx(s.t, c, func() {
+		for _, b := range batches {
+			f := wireFacts(s.t, b)
+			if f == nil {
+				continue
+			}
+			incs, err := c.ApplyOffset(0, f, "facts", s.offset)
+			if err != nil {
+				s.t.Fatalf("apply: %v", err)
+			}
+			out = append(out, incs...)
 		}
-		out, err := c.ApplyOffset(0, f, "facts", s.offset)
-		if err != nil {
-			s.t.Fatalf("apply: %v", err)
+	})
+	s.record(out)
+	return versions(out)
+}
+
+// versions prints incident versions, one a line: id, status, version and
+// alerts (a redirected one names where it went).
+func versions(incs []Incident) string {
+	var b strings.Builder
+	for _, inc := range incs {
+		fmt.Fprintf(&b, "%s v%d %s:", inc.ID, inc.Version, inc.Status)
+		for _, a := range inc.Alerts {
+			b.WriteString(" " + a.ID)
 		}
-		s.record(out)
+		if inc.RedirectIncidentID != nil {
+			b.WriteString(" -> " + *inc.RedirectIncidentID)
+		}
+		b.WriteByte('\n')
 	}
+	return b.String()
 }
 
 func (s *scenario) record(out []Incident) {
@@ -184,98 +186,109 @@ func (s *scenario) count(status string) int {
 	return n
 }
 
-func (s *scenario) command(where string, f []string) {
+func (s *scenario) directive(d *datadriven.TestData) string {
 	t := s.t
 	t.Helper()
-	atoi := func(v string) int {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("%s: %v", where, err)
-		}
-		return n
+	var args []string
+	for _, a := range d.CmdArgs {
+		args = append(args, a.Key)
 	}
-	switch f[0] {
-	case "---": // chunk boundary: the flush before the command did it
+	switch d.Cmd {
+	case "apply":
+		return s.apply(strings.Split(strings.TrimSpace(d.Input), "\n"))
 	case "option":
 		if s.c != nil {
-			t.Fatalf("%s: options must come before records", where)
+			d.Fatalf(t, "options must come before records")
 		}
-		if f[1] == "prevalence" {
-			s.opts = append(s.opts, WithPrevalence(atoi(f[2]), 7*24*time.Hour))
-			return
-		}
-		d, err := time.ParseDuration(f[2])
-		if err != nil {
-			t.Fatalf("%s: %v", where, err)
-		}
-		switch f[1] {
-		case "window":
-			s.opts = append(s.opts, WithWindow(d))
-		case "lateness":
-			s.opts = append(s.opts, WithLateness(d))
-		case "grace":
-			s.opts = append(s.opts, WithEvidenceGrace(d))
-		case "idle":
-			s.opts = append(s.opts, WithIdleClose(d))
-		default:
-			t.Fatalf("%s: unknown option %s", where, f[1])
-		}
-	case "tick":
-		at, err := time.Parse(time.RFC3339, f[1])
-		if err != nil {
-			t.Fatalf("%s: %v", where, err)
-		}
-		out, err := s.correlator().Tick(at)
-		if err != nil {
-			t.Fatalf("%s: tick: %v", where, err)
-		}
-		s.record(out)
-	case "same":
-		first := s.incidentOf(where, f[1])
-		for _, ref := range f[2:] {
-			if got := s.incidentOf(where, ref); got.ID != first.ID {
-				t.Errorf("%s: %s in %s (%q), %s in %s (%q): want the same incident",
-					where, f[1], first.ID, first.DisplayName, ref, got.ID, got.DisplayName)
+		for _, a := range d.CmdArgs {
+			if len(a.Vals) != 1 {
+				d.Fatalf(t, "option %s: want one value", a.Key)
+			}
+			if a.Key == "prevalence" {
+				n, err := strconv.Atoi(a.Vals[0])
+				if err != nil {
+					d.Fatalf(t, "%v", err)
+				}
+				s.opts = append(s.opts, WithPrevalence(n, 7*24*time.Hour))
+				continue
+			}
+			v, err := time.ParseDuration(a.Vals[0])
+			if err != nil {
+				d.Fatalf(t, "%v", err)
+			}
+			switch a.Key {
+			case "window":
+				s.opts = append(s.opts, WithWindow(v))
+			case "lateness":
+				s.opts = append(s.opts, WithLateness(v))
+			case "grace":
+				s.opts = append(s.opts, WithEvidenceGrace(v))
+			case "idle":
+				s.opts = append(s.opts, WithIdleClose(v))
+			default:
+				d.Fatalf(t, "unknown option %s", a.Key)
 			}
 		}
+		return ""
+	case "tick":
+		var when string
+		d.ScanArgs(t, "at", &when)
+		at, err := time.Parse(time.RFC3339, when)
+		if err != nil {
+			d.Fatalf(t, "%v", err)
+		}
+		var out []Incident
+		inTx(t, s.correlator(), func() {
+			if out, err = s.correlator().Tick(at); err != nil {
+				d.Fatalf(t, "tick: %v", err)
+			}
+		})
+		s.record(out)
+		return versions(out)
+	case "same":
+		first := s.incidentOf(d.Pos, args[0])
+		var differ []string
+		for _, ref := range args[1:] {
+			if got := s.incidentOf(d.Pos, ref); got.ID != first.ID {
+				differ = append(differ, fmt.Sprintf("%s in %s (%q)", ref, got.ID, got.DisplayName))
+			}
+		}
+		if len(differ) > 0 {
+			return fmt.Sprintf("%s in %s (%q); %s", args[0], first.ID, first.DisplayName, strings.Join(differ, "; "))
+		}
+		return "same"
 	case "separate":
 		ids := map[string]string{}
-		for _, ref := range f[1:] {
-			inc := s.incidentOf(where, ref)
+		var shared []string
+		for _, ref := range args {
+			inc := s.incidentOf(d.Pos, ref)
 			if other, ok := ids[inc.ID]; ok {
-				t.Errorf("%s: %s and %s share incident %s (reasons %v): want separate",
-					where, other, ref, inc.ID, inc.CorrelationReasons)
+				shared = append(shared, fmt.Sprintf("%s and %s share %s (reasons %v)", other, ref, inc.ID, inc.CorrelationReasons))
 			}
 			ids[inc.ID] = ref
 		}
+		if len(shared) > 0 {
+			return strings.Join(shared, "; ")
+		}
+		return "separate"
 	case "incidents", "redirected", "closed":
-		status := map[string]string{"incidents": StatusActive, "redirected": StatusRedirected, "closed": StatusResolved}[f[0]]
-		if got := s.count(status); got != atoi(f[1]) {
-			t.Errorf("%s: %d %s incidents, want %s", where, got, status, f[1])
-		}
+		status := map[string]string{"incidents": StatusActive, "redirected": StatusRedirected, "closed": StatusResolved}[d.Cmd]
+		return strconv.Itoa(s.count(status))
 	case "late":
-		if got := s.correlator().Stats().Late; got != int64(atoi(f[1])) {
-			t.Errorf("%s: Stats().Late = %d, want %s", where, got, f[1])
-		}
+		return strconv.FormatInt(s.correlator().Stats().Late, 10)
 	case "severity":
-		if got := s.incidentOf(where, f[1]).Severity; got != f[2] {
-			t.Errorf("%s: severity of %s's incident = %s, want %s", where, f[1], got, f[2])
-		}
+		return s.incidentOf(d.Pos, args[0]).Severity
 	case "name":
-		want := strings.Join(f[2:], " ")
-		if got := s.incidentOf(where, f[1]).DisplayName; !strings.Contains(got, want) {
-			t.Errorf("%s: displayName %q lacks %q", where, got, want)
-		}
+		return s.incidentOf(d.Pos, args[0]).DisplayName
 	case "reason":
-		inc := s.incidentOf(where, f[1])
-		ok := slices.ContainsFunc(inc.CorrelationReasons, func(r CorrelationReason) bool {
-			pair := r.Alerts[0] == f[1] && r.Alerts[1] == f[2] || r.Alerts[0] == f[2] && r.Alerts[1] == f[1]
-			return pair && r.Entity == f[3]
-		})
-		if !ok {
-			t.Errorf("%s: no reason %s-%s by %s in %v", where, f[1], f[2], f[3], inc.CorrelationReasons)
+		var out []string
+		for _, r := range s.incidentOf(d.Pos, args[0]).CorrelationReasons {
+			if r.Alerts == [2]string{args[0], args[1]} || r.Alerts == [2]string{args[1], args[0]} {
+				out = append(out, r.Entity)
+			}
 		}
-	default:
-		t.Fatalf("%s: unknown command %q", where, f[0])
+		return strings.Join(out, "\n")
 	}
+	d.Fatalf(t, "unknown directive %q", d.Cmd)
+	return ""
 }

@@ -3,6 +3,7 @@ package correlate
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/operators/normalize"
@@ -68,8 +69,20 @@ func wireFacts(t testing.TB, b normalize.Batch) *Facts {
 	return f
 }
 
-// applyAll applies facts (offsets from 0, partition 0) and returns the
-// encoded outputs.
+// inTx runs fn in one transaction of c and commits it: the one commit path.
+func inTx(t testing.TB, c *Correlator, fn func()) {
+	t.Helper()
+	if err := c.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	fn()
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// applyAll applies facts (offsets from 0, partition 0) in the open
+// transaction and returns the encoded outputs.
 func applyAll(t *testing.T, c *Correlator, facts []*Facts) []string {
 	t.Helper()
 	var out []string
@@ -121,18 +134,20 @@ func sameOutputs(t *testing.T, what string, got, want []string) {
 	}
 }
 
-// reference applies every fact with its own commit (the uninterrupted run)
-// and returns the outputs of each.
+// reference applies every fact in a transaction of its own (the
+// uninterrupted run) and returns the outputs of each.
 func reference(t *testing.T, facts []*Facts) [][]string {
 	c, st := openCorrelator(t, t.TempDir())
 	defer st.Close()
 	out := make([][]string, len(facts))
 	for i, f := range facts {
-		incs, err := c.ApplyOffset(int32(i%2), f, "facts", int64(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i] = encode(t, incs)
+		inTx(t, c, func() {
+			incs, err := c.ApplyOffset(int32(i%2), f, "facts", int64(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = encode(t, incs)
+		})
 	}
 	return out
 }
@@ -242,5 +257,28 @@ func TestAbortDiscardsEverything(t *testing.T) {
 			t.Error("nested Begin accepted")
 		}
 		c.Abort()
+	}
+}
+
+// TestOnlyInTransactions: there is one commit path; work outside a
+// transaction is refused, not committed on its own.
+func TestOnlyInTransactions(t *testing.T) {
+	c, st := openCorrelator(t, t.TempDir())
+	defer st.Close()
+	f := alertFact("t1", "A", t0)
+	if _, err := c.ApplyOffset(0, f, "facts", 0); err == nil {
+		t.Error("ApplyOffset outside a transaction accepted")
+	}
+	if err := c.Skip("facts", 0, 0); err == nil {
+		t.Error("Skip outside a transaction accepted")
+	}
+	if _, err := c.Tick(time.Time{}); err == nil {
+		t.Error("Tick outside a transaction accepted")
+	}
+	if err := c.Commit(); err == nil {
+		t.Error("Commit without a transaction accepted")
+	}
+	if offs, _ := c.Offsets(); len(offs) != 0 {
+		t.Errorf("refused work moved offsets: %v", offs)
 	}
 }
