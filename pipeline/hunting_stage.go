@@ -259,10 +259,23 @@ func (h *huntingSink) Run(ctx context.Context) error {
 				h.p.log.Error("hunting: undecodable record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 				return
 			}
-			werr = h.w.Write(parquet.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, b)
+			werr = h.w.WriteContext(ctx, parquet.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, b)
 			h.pending[b.Table] += b.Record.NumRows()
 			b.Release()
 		})
+		if werr != nil && ctx.Err() != nil && errors.Is(werr, ctx.Err()) {
+			// Stopped inside a batch: drop the segment rather than commit
+			// half a record; all of it is read again from the manifest's
+			// offsets (the group's are not committed past them).
+			h.partial = true
+			clear(h.pending)
+			clear(h.consumed)
+			if err := h.w.Abort(); err != nil {
+				h.p.log.Warn("hunting: drop the interrupted segment", "err", err)
+			}
+			h.cl.AllowRebalance()
+			return nil
+		}
 		if werr != nil {
 			h.cl.AllowRebalance()
 			return fmt.Errorf("hunting: write: %w", werr)

@@ -1,7 +1,9 @@
 package parquet
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -232,5 +234,55 @@ func writeOneRow(t *testing.T, dir string, schema *arrow.Schema, at time.Time) {
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWriteGivesUpWhenTheContextEnds: one batch whose rows span many hours
+// is as many files; a stop does not wait for all of them, and the
+// interrupted segment is dropped whole (its offsets are read again).
+func TestWriteGivesUpWhenTheContextEnds(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, MaxOpenFiles(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []parquettest.Row
+	for i := range 50 {
+		rows = append(rows, parquettest.Row{Time: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour), ID: int64(i)})
+	}
+	schema := parquettest.Schema("DeviceEvents")
+	b := parquettest.Batch(memory.DefaultAllocator, schema, "t1", rows)
+	defer b.Release()
+	if err := w.Write(Source{Topic: "hunting.DeviceEvents", Offset: 0}, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = w.WriteContext(ctx, Source{Topic: "hunting.DeviceEvents", Offset: 1}, b)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("write after the stop: %v", err)
+	}
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countStaged(t, dir); n != 0 {
+		t.Errorf("%d staged files left", n)
+	}
+	if rows := readBack(t, dir); len(rows) != 50 {
+		t.Errorf("%d rows, want the first batch's 50", len(rows))
+	}
+	w, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if next := w.Resume()[TopicPartition{"hunting.DeviceEvents", 0}]; next != 1 {
+		t.Errorf("resume at %d, want 1 (the interrupted batch again)", next)
 	}
 }

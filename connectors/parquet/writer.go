@@ -25,6 +25,7 @@
 package parquet
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -334,6 +335,14 @@ func (w *Writer) Due() bool {
 // from before Resume adds no rows. Write does not retain b.Record; the
 // caller still owns (and releases) it.
 func (w *Writer) Write(src Source, b normalize.Batch) error {
+	return w.WriteContext(context.Background(), src, b)
+}
+
+// WriteContext is Write that gives up when ctx ends: a batch whose rows
+// span thousands of hours is thousands of files, so a stop must not wait
+// for all of them. It then returns ctx's error and the segment is unusable:
+// Abort it (its offsets are read again) or reopen.
+func (w *Writer) WriteContext(ctx context.Context, src Source, b normalize.Batch) error {
 	if w.closed {
 		return errors.New("parquet: write on closed writer")
 	}
@@ -358,7 +367,7 @@ func (w *Writer) Write(src Source, b normalize.Batch) error {
 			defer rec.Release()
 			b.Record = rec
 		}
-		if err := w.writeRecord(src, b); err != nil {
+		if err := w.writeRecord(ctx, src, b); err != nil {
 			w.broken = err
 			return err
 		}
@@ -375,7 +384,7 @@ func (w *Writer) Write(src Source, b normalize.Batch) error {
 	return nil
 }
 
-func (w *Writer) writeRecord(src Source, b normalize.Batch) error {
+func (w *Writer) writeRecord(ctx context.Context, src Source, b normalize.Batch) error {
 	rec := b.Record
 	if w.segID == "" {
 		// Deterministic and unique: no other segment can start at this
@@ -386,6 +395,9 @@ func (w *Writer) writeRecord(src Source, b normalize.Batch) error {
 	w.hours = hours
 	lo := 0
 	for lo < len(hours) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("parquet: write interrupted: %w", err)
+		}
 		hi := lo + 1
 		for hi < len(hours) && hours[hi] == hours[lo] {
 			hi++
