@@ -48,6 +48,10 @@ type restoreSpec struct {
 	Store      StateStore
 	// Name names the store in logs (stage/store).
 	Name string
+	// PartitionOf places a tenant on an input partition (the producer's
+	// partitioner); with it, partitions whose state is stale are rebuilt
+	// (rebuild.go). Nil: never.
+	PartitionOf func(tenant []byte) int32
 	// ClientOpts are the options of the reading client (brokers, TLS, SASL).
 	ClientOpts func() ([]kgo.Opt, error)
 	Metrics    *Metrics // may be nil
@@ -123,6 +127,16 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 	if err != nil {
 		return fmt.Errorf("restore: store offsets: %w", err)
 	}
+	if spec.PartitionOf != nil {
+		if stale := staleParts(have, spec.Changelogs, spec.Partitions, deleteRetention(ctx, kadm.NewClient(spec.Client), spec.Changelogs), time.Now()); len(stale) > 0 {
+			if err := dropPartitions(cor, stale, spec.PartitionOf, log, spec.Name); err != nil {
+				return err
+			}
+			if have, err = cor.Offsets(); err != nil {
+				return fmt.Errorf("restore: store offsets: %w", err)
+			}
+		}
+	}
 	type tp = state.TopicPartition
 	before := map[int32]int64{} // input offset the store reflects now; -1: none
 	next := map[tp]int64{}      // next changelog offset to apply
@@ -193,6 +207,7 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 					pos[tp{Topic: spec.Input, Partition: p}] = f
 				}
 			}
+			stampSynced(pos, spec.Changelogs, spec.Partitions, time.Now())
 		}
 		if err := cor.CommitAt(pos); err != nil {
 			return fmt.Errorf("restore: %w", err)

@@ -205,6 +205,9 @@ func (s *stateful) restoreLocked(parts []int32) {
 			Partitions: parts,
 			Store:      a.store,
 			Name:       s.stage + "/" + a.name,
+			PartitionOf: func(tenant []byte) int32 {
+				return int32(s.part.Partition(&kgo.Record{Key: tenant}, s.partitions()))
+			},
 			ClientOpts: func() ([]kgo.Opt, error) { return s.p.clientOpts("restore") },
 			Metrics:    s.p.metrics,
 			Log:        s.p.log,
@@ -311,11 +314,21 @@ func (s *stateful) flush(ctx context.Context, tx *txn) error {
 // store behind with no assignment coming: the stage stops (after its
 // retries) so that a restart restores it.
 func (s *stateful) committed() {
+	s.ownMu.Lock()
+	owned := make([]int32, 0, len(s.owned))
+	for p := range s.owned {
+		owned = append(owned, p)
+	}
+	s.ownMu.Unlock()
+	now := time.Now()
 	for _, a := range s.stores {
 		if !a.store.InTransaction() {
 			continue
 		}
-		if err := a.store.CommitAt(a.log.positions()); err != nil {
+		pos := a.log.positions()
+		// Owning a partition keeps its state caught up (rebuild.go).
+		stampSynced(pos, a.topic, owned, now)
+		if err := a.store.CommitAt(pos); err != nil {
 			s.broken = fatal(fmt.Errorf("%s: store %s: state commit failed after the Kafka commit (restart to restore): %w", s.stage, a.name, err))
 			s.p.log.Error(s.stage+": state commit failed", "store", a.name, "err", err)
 		}

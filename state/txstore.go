@@ -202,3 +202,18 @@ func RouteKey(key []byte, partitionOf func(tenant []byte) int32) (partition int3
 	}
 	return 0, false, fmt.Errorf("state: key %q has no changelog partition", key)
 }
+
+// ScanKeys calls fn with every committed key, in order.
+func (t *TxStore) ScanKeys(fn func(key []byte) error) error {
+	it, err := t.s.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
