@@ -215,7 +215,11 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 		}
 	}
 	if p.b.Empty() {
-		return p.b.Close()
+		// Nothing to write, but a store that failed in the background (a
+		// log write of an earlier commit) must still stop the caller: a
+		// quiet transaction is no proof that the state is safe.
+		p.b.Close()
+		return c.store.Failed()
 	}
 	if err := p.b.Commit(c.cfg.sync); err != nil {
 		return fmt.Errorf("correlate: commit transaction: %w", err)

@@ -2,8 +2,15 @@ package correlate
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/operators/normalize"
@@ -280,5 +287,51 @@ func TestOnlyInTransactions(t *testing.T) {
 	}
 	if offs, _ := c.Offsets(); len(offs) != 0 {
 		t.Errorf("refused work moved offsets: %v", offs)
+	}
+}
+
+// TestQuietCommitReportsAFailedStore: once the store has failed (a full
+// disk under a log write, possibly found in the background), a transaction
+// that writes nothing still fails its commit: the correlate stage ticks
+// such transactions and must stop, not go on as if the state were safe.
+func TestQuietCommitReportsAFailedStore(t *testing.T) {
+	var full atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if full.Load() && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+			return syscall.ENOSPC
+		}
+		return nil
+	}))
+	st, err := state.Open(t.TempDir(), state.WithFS(fs), state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; st.Failed() == nil; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the store never failed on a full disk")
+		}
+		if err := c.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ApplyOffset(0, alertFact("t1", fmt.Sprint("A", i), t0), "facts", int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Commit(); err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Commit(); !errors.Is(err, state.ErrFailed) {
+		t.Fatalf("empty commit on a failed store: %v, want state.ErrFailed", err)
 	}
 }
