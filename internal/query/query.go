@@ -127,6 +127,11 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 			return nil, err
 		}
 	}
+	// Absolute, so that the views' globs and the directories the lockdown
+	// allows are the same paths.
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
 	tables, err := Tables(dir)
 	if err != nil {
 		return nil, err
@@ -151,20 +156,34 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 		return nil, fmt.Errorf("hunting: open duckdb: %w", err)
 	}
 	defer conn.Close()
+	// The views first, then the lockdown (lockdown.go): file access only
+	// where the views read, no extensions, one SELECT.
+	allowed := []string{allowedDir(dir)}
+	if cfg.element != "" {
+		allowed = nil
+	}
 	for _, t := range tables {
 		if !referenced[strings.ToLower(t)] {
 			continue
 		}
 		view := viewSQL(dir, t, cfg)
-		if cfg.element != "" && !hasParquet(filepath.Join(dir, t, "tenant="+cfg.element)) {
+		if td := filepath.Join(dir, t, "tenant="+cfg.element); cfg.element != "" && !hasParquet(td) {
 			var ok bool
 			if view, ok = emptyViewSQL(t); !ok {
 				continue
 			}
+		} else if cfg.element != "" {
+			allowed = append(allowed, allowedDir(td))
 		}
 		if _, err := conn.ExecContext(ctx, view); err != nil {
 			return nil, fmt.Errorf("hunting: view %s: %w", t, err)
 		}
+	}
+	if err := lockdown(ctx, conn, allowed); err != nil {
+		return nil, err
+	}
+	if err := checkStatement(ctx, conn, stmt); err != nil {
+		return nil, err
 	}
 	rows, err := conn.QueryContext(ctx, stmt)
 	if err != nil {
@@ -208,7 +227,7 @@ func queryErr(ctx context.Context, err error, cfg config) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("hunting: query exceeded the time limit of %s: %w", cfg.timeout, err)
 	}
-	return fmt.Errorf("hunting: %w", err)
+	return duckErr(err)
 }
 
 // viewSQL is the view of one table. Tenant and time filters sit on the hive
