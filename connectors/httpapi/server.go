@@ -25,6 +25,29 @@ type Server struct {
 	ready  func() (bool, string)
 	status func() any
 	log    *slog.Logger
+	limits Limits
+}
+
+// Limits bound what one connection may hold of the server: a client that
+// sends its request slowly (slowloris), reads the answer slowly or keeps an
+// idle connection open is cut off instead of holding a goroutine and a file
+// descriptor for ever.
+type Limits struct {
+	ReadHeader time.Duration // to receive a request's headers
+	Read       time.Duration // to receive a whole request, body included
+	Write      time.Duration // to write the answer, from the end of the request's headers
+	Idle       time.Duration // a keep-alive connection waits this long for its next request
+	HeaderSize int           // largest request headers, in bytes
+}
+
+// DefaultLimits are generous for the operational endpoints (a scrape of
+// /metrics takes milliseconds) and for the API to come.
+var DefaultLimits = Limits{
+	ReadHeader: 5 * time.Second,
+	Read:       30 * time.Second,
+	Write:      60 * time.Second,
+	Idle:       2 * time.Minute,
+	HeaderSize: 64 << 10,
 }
 
 // Option adjusts a Server.
@@ -37,13 +60,16 @@ func Ready(f func() (bool, string)) Option { return func(s *Server) { s.ready = 
 // Status sets what /status returns as JSON (progress counters).
 func Status(f func() any) Option { return func(s *Server) { s.status = f } }
 
+// WithLimits replaces DefaultLimits.
+func WithLimits(l Limits) Option { return func(s *Server) { s.limits = l } }
+
 // Logger sets the logger.
 func Logger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
 // Listen binds addr (host:port; port 0 picks a free one) and serves the
 // registry's metrics until Close.
 func Listen(addr string, reg *prometheus.Registry, opts ...Option) (*Server, error) {
-	s := &Server{mux: http.NewServeMux(), log: slog.Default(), ready: func() (bool, string) { return true, "" }}
+	s := &Server{mux: http.NewServeMux(), log: slog.Default(), ready: func() (bool, string) { return true, "" }, limits: DefaultLimits}
 	for _, o := range opts {
 		o(s)
 	}
@@ -74,7 +100,14 @@ func Listen(addr string, reg *prometheus.Registry, opts ...Option) (*Server, err
 		return nil, fmt.Errorf("http listen on %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: s.limits.ReadHeader,
+		ReadTimeout:       s.limits.Read,
+		WriteTimeout:      s.limits.Write,
+		IdleTimeout:       s.limits.Idle,
+		MaxHeaderBytes:    s.limits.HeaderSize,
+	}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server stopped", "err", err)
