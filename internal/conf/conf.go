@@ -229,10 +229,14 @@ func Default[T any]() T {
 	return c
 }
 
-// Load reads a YAML file over the defaults of T (see LoadFile).
+// Load reads a YAML file over the defaults of T (see LoadFile). Its errors
+// never quote a secret of the file (redact.go).
 func Load[T any](path string) (T, error) {
 	c := Default[T]()
-	return c, LoadFile(path, &c)
+	if err := LoadFile(path, &c); err != nil {
+		return c, redactError(err, readForRedaction(path))
+	}
+	return c, nil
 }
 
 // SetDefaults sets every key of *ptr that has a default tag to it. A default
