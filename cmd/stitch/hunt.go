@@ -28,7 +28,7 @@ func runHunt(ctx context.Context, args []string) error {
 	format := fs.String("format", "table", "output: table, json or csv")
 	limit := fs.Int("limit", query.DefaultLimit, "row limit")
 	timeout := fs.Duration("timeout", query.DefaultTimeout, "time limit")
-	tenant := fs.String("tenant", "", "only this tenant's rows")
+	tenant := fs.String("tenant", "", "only this tenant's rows and columns (its id, or the hashed form of an id too long for a path). SQL mode may run one read-only SELECT over the tenant's views and read_parquet under its partition directories; any other statement (COPY, CREATE, DROP, ATTACH, SET, INSTALL, ...), a second statement, and any other file, extension or network access fail (README: Hunting)")
 	since := fs.Duration("since", 0, "only rows newer than this (e.g. 24h)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: stitch hunt [flags] QUERY|-\n\nQUERY - reads the query from standard input.\n\n")

@@ -1,0 +1,143 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/stitch-xdr/stitch/operators/normalize"
+)
+
+// Match is one rule matching one row, with the row's key fields: what
+// `stitch rules test` prints.
+type Match struct {
+	RuleID string         `json:"rule_id"`
+	Title  string         `json:"title"`
+	Level  string         `json:"level,omitempty"`
+	Table  string         `json:"table"`
+	Tenant string         `json:"tenant"`
+	Fields map[string]any `json:"fields"`
+}
+
+// KeyColumns are the columns a match shows, where the row has them.
+var KeyColumns = []string{
+	"Timestamp", "DeviceName", "ActionType", "AccountDomain", "AccountName",
+	"FileName", "FolderPath", "ProcessCommandLine", "InitiatingProcessFolderPath",
+	"InitiatingProcessCommandLine", "RegistryKey", "RegistryValueName", "RegistryValueData",
+	"RemoteIP", "RemotePort", "RemoteUrl", "SHA256",
+}
+
+// Tester runs rules offline over input records of every shape the
+// pipeline reads (streaming-API records, Event Hubs envelopes) and Windows
+// events in the nested form, normalized as the pipeline normalizes them.
+type Tester struct {
+	// Tenant is the tenant of Windows events (they name none).
+	Tenant string
+	// OnMatch receives every match.
+	OnMatch func(Match)
+	// Counts are the matches per rule id.
+	Counts map[string]int
+	// Records counts the records read; Skipped those no table took
+	// (Windows events of no table, dead letters), with the last reason.
+	Records, Skipped int
+	LastSkip         string
+
+	set  *Set
+	ev   *Evaluator
+	norm *normalize.Normalizer
+}
+
+// NewTester returns a tester of the set's rules.
+func NewTester(s *Set) *Tester {
+	return &Tester{Tenant: "local", Counts: map[string]int{}, set: s, ev: s.NewEvaluator(),
+		norm: normalize.New(normalize.WithBatchRows(4096))}
+}
+
+// Add normalizes one record and evaluates what it completes.
+func (t *Tester) Add(raw []byte) {
+	t.Records++
+	if normalize.IsWindowsEvent(raw) {
+		rec, _, err := normalize.WindowsRecord(raw, t.Tenant)
+		if err != nil {
+			t.Skipped++
+			t.LastSkip = err.Error()
+			return
+		}
+		raw = rec
+	}
+	t.norm.Add(normalize.Input{Value: raw, Timestamp: time.Now()}, t.batch, t.dead)
+}
+
+// Flush evaluates the rows still buffered.
+func (t *Tester) Flush() { t.norm.Flush(t.batch) }
+
+// Close releases the normalizer.
+func (t *Tester) Close() { t.norm.Close() }
+
+func (t *Tester) dead(d normalize.DeadLetter) {
+	t.Skipped++
+	t.LastSkip = string(d.Reason) + ": " + d.Error
+}
+
+func (t *Tester) batch(b normalize.Batch) {
+	defer b.Release()
+	t.ev.Eval(b, func(r *Rule, row int) {
+		t.Counts[r.ID]++
+		if t.OnMatch != nil {
+			t.OnMatch(Match{RuleID: r.ID, Title: r.Title, Level: r.Level, Table: b.Table, Tenant: b.Tenant, Fields: KeyFields(b, row)})
+		}
+	})
+}
+
+// KeyFields reads the KeyColumns of one row that are set.
+func KeyFields(b normalize.Batch, row int) map[string]any {
+	out := map[string]any{}
+	vals, present := make([]string, b.Record.NumRows()), make([]bool, b.Record.NumRows())
+	for _, c := range KeyColumns {
+		readColumn(b.Record, c, vals, present)
+		if present[row] && vals[row] != "" {
+			out[c] = vals[row]
+		}
+	}
+	return out
+}
+
+// ReadValues calls fn with each JSON value of r: JSON lines, values one
+// after another (pretty-printed or not), or the elements of top-level
+// arrays.
+func ReadValues(r io.Reader, fn func([]byte)) error {
+	dec := json.NewDecoder(r)
+	for {
+		var raw json.RawMessage
+		err := dec.Decode(&raw)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("detect: read input at byte %d: %w", dec.InputOffset(), err)
+		}
+		raw = bytes.TrimSpace(raw)
+		if len(raw) > 0 && raw[0] == '[' {
+			var elems []json.RawMessage
+			if err := json.Unmarshal(raw, &elems); err != nil {
+				return err
+			}
+			for _, e := range elems {
+				fn(compact(e))
+			}
+			continue
+		}
+		fn(compact(raw))
+	}
+}
+
+func compact(raw []byte) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
+}

@@ -1,0 +1,349 @@
+package normalize
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// Windows Security and Sysmon events in the nested form of the Windows
+// event XML rendered as JSON ({"Event": {"System": {...}, "EventData":
+// {...}}}, as in the Sigma regression events) become streaming-API records
+// of the advanced-hunting tables, so that detection, correlation and
+// hunting treat them like Defender's own: Sysmon 1 → DeviceProcessEvents,
+// 3 → DeviceNetworkEvents, 7 → DeviceImageLoadEvents, 11 (23, 26) →
+// DeviceFileEvents, 12/13/14 → DeviceRegistryEvents, 22 → DeviceEvents
+// (DnsQueryResponse), Security 4624/4625 → DeviceLogonEvents. Fields are
+// renamed the way Defender names them (Image → FolderPath of the process,
+// User DOMAIN\name → AccountDomain and AccountName, Hashes → SHA1, MD5,
+// SHA256, TargetObject → RegistryKey and RegistryValueName with the long
+// hive names).
+
+// ErrNoTable is returned for a Windows event no table expresses.
+var ErrNoTable = errors.New("normalize: no table for this Windows event")
+
+// RegistryActions maps Sysmon's registry EventType to Defender's ActionType.
+var RegistryActions = map[string]string{
+	"CreateKey": "RegistryKeyCreated", "DeleteKey": "RegistryKeyDeleted",
+	"SetValue": "RegistryValueSet", "DeleteValue": "RegistryValueDeleted",
+	"RenameKey": "RegistryKeyRenamed",
+}
+
+// LogonTypes maps Windows logon type numbers to Defender's LogonType.
+var LogonTypes = map[string]string{
+	"2": "Interactive", "3": "Network", "4": "Batch", "5": "Service",
+	"7": "Unlock", "8": "NetworkCleartext", "9": "NewCredentials",
+	"10": "RemoteInteractive", "11": "CachedInteractive",
+}
+
+// LogonEvents maps the Security event ids DeviceLogonEvents expresses to
+// its ActionType.
+var LogonEvents = map[string]string{"4624": "LogonSuccess", "4625": "LogonFailed"}
+
+// Registry hives: Defender writes the long names, Sysmon the short ones.
+var hives = [][2]string{
+	{`HKEY_LOCAL_MACHINE`, `HKLM`},
+	{`HKEY_USERS`, `HKU`},
+	{`HKEY_CURRENT_USER`, `HKCU`},
+	{`HKEY_CLASSES_ROOT`, `HKCR`},
+	{`HKEY_CURRENT_CONFIG`, `HKCC`},
+}
+
+func swapHive(key string, from, to int) string {
+	for _, h := range hives {
+		f := h[from]
+		if len(key) >= len(f) && strings.EqualFold(key[:len(f)], f) && (len(key) == len(f) || key[len(f)] == '\\') {
+			return h[to] + key[len(f):]
+		}
+	}
+	return key
+}
+
+// ShortHive turns a key under a long hive name into Sysmon's form (HKLM\...).
+func ShortHive(key string) string { return swapHive(key, 0, 1) }
+
+// LongHive turns a key under a short hive name into Defender's form.
+func LongHive(key string) string { return swapHive(key, 1, 0) }
+
+type windowsEvent struct {
+	Event struct {
+		System struct {
+			Provider struct {
+				Attrs struct {
+					Name string `json:"Name"`
+				} `json:"#attributes"`
+			} `json:"Provider"`
+			EventID     json.RawMessage `json:"EventID"`
+			Channel     string          `json:"Channel"`
+			Computer    string          `json:"Computer"`
+			TimeCreated struct {
+				Attrs struct {
+					SystemTime string `json:"SystemTime"`
+				} `json:"#attributes"`
+			} `json:"TimeCreated"`
+		} `json:"System"`
+		EventData map[string]any `json:"EventData"`
+	} `json:"Event"`
+}
+
+// WindowsRecord turns one Windows event in the nested form into a
+// streaming-API record of tenant for the table it maps to (ErrNoTable when
+// none does), to be normalized by Add like any other record.
+func WindowsRecord(raw []byte, tenant string) (record []byte, table string, err error) {
+	var ev windowsEvent
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&ev); err != nil {
+		return nil, "", fmt.Errorf("normalize: windows event: %w", err)
+	}
+	sys := ev.Event.System
+	id := strings.Trim(string(sys.EventID), `"`)
+	if strings.HasPrefix(id, "{") { // {"#text": 4624, "#attributes": ...}
+		var x struct {
+			Text json.Number `json:"#text"`
+		}
+		_ = json.Unmarshal(sys.EventID, &x)
+		id = x.Text.String()
+	}
+	d := eventData(ev.Event.EventData)
+	sysmon := strings.Contains(strings.ToLower(sys.Channel), "sysmon") || strings.Contains(strings.ToLower(sys.Provider.Attrs.Name), "sysmon")
+	p := map[string]any{"DeviceName": sys.Computer}
+	if sysmon {
+		table, err = sysmonRow(id, d, p)
+	} else if strings.EqualFold(sys.Channel, "Security") {
+		table, err = securityRow(id, d, p)
+	} else {
+		err = ErrNoTable
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	ts := sys.TimeCreated.Attrs.SystemTime
+	if ts == "" {
+		if t, perr := time.Parse("2006-01-02 15:04:05.999", d["UtcTime"]); perr == nil {
+			ts = t.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	p["Timestamp"] = ts
+	for k, v := range p {
+		if s, ok := v.(string); ok && s == "" {
+			delete(p, k)
+		}
+	}
+	out, err := json.Marshal(map[string]any{
+		"time": ts, "tenantId": tenant, "category": "AdvancedHunting-" + table, "properties": p,
+	})
+	return out, table, err
+}
+
+// eventData flattens EventData values to strings (numbers as written).
+func eventData(m map[string]any) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		switch x := v.(type) {
+		case string:
+			out[k] = x
+		case json.Number:
+			out[k] = x.String()
+		case bool:
+			out[k] = strconv.FormatBool(x)
+		case nil:
+		default:
+			b, _ := json.Marshal(x)
+			out[k] = string(b)
+		}
+	}
+	return out
+}
+
+// winNumber returns s as a JSON number for an integer column (hex as Windows
+// writes logon ids), or nothing.
+func winNumber(s string) any {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n
+	}
+	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
+		if n, err := strconv.ParseUint(h, 16, 63); err == nil {
+			return int64(n)
+		}
+	}
+	return nil
+}
+
+func setNum(p map[string]any, col, s string) {
+	if n := winNumber(s); n != nil {
+		p[col] = n
+	}
+}
+
+// winPath is the base name of a Windows path.
+func winPath(s string) string { return path.Base(strings.ReplaceAll(s, `\`, `/`)) }
+
+// setPath sets a path column and the file name column beside it.
+func setPath(p map[string]any, pathCol, nameCol, path string) {
+	if path != "" {
+		p[pathCol], p[nameCol] = path, winPath(path)
+	}
+}
+
+// setAccount splits DOMAIN\name into the two columns.
+func setAccount(p map[string]any, domainCol, nameCol, user string) {
+	if user == "" || user == "-" {
+		return
+	}
+	if dom, name, ok := strings.Cut(user, `\`); ok {
+		p[domainCol], p[nameCol] = dom, name
+		return
+	}
+	p[nameCol] = user
+}
+
+// setHashes splits Sysmon's Hashes (SHA1=..,MD5=..,SHA256=..,IMPHASH=..).
+func setHashes(p map[string]any, prefix, hashes string) {
+	for _, h := range strings.Split(hashes, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(h), "=")
+		if !ok {
+			continue
+		}
+		switch strings.ToUpper(k) {
+		case "SHA1", "MD5", "SHA256":
+			p[prefix+strings.ToUpper(k)] = strings.ToLower(v)
+		}
+	}
+}
+
+// setInitiating fills the columns of the process behind an event.
+func setInitiating(p map[string]any, d map[string]string) {
+	setPath(p, "InitiatingProcessFolderPath", "InitiatingProcessFileName", d["Image"])
+	setNum(p, "InitiatingProcessId", d["ProcessId"])
+	setAccount(p, "InitiatingProcessAccountDomain", "InitiatingProcessAccountName", d["User"])
+}
+
+func sysmonRow(id string, d map[string]string, p map[string]any) (string, error) {
+	switch id {
+	case "1":
+		p["ActionType"] = "ProcessCreated"
+		setPath(p, "FolderPath", "FileName", d["Image"])
+		p["ProcessCommandLine"] = d["CommandLine"]
+		p["ProcessVersionInfoOriginalFileName"] = d["OriginalFileName"]
+		p["ProcessVersionInfoCompanyName"] = d["Company"]
+		p["ProcessVersionInfoProductName"] = d["Product"]
+		p["ProcessVersionInfoFileDescription"] = d["Description"]
+		p["ProcessIntegrityLevel"] = d["IntegrityLevel"]
+		setNum(p, "ProcessId", d["ProcessId"])
+		setNum(p, "LogonId", d["LogonId"])
+		setAccount(p, "AccountDomain", "AccountName", d["User"])
+		setHashes(p, "", d["Hashes"])
+		setPath(p, "InitiatingProcessFolderPath", "InitiatingProcessFileName", d["ParentImage"])
+		p["InitiatingProcessCommandLine"] = d["ParentCommandLine"]
+		setNum(p, "InitiatingProcessId", d["ParentProcessId"])
+		setAccount(p, "InitiatingProcessAccountDomain", "InitiatingProcessAccountName", d["ParentUser"])
+		return "DeviceProcessEvents", nil
+	case "3":
+		setInitiating(p, d)
+		p["ActionType"] = "ConnectionSuccess"
+		if strings.EqualFold(d["Initiated"], "false") {
+			p["ActionType"] = "InboundConnectionAccepted"
+		}
+		p["Protocol"] = d["Protocol"]
+		p["LocalIP"], p["RemoteIP"], p["RemoteUrl"] = d["SourceIp"], d["DestinationIp"], d["DestinationHostname"]
+		setNum(p, "LocalPort", d["SourcePort"])
+		setNum(p, "RemotePort", d["DestinationPort"])
+		return "DeviceNetworkEvents", nil
+	case "7":
+		setInitiating(p, d)
+		p["ActionType"] = "ImageLoaded"
+		setPath(p, "FolderPath", "FileName", d["ImageLoaded"])
+		setHashes(p, "", d["Hashes"])
+		return "DeviceImageLoadEvents", nil
+	case "11", "23", "26":
+		setInitiating(p, d)
+		p["ActionType"] = "FileCreated"
+		if id != "11" {
+			p["ActionType"] = "FileDeleted"
+		}
+		setPath(p, "FolderPath", "FileName", d["TargetFilename"])
+		setHashes(p, "", d["Hashes"])
+		return "DeviceFileEvents", nil
+	case "12", "13", "14":
+		setInitiating(p, d)
+		et := d["EventType"]
+		action, ok := RegistryActions[et]
+		if !ok {
+			action = map[string]string{"12": "RegistryKeyCreated", "13": "RegistryValueSet", "14": "RegistryKeyRenamed"}[id]
+		}
+		p["ActionType"] = action
+		key := LongHive(d["TargetObject"])
+		if et == "SetValue" || et == "DeleteValue" || (et == "" && id == "13") {
+			if i := strings.LastIndexByte(key, '\\'); i >= 0 {
+				key, p["RegistryValueName"] = key[:i], key[i+1:]
+			}
+		}
+		p["RegistryKey"] = key
+		if det := d["Details"]; det != "" {
+			if hex, ok := strings.CutPrefix(det, "DWORD (0x"); ok && strings.HasSuffix(hex, ")") {
+				if n, err := strconv.ParseUint(strings.TrimSuffix(hex, ")"), 16, 32); err == nil {
+					p["RegistryValueType"], p["RegistryValueData"] = "Dword", strconv.FormatUint(n, 10)
+				}
+			}
+			if p["RegistryValueData"] == nil {
+				p["RegistryValueData"] = det
+			}
+		}
+		return "DeviceRegistryEvents", nil
+	case "22":
+		setInitiating(p, d)
+		p["ActionType"] = "DnsQueryResponse"
+		af, _ := json.Marshal(map[string]string{"DnsQueryString": d["QueryName"], "DnsQueryResult": d["QueryResults"]})
+		p["AdditionalFields"] = string(af)
+		return "DeviceEvents", nil
+	}
+	return "", fmt.Errorf("%w (Sysmon event %s)", ErrNoTable, id)
+}
+
+func securityRow(id string, d map[string]string, p map[string]any) (string, error) {
+	action, ok := LogonEvents[id]
+	if !ok {
+		return "", fmt.Errorf("%w (Security event %s)", ErrNoTable, id)
+	}
+	p["ActionType"] = action
+	p["AccountName"], p["AccountDomain"], p["AccountSid"] = d["TargetUserName"], d["TargetDomainName"], d["TargetUserSid"]
+	if lt, ok := LogonTypes[d["LogonType"]]; ok {
+		p["LogonType"] = lt
+	}
+	if ip := d["IpAddress"]; ip != "-" {
+		p["RemoteIP"] = ip
+	}
+	setNum(p, "RemotePort", d["IpPort"])
+	if ws := d["WorkstationName"]; ws != "-" {
+		p["RemoteDeviceName"] = ws
+	}
+	if pn := d["ProcessName"]; pn != "-" {
+		setPath(p, "InitiatingProcessFolderPath", "InitiatingProcessFileName", pn)
+	}
+	setNum(p, "LogonId", d["TargetLogonId"])
+	if id == "4625" {
+		p["FailureReason"] = d["FailureReason"]
+	}
+	return "DeviceLogonEvents", nil
+}
+
+// IsWindowsEvent says whether raw is a Windows event in the nested form
+// ({"Event": {"System": ...}}).
+func IsWindowsEvent(raw []byte) bool {
+	i := bytes.IndexByte(raw, '"')
+	if i < 0 || !bytes.HasPrefix(raw[i:], []byte(`"Event"`)) {
+		return false
+	}
+	var p fastjson.Parser
+	v, err := p.ParseBytes(raw)
+	return err == nil && v.Get("Event", "System") != nil
+}
