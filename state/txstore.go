@@ -217,3 +217,30 @@ func (t *TxStore) ScanKeys(fn func(key []byte) error) error {
 	}
 	return it.Error()
 }
+
+// Scan calls fn with every key under prefix and its value, in order,
+// through the open transaction (or the committed store outside one). Key
+// and value are valid only during the call.
+func (t *TxStore) Scan(prefix []byte, fn func(key, val []byte) error) error {
+	t.mu.Lock()
+	var (
+		it  *Iter
+		err error
+	)
+	if t.b != nil {
+		it, err = t.b.NewIter(prefix)
+	} else {
+		it, err = t.s.NewIter(prefix)
+	}
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}

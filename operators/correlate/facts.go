@@ -22,6 +22,9 @@ type Facts struct {
 	Evidence  []EvidenceFact `json:"evidence,omitempty"`
 	Links     [][]string     `json:"links,omitempty"`
 	Sightings []Sighting     `json:"sightings,omitempty"`
+	// Attachments are delivered email attachments (for response, not
+	// correlation: attachments.go).
+	Attachments []AttachmentFact `json:"attachments,omitempty"`
 	// MaxTime is the latest event time in the batch (drives the watermark).
 	MaxTime time.Time `json:"maxTime"`
 }
@@ -84,7 +87,7 @@ func UnmarshalFacts(b []byte) (*Facts, error) {
 }
 
 func (f *Facts) empty() bool {
-	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0
+	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0 && len(f.Attachments) == 0
 }
 
 // Extract summarises one normalized batch; nil when it holds nothing that
@@ -109,6 +112,9 @@ func Extract(b normalize.Batch) *Facts {
 		extractEvidence(f, rec, ts, n)
 	default:
 		extractTelemetry(f, rec, ts, n)
+		if b.Table == "EmailAttachmentInfo" {
+			extractAttachments(f, rec, ts, n)
+		}
 	}
 	if f.empty() {
 		return nil

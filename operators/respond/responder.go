@@ -1,0 +1,566 @@
+package respond
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stitch-xdr/stitch/operators/correlate"
+	"github.com/stitch-xdr/stitch/state"
+)
+
+// Store is the ledger's storage: a state.TxStore, whose writes commit with
+// the Kafka transaction that produced the actions they record. Keys follow
+// state/LAYOUT.md (timeless keys of the tenant), so that the pipeline
+// routes every change to the changelog partition of the tenant.
+type Store interface {
+	Get(key []byte) ([]byte, bool, error)
+	Set(key, val []byte) error
+	Scan(prefix []byte, fn func(key, val []byte) error) error
+}
+
+// Key spaces of the ledger (state/LAYOUT.md).
+const (
+	spaceAction     = 'A' // T 'A' tenant actionId -> Action
+	spaceAttachment = 'M' // T 'M' tenant hash 0x00 networkMessageId 0x00 recipient -> AttachmentFact
+	spaceDevice     = 'D' // T 'D' tenant hash 0x00 deviceId -> FileSeen
+	spaceBlock      = 'K' // T 'K' tenant hash 0x00 incidentId 0x00 playbook -> Block
+)
+
+// Signal is one input of the responder: an incident version, or telemetry
+// that response indexes (delivered attachments, files seen on devices).
+type Signal struct {
+	Tenant      string                     `json:"tenant"`
+	Incident    *correlate.Incident        `json:"incident,omitempty"`
+	Attachments []correlate.AttachmentFact `json:"attachments,omitempty"`
+	Files       []FileSeen                 `json:"files,omitempty"`
+}
+
+// FileSeen says a device saw a file (a telemetry sighting of its hash).
+type FileSeen struct {
+	Hash       string    `json:"hash"`
+	DeviceID   string    `json:"deviceId,omitempty"`
+	DeviceName string    `json:"deviceName,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+// Block is a file found malicious by a playbook for an incident: every
+// copy known and to come gets the playbook's file actions.
+type Block struct {
+	Hash     string   `json:"hash"`
+	Incident string   `json:"incidentId"`
+	Playbook string   `json:"playbook"`
+	Reason   string   `json:"reason"`
+	Alerts   []string `json:"alerts"`
+	Types    []string `json:"types"`
+	// Time and Last are the times of the earliest and latest alerts behind
+	// the block.
+	Time     time.Time `json:"time"`
+	Last     time.Time `json:"last"`
+	FileName string    `json:"fileName,omitempty"`
+	IsSHA1   bool      `json:"sha1,omitempty"`
+}
+
+// Problem is a decision that could not become an action: its target could
+// not be built (a device action on a device with no id). It is reported,
+// never emitted half-filled.
+type Problem struct {
+	Type     string `json:"type"`
+	Incident string `json:"incidentId"`
+	Playbook string `json:"playbook"`
+	Error    string `json:"error"`
+}
+
+// Result is what one signal changed: each action (new, or a new version)
+// to produce, and the decisions that could not be built.
+type Result struct {
+	Actions  []Action
+	Problems []Problem
+}
+
+// Responder decides actions and keeps their ledger in a Store.
+type Responder struct {
+	store Store
+	pb    *Playbooks
+}
+
+// New returns a responder over store with playbooks pb (nil: the defaults).
+func New(store Store, pb *Playbooks) *Responder {
+	if pb == nil {
+		pb = Default()
+	}
+	return &Responder{store: store, pb: pb}
+}
+
+// Apply handles one signal. The same signal applied twice changes nothing
+// the second time; the final ledger does not depend on the order in which
+// an incident and the telemetry about its files arrive.
+func (r *Responder) Apply(s *Signal) (Result, error) {
+	var res Result
+	if !state.ValidTenant(s.Tenant) {
+		return res, fmt.Errorf("respond: invalid tenant %q", s.Tenant)
+	}
+	if s.Incident != nil {
+		if err := r.incident(&res, s.Tenant, s.Incident); err != nil {
+			return res, err
+		}
+	}
+	for i := range s.Attachments {
+		if err := r.attachment(&res, s.Tenant, &s.Attachments[i]); err != nil {
+			return res, err
+		}
+	}
+	for i := range s.Files {
+		if err := r.fileSeen(&res, s.Tenant, &s.Files[i]); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func (r *Responder) incident(res *Result, tenant string, inc *correlate.Incident) error {
+	if inc.Status == correlate.StatusRedirected || inc.TenantID != tenant {
+		return nil // its alerts live on in the incident it was merged into
+	}
+	for i := range inc.Alerts {
+		a := &inc.Alerts[i]
+		for j := range r.pb.Playbooks {
+			p := &r.pb.Playbooks[j]
+			if !p.When.matches(inc, a) {
+				continue
+			}
+			if err := r.decide(res, tenant, inc, a, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *When) matches(inc *correlate.Incident, a *correlate.Alert) bool {
+	in := func(set []string, v string) bool {
+		return len(set) == 0 || slices.ContainsFunc(set, func(s string) bool { return strings.EqualFold(s, v) })
+	}
+	if w.MinSeverity != "" && severityRank(a.Severity) < severityRank(w.MinSeverity) {
+		return false
+	}
+	if w.MinIncidentSeverity != "" && severityRank(inc.Severity) < severityRank(w.MinIncidentSeverity) {
+		return false
+	}
+	if !in(w.ServiceSource, a.ServiceSource) || !in(w.DetectionSource, a.DetectionSource) || !in(w.Category, a.Category) {
+		return false
+	}
+	if w.title != nil && !w.title.MatchString(a.Title) || w.alertID != nil && !w.alertID.MatchString(a.ID) {
+		return false
+	}
+	if len(w.Evidence) > 0 && !slices.ContainsFunc(a.Evidence, func(e correlate.Evidence) bool { return in(w.Evidence, evidenceType(e)) }) {
+		return false
+	}
+	return true
+}
+
+// evidenceType is the short evidence type of a Graph evidence
+// ("#microsoft.graph.security.deviceEvidence" -> "device").
+func evidenceType(e correlate.Evidence) string {
+	t := strings.TrimSuffix(e.ODataType[strings.LastIndexByte(e.ODataType, '.')+1:], "Evidence")
+	if t == "analyzedMessage" {
+		return "mailMessage"
+	}
+	return t
+}
+
+// decision is one action asked for, before the ledger saw it.
+type decision struct {
+	tenant, incident, typ, playbook, reason string
+	target                                  Target
+	alerts                                  []string
+	// created and updated are the earliest and latest times of the alerts
+	// behind the decision: event times, so that every run agrees.
+	created, updated time.Time
+}
+
+func (r *Responder) decide(res *Result, tenant string, inc *correlate.Incident, a *correlate.Alert, p *Playbook) error {
+	at := a.CreatedDateTime
+	base := decision{tenant: tenant, incident: inc.ID, playbook: p.Name, alerts: []string{a.ID}, created: at, updated: at}
+	emit := func(typ string, t Target) error {
+		d := base
+		d.typ, d.target = typ, t
+		return r.upsert(res, &d, p.Reason)
+	}
+	// Files named by the alert: blocked, and every copy known acted on.
+	var fileTypes []string
+	for _, t := range p.Actions {
+		if t == StopAndQuarantineFile || t == SoftDeleteEmail {
+			fileTypes = append(fileTypes, t)
+		}
+	}
+	for _, e := range a.Evidence {
+		if evidenceType(e) != "file" || e.FileDetails == nil {
+			continue
+		}
+		hash, sha1 := fileHash(e.FileDetails)
+		if hash == "" {
+			continue
+		}
+		if len(fileTypes) > 0 {
+			b := Block{Hash: hash, Incident: inc.ID, Playbook: p.Name, Reason: p.Reason, Alerts: []string{a.ID},
+				Types: fileTypes, Time: at, Last: at, FileName: e.FileDetails.FileName, IsSHA1: sha1}
+			if err := r.block(res, tenant, &b); err != nil {
+				return err
+			}
+		}
+		if slices.Contains(p.Actions, StopAndQuarantineFile) && e.MdeDeviceID != "" {
+			// The device the alert saw it on, even before its telemetry came.
+			if err := emit(StopAndQuarantineFile, fileTarget(hash, sha1, e.MdeDeviceID, e.DeviceDNSName)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, typ := range p.Actions {
+		var targets []Target
+		switch EntityType(typ) {
+		case EntityDevice:
+			for _, e := range a.Evidence {
+				if evidenceType(e) == "device" {
+					targets = append(targets, Target{DeviceID: e.MdeDeviceID, DeviceName: e.DeviceDNSName})
+				}
+			}
+		case EntityUser:
+			for _, e := range a.Evidence {
+				if evidenceType(e) == "user" && e.UserAccount != nil {
+					u := e.UserAccount
+					targets = append(targets, Target{AccountObjectID: u.AzureAdUserID, UPN: u.UserPrincipalName, SID: u.UserSID})
+				}
+			}
+		case EntityMail:
+			for _, e := range a.Evidence {
+				if evidenceType(e) == "mailMessage" && e.NetworkMessageID != "" {
+					t := Target{NetworkMessageID: e.NetworkMessageID}
+					if e.UserAccount != nil {
+						t.Recipient = strings.ToLower(e.UserAccount.UserPrincipalName)
+					}
+					targets = append(targets, t)
+				}
+			}
+		case EntityIndicator:
+			targets = indicators(a, p.Indicators)
+		}
+		for _, t := range targets {
+			if err := emit(typ, t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func fileHash(f *correlate.FileDetails) (hash string, sha1 bool) {
+	if f.SHA256 != "" {
+		return strings.ToLower(f.SHA256), false
+	}
+	return strings.ToLower(f.SHA1), f.SHA1 != ""
+}
+
+func fileTarget(hash string, sha1 bool, deviceID, deviceName string) Target {
+	t := Target{DeviceID: strings.ToLower(deviceID), DeviceName: deviceName}
+	if sha1 {
+		t.SHA1 = hash
+	} else {
+		t.SHA256 = hash
+	}
+	return t
+}
+
+// indicators are the BlockIndicator targets of an alert's evidence.
+func indicators(a *correlate.Alert, kinds []string) []Target {
+	var out []Target
+	for _, e := range a.Evidence {
+		switch evidenceType(e) {
+		case "file":
+			if slices.Contains(kinds, "file") && e.FileDetails != nil {
+				if h, sha1 := fileHash(e.FileDetails); h != "" {
+					typ := IndicatorSHA256
+					if sha1 {
+						typ = IndicatorSHA1
+					}
+					out = append(out, Target{Indicator: h, IndicatorType: typ})
+				}
+			}
+		case "ip":
+			if slices.Contains(kinds, "ip") && e.IPAddress != "" {
+				out = append(out, Target{Indicator: e.IPAddress, IndicatorType: IndicatorIP})
+			}
+		case "url":
+			if e.URL == "" {
+				continue
+			}
+			if slices.Contains(kinds, "url") {
+				out = append(out, Target{Indicator: e.URL, IndicatorType: IndicatorURL})
+			}
+			if slices.Contains(kinds, "domain") {
+				if u, err := url.Parse(e.URL); err == nil && u.Hostname() != "" {
+					out = append(out, Target{Indicator: strings.ToLower(u.Hostname()), IndicatorType: IndicatorDomain})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func hashKey(space byte, tenant, hash string) []byte {
+	return state.AppendString(state.TenantKey(nil, space, tenant), hash)
+}
+
+// block records (or widens) a block and acts on every copy of the file
+// indexed so far.
+func (r *Responder) block(res *Result, tenant string, b *Block) error {
+	key := state.AppendString(state.AppendString(hashKey(spaceBlock, tenant, b.Hash), b.Incident), b.Playbook)
+	var cur Block
+	ok, err := r.get(key, &cur)
+	if err != nil {
+		return err
+	}
+	if ok {
+		changed := union(&cur.Alerts, b.Alerts)
+		if !widen(&cur.Time, &cur.Last, b.Time, b.Last) && !changed {
+			return nil
+		}
+		*b = cur
+	}
+	if err := r.put(key, b); err != nil {
+		return err
+	}
+	if slices.Contains(b.Types, SoftDeleteEmail) {
+		var copies []correlate.AttachmentFact
+		if err := r.scan(hashKey(spaceAttachment, tenant, b.Hash), func(v []byte) error {
+			var c correlate.AttachmentFact
+			copies = append(copies, c)
+			return json.Unmarshal(v, &copies[len(copies)-1])
+		}); err != nil {
+			return err
+		}
+		for i := range copies {
+			if err := r.onCopy(res, tenant, b, &copies[i]); err != nil {
+				return err
+			}
+		}
+	}
+	if slices.Contains(b.Types, StopAndQuarantineFile) {
+		var seen []FileSeen
+		if err := r.scan(hashKey(spaceDevice, tenant, b.Hash), func(v []byte) error {
+			seen = append(seen, FileSeen{})
+			return json.Unmarshal(v, &seen[len(seen)-1])
+		}); err != nil {
+			return err
+		}
+		for i := range seen {
+			if err := r.onDevice(res, tenant, b, &seen[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// blocks are the blocks of a file hash.
+func (r *Responder) blocks(tenant, hash string) ([]Block, error) {
+	var out []Block
+	err := r.scan(hashKey(spaceBlock, tenant, hash), func(v []byte) error {
+		out = append(out, Block{})
+		return json.Unmarshal(v, &out[len(out)-1])
+	})
+	return out, err
+}
+
+func (r *Responder) onCopy(res *Result, tenant string, b *Block, c *correlate.AttachmentFact) error {
+	d := decision{tenant: tenant, incident: b.Incident, typ: SoftDeleteEmail, playbook: b.Playbook, alerts: b.Alerts,
+		created: b.Time, updated: b.Last, target: Target{NetworkMessageID: c.NetworkMessageID, Recipient: c.Recipient}}
+	return r.upsert(res, &d, b.Reason)
+}
+
+func (r *Responder) onDevice(res *Result, tenant string, b *Block, f *FileSeen) error {
+	d := decision{tenant: tenant, incident: b.Incident, typ: StopAndQuarantineFile, playbook: b.Playbook, alerts: b.Alerts,
+		created: b.Time, updated: b.Last, target: fileTarget(b.Hash, b.IsSHA1, f.DeviceID, f.DeviceName)}
+	return r.upsert(res, &d, b.Reason)
+}
+
+// attachment indexes a delivered copy and, if its file is blocked, removes
+// it at once (block on sight).
+func (r *Responder) attachment(res *Result, tenant string, c *correlate.AttachmentFact) error {
+	c.SHA256, c.Recipient = strings.ToLower(c.SHA256), strings.ToLower(c.Recipient)
+	if c.SHA256 == "" || c.NetworkMessageID == "" || c.Recipient == "" || !validPart(c.NetworkMessageID) || !validPart(c.Recipient) || !validPart(c.SHA256) {
+		return nil
+	}
+	key := state.AppendString(state.AppendString(hashKey(spaceAttachment, tenant, c.SHA256), c.NetworkMessageID), c.Recipient)
+	if _, ok, err := r.store.Get(key); err != nil || ok {
+		return err
+	}
+	if err := r.put(key, c); err != nil {
+		return err
+	}
+	bs, err := r.blocks(tenant, c.SHA256)
+	if err != nil {
+		return err
+	}
+	for i := range bs {
+		if slices.Contains(bs[i].Types, SoftDeleteEmail) {
+			if err := r.onCopy(res, tenant, &bs[i], c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fileSeen indexes a device that saw a file and, if the file is blocked,
+// quarantines it there at once (block on sight).
+func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen) error {
+	f.Hash, f.DeviceID = strings.ToLower(f.Hash), strings.ToLower(f.DeviceID)
+	if f.Hash == "" || f.DeviceID == "" || !validPart(f.Hash) || !validPart(f.DeviceID) {
+		return nil // no device id: no StopAndQuarantineFile could be built
+	}
+	key := state.AppendString(hashKey(spaceDevice, tenant, f.Hash), f.DeviceID)
+	if _, ok, err := r.store.Get(key); err != nil || ok {
+		return err
+	}
+	if err := r.put(key, f); err != nil {
+		return err
+	}
+	bs, err := r.blocks(tenant, f.Hash)
+	if err != nil {
+		return err
+	}
+	for i := range bs {
+		if slices.Contains(bs[i].Types, StopAndQuarantineFile) {
+			if err := r.onDevice(res, tenant, &bs[i], f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func validPart(s string) bool { return !strings.ContainsRune(s, 0) }
+
+// upsert records a decision in the ledger: a new action, or a new version
+// of the one already decided for the same incident, type and target when
+// the decision adds to it (an alert, a playbook, an earlier time). The
+// action is returned for producing in either case, never otherwise.
+func (r *Responder) upsert(res *Result, d *decision, reason string) error {
+	tk, err := d.target.Key(d.typ)
+	if err != nil {
+		res.Problems = append(res.Problems, Problem{Type: d.typ, Incident: d.incident, Playbook: d.playbook, Error: err.Error()})
+		return nil
+	}
+	id := ActionID(d.tenant, d.incident, d.typ, tk)
+	key := append(state.TenantKey(nil, spaceAction, d.tenant), id...)
+	n := Action{ID: id, TenantID: d.tenant, Type: d.typ, Target: d.target, IncidentID: d.incident,
+		Alerts: slices.Sorted(slices.Values(d.alerts)), Playbooks: []string{d.playbook},
+		Reason: fmt.Sprintf("%s: %s", reason, Describe(d.typ, d.target)), Automation: r.pb.Automation.Level(d.tenant, d.typ, d.playbook),
+		CreatedDateTime: d.created, LastUpdateDateTime: d.updated, Approvals: []Approval{}, IdempotencyKey: id, Version: 1}
+	n.Status = StatusPending
+	if n.Automation == LevelFull {
+		n.Status = StatusApproved
+	}
+	var cur Action
+	ok, err := r.get(key, &cur)
+	if err != nil {
+		return err
+	}
+	// One version per action per signal: a later change within the same
+	// signal replaces the version it produced.
+	prev := slices.IndexFunc(res.Actions, func(a Action) bool { return a.ID == n.ID })
+	if ok {
+		if !cur.merge(&n) {
+			return nil
+		}
+		if prev >= 0 {
+			cur.Version--
+		}
+		n = cur
+	}
+	if err := r.put(key, &n); err != nil {
+		return err
+	}
+	if prev >= 0 {
+		res.Actions[prev] = n
+	} else {
+		res.Actions = append(res.Actions, n)
+	}
+	return nil
+}
+
+// Describe says in words what an action of type does to target.
+func Describe(typ string, t Target) string {
+	dev := t.DeviceName
+	if dev == "" {
+		dev = t.DeviceID
+	}
+	user := t.UPN
+	if user == "" {
+		user = t.AccountObjectID + t.SID
+	}
+	switch typ {
+	case IsolateDevice:
+		return "isolate device " + dev
+	case ReleaseDevice:
+		return "release device " + dev + " from isolation"
+	case CollectInvestigationPackage:
+		return "collect an investigation package from device " + dev
+	case RunAntivirusScan:
+		return "run an antivirus scan on device " + dev
+	case RestrictAppExecution:
+		return "restrict app execution on device " + dev
+	case StopAndQuarantineFile:
+		return "stop and quarantine file " + t.hash() + " on device " + dev
+	case BlockIndicator:
+		return "block " + t.IndicatorType + " " + t.Indicator
+	case SoftDeleteEmail:
+		return "soft-delete message " + t.NetworkMessageID + " from the mailbox of " + t.Recipient
+	case DisableUser:
+		return "disable account " + user
+	case RevokeSessions:
+		return "revoke the sessions of account " + user
+	case ForcePasswordReset:
+		return "force a password reset of account " + user
+	case MarkUserCompromised:
+		return "mark account " + user + " compromised"
+	}
+	return typ
+}
+
+// Actions returns every action of tenant in the ledger (tests, the CLI).
+func (r *Responder) Actions(tenant string) ([]Action, error) {
+	var out []Action
+	err := r.scan(state.TenantKey(nil, spaceAction, tenant), func(v []byte) error {
+		out = append(out, Action{})
+		return json.Unmarshal(v, &out[len(out)-1])
+	})
+	return out, err
+}
+
+func (r *Responder) get(key []byte, v any) (bool, error) {
+	b, ok, err := r.store.Get(key)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("respond: ledger entry %q: %w", key, err)
+	}
+	return true, nil
+}
+
+func (r *Responder) put(key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return r.store.Set(key, b)
+}
+
+func (r *Responder) scan(prefix []byte, fn func(v []byte) error) error {
+	return r.store.Scan(prefix, func(_, v []byte) error { return fn(v) })
+}
