@@ -12,6 +12,9 @@
 package ipc
 
 import (
+	"sync"
+	"unsafe"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -122,9 +125,12 @@ func Decode(value []byte, headers []Header, mem memory.Allocator) (b normalize.B
 			b.Tenant = h.Value
 		}
 	}
+	// The Arrow reader trusts flatbuffer offsets; a corrupt message can
+	// index out of range. Treat that as the bad input it is, and free what
+	// the reader had allocated when it failed (it does not).
+	track := &tracked{Allocator: mem, live: map[*byte]int{}}
+	mem = track
 	defer func() {
-		// The Arrow reader trusts flatbuffer offsets; a corrupt message can
-		// index out of range. Treat that as the bad input it is.
 		if r := recover(); r != nil {
 			if b.Record != nil {
 				b.Record.Release()
@@ -132,7 +138,15 @@ func Decode(value []byte, headers []Header, mem memory.Allocator) (b normalize.B
 			}
 			err = fmt.Errorf("ipc: corrupt arrow stream: %v", r)
 		}
+		if err != nil {
+			// The reader recovers some of its panics itself, into an
+			// error, and leaves their buffers behind too.
+			track.freeAll()
+		}
 	}()
+	if err := checkStream(value); err != nil {
+		return b, fmt.Errorf("ipc: corrupt arrow stream: %w", err)
+	}
 	rd, err := arrowipc.NewReader(bytes.NewReader(value), arrowipc.WithAllocator(mem))
 	if err != nil {
 		return b, fmt.Errorf("ipc: read schema: %w", err)
@@ -193,4 +207,51 @@ func timeBounds(rec arrow.Record) (min, max time.Time) {
 		return
 	}
 	return lo.ToTime(unit).UTC(), hi.ToTime(unit).UTC()
+}
+
+// tracked is an allocator that remembers what is allocated through it and
+// not yet freed, so that Decode can free it after the Arrow reader panics.
+type tracked struct {
+	memory.Allocator
+	mu   sync.Mutex    // buffers of a decoded record may be freed from any goroutine
+	live map[*byte]int // first byte -> capacity, of live allocations
+}
+
+func (t *tracked) Allocate(size int) []byte {
+	b := t.Allocator.Allocate(size)
+	t.note(nil, b)
+	return b
+}
+
+func (t *tracked) Reallocate(size int, b []byte) []byte {
+	nb := t.Allocator.Reallocate(size, b)
+	t.note(b, nb)
+	return nb
+}
+
+func (t *tracked) Free(b []byte) {
+	t.note(b, nil)
+	t.Allocator.Free(b)
+}
+
+// note records that old is no longer live and b is.
+func (t *tracked) note(old, b []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cap(old) > 0 {
+		delete(t.live, &old[:1][0])
+	}
+	if cap(b) > 0 {
+		t.live[&b[:1][0]] = cap(b)
+	}
+}
+
+// freeAll frees every allocation still live.
+func (t *tracked) freeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for p, c := range t.live {
+		t.Allocator.Free(unsafe.Slice(p, c))
+	}
+	clear(t.live)
 }
