@@ -213,10 +213,22 @@ func newKeyHint(name string, idx int) keyHint {
 
 func (st *tableState) newPending(tenant string, mem memory.Allocator) *pending {
 	p := &pending{tenant: tenant, extraCol: -1, version: SchemaVersion, schema: st.t.schema}
+	st.ensureCols(p, mem)
+	return p
+}
+
+// ensureCols gives p builders again after it was idle (flush).
+func (st *tableState) ensureCols(p *pending, mem memory.Allocator) {
+	if p.cols != nil {
+		return
+	}
+	p.cols = make([]colBuilder, 0, len(st.cols)+len(p.extras))
 	for _, c := range st.cols {
 		p.cols = append(p.cols, newColBuilder(mem, c.kind))
 	}
-	return p
+	for _, c := range p.extras {
+		p.cols = append(p.cols, newColBuilder(mem, c.kind))
+	}
 }
 
 // promote adds an undefined column to p's tenant as nullable utf8 (null for
@@ -265,9 +277,13 @@ func (st *tableState) appendRow(p *pending, ts int64) {
 	p.rows++
 }
 
-// flush turns p's rows into a Batch and emits it; p stays open, empty.
+// flush turns p's rows into a Batch and emits it; p stays open, empty. A
+// p without rows since its last flush (a tenant quiet for a whole
+// transaction) releases its builders, keeping only its promoted columns:
+// a tenant seen once does not hold a batch's buffers for good.
 func (st *tableState) flush(p *pending, mem memory.Allocator, emit func(Batch)) {
 	if p.rows == 0 {
+		p.release()
 		return
 	}
 	arrs := make([]arrow.Array, len(p.cols))

@@ -346,6 +346,7 @@ func (n *Normalizer) commitRow(st *tableState, tenant []byte, size int64, emit f
 		p = st.newPending(string(tenant), n.cfg.mem)
 		st.pending[p.tenant] = p
 	}
+	st.ensureCols(p, n.cfg.mem)
 	if len(n.extras) > 0 {
 		n.placeExtras(st, p)
 	}
