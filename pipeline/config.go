@@ -28,6 +28,7 @@ type Config struct {
 	Normalize NormalizeConfig `yaml:"normalize"`
 	Hunting   HuntingConfig   `yaml:"hunting"`
 	Correlate CorrelateConfig `yaml:"correlate"`
+	Respond   RespondConfig   `yaml:"respond"`
 }
 
 // KafkaConfig says which cluster to use and how the pipeline consumes it.
@@ -45,7 +46,7 @@ type KafkaConfig struct {
 type TopicsConfig struct {
 	Inputs            []string `yaml:"inputs" default:"signals" doc:"Topics of streaming-API records (one record or an Event Hubs envelope per Kafka record)."`
 	Incidents         string   `yaml:"incidents" default:"incidents" doc:"Incidents, keyed by incident id, full state per version (compacted)."`
-	Actions           string   `yaml:"actions" default:"actions" doc:"Response actions (reserved for automated response)."`
+	Actions           string   `yaml:"actions" default:"actions" doc:"Response actions, keyed by target and action id; every change is the full action with a higher version (compacted)."`
 	ActionResults     string   `yaml:"action_results" default:"actions.results" doc:"Results reported by responders."`
 	DeadLetter        string   `yaml:"deadletter" default:"deadletter" doc:"Records that could not be normalized, with the reason and the original bytes."`
 	HuntingPrefix     string   `yaml:"hunting_prefix" default:"hunting." doc:"Prefix of the per-table Arrow IPC topics ('hunting.DeviceProcessEvents', ...)."`

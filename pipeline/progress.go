@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -162,7 +163,8 @@ func (p *Pipeline) WaitIdle(ctx context.Context, poll time.Duration) error {
 		}
 		caughtUp := p.sourceLag(lag) == 0
 		for topic, out := range cur.RecordsOut {
-			if p.topo.Internal(topic) && cur.RecordsIn[topic] != out {
+			// Every stage that reads an internal topic reads all of it.
+			if p.topo.Internal(topic) && cur.RecordsIn[topic] != out*p.topo.readers(topic) {
 				caughtUp = false
 			}
 		}
@@ -177,4 +179,15 @@ func (p *Pipeline) WaitIdle(ctx context.Context, poll time.Duration) error {
 		}
 		last = cur
 	}
+}
+
+// readers is how many stages read topic.
+func (t *Topology) readers(topic string) int64 {
+	var n int64
+	for _, s := range t.Stages {
+		if slices.Contains(s.Inputs, topic) {
+			n++
+		}
+	}
+	return n
 }

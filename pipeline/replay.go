@@ -42,6 +42,8 @@ type Summary struct {
 	HuntingRows    map[string]int64 `json:"hunting_rows"`
 	Incidents      int              `json:"incidents"`
 	IncidentUpdate int64            `json:"incident_updates"`
+	// Actions counts the response actions of actions.jsonl by type.
+	Actions map[string]int `json:"actions"`
 	Inputs         []string         `json:"inputs"`
 	Import         *ImportSummary   `json:"import,omitempty"`
 	Seconds        float64          `json:"duration_seconds"`
@@ -204,6 +206,9 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 		return sum, err
 	}
 	sum.Incidents = counts["incidents.jsonl"]
+	if sum.Actions, err = countActions(filepath.Join(ro.OutDir, "actions.jsonl")); err != nil {
+		return sum, err
+	}
 	sum.Seconds = time.Since(start).Seconds()
 	if err := writeJSON(filepath.Join(ro.OutDir, "summary.json"), sum); err != nil {
 		return sum, err

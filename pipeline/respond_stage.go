@@ -1,0 +1,250 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/operators/correlate"
+	"github.com/stitch-xdr/stitch/operators/respond"
+	"github.com/stitch-xdr/stitch/state"
+)
+
+// Automated response is two stages, so that the stateful one reads one
+// topic whose partitions its changelog follows:
+//
+//   - respond-feed (stateless) reads the incidents (keyed by incident id)
+//     and the facts (keyed by tenant) and writes what response needs —
+//     every incident version, delivered attachments, files seen on
+//     devices — to respond.topic, keyed by tenant;
+//   - respond (stateful) reads respond.topic and keeps its ledger (actions,
+//     the attachment and device indexes, the blocked files) in a
+//     state.TxStore keyed by tenant, so partition p of its changelog is
+//     the state of partition p of respond.topic.
+//
+// Exactly once: an action is produced in the same Kafka transaction as the
+// ledger change that records it (its changelog record) and the input
+// offset behind it; the store commits after Kafka did, an abort drops
+// both, and a partition moving to another process is restored from the
+// changelog before its first record. The ledger decides an action again
+// only when it is not recorded, so each (incident, type, target) is
+// produced once, and again only as a new version when a decision adds to
+// it.
+
+// RespondConfig configures automated response (operators/respond).
+type RespondConfig struct {
+	Enabled   bool   `yaml:"enabled" default:"true" doc:"Decide response actions from incidents and telemetry (playbooks), keep their ledger and produce them to 'topics.actions'. Needs 'correlate.enabled'. Executors that carry actions out are separate and off by default."`
+	Playbooks string `yaml:"playbooks" doc:"A playbooks YAML file, or a directory of them; empty: the shipped defaults (configs/playbooks.yaml)."`
+	Topic     string `yaml:"topic" default:"stitch.respond" doc:"Internal topic: incidents and the telemetry response indexes, keyed by tenant, from the respond-feed stage to the respond stage."`
+	Changelog string `yaml:"changelog" default:"stitch.respond-changelog" doc:"Changelog of the response ledger (actions, attachment and device indexes, blocked files); compacted, same partition count as 'respond.topic'."`
+}
+
+// Counters of the respond stage (/status).
+const (
+	CountActions     = "action_versions" // label: action type
+	CountUnbuildable = "actions_unbuildable"
+)
+
+func respondEnabled(c Config) bool { return c.Respond.Enabled && c.Correlate.Enabled }
+
+func respondFeedStage() Stage {
+	return Stage{
+		Name:    "respond-feed",
+		Doc:     "re-keys incidents and the telemetry response needs by tenant",
+		Enabled: respondEnabled,
+		Inputs:  func(c Config) []string { return []string{c.Topics.Incidents, c.Topics.Facts} },
+		Outputs: func(c Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: c.Respond.Topic}}} },
+		Processor: func(sc *StageContext) (Processor, error) {
+			return &feedProc{incidents: sc.Config.Topics.Incidents, out: sc.Config.Respond.Topic, log: sc.Log.Error}, nil
+		},
+	}
+}
+
+func respondStage() Stage {
+	return Stage{
+		Name:    "respond",
+		Doc:     "decides response actions by playbook and keeps their ledger",
+		Enabled: respondEnabled,
+		Inputs:  func(c Config) []string { return []string{c.Respond.Topic} },
+		Outputs: func(c Config) []Output {
+			// Keyed by target and action id: a compacted topic keeps the
+			// latest version of every action.
+			act := kafka.TopicSpec{Name: c.Topics.Actions, Configs: map[string]string{"cleanup.policy": "compact"}}
+			return []Output{{Topic: act, Replay: "actions.jsonl", Latest: true}, {Topic: kafka.TopicSpec{Name: c.Topics.DeadLetter}}}
+		},
+		Stores: []StoreSpec{{Name: "respond", Changelogs: func(c Config) []kafka.TopicSpec {
+			return []kafka.TopicSpec{ChangelogTopic(c.Respond.Changelog)}
+		}}},
+		Processor: newRespondProc,
+		Progress: func(s StageSnapshot) string {
+			return fmt.Sprintf("action versions %d", s.Sum(CountActions))
+		},
+	}
+}
+
+// feedProc writes incidents and response telemetry to the respond topic.
+type feedProc struct {
+	incidents, out string
+	log            func(msg string, args ...any)
+}
+
+// feedRecord is a respond.Signal with the incident passed on as it came.
+type feedRecord struct {
+	Tenant      string                     `json:"tenant"`
+	Incident    json.RawMessage            `json:"incident,omitempty"`
+	Attachments []correlate.AttachmentFact `json:"attachments,omitempty"`
+	Files       []respond.FileSeen         `json:"files,omitempty"`
+}
+
+func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
+	var rec feedRecord
+	if r.Topic == f.incidents {
+		var head struct {
+			TenantID string `json:"tenantId"`
+		}
+		if err := json.Unmarshal(r.Value, &head); err != nil || !state.ValidTenant(head.TenantID) {
+			f.log("respond-feed: incident without a usable tenant skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+			return nil
+		}
+		rec = feedRecord{Tenant: head.TenantID, Incident: r.Value}
+	} else {
+		facts, err := correlate.UnmarshalFacts(r.Value)
+		if err != nil {
+			return nil // the correlate stage dead-letters it
+		}
+		rec = feedRecord{Tenant: facts.Tenant, Attachments: facts.Attachments, Files: filesSeen(facts)}
+		if len(rec.Attachments) == 0 && len(rec.Files) == 0 {
+			return nil
+		}
+	}
+	v, err := json.Marshal(&rec)
+	if err != nil {
+		return err
+	}
+	tx.Produce(ctx, &kgo.Record{Topic: f.out, Key: []byte(rec.Tenant), Value: v})
+	return nil
+}
+
+// filesSeen are the files of a facts record's sightings on devices known by
+// id (a StopAndQuarantineFile needs one).
+func filesSeen(f *correlate.Facts) []respond.FileSeen {
+	var out []respond.FileSeen
+	for _, s := range f.Sightings {
+		hash, ok := strings.CutPrefix(s.Entity, string(correlate.KindFile)+":")
+		if !ok {
+			continue
+		}
+		for _, o := range s.Observers {
+			if id, ok := strings.CutPrefix(o, string(correlate.KindDevice)+":id:"); ok {
+				out = append(out, respond.FileSeen{Hash: hash, DeviceID: id, Time: state.BucketStart(s.Bucket, correlate.PrevalenceBucket)})
+			}
+		}
+	}
+	return out
+}
+
+func (f *feedProc) Flush(context.Context, Txn) error           { return nil }
+func (f *feedProc) Tick(context.Context, time.Time, Txn) error { return nil }
+func (f *feedProc) Aborted()                                   {}
+func (f *feedProc) Committed()                                 {}
+
+type respondProc struct {
+	r                   *respond.Responder
+	actions, deadLetter string
+	log                 *slog.Logger
+}
+
+func newRespondProc(sc *StageContext) (Processor, error) {
+	pb, err := respond.Load(sc.Config.Respond.Playbooks)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sc.OpenStore("respond")
+	if err != nil {
+		return nil, err
+	}
+	ledger := state.NewTxStore(st)
+	if err := sc.Attach("respond", ledger); err != nil {
+		return nil, err
+	}
+	return &respondProc{r: respond.New(ledger, pb), actions: sc.Config.Topics.Actions, deadLetter: sc.Config.Topics.DeadLetter, log: sc.Log}, nil
+}
+
+func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
+	var sig respond.Signal
+	if err := json.Unmarshal(r.Value, &sig); err != nil || !state.ValidTenant(sig.Tenant) {
+		if err == nil {
+			err = fmt.Errorf("invalid tenant %q", sig.Tenant)
+		}
+		p.log.Error("undecodable respond record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		tx.Produce(ctx, &kgo.Record{Topic: p.deadLetter, Value: mustJSON(map[string]any{
+			"reason": "bad_respond_record", "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
+		})})
+		tx.Count(CountDeadLetters, "bad_respond_record", 1)
+		return nil
+	}
+	res, err := p.r.Apply(&sig)
+	if err != nil {
+		return fmt.Errorf("respond: %w", err)
+	}
+	for i := range res.Actions {
+		a := &res.Actions[i]
+		v, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("encode action %s: %w", a.ID, err)
+		}
+		tx.Produce(ctx, &kgo.Record{Topic: p.actions, Key: []byte(a.RecordKey()), Value: v,
+			Headers: []kgo.RecordHeader{{Key: "stitch-tenant", Value: []byte(a.TenantID)}}})
+		tx.Count(CountActions, a.Type, 1)
+	}
+	for _, pr := range res.Problems {
+		// Reported, never emitted half-filled.
+		p.log.Warn("response action cannot be built", "type", pr.Type, "incident", pr.Incident, "playbook", pr.Playbook, "err", pr.Error)
+		tx.Count(CountUnbuildable, pr.Type, 1)
+	}
+	return nil
+}
+
+func (p *respondProc) Flush(context.Context, Txn) error           { return nil }
+func (p *respondProc) Tick(context.Context, time.Time, Txn) error { return nil }
+
+// Aborted and Committed have nothing to do: the ledger's pending writes
+// are the store's transaction, which the runtime commits or drops.
+func (p *respondProc) Aborted()   {}
+func (p *respondProc) Committed() {}
+
+// countActions counts the actions of a replay's actions.jsonl by type
+// (none when response is off and the file is absent).
+func countActions(path string) (map[string]int, error) {
+	counts := map[string]int{}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return counts, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var a struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(line, &a); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		counts[a.Type]++
+	}
+	return counts, nil
+}
