@@ -37,7 +37,7 @@ func TestHostile(t *testing.T) {
 			if testing.Short() {
 				t.Skip("replays the pipeline")
 			}
-			t.Parallel() // replays mostly wait: on commit intervals, on the broker
+			t.Parallel()   // replays mostly wait: on commit intervals, on the broker
 			var out string // the latest replay's output directory
 			datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
 				switch td.Cmd {
