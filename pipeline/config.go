@@ -29,6 +29,7 @@ type Config struct {
 	Hunting   HuntingConfig   `yaml:"hunting"`
 	Correlate CorrelateConfig `yaml:"correlate"`
 	Respond   RespondConfig   `yaml:"respond"`
+	Detect    DetectConfig    `yaml:"detect"`
 }
 
 // KafkaConfig says which cluster to use and how the pipeline consumes it.
@@ -103,6 +104,14 @@ type CorrelateConfig struct {
 	TickEvery           Duration `yaml:"tick_every" default:"10s" doc:"Wall-clock punctuation: closing idle incidents, expiring buckets."`
 }
 
+// DetectConfig runs custom detections: Sigma rules over the normalized
+// batches (operators/detect).
+type DetectConfig struct {
+	Enabled  bool     `yaml:"enabled" default:"true" doc:"Run the Sigma rules of 'detect.rules' on every normalized batch; a match becomes an alert (detectionSource customDetection) that joins incidents like a product's. Needs 'correlate.enabled'."`
+	Rules    []string `yaml:"rules" doc:"Directories or files of Sigma rules (.yml, .yaml), loaded at start. A rule that cannot be loaded or that the tables cannot express is logged with its file, line and reason, and the others run. Empty: no detection."`
+	Suppress Duration `yaml:"suppress" default:"1h" doc:"A rule raises at most one alert per entity (the matched row's device, else its user, IP, URL or file) in each window of this length (event time); later matches in the window are the same alert."`
+}
+
 // Default is the configuration of an embedded run with no config file: the
 // default tags of the keys.
 func Default() Config { return conf.Default[Config]() }
@@ -167,6 +176,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Correlate.PrevalenceThreshold < 1 || c.Correlate.PrevalenceThreshold > 63 {
 		bad("correlate.prevalence_threshold", "must be between 1 and 63")
+	}
+	if c.Detect.Suppress < 0 {
+		bad("detect.suppress", "must not be negative")
 	}
 	if c.Hunting.Retention <= 0 {
 		bad("hunting.retention", "must be positive")

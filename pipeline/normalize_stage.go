@@ -24,9 +24,16 @@ func normalizeStage() Stage {
 		Inputs: func(c Config) []string { return c.Topics.Inputs },
 		Outputs: func(c Config) []Output {
 			out := []Output{{Topic: kafka.TopicSpec{Name: c.Topics.DeadLetter}, Replay: "deadletter.jsonl"}}
+			seen := map[string]bool{}
 			for _, t := range taps() {
-				if t.Enabled(c) {
-					out = append(out, t.Outputs(c)...)
+				if !t.Enabled(c) {
+					continue
+				}
+				for _, o := range t.Outputs(c) {
+					if !seen[o.Topic.Name] { // taps may share a topic (facts, detect)
+						seen[o.Topic.Name] = true
+						out = append(out, o)
+					}
 				}
 			}
 			return out
@@ -178,6 +185,11 @@ func (n *normalizeProc) Aborted() {
 }
 
 func (n *normalizeProc) Committed() {
+	for _, t := range n.taps {
+		if c, ok := t.(TapCommitter); ok {
+			c.Committed()
+		}
+	}
 	m := n.sc.Metrics
 	for _, b := range n.batches {
 		m.BatchRows.Observe(float64(b.rows))

@@ -34,8 +34,13 @@ type BatchTap interface {
 	Aborted()
 }
 
+// TapCommitter is a BatchTap that keeps state across transactions (the
+// detection tap's suppression keys): Committed is told that the
+// transaction it flushed is visible.
+type TapCommitter interface{ Committed() }
+
 // taps are normalize's taps, in the order each batch visits them.
-func taps() []Tap { return []Tap{huntingTap(), factsTap()} }
+func taps() []Tap { return []Tap{huntingTap(), factsTap(), detectTap()} }
 
 // huntingTap writes every batch as one Arrow IPC record to hunting.<Table>
 // (connectors/ipc/FORMAT.md), for the hunting sink and for analysts.

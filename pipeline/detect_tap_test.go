@@ -1,0 +1,157 @@
+package pipeline
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stitch-xdr/stitch/operators/correlate"
+)
+
+const encodedRule = `title: Encoded PowerShell
+id: 11111111-2222-3333-4444-555555555555
+level: high
+tags: [attack.execution, attack.t1059.001]
+logsource:
+  product: windows
+  category: process_creation
+detection:
+  sel:
+    Image|endswith: '\powershell.exe'
+    CommandLine|contains|windash: ' -enc '
+  condition: sel
+`
+
+// TestDetectionAlertsJoinIncidents: with detect.rules set, a Sigma match
+// is an alert (customDetection, the rule's title, level and techniques)
+// that correlation places like a product alert: on host1 it joins the
+// product alert on the same device; repeated matches on one device in one
+// suppression window are one alert; host2 gets an incident of its own.
+func TestDetectionAlertsJoinIncidents(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules")
+	if err := os.MkdirAll(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("rules/encoded.yml", encodedRule)
+	write("rules/broken.yml", "title: broken\nlogsource: {category: process_creation}\ndetection:\n  sel:\n    Image|nope: x\n  condition: sel\n")
+	const tenant = "3f2a8c1e-0000-4000-8000-000000000001"
+	rec := func(table, ts string, props map[string]any) string {
+		props["Timestamp"] = ts
+		b, _ := json.Marshal(map[string]any{"time": ts, "tenantId": tenant, "category": "AdvancedHunting-" + table, "properties": props})
+		return string(b)
+	}
+	// host2's user and binary differ, so nothing links it to host1.
+	proc := func(ts, host, cmd string) string {
+		return rec("DeviceProcessEvents", ts, map[string]any{
+			"DeviceId": "dev-" + host, "DeviceName": host, "ActionType": "ProcessCreated",
+			"FolderPath": `C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe`, "FileName": "powershell.exe",
+			"ProcessCommandLine": cmd, "AccountDomain": "CONTOSO", "AccountName": "user-" + host,
+			"SHA256": strings.Repeat(host[len(host)-1:], 64),
+		})
+	}
+	lines := []string{
+		rec("AlertInfo", "2026-01-02T03:00:00Z", map[string]any{"AlertId": "da-1", "Title": "Suspicious download", "Severity": "Medium",
+			"ServiceSource": "Microsoft Defender for Endpoint", "DetectionSource": "EDR", "Category": "Execution"}),
+		rec("AlertEvidence", "2026-01-02T03:00:00Z", map[string]any{"AlertId": "da-1", "EntityType": "Machine", "DeviceId": "dev-host1", "DeviceName": "host1"}),
+		proc("2026-01-02T03:01:00Z", "host1", "powershell.exe -enc SQBFAFgA"),
+		proc("2026-01-02T03:02:00Z", "host1", "powershell.exe /enc SQBFAFgA"),
+		proc("2026-01-02T03:03:00Z", "host1", "powershell.exe -nop -file x.ps1"), // no match
+		proc("2026-01-02T03:04:00Z", "host2", "powershell.exe -enc AAAA"),
+	}
+	in := write("in.jsonl", strings.Join(lines, "\n")+"\n")
+	cfg := Default()
+	cfg.State.Dir = filepath.Join(dir, "state")
+	cfg.Hunting.Enabled = false
+	cfg.Detect.Rules = []string{rules}
+	_, out, p := replay(t, cfg, in)
+	var incs []correlate.Incident
+	f, err := os.Open(filepath.Join(out, "incidents.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var inc correlate.Incident
+		if err := json.Unmarshal(sc.Bytes(), &inc); err != nil {
+			t.Fatal(err)
+		}
+		if inc.Status != correlate.StatusRedirected {
+			incs = append(incs, inc)
+		}
+	}
+	if len(incs) != 2 {
+		t.Fatalf("%d incidents, want 2: %+v", len(incs), incs)
+	}
+	var custom int
+	for _, inc := range incs {
+		var ids []string
+		for _, a := range inc.Alerts {
+			ids = append(ids, a.ID)
+			if a.DetectionSource != "customDetection" {
+				continue
+			}
+			custom++
+			if a.Title != "Encoded PowerShell" || a.Severity != "high" || !slices.Equal(a.MitreTechniques, []string{"T1059.001"}) || a.Category != "Execution" {
+				t.Errorf("custom alert %+v", a)
+			}
+			if len(a.Evidence) == 0 {
+				t.Errorf("custom alert without evidence")
+			}
+		}
+		hasProduct := slices.Contains(ids, "da-1")
+		if hasProduct && len(inc.Alerts) != 2 || !hasProduct && len(inc.Alerts) != 1 {
+			t.Errorf("incident %s has alerts %v: want the product alert with host1's custom alert, and host2's alone", inc.ID, ids)
+		}
+	}
+	if custom != 2 {
+		t.Errorf("%d custom alerts, want 2 (one per host: the second host1 match is suppressed)", custom)
+	}
+	if n := p.Totals().Stages["normalize"].Counters[CountDetections]["Encoded PowerShell"]; n != 2 {
+		t.Errorf("normalize's detections counter is %d, want 2", n)
+	}
+}
+
+// TestDetectTapDeclared: with rules configured the detection tap is one of
+// normalize's taps, and the facts topic it shares with the facts tap is
+// one output; without rules, or without correlation, it is off.
+func TestDetectTapDeclared(t *testing.T) {
+	cfg := Default()
+	cfg.Detect.Rules = []string{"rules/"}
+	topo, err := Describe(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, norm, _ := topo.stage("normalize")
+	n := 0
+	for _, o := range norm.Outputs {
+		if o == cfg.Topics.Facts {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("normalize lists %s %d times: %v", cfg.Topics.Facts, n, norm.Outputs)
+	}
+	on := func(c Config) bool { return detectTap().Enabled(c) }
+	if !on(cfg) {
+		t.Error("detect tap off with rules")
+	}
+	off := cfg
+	off.Correlate.Enabled = false
+	if on(Default()) || on(off) {
+		t.Error("detect tap on without rules or without correlation")
+	}
+}
