@@ -141,9 +141,13 @@ func (t *tx) link(keys []string) ([]string, error) {
 // on each side, and pairs within one side were joined already.)
 func (t *tx) relink(moved []string) error {
 	var alerts []string
+	seen := map[string]bool{}
 	for _, m := range moved {
 		err := t.everyBucket(spaceIndex, state.AppendString(nil, m), math.MaxInt64, func(_, alert, _ []byte) error {
-			alerts = appendNew(alerts, string(alert))
+			if !seen[string(alert)] {
+				seen[string(alert)] = true
+				alerts = append(alerts, string(alert))
+			}
 			return nil
 		})
 		if err != nil {
