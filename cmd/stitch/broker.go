@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,18 +11,24 @@ import (
 )
 
 func init() {
-	register("broker", "run the embedded Kafka-protocol broker standalone until Ctrl-C", brokerCmd)
+	register(command{
+		name:     "broker",
+		summary:  "Run the embedded Kafka-protocol broker standalone until Ctrl-C, for several stitch processes or tests to share.",
+		synopsis: "[--listen HOST:PORT] [--data DIR] [flags]",
+		example:  "stitch broker --listen 127.0.0.1:9092 --data /tmp/broker",
+		run:      brokerCmd,
+	})
 }
 
 func brokerCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	fs := newFlagSet("broker")
 	listen := fs.String("listen", "127.0.0.1:9092", "host:port of the first broker (port 0: any free port; broker i gets port+i)")
 	data := fs.String("data", "", "persist topics, records and offsets in this directory (default: in memory)")
 	partitions := fs.Int("partitions", 0, "partitions of topics created with the broker default (default 10)")
 	brokers := fs.Int("num-brokers", 1, "number of brokers in the cluster")
 	logLevel := fs.String("log-level", "warn", "broker log level: debug, info, warn or error")
 	latency := fs.Duration("produce-latency", 0, "delay every produce request by this long (a slow cluster, for testing)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,11 +16,18 @@ import (
 )
 
 func init() {
-	register("hunt", "query hunting partitions with SQL or KQL", runHunt)
+	register(command{
+		name:     "hunt",
+		summary:  "Query the hunting partitions (Parquet) with DuckDB SQL or KQL and print the rows.",
+		synopsis: "[flags] QUERY|-",
+		details:  "QUERY - reads the query from standard input.",
+		example:  "stitch hunt --dir /tmp/out/hunting --kql 'DeviceProcessEvents | summarize count() by DeviceName'",
+		run:      runHunt,
+	})
 }
 
 func runHunt(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("hunt", flag.ContinueOnError)
+	fs := newFlagSet("hunt")
 	def := pipeline.Default()
 	dir := fs.String("dir", def.HuntingDir(), "hunting partitions directory (where 'run' and 'replay' write them: hunting.dir, or <state.dir>/hunting)")
 	useKQL := fs.Bool("kql", false, "the query is KQL (default DuckDB SQL)")
@@ -30,15 +36,10 @@ func runHunt(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", query.DefaultTimeout, "time limit")
 	tenant := fs.String("tenant", "", "only this tenant's rows and columns (its id, or the hashed form of an id too long for a path). SQL mode may run one read-only SELECT over the tenant's views and read_parquet under its partition directories; any other statement (COPY, CREATE, DROP, ATTACH, SET, INSTALL, ...), a second statement, and any other file, extension or network access fail (README: Hunting)")
 	since := fs.Duration("since", 0, "only rows newer than this (e.g. 24h)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: stitch hunt [flags] QUERY|-\n\nQUERY - reads the query from standard input.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
 		return fmt.Errorf("%w: want one QUERY argument (or - for standard input)", errUsage)
 	}
 	q := fs.Arg(0)

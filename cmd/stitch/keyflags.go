@@ -40,7 +40,7 @@ func (kf *keyFlags) add(fs *flag.FlagSet, keys ...string) {
 		set := func(s string) error {
 			var probe appconfig.Config // parse now, so a bad value is a usage error
 			if err := conf.Set(&probe, key, s); err != nil {
-				return err
+				return fmt.Errorf("%s: %w", key, err)
 			}
 			if kf.given == nil {
 				kf.given = map[string]string{}

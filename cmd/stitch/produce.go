@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 
@@ -10,11 +9,17 @@ import (
 )
 
 func init() {
-	register("produce", "produce replay files (JSON lines, JSON arrays, envelopes, .gz) to a topic", produceCmd)
+	register(command{
+		name:     "produce",
+		summary:  "Produce replay files (JSON lines, JSON arrays, Event Hubs envelopes, .gz) to a topic, keyed by tenant.",
+		synopsis: "--brokers HOST:PORT [--topic TOPIC] FILE...",
+		example:  "stitch produce --brokers 127.0.0.1:9092 --topic signals testdata/replay/mixed-bad.jsonl",
+		run:      produceCmd,
+	})
 }
 
 func produceCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
+	fs := newFlagSet("produce")
 	kc := addKafkaFlags(fs)
 	topic := fs.String("topic", "signals", "topic to produce to (created with broker defaults if absent)")
 	key := fs.String("key", "tenant", "record key: tenant (the record's tenantId, keeps a tenant in one partition) or none")
@@ -24,7 +29,7 @@ func produceCmd(ctx context.Context, args []string) error {
 		inputs = append(inputs, s)
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	inputs = append(inputs, fs.Args()...)

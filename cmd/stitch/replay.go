@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -12,7 +11,14 @@ import (
 )
 
 func init() {
-	register("replay", "run the pipeline offline over files and write its outputs to a directory", replayCmd)
+	register(command{
+		name:     "replay",
+		summary:  "Run the pipeline offline over files and write its outputs (summary, dead letters, incidents, hunting partitions) to a directory.",
+		synopsis: "--in FILE [--in FILE...] --out DIR [flags]",
+		details:  "Replays streaming-API records (JSON lines, a JSON array or an Event Hubs envelope; .gz too), in the\norder given, through the pipeline on an embedded broker and writes DIR/summary.json, deadletter.jsonl,\nincidents.jsonl and hunting/. A rerun into the same DIR starts clean.",
+		example:  "stitch replay --in testdata/replay/mixed-bad.jsonl --out /tmp/out",
+		run:      replayCmd,
+	})
 }
 
 // stringsFlag collects a repeatable flag.
@@ -25,26 +31,18 @@ func (s *stringsFlag) Set(v string) error {
 }
 
 func replayCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: stitch replay --in FILE [--in FILE...] --out DIR [flags]\n\n"+
-			"Replays streaming-API records (JSON lines, a JSON array or an Event Hubs envelope; .gz too)\n"+
-			"through the pipeline on an embedded broker and writes DIR/summary.json, deadletter.jsonl,\n"+
-			"incidents.jsonl and hunting/.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("replay")
 	var pf pipelineFlags
 	pf.add(fs, "state.reset", "normalize.import", "normalize.import_table", "normalize.default_tenant")
 	var ins stringsFlag
 	fs.Var(&ins, "in", "input file (repeatable; positional arguments are inputs too)")
 	out := fs.String("out", "", "output directory (required)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up when the replay takes longer")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ins = append(ins, fs.Args()...)
 	if len(ins) == 0 || *out == "" {
-		fs.Usage()
 		return fmt.Errorf("%w: --in and --out are required", errUsage)
 	}
 	cfg, err := pf.load()

@@ -22,7 +22,14 @@ import (
 )
 
 func init() {
-	register("run", "run the pipeline (embedded broker and simulator by default; --brokers for a real cluster)", runCmd)
+	register(command{
+		name:     "run",
+		summary:  "Run the pipeline until Ctrl-C: on an embedded broker fed by the built-in simulator by default, or on a Kafka cluster with --brokers.",
+		synopsis: "[--config FILE] [--brokers HOST:PORT,...] [flags]",
+		details:  "With no --brokers, an embedded Kafka-protocol broker keeps its log in <state-dir>/broker and the\nsimulator plants attack stories; the progress line says how many incidents exist.\nSee them with 'stitch incidents' while it runs.",
+		example:  "stitch run\nstitch run --brokers b1:9092 --tls --sasl-mechanism SCRAM-SHA-512 --sasl-user stitch --config configs/stitch.yaml",
+		run:      runCmd,
+	})
 }
 
 // pipelineFlags are the flags run and replay share: a config file and the
@@ -54,12 +61,12 @@ func (f *pipelineFlags) load() (appconfig.Config, error) {
 }
 
 func runCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlagSet("run")
 	var pf pipelineFlags
 	pf.add(fs, "state.reset", "http.addr", "simulate.mode", "simulate.rate")
 	kc := addKafkaFlags(fs)
 	brokerData := fs.String("broker-data", "", "directory of the embedded broker's log (default <state-dir>/broker, so a restart continues where it stopped; 'memory' keeps it in memory)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := pf.load()
@@ -85,7 +92,7 @@ func runCmd(ctx context.Context, args []string) error {
 			dir = filepath.Join(cfg.State.Dir, "broker")
 			fallthrough
 		default:
-			bopts = append(bopts, kafka.DataDir(dir))
+			bopts = append(bopts, kafka.DataDir(dir), kafka.NoFsync())
 		}
 		b, err := kafka.StartBroker(bopts...)
 		if err != nil {

@@ -103,6 +103,16 @@ func TestRunEmbeddedShowsProgressAndMetrics(t *testing.T) {
 	if base == "" {
 		t.Fatalf("metrics address not printed:\n%s", strings.Join(all, "\n"))
 	}
+	// Ready once every stage joined its group, which can come after the
+	// first records went through normalize on a loaded machine.
+	for ready := time.Now().Add(30 * time.Second); time.Now().Before(ready); time.Sleep(200 * time.Millisecond) {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+	}
 	for path, want := range map[string]string{
 		"/healthz": "ok",
 		"/readyz":  "ready",

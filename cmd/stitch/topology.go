@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 
@@ -10,26 +9,25 @@ import (
 )
 
 func init() {
-	register("topology", "print the stages, topics, groups, transactional ids and state stores a config runs", topologyCmd)
+	register(command{
+		name:     "topology",
+		summary:  "Print the stages, topics, consumer groups, transactional ids and state stores a config runs, with no broker.",
+		synopsis: "[--config FILE] [--format text|json]",
+		details:  "Prints each stage of the pipeline under a config: its input and output topics, consumer\ngroup, transactional id prefix and state stores with their changelog topics; then every\ntopic with the partitions, replication and configs stitch creates it with. Nothing is\nstarted and no broker is needed.",
+		example:  "stitch topology --config configs/stitch.yaml --format json",
+		run:      topologyCmd,
+	})
 }
 
 // topologyCmd prints the declared topology for a configuration, as Kafka
 // Streams' Topology#describe() does: what an operator creates topics and
 // ACLs from by hand (topics.create: false).
 func topologyCmd(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("topology", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: stitch topology [--config FILE] [--format text|json]\n\n"+
-			"Prints each stage of the pipeline under a config: its input and output topics, consumer\n"+
-			"group, transactional id prefix and state stores with their changelog topics; then every\n"+
-			"topic with the partitions, replication and configs stitch creates it with. Nothing is\n"+
-			"started and no broker is needed.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("topology")
 	var pf pipelineFlags
 	pf.add(fs)
 	format := fs.String("format", "text", "output format: text or json")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

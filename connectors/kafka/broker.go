@@ -45,6 +45,7 @@ type brokerConfig struct {
 	maxMessage int
 	sasl       []saslUser
 	latency    time.Duration
+	noFsync    bool
 }
 
 type saslUser struct{ mechanism, user, pass string }
@@ -72,6 +73,13 @@ func Listen(addr string) BrokerOption {
 func DataDir(dir string) BrokerOption {
 	return func(c *brokerConfig) { c.dataDir = dir }
 }
+
+// NoFsync makes a broker with a DataDir write every batch to its files
+// before acknowledging it, as always, but fsync only on segment roll and
+// close (Kafka's own default): the log survives its process being killed,
+// not the machine losing power. For a broker embedded in the process whose
+// data it holds, where an fsync per batch only costs.
+func NoFsync() BrokerOption { return func(c *brokerConfig) { c.noFsync = true } }
 
 // NumBrokers sets how many brokers the cluster has (default 1).
 func NumBrokers(n int) BrokerOption {
@@ -135,7 +143,10 @@ func StartBroker(opts ...BrokerOption) (*Broker, error) {
 		kopts = append(kopts, kfake.DefaultNumPartitions(cfg.partitions))
 	}
 	if cfg.dataDir != "" {
-		kopts = append(kopts, kfake.DataDir(cfg.dataDir), kfake.SyncWrites())
+		kopts = append(kopts, kfake.DataDir(cfg.dataDir))
+		if !cfg.noFsync {
+			kopts = append(kopts, kfake.SyncWrites())
+		}
 	}
 	if cfg.logger != nil {
 		kopts = append(kopts, kfake.WithLogger(slogAdapter{cfg.logger}))

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/stitch-xdr/stitch/internal/conf"
 	"github.com/stitch-xdr/stitch/pipeline"
@@ -89,6 +90,26 @@ func (c *Config) Validate() error {
 	case "auto", "true", "false", "on", "off", "yes", "no":
 	default:
 		bad("simulate.mode", fmt.Sprintf("%q is not one of auto, true, false", c.Simulate.Mode))
+	}
+	for _, r := range []struct {
+		key    string
+		v      int64
+		lo, hi int64
+	}{
+		{"simulate.rate", int64(c.Simulate.Rate), 1, 1_000_000},
+		{"simulate.tenants", int64(c.Simulate.Tenants), 1, 1000},
+		{"simulate.devices", int64(c.Simulate.Devices), 1, 1_000_000},
+		{"simulate.users", int64(c.Simulate.Users), 1, 1_000_000},
+	} {
+		if r.v < r.lo || r.v > r.hi {
+			bad(r.key, fmt.Sprintf("%d is out of range: must be between %d and %d", r.v, r.lo, r.hi))
+		}
+	}
+	if c.Simulate.AttackEvery.D() < time.Second {
+		bad("simulate.attack_every", fmt.Sprintf("%s is out of range: must be at least 1s", c.Simulate.AttackEvery))
+	}
+	if c.Log.ProgressEvery < 0 {
+		bad("log.progress_every", fmt.Sprintf("%s is out of range: must be 0s (off) or more", c.Log.ProgressEvery))
 	}
 	if _, err := c.Log.level(); err != nil {
 		bad("log.level", err.Error())

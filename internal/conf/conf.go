@@ -329,7 +329,7 @@ func LoadFile(path string, ptr any) error {
 		return fmt.Errorf("read config: %w", err)
 	}
 	if err := yaml.UnmarshalWithOptions(data, ptr, yaml.Strict()); err != nil {
-		return fmt.Errorf("config %s:\n%s", path, yaml.FormatError(err, false, true))
+		return fmt.Errorf("config %s:\n%s", path, loadError(err, data, ptr))
 	}
 	for _, k := range Keys(ptr) {
 		if f := field(ptr, k); f.Kind() == reflect.Slice && f.Len() == 0 {

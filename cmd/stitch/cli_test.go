@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stitch-xdr/stitch/connectors/kafka"
+)
+
+// The binary explains itself: help in every spelling exits 0 on standard
+// output, and each command's help starts with a sentence and ends with an
+// example.
+func TestHelp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := stitchBinary(t)
+	for _, args := range [][]string{nil, {"help"}, {"--help"}, {"-h"}} {
+		out, err := exec.Command(bin, args...).Output()
+		if err != nil {
+			t.Errorf("stitch %v: %v", args, err)
+		}
+		if !strings.Contains(string(out), "Commands:") {
+			t.Errorf("stitch %v printed:\n%s", args, out)
+		}
+	}
+	for name, c := range commands {
+		for _, args := range [][]string{{"help", name}, {name, "-h"}, {name, "--help"}} {
+			out, err := exec.Command(bin, args...).Output()
+			if err != nil {
+				t.Errorf("stitch %v: %v", args, err)
+				continue
+			}
+			text := strings.TrimSpace(string(out))
+			first, _, _ := strings.Cut(text, "\n")
+			if first != c.summary || !strings.HasSuffix(first, ".") {
+				t.Errorf("stitch %v: first line %q, want the one-sentence summary %q", args, first, c.summary)
+			}
+			if i := strings.LastIndex(text, "\nExample:\n"); i < 0 || !strings.Contains(text[i:], "stitch "+name) {
+				t.Errorf("stitch %v: does not end with an example of the command:\n%s", args, text)
+			}
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "run", "--rate", "x")
+	cmd.Stderr = &stderr
+	var ee *exec.ExitError
+	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "simulate.rate") {
+		t.Errorf("a bad flag value: %v, stderr %q; want exit 2 naming the key", err, stderr.String())
+	}
+}
+
+func TestVersionText(t *testing.T) {
+	bi := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.time", Value: "2026-01-02T03:04:05Z"}, {Key: "vcs.modified", Value: "true"},
+	}}
+	want := "stitch v1.2.3\ncommit abc123 (modified) 2026-01-02T03:04:05Z\ngo go1.26.0\n"
+	if got := versionText(bi, true); got != want {
+		t.Errorf("versionText = %q, want %q", got, want)
+	}
+	if got := versionText(nil, false); !strings.HasPrefix(got, "stitch devel\ncommit unknown\ngo go") {
+		t.Errorf("without build info: %q", got)
+	}
+}
+
+// consume names a topic that does not exist, and reads an empty one.
+func TestConsumeMissingAndEmptyTopic(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := kafka.StartBroker(kafka.DefaultPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	brokers := "--brokers=" + strings.Join(b.Addrs(), ",")
+	err = consumeCmd(ctx, []string{brokers, "--topic", "nosuch", "--until-idle", "100ms"})
+	if err == nil || !strings.Contains(err.Error(), "topic nosuch does not exist") {
+		t.Errorf("missing topic: %v", err)
+	}
+	if err := consumeCmd(ctx, []string{brokers, "--topic", "nosuch", "--format", "yaml"}); !errors.Is(err, errUsage) {
+		t.Errorf("--format yaml: %v, want a usage error", err)
+	}
+}

@@ -1,0 +1,153 @@
+package conf
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/token"
+)
+
+// loadError is the message of a YAML decoding error, for a person: a value
+// of the wrong type names the key and what it takes ("a whole number",
+// "true or false"), never the Go types the decoder speaks of.
+func loadError(err error, data []byte, ptr any) string {
+	var (
+		tk  *token.Token
+		got string
+	)
+	var te *yaml.TypeError
+	var oe *yaml.OverflowError
+	var ue *yaml.UnexpectedNodeTypeError
+	switch {
+	case errors.As(err, &te):
+		tk = te.Token
+	case errors.As(err, &oe):
+		tk, got = oe.Token, oe.SrcNum+" (too large)"
+	case errors.As(err, &ue):
+		tk, got = ue.Token, strings.ToLower(ue.Actual.String())
+	default:
+		if msg, ok := textValueError(data, ptr); ok {
+			return msg
+		}
+		return yaml.FormatError(err, false, true)
+	}
+	if tk == nil || tk.Position == nil {
+		return yaml.FormatError(err, false, true)
+	}
+	path := keyPath(data, tk.Position.Line, tk.Position.Column)
+	if got == "" {
+		got = fmt.Sprintf("%q", tk.Value)
+	}
+	want := "a value of another kind (see configs/README.md)"
+	if k, ok := Lookup(ptr, path); ok {
+		want = Describe(k.Type)
+	} else if path != "" {
+		want = "a section of keys"
+	}
+	name := path
+	if name == "" {
+		name = "the file"
+	}
+	return yaml.FormatErrorWithToken(fmt.Sprintf("%s: want %s, got %s", name, want, got), tk, false, true)
+}
+
+// keyPath is the dotted path of the key whose value is at line:column, from
+// the indentation of the lines above (block style, as config files are).
+func keyPath(data []byte, line, column int) string {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	var path []string
+	indent := column // the key owning the value is left of it
+	for i := line - 1; i >= 0; i-- {
+		l := lines[i]
+		t := strings.TrimLeft(l, " ")
+		if t == "" || strings.HasPrefix(t, "#") || strings.HasPrefix(t, "-") {
+			continue
+		}
+		in := len(l) - len(t)
+		if in >= indent && !(i == line-1 && in < column-1) {
+			continue
+		}
+		key, _, ok := strings.Cut(t, ":")
+		if !ok {
+			continue
+		}
+		path = append([]string{strings.Trim(strings.TrimSpace(key), `"'`)}, path...)
+		indent = in
+		if in == 0 {
+			break
+		}
+	}
+	return strings.Join(path, ".")
+}
+
+// Describe says in words what a key of type t takes.
+func Describe(t reflect.Type) string {
+	if t == reflect.TypeOf(time.Duration(0)) || strings.HasSuffix(t.Name(), "Duration") {
+		return "a duration such as 500ms, 10s, 24h or 30d"
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()) {
+		return "text"
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number, 0 or more"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "text"
+	case reflect.Slice:
+		return "a list of " + strings.TrimPrefix(Describe(t.Elem()), "a ") + " values"
+	case reflect.Struct, reflect.Map:
+		return "a section of keys"
+	}
+	return "a value of another kind"
+}
+
+// textValueError finds the key whose own parser (a duration, say) refused
+// its value, which the decoder reports without a position: it names the key
+// and what it takes.
+func textValueError(data []byte, ptr any) (string, bool) {
+	var doc map[string]any
+	if yaml.Unmarshal(data, &doc) != nil {
+		return "", false
+	}
+	tu := reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+	for _, k := range Keys(ptr) {
+		if !reflect.PointerTo(k.Type).Implements(tu) {
+			continue
+		}
+		var v any = doc
+		for _, part := range strings.Split(k.Path, ".") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[part]
+		}
+		if v == nil {
+			continue
+		}
+		s, isText := v.(string)
+		if !isText {
+			return fmt.Sprintf("%s: want %s, got %v", k.Path, Describe(k.Type), v), true
+		}
+		probe := reflect.New(k.Type).Interface().(encoding.TextUnmarshaler)
+		if err := probe.UnmarshalText([]byte(s)); err != nil {
+			return fmt.Sprintf("%s: %v", k.Path, err), true
+		}
+	}
+	return "", false
+}

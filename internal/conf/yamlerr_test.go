@@ -1,0 +1,50 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type durationKey time.Duration
+
+func (d *durationKey) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = durationKey(v)
+	return err
+}
+
+// A value of the wrong type names the key and what it takes, never a Go type.
+func TestLoadTypeErrorsSpeakConfig(t *testing.T) {
+	type cfg struct {
+		Sec struct {
+			On    bool        `yaml:"on" doc:"On."`
+			Count int16       `yaml:"count" doc:"Count."`
+			List  []string    `yaml:"list" doc:"A list."`
+			Every durationKey `yaml:"every" doc:"How often."`
+		} `yaml:"sec" doc:"A section."`
+	}
+	for _, c := range []struct{ file, want string }{
+		{"sec:\n  count: abc\n", `sec.count: want a whole number, got "abc"`},
+		{"sec:\n  on: maybe\n", `sec.on: want true or false, got "maybe"`},
+		{"sec:\n  count: 99999999999\n", `sec.count: want a whole number, got 99999999999 (too large)`},
+		{"sec:\n  list: 5\n", `sec.list: want a list of text values, got integer`},
+		{"sec: 3\n", `sec: want a section of keys, got integer`},
+		{"sec:\n  every: [1]\n", `sec.every: want text, got [1]`},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(path, []byte(c.file), 0o644)
+		_, err := Load[cfg](path)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v; want %q", c.file, err, c.want)
+			continue
+		}
+		for _, goish := range []string{"Go struct", "Go value", "int16", "[]string", "conf."} {
+			if strings.Contains(err.Error(), goish) {
+				t.Errorf("%q: error mentions %q: %v", c.file, goish, err)
+			}
+		}
+	}
+}
