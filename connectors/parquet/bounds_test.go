@@ -117,7 +117,10 @@ func TestMemoryBoundedByConfiguration(t *testing.T) {
 				if len(w.open) > maxOpen {
 					t.Fatalf("%d files open, bound %d", len(w.open), maxOpen)
 				}
-				if w.Due() { // as the hunting sink does between polls
+				if len(w.finished) > 0 && !w.Due() {
+					t.Fatal("a file finished early does not make the segment due")
+				}
+				if i%50 == 49 && w.Due() { // as the hunting sink does after a poll
 					if err := w.Commit(); err != nil {
 						t.Fatal(err)
 					}

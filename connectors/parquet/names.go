@@ -15,7 +15,7 @@ import (
 const (
 	// DefaultMaxOpenFiles and DefaultMaxBufferedBytes are the defaults of
 	// MaxOpenFiles and MaxBufferedBytes.
-	DefaultMaxOpenFiles     = 32
+	DefaultMaxOpenFiles     = 128
 	DefaultMaxBufferedBytes = 64 << 20
 
 	// MaxTenantElement is the longest tenant path element kept as the

@@ -103,9 +103,10 @@ func RollAge(d time.Duration) Option { return func(c *config) { c.rollAge = d } 
 // large enough for scan-friendly column chunks, small enough to buffer.
 func RowGroupRows(n int) Option { return func(c *config) { c.rowGroupRows = int64(n) } }
 
-// MaxOpenFiles bounds the partition files open at once (default 32): when a
+// MaxOpenFiles bounds the partition files open at once (default 128): when a
 // batch needs another, the least recently written one is finished (its
-// footer written; it joins the segment and is published at Commit). Each
+// footer written; it joins the segment and is published at Commit), and
+// Due reports true so the caller commits the segment early. Each
 // open file holds its encoders and its buffered row group, so this, with
 // MaxBufferedBytes, is what bounds the writer's memory whatever the number
 // of (table, tenant, hour) partitions a segment touches.
@@ -152,6 +153,7 @@ type Writer struct {
 	bytes    int64 // approximate bytes staged in this segment
 	buffered int64 // input bytes in the open files' row groups (estimated)
 	tick     uint64
+	evicted  bool // a file was finished early to respect MaxOpenFiles
 
 	hours []int64 // reused per batch
 
@@ -257,6 +259,7 @@ func (w *Writer) resetSegment() {
 	w.finished = nil
 	w.bytes = 0
 	w.buffered = 0
+	w.evicted = false
 	w.broken = nil
 }
 
@@ -326,7 +329,10 @@ func (w *Writer) Due() bool {
 	if len(w.ranges) == 0 {
 		return false
 	}
-	return w.bytes >= w.cfg.rollBytes || len(w.finished) >= maxSegmentFiles ||
+	// An eviction says the segment touches more partitions than may be
+	// open: committing it now, rather than evicting on every batch of the
+	// next polls, keeps the files per partition down.
+	return w.bytes >= w.cfg.rollBytes || w.evicted || len(w.finished) >= maxSegmentFiles ||
 		w.cfg.clock().Sub(w.started) >= w.cfg.rollAge
 }
 
@@ -534,6 +540,7 @@ func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
 		if err := w.finish(lru); err != nil {
 			return nil, err
 		}
+		w.evicted = true
 	}
 	t := time.Unix(key.hour*3600, 0).UTC()
 	// The name carries its own table; the segment (named after the first
