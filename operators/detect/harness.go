@@ -38,7 +38,7 @@ type Tester struct {
 	Tenant string
 	// OnMatch receives every match.
 	OnMatch func(Match)
-	// Counts are the matches per rule id.
+	// Counts are the matches per rule (Rule.Key).
 	Counts map[string]int
 	// Records counts the records read; Skipped those no table took
 	// (Windows events of no table, dead letters), with the last reason.
@@ -85,7 +85,7 @@ func (t *Tester) dead(d normalize.DeadLetter) {
 func (t *Tester) batch(b normalize.Batch) {
 	defer b.Release()
 	t.ev.Eval(b, func(r *Rule, row int) {
-		t.Counts[r.ID]++
+		t.Counts[r.Key()]++
 		if t.OnMatch != nil {
 			t.OnMatch(Match{RuleID: r.ID, Title: r.Title, Level: r.Level, Table: b.Table, Tenant: b.Tenant, Fields: KeyFields(b, row)})
 		}

@@ -50,6 +50,14 @@ type Rule struct {
 	cond node
 }
 
+// Key names the rule: its id, or its title where it has none.
+func (r *Rule) Key() string {
+	if r.ID != "" {
+		return r.ID
+	}
+	return r.Title
+}
+
 // Problem is a rule that did not load: invalid (Unsupported false), or
 // valid Sigma that this engine or the tables cannot express.
 type Problem struct {
@@ -335,7 +343,17 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 	// Searches.
 	searches := map[string]node{}
 	var names []string
-	for name, search := range sr.Detection.Searches {
+	for name := range sr.Detection.Searches {
+		names = append(names, name)
+	}
+	// in the order they are written, so the problem reported is the first
+	sort.Slice(names, func(i, j int) bool {
+		li, _ := sr.Detection.Searches[names[i]].Position()
+		lj, _ := sr.Detection.Searches[names[j]].Position()
+		return li < lj
+	})
+	for _, name := range names {
+		search := sr.Detection.Searches[name]
 		line, _ := search.Position()
 		line++
 		if len(search.Keywords) > 0 {
@@ -377,7 +395,6 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 		} else {
 			searches[name] = alts
 		}
-		names = append(names, name)
 	}
 	sort.Strings(names)
 	// Conditions: several are alternatives.

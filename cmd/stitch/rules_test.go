@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testRule = `title: Gpresult
+id: e56d3073-0000-0000-0000-000000000001
+level: medium
+logsource: {product: windows, category: process_creation}
+detection:
+  sel:
+    Image|endswith: '\gpresult.exe'
+    CommandLine|contains: ['/z', '/v']
+  condition: sel
+`
+
+const sysmonEvent = `{"Event": {"System": {"Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
+  "EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "dc1.corp.local",
+  "TimeCreated": {"#attributes": {"SystemTime": "2025-10-27T00:09:41.570583Z"}}},
+ "EventData": {"Image": "C:\\Windows\\System32\\gpresult.exe", "CommandLine": "gpresult  /z", "User": "CORP\\admin"}}}
+{"Event": {"System": {"Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
+  "EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "dc1.corp.local",
+  "TimeCreated": {"#attributes": {"SystemTime": "2025-10-27T00:09:42Z"}}},
+ "EventData": {"Image": "C:\\Windows\\System32\\gpresult.exe", "CommandLine": "gpresult /r"}}}
+`
+
+func TestRulesCheckAndTest(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yml", testRule)
+	bad := write("bad.yml", strings.Replace(testRule, "endswith", "endswiht", 1))
+	in := write("events.json", sysmonEvent)
+
+	var out bytes.Buffer
+	if err := rulesCheck([]string{good}, &out); err != nil {
+		t.Errorf("check of a good rule: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	err := rulesCheck([]string{good, bad}, &out)
+	if err == nil || !strings.Contains(out.String(), bad+":7: error: ") || !strings.Contains(out.String(), "1 rules loaded, 1 invalid") {
+		t.Errorf("check of a bad rule: %v\n%s", err, out.String())
+	}
+
+	out.Reset()
+	var errw bytes.Buffer
+	if err := rulesTest([]string{"--rules", good, "--rules", bad, "--in", in}, &out, &errw); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	var m struct {
+		RuleID, Title, Table string
+		Fields               map[string]any
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Table != "DeviceProcessEvents" || m.Title != "Gpresult" || m.Fields["ProcessCommandLine"] != "gpresult  /z" || m.Fields["DeviceName"] != "dc1.corp.local" {
+		t.Errorf("match %s", lines[0])
+	}
+	if !strings.Contains(lines[1], `"count":1`) {
+		t.Errorf("count line %s", lines[1])
+	}
+	if !strings.Contains(errw.String(), "2 records read") || !strings.Contains(errw.String(), "bad.yml:7") {
+		t.Errorf("stderr:\n%s", errw.String())
+	}
+}
