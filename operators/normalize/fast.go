@@ -77,7 +77,10 @@ func (n *Normalizer) fastEnvelope(in Input, v []byte, emit func(Batch), dead fun
 		if i = skipSpace(v, i+1); i >= len(v) {
 			return false
 		}
-		if !haveRecs && string(key) == "records" {
+		if string(key) == "records" {
+			if haveRecs {
+				return false // a duplicate key: the fastjson path dead-letters it
+			}
 			haveRecs = true
 			if v[i] != '[' {
 				return false

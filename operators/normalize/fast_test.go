@@ -121,6 +121,8 @@ func TestFastPathSameAsFastjson(t *testing.T) {
 		env := []byte(`{"records":[`)
 		env = append(append(append(append(env, inputs[i]...), ','), inputs[i+1]...), "],\"n\":[1,{\"a\":2}]}"...)
 		inputs = append(inputs, env, append(append([]byte(`{"records":[`), inputs[i+2]...), `]}`...))
+		twice := append(append([]byte(`{"records":[`), inputs[i+3]...), `],"records":[]}`...) // a duplicate key
+		inputs = append(inputs, twice)
 	}
 	for _, opts := range [][]Option{nil, {WithMaxDepth(2)}, {WithMaxDepth(3), WithBatchRows(7)}, {WithMaxDepth(5), WithBatchBytes(5000)}} {
 		checkSamePaths(t, inputs, opts...)

@@ -155,6 +155,10 @@ func (n *Normalizer) Add(in Input, emit func(Batch), dead func(DeadLetter)) {
 	}
 	if !n.cfg.importMode && root.Type() == fastjson.TypeObject && root.Get("category") == nil {
 		if recs := root.Get("records"); recs != nil && recs.Type() == fastjson.TypeArray {
+			if o, _ := root.Object(); keyCount(o, "records") > 1 {
+				whole(ReasonDuplicateKey, dupKeyMsg([]byte("records"), "the envelope"))
+				return
+			}
 			elems, _ := recs.Array()
 			per := int64(len(v))
 			if len(elems) > 0 {
@@ -264,6 +268,17 @@ func dupTopKey(o *fastjson.Object) string {
 		}
 	})
 	return dup
+}
+
+// keyCount is how many times o holds key.
+func keyCount(o *fastjson.Object, key string) int {
+	n := 0
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		if string(k) == key {
+			n++
+		}
+	})
+	return n
 }
 
 // validTenant is state.ValidTenant (non-empty, no NUL byte: the tenant

@@ -68,7 +68,10 @@ func envelopeSpans(v []byte, spans [][2]int) ([][2]int, bool) {
 			return spans, false
 		}
 		i = skipSpace(v, i+1)
-		if !haveRecs && string(key) == "records" { // the first one, as fastjson's Get
+		if string(key) == "records" {
+			if haveRecs {
+				return spans, false // a duplicate key: the envelope is judged whole
+			}
 			haveRecs = true
 			if i >= len(v) || v[i] != '[' {
 				return spans, false
