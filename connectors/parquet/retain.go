@@ -65,8 +65,15 @@ func Retain(ctx context.Context, dir string, olderThan time.Duration, now time.T
 					continue
 				}
 				start, perr := time.Parse("2006-01-02", day)
-				if perr != nil || start.Add(24*time.Hour).After(cutoff) {
-					continue // not a date, or some of the day is still kept
+				if perr != nil {
+					// The writer makes none (years 0001-9999 only): one from
+					// elsewhere, or from a writer before that bound, is kept
+					// and said so rather than silently never expiring.
+					log.Warn("hunting retention: not a date; partition kept", "partition", filepath.Join(ndir, d.Name()))
+					continue
+				}
+				if start.Add(24 * time.Hour).After(cutoff) {
+					continue // some of the day is still kept
 				}
 				ddir := filepath.Join(ndir, d.Name())
 				files, rerr := removeFinished(ddir)
