@@ -260,6 +260,15 @@ func (h *huntingSink) Run(ctx context.Context) error {
 				return
 			}
 			werr = h.w.WriteContext(ctx, parquet.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, b)
+			if errors.Is(werr, parquet.ErrInvalidBatch) {
+				// Decodable but not writable (a hostile table name, no
+				// tenant, a foreign column type): as undecodable, skipped
+				// loudly, or every restart would stop on it again.
+				h.p.log.Error("hunting: unwritable record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", werr)
+				werr = nil
+				b.Release()
+				return
+			}
 			h.pending[b.Table] += b.Record.NumRows()
 			b.Release()
 		})

@@ -286,3 +286,48 @@ func TestWriteGivesUpWhenTheContextEnds(t *testing.T) {
 		t.Errorf("resume at %d, want 1 (the interrupted batch again)", next)
 	}
 }
+
+// TestInvalidBatchesAreRefusedWithoutHarm: a hunting record can come from
+// any producer of the topic; one the files cannot hold is refused before
+// anything is written (ErrInvalidBatch, which the sink skips), and the
+// writer goes on with the next.
+func TestInvalidBatchesAreRefusedWithoutHarm(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	good := parquettest.Schema("DeviceEvents")
+	fields := append(good.Fields(), arrow.Field{Name: "Float", Type: arrow.PrimitiveTypes.Float64, Nullable: true})
+	md := good.Metadata()
+	foreign := arrow.NewSchema(fields, &md)
+	for i, c := range []struct {
+		schema        *arrow.Schema
+		table, tenant string
+	}{
+		{good, "../x", "t1"},
+		{good, "_manifest", "t1"},
+		{good, "DeviceEvents", ""},
+		{foreign, "DeviceEvents", "t1"},
+	} {
+		b := parquettest.Batch(memory.DefaultAllocator, c.schema, c.tenant, []parquettest.Row{{Time: at, ID: int64(i)}})
+		b.Table = c.table
+		err := w.Write(Source{Topic: "hunting.DeviceEvents", Offset: int64(i)}, b)
+		b.Release()
+		if !errors.Is(err, ErrInvalidBatch) {
+			t.Errorf("table %q tenant %q: %v, want ErrInvalidBatch", c.table, c.tenant, err)
+		}
+	}
+	b := parquettest.Batch(memory.DefaultAllocator, good, "t1", []parquettest.Row{{Time: at, ID: 9}})
+	defer b.Release()
+	if err := w.Write(Source{Topic: "hunting.DeviceEvents", Offset: 9}, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rows := readBack(t, dir); len(rows) != 1 || rows[0].ID != 9 {
+		t.Errorf("rows %v, want only the good one", rows)
+	}
+}

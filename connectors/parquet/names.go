@@ -3,12 +3,15 @@ package parquet
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+
+	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 
 // Bounds of the hunting layout.
@@ -101,6 +104,41 @@ func safeName(s string) string {
 		return e
 	}
 	return hashedElement(s)
+}
+
+// ErrInvalidBatch is wrapped by Write's error for a batch that cannot be
+// written whatever is retried (a table name that is not a plain
+// identifier, no tenant, a column of a type the normalizer never makes).
+// Nothing of it was written and the writer stays usable: skip it.
+var ErrInvalidBatch = errors.New("invalid batch")
+
+// checkBatch refuses, before anything is written, what a hunting record
+// from a careless or hostile producer may hold and the files cannot.
+func checkBatch(b normalize.Batch) error {
+	if err := checkName("table", b.Table); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+	}
+	if b.Tenant == "" {
+		return fmt.Errorf("%w: parquet: batch without tenant", ErrInvalidBatch)
+	}
+	for _, f := range b.Record.Schema().Fields() {
+		if !writableType(f.Type) {
+			return fmt.Errorf("%w: parquet: column %q of %s is %s, not a type of the normalized tables", ErrInvalidBatch, f.Name, b.Table, f.Type)
+		}
+	}
+	return nil
+}
+
+// writableType reports whether t is one of the column types the normalizer
+// makes (schema.go).
+func writableType(t arrow.DataType) bool {
+	switch t := t.(type) {
+	case *arrow.StringType, *arrow.Int64Type, *arrow.Int32Type, *arrow.BooleanType, *arrow.TimestampType:
+		return true
+	case *arrow.DictionaryType:
+		return t.IndexType.ID() == arrow.INT32 && t.ValueType.ID() == arrow.STRING
+	}
+	return false
 }
 
 // partitionColumns are the Hive partition columns readers add from the

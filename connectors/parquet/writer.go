@@ -363,11 +363,8 @@ func (w *Writer) WriteContext(ctx context.Context, src Source, b normalize.Batch
 		return fmt.Errorf("parquet: offset %d of %s/%d goes back (segment at %d)", src.Offset, src.Topic, src.Partition, r.Last)
 	}
 	if b.Record != nil && b.Record.NumRows() > 0 {
-		if err := checkName("table", b.Table); err != nil {
+		if err := checkBatch(b); err != nil {
 			return err
-		}
-		if b.Tenant == "" {
-			return errors.New("parquet: batch without tenant")
 		}
 		if rec, renamed := safeColumns(b.Record); renamed {
 			defer rec.Release()
