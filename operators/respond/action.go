@@ -179,6 +179,8 @@ type Action struct {
 	CreatedDateTime    time.Time  `json:"createdDateTime"`
 	LastUpdateDateTime time.Time  `json:"lastUpdateDateTime"`
 	Approvals          []Approval `json:"approvals"`
+	// Error is why an executor failed to carry the action out.
+	Error string `json:"error,omitempty"`
 	// IdempotencyKey is what executors pass on so that a retried call never
 	// acts twice: the same for every version of the action.
 	IdempotencyKey string `json:"idempotencyKey"`

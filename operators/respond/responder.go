@@ -37,6 +37,10 @@ type Signal struct {
 	Incident    *correlate.Incident        `json:"incident,omitempty"`
 	Attachments []correlate.AttachmentFact `json:"attachments,omitempty"`
 	Files       []FileSeen                 `json:"files,omitempty"`
+	// Decisions are analysts' approvals and rejections; Outcomes are
+	// executors' reports.
+	Decisions []Decision `json:"decisions,omitempty"`
+	Outcomes  []Outcome  `json:"outcomes,omitempty"`
 }
 
 // FileSeen says a device saw a file (a telemetry sighting of its hash).
@@ -118,6 +122,16 @@ func (r *Responder) Apply(s *Signal) (Result, error) {
 			return res, err
 		}
 	}
+	for i := range s.Decisions {
+		if err := r.decide(&res, &s.Decisions[i]); err != nil {
+			return res, err
+		}
+	}
+	for i := range s.Outcomes {
+		if err := r.report(&res, &s.Outcomes[i]); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
 }
 
@@ -132,7 +146,7 @@ func (r *Responder) incident(res *Result, tenant string, inc *correlate.Incident
 			if !p.When.matches(inc, a) {
 				continue
 			}
-			if err := r.decide(res, tenant, inc, a, p); err != nil {
+			if err := r.playbook(res, tenant, inc, a, p); err != nil {
 				return err
 			}
 		}
@@ -182,7 +196,7 @@ type decision struct {
 	created, updated time.Time
 }
 
-func (r *Responder) decide(res *Result, tenant string, inc *correlate.Incident, a *correlate.Alert, p *Playbook) error {
+func (r *Responder) playbook(res *Result, tenant string, inc *correlate.Incident, a *correlate.Alert, p *Playbook) error {
 	at := a.CreatedDateTime
 	base := decision{tenant: tenant, incident: inc.ID, playbook: p.Name, alerts: []string{a.ID}, created: at, updated: at}
 	emit := func(typ string, t Target) error {

@@ -31,6 +31,8 @@ import (
 //	                          ip <addr> | url <url>
 //	attachments [tenant=T]  delivered copies: sha256=<h> nmid=<m> to=<recipient> [at=<RFC3339>]
 //	files [tenant=T]      sightings: hash=<h> device=<id> [host=<name>] [at=<RFC3339>]
+//	decide [tenant=T]     analysts' decisions: <approved|rejected> type=<T> target=<key> incident=<I> by=<who> [comment=<c>] [at=<RFC3339>]
+//	outcome [tenant=T]    executors' reports: <sent|succeeded|failed> type=<T> target=<key> incident=<I> [error=<e>] [at=<RFC3339>]
 //	commit | abort        end the store transaction (and open the next)
 //	ledger [tenant=T]     every action of the ledger, with status, version and reason
 func TestScenarios(t *testing.T) {
@@ -99,6 +101,17 @@ func TestScenarios(t *testing.T) {
 						kv := fields(t, l)
 						sig.Files = append(sig.Files, FileSeen{Hash: kv["hash"], DeviceID: kv["device"], DeviceName: kv["host"], Time: when(t, kv["at"])})
 					}
+				case "decide", "outcome":
+					sig = &Signal{Tenant: tenant}
+					for _, l := range lines(d.Input) {
+						kv := fields(t, l)
+						id := ActionID(tenant, kv["incident"], kv["type"], kv["target"])
+						if d.Cmd == "decide" {
+							sig.Decisions = append(sig.Decisions, Decision{TenantID: tenant, ActionID: id, Decision: kv[""], By: kv["by"], Comment: kv["comment"], Time: when(t, kv["at"])})
+						} else {
+							sig.Outcomes = append(sig.Outcomes, Outcome{TenantID: tenant, ActionID: id, Status: kv[""], Error: kv["error"], Time: when(t, kv["at"])})
+						}
+					}
 				default:
 					t.Fatalf("unknown directive %q", d.Cmd)
 				}
@@ -129,8 +142,15 @@ func sortActions(acts []Action) []Action {
 
 func line(a Action) string {
 	k, _ := a.Target.Key(a.Type)
-	return fmt.Sprintf("%s %s %s v%d %s incident=%s alerts=%s playbooks=%s", a.Type, k, a.Status, a.Version, a.Automation,
+	s := fmt.Sprintf("%s %s %s v%d %s incident=%s alerts=%s playbooks=%s", a.Type, k, a.Status, a.Version, a.Automation,
 		a.IncidentID, strings.Join(a.Alerts, ","), strings.Join(a.Playbooks, ","))
+	for _, ap := range a.Approvals {
+		s += fmt.Sprintf(" [%s by %s: %s]", ap.Decision, ap.By, ap.Comment)
+	}
+	if a.Error != "" {
+		s += " error=" + a.Error
+	}
+	return s
 }
 
 func lines(s string) []string {
