@@ -86,12 +86,17 @@ func (s *Simulator) plant() {
 	}
 }
 
-// victim picks a user no earlier story of the tenant used, while there are
-// any, so stories stay separate incidents.
+// victim picks a user no earlier story of the tenant used, whose primary
+// workstation no earlier story used either, while there are any, so stories
+// stay separate incidents (a phish victim's workstation is in its story).
 func (s *Simulator) victim(t *tenant) int {
 	u := s.rng.IntN(len(t.users))
-	for k := 0; k < len(t.users) && t.usedUsers[u]; k++ {
+	used := func(u int) bool { return t.usedUsers[u] || t.usedDevices[t.users[u].device] }
+	for k := 0; k < len(t.users) && used(u); k++ {
 		u = (u + 1) % len(t.users)
+	}
+	for k := 0; k < len(t.users) && t.usedUsers[u]; k++ {
+		u = (u + 1) % len(t.users) // every workstation is used: any fresh user
 	}
 	t.usedUsers[u] = true
 	return u
