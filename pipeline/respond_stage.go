@@ -20,13 +20,17 @@ import (
 	"github.com/stitch-xdr/stitch/state"
 )
 
-// Automated response is two stages, so that the stateful one reads one
+// Automated response is three stages, so that the stateful one reads one
 // topic whose partitions its changelog follows:
 //
 //   - respond-feed (stateless) reads the incidents (keyed by incident id)
 //     and the facts (keyed by tenant) and writes what response needs —
 //     every incident version, delivered attachments, files seen on
 //     devices — to respond.topic, keyed by tenant;
+//   - respond-decisions (stateless) does the same for analysts' approvals
+//     and rejections (respond.approvals, written by stitch actions) and
+//     executors' results (topics.action_results); it is a stage of its own
+//     because those topics come from outside, so its lag is input lag;
 //   - respond (stateful) reads respond.topic and keeps its ledger (actions,
 //     the attachment and device indexes, the blocked files) in a
 //     state.TxStore keyed by tenant, so partition p of its changelog is
@@ -45,7 +49,8 @@ import (
 type RespondConfig struct {
 	Enabled   bool   `yaml:"enabled" default:"true" doc:"Decide response actions from incidents and telemetry (playbooks), keep their ledger and produce them to 'topics.actions'. Needs 'correlate.enabled'. Executors that carry actions out are separate and off by default."`
 	Playbooks string `yaml:"playbooks" doc:"A playbooks YAML file, or a directory of them; empty: the shipped defaults (configs/playbooks.yaml)."`
-	Topic     string `yaml:"topic" default:"stitch.respond" doc:"Internal topic: incidents and the telemetry response indexes, keyed by tenant, from the respond-feed stage to the respond stage."`
+	Topic     string `yaml:"topic" default:"stitch.respond" doc:"Internal topic: incidents, the telemetry response indexes, decisions and results, keyed by tenant, from the respond-feed and respond-decisions stages to the respond stage."`
+	Approvals string `yaml:"approvals" default:"actions.approvals" doc:"Analysts' approvals and rejections of actions ('stitch actions approve' and 'reject'), kept as the audit trail."`
 	Changelog string `yaml:"changelog" default:"stitch.respond-changelog" doc:"Changelog of the response ledger (actions, attachment and device indexes, blocked files); compacted, same partition count as 'respond.topic'."`
 }
 
@@ -59,15 +64,30 @@ func respondEnabled(c Config) bool { return c.Respond.Enabled && c.Correlate.Ena
 
 func respondFeedStage() Stage {
 	return Stage{
-		Name:    "respond-feed",
-		Doc:     "re-keys incidents and the telemetry response needs by tenant",
-		Enabled: respondEnabled,
-		Inputs:  func(c Config) []string { return []string{c.Topics.Incidents, c.Topics.Facts} },
-		Outputs: func(c Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: c.Respond.Topic}}} },
-		Processor: func(sc *StageContext) (Processor, error) {
-			return &feedProc{incidents: sc.Config.Topics.Incidents, out: sc.Config.Respond.Topic, log: sc.Log.Error}, nil
-		},
+		Name:      "respond-feed",
+		Doc:       "re-keys incidents and the telemetry response needs by tenant",
+		Enabled:   respondEnabled,
+		Inputs:    func(c Config) []string { return []string{c.Topics.Incidents, c.Topics.Facts} },
+		Outputs:   func(c Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: c.Respond.Topic}}} },
+		Processor: newFeedProc,
 	}
+}
+
+func respondDecisionsStage() Stage {
+	return Stage{
+		Name:      "respond-decisions",
+		Doc:       "re-keys analysts' decisions and executors' results on actions by tenant",
+		Enabled:   respondEnabled,
+		Inputs:    func(c Config) []string { return []string{c.Respond.Approvals, c.Topics.ActionResults} },
+		Outputs:   func(c Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: c.Respond.Topic}}} },
+		Processor: newFeedProc,
+	}
+}
+
+func newFeedProc(sc *StageContext) (Processor, error) {
+	c := sc.Config
+	return &feedProc{incidents: c.Topics.Incidents, facts: c.Topics.Facts, approvals: c.Respond.Approvals, results: c.Topics.ActionResults,
+		out: c.Respond.Topic, log: sc.Log.Error}, nil
 }
 
 func respondStage() Stage {
@@ -94,8 +114,8 @@ func respondStage() Stage {
 
 // feedProc writes incidents and response telemetry to the respond topic.
 type feedProc struct {
-	incidents, out string
-	log            func(msg string, args ...any)
+	incidents, facts, approvals, results, out string
+	log                                       func(msg string, args ...any)
 }
 
 // feedRecord is a respond.Signal with the incident passed on as it came.
@@ -104,11 +124,29 @@ type feedRecord struct {
 	Incident    json.RawMessage            `json:"incident,omitempty"`
 	Attachments []correlate.AttachmentFact `json:"attachments,omitempty"`
 	Files       []respond.FileSeen         `json:"files,omitempty"`
+	Decisions   []respond.Decision         `json:"decisions,omitempty"`
+	Outcomes    []respond.Outcome          `json:"outcomes,omitempty"`
 }
 
 func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	var rec feedRecord
-	if r.Topic == f.incidents {
+	switch r.Topic {
+	case f.approvals, f.results:
+		var d respond.Decision
+		var o respond.Outcome
+		var err error
+		if r.Topic == f.approvals {
+			err = json.Unmarshal(r.Value, &d)
+			rec = feedRecord{Tenant: d.TenantID, Decisions: []respond.Decision{d}}
+		} else {
+			err = json.Unmarshal(r.Value, &o)
+			rec = feedRecord{Tenant: o.TenantID, Outcomes: []respond.Outcome{o}}
+		}
+		if err != nil || !state.ValidTenant(rec.Tenant) {
+			f.log("respond: decision or result without a usable tenant skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+			return nil
+		}
+	case f.incidents:
 		var head struct {
 			TenantID string `json:"tenantId"`
 		}
@@ -117,7 +155,7 @@ func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 			return nil
 		}
 		rec = feedRecord{Tenant: head.TenantID, Incident: r.Value}
-	} else {
+	default:
 		facts, err := correlate.UnmarshalFacts(r.Value)
 		if err != nil {
 			return nil // the correlate stage dead-letters it

@@ -235,7 +235,7 @@ func TestTopologyDerivesTopicsGroupsAndStores(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(names, []string{"normalize", "correlate", "hunting", "respond-feed", "respond", "count"}) {
+	if !slices.Equal(names, []string{"normalize", "correlate", "hunting", "respond-feed", "respond-decisions", "respond", "count"}) {
 		t.Fatalf("stages %v", names)
 	}
 	if created[cfg.Topics.Incidents].Configs["cleanup.policy"] != "compact" {
@@ -250,8 +250,8 @@ func TestTopologyDerivesTopicsGroupsAndStores(t *testing.T) {
 	for _, s := range topo.Sources() {
 		sources = append(sources, s.Name)
 	}
-	if !slices.Equal(sources, []string{"normalize", "count"}) {
-		t.Errorf("source stages %v, want normalize and count", sources)
+	if !slices.Equal(sources, []string{"normalize", "respond-decisions", "count"}) {
+		t.Errorf("source stages %v, want normalize, respond-decisions and count", sources)
 	}
 
 	// Disabled stages vanish with their topics and stores.
@@ -288,7 +288,7 @@ func TestTopologyDerivesTopicsGroupsAndStores(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Stages) != 6 || doc.Stages[1].Name != "correlate" || doc.Stages[1].Group != "stitch-correlate" ||
+	if len(doc.Stages) != 7 || doc.Stages[1].Name != "correlate" || doc.Stages[1].Group != "stitch-correlate" ||
 		len(doc.Stages[1].Stores) != 1 || !slices.Equal(doc.Stages[1].Stores[0].Changelogs, []string{cfg.Topics.Changelog, cfg.Topics.WindowChangelog}) {
 		t.Fatalf("topology JSON:\n%s", buf.String())
 	}
