@@ -61,6 +61,8 @@ func TestModifiers(t *testing.T) {
 			[]map[string]any{{"ProcessCommandLine": "ps -nop -enc AAA"}, {"ProcessCommandLine": "ps -enc AAA"}}, []int{0}},
 		{"wildcards inside", "  sel:\n    CommandLine: '*rundll32*,#?*'\n  condition: sel",
 			[]map[string]any{{"ProcessCommandLine": "RUNDLL32 a.dll,#1"}, {"ProcessCommandLine": "rundll32 a.dll,#"}}, []int{0}},
+		{"stars inside", "  sel:\n    CommandLine: '*\\temp\\\\*.ps1'\n  condition: sel",
+			[]map[string]any{{"ProcessCommandLine": `ps C:\TEMP\x\a.PS1`}, {"ProcessCommandLine": `ps C:\temp\a.ps1 x`}, {"ProcessCommandLine": `a.ps1 \temp\`}}, []int{0}},
 		{"escaped wildcard", "  sel:\n    CommandLine: 'a\\*b'\n  condition: sel",
 			[]map[string]any{{"ProcessCommandLine": "a*b"}, {"ProcessCommandLine": "axxb"}}, []int{0}},
 		{"re is case-sensitive, re|i is not", "  a:\n    CommandLine|re: '^Get-[A-Z]'\n  b:\n    CommandLine|re|i: 'invoke-mimikatz'\n  condition: a or b",

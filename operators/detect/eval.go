@@ -2,6 +2,7 @@ package detect
 
 import (
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,67 @@ import (
 // node is a compiled condition, evaluated per row.
 type node interface {
 	eval(v *view, i int) bool
+}
+
+// cost estimates what evaluating a node costs, to evaluate the cheap
+// parts of a conjunction first (a suffix test on the image before a dozen
+// substring searches of the command line, a filter last): the result is
+// the same in any order.
+func cost(n node) int {
+	switch x := n.(type) {
+	case *fieldMatch:
+		c := 0
+		for _, m := range x.vals {
+			switch m.op {
+			case opEq, opPrefix, opSuffix, opExists, opAbsent, opNull, opFieldRef, opLT, opLTE, opGT, opGTE:
+				c++
+			case opContains:
+				c += 3
+			case opGlob, opCIDR:
+				c += 6
+			default: // regular expressions
+				c += 20
+			}
+		}
+		return c
+	case andNode:
+		return sumCost(x)
+	case orNode:
+		return sumCost(x)
+	case notNode:
+		return cost(x.n)
+	}
+	return 1
+}
+
+func sumCost(ns []node) int {
+	c := 0
+	for _, n := range ns {
+		c += cost(n)
+	}
+	return c
+}
+
+// order sorts the children of every conjunction and disjunction, cheapest
+// first.
+func order(n node) node {
+	switch x := n.(type) {
+	case andNode:
+		for i := range x {
+			x[i] = order(x[i])
+		}
+		sort.SliceStable(x, func(i, j int) bool { return cost(x[i]) < cost(x[j]) })
+		return x
+	case orNode:
+		for i := range x {
+			x[i] = order(x[i])
+		}
+		sort.SliceStable(x, func(i, j int) bool { return cost(x[i]) < cost(x[j]) })
+		return x
+	case notNode:
+		return notNode{order(x.n)}
+	}
+	return n
 }
 
 type andNode []node
@@ -89,7 +151,20 @@ func (m *valueMatcher) match(v *view, c *colData, i int) bool {
 	}
 	switch m.op {
 	case opRe:
-		return m.re.MatchString(c.vals[i])
+		s := c.vals[i]
+		if !m.cased {
+			s = v.lower(c, i)
+		}
+		if m.pre != "" {
+			t := s
+			if m.preFold {
+				t = v.lower(c, i)
+			}
+			if !strings.Contains(t, m.pre) {
+				return false
+			}
+		}
+		return m.re.MatchString(s)
 	case opCIDR:
 		a, err := netip.ParseAddr(c.vals[i])
 		return err == nil && m.pfx.Contains(a.Unmap())
@@ -131,7 +206,7 @@ func (m *valueMatcher) match(v *view, c *colData, i int) bool {
 	case opContains:
 		return strings.Contains(s, m.s)
 	case opGlob:
-		return m.re.MatchString(s)
+		return m.glob.match(s)
 	}
 	return false
 }

@@ -424,7 +424,7 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 		c.fields = append(c.fields, fm)
 		root2 = andNode{fm, root2}
 	}
-	r.cond = root2
+	r.cond = order(root2)
 	return c, nil
 }
 

@@ -64,14 +64,35 @@ func account(domain, name string) fieldSpec {
 // hashes renders the hash columns as Sysmon's Hashes field
 // (SHA1=...,MD5=...,SHA256=...), upper case.
 func hashes(sha1, md5, sha256 string) fieldSpec {
+	names := [3]string{"SHA1=", "MD5=", "SHA256="}
 	return derived(func(v []string) (string, bool) {
-		var parts []string
-		for i, name := range []string{"SHA1", "MD5", "SHA256"} {
+		n := 0
+		for i := range names {
 			if v[i] != "" {
-				parts = append(parts, name+"="+strings.ToUpper(v[i]))
+				n += len(names[i]) + len(v[i]) + 1
 			}
 		}
-		return strings.Join(parts, ","), len(parts) > 0
+		if n == 0 {
+			return "", false
+		}
+		b := make([]byte, 0, n)
+		for i, name := range names {
+			if v[i] == "" {
+				continue
+			}
+			if len(b) > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, name...)
+			for k := 0; k < len(v[i]); k++ {
+				c := v[i][k]
+				if 'a' <= c && c <= 'z' {
+					c -= 'a' - 'A'
+				}
+				b = append(b, c)
+			}
+		}
+		return string(b), true
 	}, sha1, md5, sha256)
 }
 

@@ -38,13 +38,18 @@ const (
 )
 
 type valueMatcher struct {
-	op    op
-	s     string
-	re    *regexp.Regexp
-	pfx   netip.Prefix
-	num   float64
-	cased bool
-	ref   int // slot of the referenced field (opFieldRef)
+	op   op
+	s    string
+	re   *regexp.Regexp
+	glob *glob
+	// pre is a literal every match of re contains (lowered when preFold):
+	// a cheap test that rules most values out before the regexp runs.
+	pre     string
+	preFold bool
+	pfx     netip.Prefix
+	num     float64
+	cased   bool
+	ref     int // slot of the referenced field (opFieldRef)
 }
 
 // fieldMatch is one `Field|modifiers: values` line of a selection.
@@ -205,7 +210,9 @@ func compileValue(v any, comparator, reFlags string, transforms []string, cased,
 		if err != nil {
 			return nil, unsupportedError{fmt.Sprintf("regular expression %q: %v", s, err)}
 		}
-		return []valueMatcher{{op: opRe, re: re, cased: true}}, nil
+		m := valueMatcher{op: opRe, re: re, cased: true}
+		m.pre, m.preFold = requiredLiteral(flags + s)
+		return []valueMatcher{m}, nil
 	case "cidr":
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -450,24 +457,11 @@ func compilePattern(v []seg, cased bool) (valueMatcher, error) {
 		}
 		return m, nil
 	}
-	var b strings.Builder
-	b.WriteString("(?s)^")
-	for _, s := range v {
-		switch s.wild {
-		case '*':
-			b.WriteString(".*")
-		case '?':
-			b.WriteString(".")
-		default:
-			b.WriteString(regexp.QuoteMeta(fold(s.lit)))
-		}
+	folded := make([]seg, len(v))
+	for i, s := range v {
+		folded[i] = seg{lit: fold(s.lit), wild: s.wild}
 	}
-	b.WriteString("$")
-	re, err := regexp.Compile(b.String())
-	if err != nil {
-		return valueMatcher{}, err
-	}
-	return valueMatcher{op: opGlob, re: re, cased: cased}, nil
+	return valueMatcher{op: opGlob, glob: newGlob(folded), cased: cased}, nil
 }
 
 // alternation joins literal variants of one value into one matcher.
@@ -489,7 +483,7 @@ func alternation(ms []valueMatcher) (valueMatcher, error) {
 		case opContains:
 			p = regexp.QuoteMeta(m.s)
 		case opGlob:
-			p = m.re.String()
+			p = m.glob.regexp()
 		default:
 			return valueMatcher{}, fmt.Errorf("cannot combine variants with all")
 		}
@@ -499,5 +493,5 @@ func alternation(ms []valueMatcher) (valueMatcher, error) {
 	if err != nil {
 		return valueMatcher{}, err
 	}
-	return valueMatcher{op: opGlob, re: re, cased: cased}, nil
+	return valueMatcher{op: opRe, re: re, cased: cased}, nil
 }
