@@ -21,6 +21,10 @@ import (
 // produces them to the changelogs inside the transaction and commits the
 // batch only after the Kafka transaction committed (stores.go), and restores
 // a partition from the changelogs on assignment (restore.go).
+// CountIncidentsNew counts incidents published for the first time (version
+// 1): how many incidents exist, where CountIncidentVersions counts updates.
+const CountIncidentsNew = "incidents_new"
+
 func correlateStage() Stage {
 	return Stage{
 		Name:    "correlate",
@@ -44,7 +48,7 @@ func correlateStage() Stage {
 		TickEvery: func(c Config) time.Duration { return c.Correlate.TickEvery.D() },
 		Processor: newCorrelateProc,
 		Progress: func(s StageSnapshot) string {
-			return fmt.Sprintf("incident versions %d", s.Sum(CountIncidentVersions))
+			return fmt.Sprintf("incidents %d (%d versions)", s.Sum(CountIncidentsNew), s.Sum(CountIncidentVersions))
 		},
 	}
 }
@@ -128,6 +132,9 @@ func (cp *correlateProc) publish(ctx context.Context, incs []correlate.Incident,
 		tx.Produce(ctx, &kgo.Record{Topic: cp.incidents, Key: []byte(incs[i].ID), Value: v,
 			Headers: []kgo.RecordHeader{{Key: "stitch-tenant", Value: []byte(incs[i].TenantID)}}})
 		tx.Count(CountIncidentVersions, "", 1)
+		if incs[i].Version == 1 {
+			tx.Count(CountIncidentsNew, "", 1)
+		}
 	}
 	return nil
 }

@@ -127,8 +127,16 @@ func runCmd(ctx context.Context, args []string) error {
 	if err := p.EnsureTopics(runCtx); err != nil {
 		return err
 	}
+	// Where the other commands (stitch incidents, deadletters) find the
+	// brokers of this run while it runs.
+	bpath := filepath.Join(cfg.State.Dir, brokersFile)
+	if err := os.WriteFile(bpath, []byte(strings.Join(brokers, "\n")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	defer os.Remove(bpath)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
+	go announceFirstIncident(runCtx, p)
 	go p.Progress(runCtx, os.Stderr, cfg.Log.ProgressEvery.D())
 	if cfg.Simulating() {
 		fmt.Fprintf(os.Stderr, "stitch: simulator producing %d records/s into %s (%d tenants, %d devices, %d users)\n",
@@ -154,6 +162,24 @@ func runCmd(ctx context.Context, args []string) error {
 	return runErr
 }
 
+// announceFirstIncident says, once, how to see the incidents when the first
+// one is published.
+func announceFirstIncident(ctx context.Context, p *pipeline.Pipeline) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if p.Totals().Incidents > 0 {
+			fmt.Fprintln(os.Stderr, "stitch: the first incident is out: see it with 'stitch incidents' (and 'stitch incidents show ID')")
+			return
+		}
+	}
+}
+
 // runSimulator produces the simulator's stream into the first input topic at the
 // configured rate, keyed by tenant, until ctx is done.
 func runSimulator(ctx context.Context, p *pipeline.Pipeline, cfg appconfig.Config) error {
@@ -176,6 +202,9 @@ func runSimulator(ctx context.Context, p *pipeline.Pipeline, cfg appconfig.Confi
 		simulator.Start(time.Now().Add(-time.Minute).UTC()),
 		simulator.EventsPerSecond(float64(cfg.Simulate.Rate)),
 		simulator.AttackEvery(max(1, int(cfg.Simulate.AttackEvery.D().Seconds()*float64(cfg.Simulate.Rate)))),
+		// The first story at once, so the first incident shows within
+		// seconds rather than after a story's few minutes.
+		simulator.AttackAtStart(),
 	)
 	const tick = 50 * time.Millisecond
 	perTick := max(1, cfg.Simulate.Rate*int(tick)/int(time.Second))

@@ -24,6 +24,8 @@ type config struct {
 	start       time.Time
 	eps         float64
 	attackEvery int
+	// attackAtStart plants a backdated story before the first record.
+	attackAtStart bool
 }
 
 // Option configures a Simulator.
@@ -61,6 +63,16 @@ func EventsPerSecond(n float64) Option {
 // AttackEvery plants an attack story every n records; 0 plants none.
 // Stories alternate between kinds and rotate over tenants. Default 100000.
 func AttackEvery(n int) Option { return func(c *config) { c.attackEvery = max(0, n) } }
+
+// AttackAtStart plants a first story before the first record, dated just
+// before the start, so that all its rows (alerts included) come out in the
+// first records instead of over the few minutes a story unfolds: a demo
+// shows an incident within seconds.
+func AttackAtStart() Option { return func(c *config) { c.attackAtStart = true } }
+
+// storySpan is how long a story takes from its first row to its last alert,
+// with a margin.
+const storySpan = 5 * time.Minute
 
 // pending is a record scheduled for a given event time: story steps and
 // follow-ups of background mail (attachment, URL, click rows).
@@ -101,6 +113,13 @@ func New(opts ...Option) *Simulator {
 		s.tenants = append(s.tenants, buildTenant(s.rng, i, c.devices, c.users))
 	}
 	s.reportID = 10_000 + s.rng.Int64N(1_000_000)
+	if c.attackAtStart {
+		// Planted on a clock set back by a story's span: every row is due
+		// at once, and comes out first, in time order.
+		s.start -= int64(storySpan)
+		s.plant()
+		s.start += int64(storySpan)
+	}
 	return s
 }
 

@@ -351,3 +351,21 @@ func TestTinyWorldsStillTellStories(t *testing.T) {
 		t.Fatalf("%d complete stories with one device and one user, want at least 10", done)
 	}
 }
+
+// AttackAtStart: the first story's rows, alerts included, are among the
+// first records, dated before the start.
+func TestAttackAtStart(t *testing.T) {
+	start := time.Date(2024, 6, 3, 8, 0, 0, 0, time.UTC)
+	s := New(Start(start), AttackAtStart(), AttackEvery(0))
+	alerts := 0
+	for range 100 {
+		_, v := s.Next(nil)
+		if strings.Contains(string(v), `"AdvancedHunting-AlertInfo"`) {
+			alerts++
+		}
+	}
+	st := s.Stories()
+	if len(st) != 1 || !st[0].Start.Before(start) || alerts != len(st[0].Alerts) || alerts == 0 {
+		t.Fatalf("stories %+v, %d alerts in the first 100 records", st, alerts)
+	}
+}
