@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/operators/respond"
+)
+
+func init() {
+	register(command{
+		name:     "actions",
+		summary:  "List the response actions stitch decided, or approve or reject one: the decision is a record on the approvals topic, applied by the running pipeline.",
+		synopsis: "[list] [--status S] [--incident ID] [--tenant T] [--format text|json] | approve|reject ID --by NAME [--comment TEXT]",
+		details: "Reads the actions topic (the latest version of each action) of a running 'stitch run'\n" +
+			"(found through <state-dir>/brokers) or of the cluster given with --brokers. approve and reject\n" +
+			"write a decision to 'respond.approvals'; the respond stage appends it to the action's approvals\n" +
+			"and publishes the action's new status as a new version.",
+		example: "stitch actions --status pending\nstitch actions approve act-0123456789abcdef01234567 --by alice --comment 'confirmed with the user'",
+		run:     func(ctx context.Context, args []string) error { return actionsCmd(ctx, args, os.Stdout) },
+	})
+}
+
+func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	verb, id := "list", ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		verb, args = args[0], args[1:]
+		if verb == "approve" || verb == "reject" {
+			if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+				return fmt.Errorf("%w: %s needs the action id first", errUsage, verb)
+			}
+			id, args = args[0], args[1:]
+		}
+	}
+	if !slices.Contains([]string{"list", "approve", "reject"}, verb) {
+		return fmt.Errorf("%w: unknown actions command %q (list, approve or reject)", errUsage, verb)
+	}
+	fs := newFlagSet("actions")
+	cf := addClusterFlags(fs)
+	status := fs.String("status", "", "list: only actions with these statuses (comma-separated: pending, approved, rejected, sent, succeeded, failed, expired)")
+	incident := fs.String("incident", "", "list: only the actions of this incident")
+	tenant := fs.String("tenant", "", "list: only this tenant's actions")
+	format := fs.String("format", "text", "list: text or json (one action per line)")
+	by := fs.String("by", "", "approve/reject: who decides (required)")
+	comment := fs.String("comment", "", "approve/reject: why")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if verb != "list" && strings.TrimSpace(*by) == "" {
+		return fmt.Errorf("%w: %s needs --by NAME (decisions are audited)", errUsage, verb)
+	}
+	if *format != "text" && *format != "json" {
+		return fmt.Errorf("%w: --format %q is not text or json", errUsage, *format)
+	}
+	cfg, kc, err := cf.load()
+	if err != nil {
+		return err
+	}
+	acts, err := readActions(ctx, kc, cfg.Topics.Actions)
+	if err != nil {
+		return err
+	}
+	if verb != "list" {
+		a, ok := acts[id]
+		if !ok {
+			return fmt.Errorf("no action %s in topic %s (%d actions there)", id, cfg.Topics.Actions, len(acts))
+		}
+		d := respond.Decision{TenantID: a.TenantID, ActionID: a.ID, Decision: respond.StatusApproved, By: *by, Comment: *comment, Time: time.Now().UTC()}
+		if verb == "reject" {
+			d.Decision = respond.StatusRejected
+		}
+		if err := topicExists(ctx, kc, cfg.Respond.Approvals); err != nil {
+			return err
+		}
+		v, err := json.Marshal(&d)
+		if err != nil {
+			return err
+		}
+		cl, err := kc.NewClient()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Respond.Approvals, Key: []byte(a.RecordKey()), Value: v}).FirstErr(); err != nil {
+			return fmt.Errorf("record the decision on %s: %w", cfg.Respond.Approvals, err)
+		}
+		fmt.Fprintf(stdout, "%s %s %s (%s, now %s) by %s\n", d.Decision, a.ID, a.Type, respond.Describe(a.Type, a.Target), a.Status, d.By)
+		fmt.Fprintf(os.Stderr, "recorded on %s; the respond stage applies it ('stitch actions --incident %s' shows the new status)\n", cfg.Respond.Approvals, a.IncidentID)
+		return nil
+	}
+	statuses := map[string]bool{}
+	for _, s := range strings.Split(*status, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			statuses[s] = true
+		}
+	}
+	var list []respond.Action
+	for _, a := range acts {
+		if *tenant != "" && a.TenantID != *tenant || *incident != "" && a.IncidentID != *incident || len(statuses) > 0 && !statuses[a.Status] {
+			continue
+		}
+		list = append(list, a)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].LastUpdateDateTime.Equal(list[j].LastUpdateDateTime) {
+			return list[i].LastUpdateDateTime.After(list[j].LastUpdateDateTime)
+		}
+		return list[i].ID < list[j].ID
+	})
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		for _, a := range list {
+			if err := enc.Encode(a); err != nil {
+				return err
+			}
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTENANT\tTYPE\tSTATUS\tINCIDENT\tUPDATED\tACTION")
+		for _, a := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.TenantID, a.Type, a.Status, a.IncidentID,
+				a.LastUpdateDateTime.UTC().Format(time.RFC3339), respond.Describe(a.Type, a.Target))
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(os.Stderr, "%d actions (of %d in %s)\n", len(list), len(acts), cfg.Topics.Actions)
+	return nil
+}
+
+// readActions reads the actions topic to its end: the latest version of
+// each action, by id.
+func readActions(ctx context.Context, kc kafka.ClientConfig, topic string) (map[string]respond.Action, error) {
+	if err := topicExists(ctx, kc, topic); err != nil {
+		return nil, err
+	}
+	out := map[string]respond.Action{}
+	_, err := kafka.Drain(ctx, kc, topic, 500*time.Millisecond, func(r *kgo.Record) error {
+		var a respond.Action
+		if err := json.Unmarshal(r.Value, &a); err != nil {
+			return fmt.Errorf("%s partition %d offset %d: not an action: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		if prev, ok := out[a.ID]; !ok || a.Version >= prev.Version {
+			out[a.ID] = a
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/operators/correlate"
+	"github.com/stitch-xdr/stitch/operators/respond"
+	"github.com/stitch-xdr/stitch/pipeline"
+)
+
+// The action center against a running pipeline: an incident naming a
+// compromised account becomes two pending actions (users are
+// semi-automated by default); `stitch actions approve` records a decision
+// on the approvals topic, and the pipeline publishes the action approved,
+// with the decision in its approvals, as a new version.
+func TestActionsApproveThroughThePipeline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the pipeline")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	b, err := kafka.StartBroker(kafka.DefaultPartitions(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cfg := pipeline.Default()
+	cfg.Hunting.Enabled = false
+	cfg.Topics.Partitions = 2
+	cfg.Kafka.CommitInterval = pipeline.Duration(100 * time.Millisecond)
+	cfg.State.Dir = t.TempDir()
+	p, err := pipeline.New(cfg, pipeline.WithBrokers(b.Addrs()), pipeline.WithInstance("actions-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.EnsureTopics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	at := time.Date(2024, 1, 2, 10, 4, 0, 0, time.UTC)
+	inc := correlate.Incident{ID: "inc-1", TenantID: "t1", Status: correlate.StatusActive, Severity: "high", Version: 1,
+		Alerts: []correlate.Alert{{ID: "ed1", Severity: "High", Category: "CredentialAccess", ServiceSource: "Microsoft Defender XDR", CreatedDateTime: at,
+			Evidence: []correlate.Evidence{{ODataType: correlate.GraphEvidenceType("User"),
+				UserAccount: &correlate.UserAccount{AzureAdUserID: "o-erin", UserPrincipalName: "erin@contoso.com"}}}}}}
+	v, _ := json.Marshal(&inc)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Topics.Incidents, Key: []byte(inc.ID), Value: v}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	brokers := "--brokers=" + strings.Join(b.Addrs(), ",")
+	// until lists the actions as JSON until ok accepts them.
+	until := func(what string, ok func([]respond.Action) bool) []respond.Action {
+		t.Helper()
+		for {
+			var out bytes.Buffer
+			if err := actionsCmd(ctx, []string{"list", brokers, "--format", "json"}, &out); err != nil {
+				t.Fatal(err)
+			}
+			var acts []respond.Action
+			for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+				var a respond.Action
+				if line != "" && json.Unmarshal([]byte(line), &a) == nil {
+					acts = append(acts, a)
+				}
+			}
+			if ok(acts) {
+				return acts
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: never; last list %+v", what, acts)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	acts := until("two pending actions", func(a []respond.Action) bool { return len(a) == 2 && a[0].Status == respond.StatusPending })
+	var disable respond.Action
+	for _, a := range acts {
+		if a.Type == respond.DisableUser {
+			disable = a
+		}
+	}
+	if disable.ID == "" || disable.Target.AccountObjectID != "o-erin" || disable.IncidentID != "inc-1" {
+		t.Fatalf("actions %+v: want DisableUser of o-erin for inc-1", acts)
+	}
+	if err := actionsCmd(ctx, []string{"approve", disable.ID, brokers}, &bytes.Buffer{}); err == nil {
+		t.Fatal("approve without --by accepted")
+	}
+	var out bytes.Buffer
+	if err := actionsCmd(ctx, []string{"approve", disable.ID, brokers, "--by", "alice", "--comment", "confirmed"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "approved "+disable.ID) {
+		t.Errorf("approve printed %q", out.String())
+	}
+	until("DisableUser approved by alice", func(as []respond.Action) bool {
+		for _, a := range as {
+			if a.ID == disable.ID {
+				return a.Status == respond.StatusApproved && a.Version == 2 && len(a.Approvals) == 1 &&
+					a.Approvals[0].By == "alice" && a.Approvals[0].Comment == "confirmed"
+			}
+		}
+		return false
+	})
+}
