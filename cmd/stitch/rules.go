@@ -7,15 +7,19 @@ import (
 	"io"
 	"os"
 	"sort"
+	"time"
 
+	"github.com/stitch-xdr/stitch/connectors/parquet"
 	"github.com/stitch-xdr/stitch/operators/detect"
+	"github.com/stitch-xdr/stitch/operators/normalize"
+	"github.com/stitch-xdr/stitch/pipeline"
 )
 
 func init() {
 	register(command{
 		name:     "rules",
 		summary:  "Check Sigma detection rules, or try them on input files before deploying them.",
-		synopsis: "check PATH... | test --rules PATH... --in FILE... [--tenant ID]",
+		synopsis: "check PATH... | test --rules PATH... (--in FILE... | --hunting DIR [--since 30d]) [--tenant ID]",
 		details: "rules check loads every .yml/.yaml rule under the paths and prints each that cannot be\n" +
 			"loaded as FILE:LINE: error|unsupported: REASON; it exits 1 when a rule is invalid (rules\n" +
 			"the tables cannot express are listed, not errors).\n\n" +
@@ -23,14 +27,17 @@ func init() {
 			"export rows of the tables, Windows/Sysmon events in the nested Event.System/EventData\n" +
 			"form; JSON lines, JSON values one after another, or arrays), normalized as the pipeline\n" +
 			"normalizes them, and prints one JSON line per match (rule_id, title, the row's table,\n" +
-			"tenant and key fields), then one line per rule with its count.",
+			"tenant and key fields), then one line per rule with its count. With --hunting it backtests\n" +
+			"the rules over the Parquet hunting partitions instead (every tenant, or --tenant's; hours\n" +
+			"within --since): what they would have raised over what stitch kept.",
 		example: "stitch rules check ../shared/data/sigma/rules\n" +
-			"stitch rules test --rules my-rules/ --in events.json",
+			"stitch rules test --rules my-rules/ --in events.json\n" +
+			"stitch rules test --rules my-rules/ --hunting ./stitch-data/hunting --since 30d",
 		run: rulesCmd,
 	})
 }
 
-func rulesCmd(_ context.Context, args []string) error {
+func rulesCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: rules needs check or test", errUsage)
 	}
@@ -38,7 +45,7 @@ func rulesCmd(_ context.Context, args []string) error {
 	case "check":
 		return rulesCheck(args[1:], os.Stdout)
 	case "test":
-		return rulesTest(args[1:], os.Stdout, os.Stderr)
+		return rulesTest(ctx, args[1:], os.Stdout, os.Stderr)
 	case "-h", "-help", "--help":
 		fs := newFlagSet("rules")
 		return parseFlags(fs, args)
@@ -79,18 +86,21 @@ type ruleCount struct {
 
 // rulesTest runs rules over input files: matches, then counts, on out;
 // rules that did not load and the input summary on errw.
-func rulesTest(args []string, out, errw io.Writer) error {
+func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 	fs := newFlagSet("rules")
 	var rules, ins stringsFlag
 	fs.Var(&rules, "rules", "rule file or directory (repeatable)")
 	fs.Var(&ins, "in", "input file (repeatable; positional arguments are inputs too)")
-	tenant := fs.String("tenant", "local", "tenant of inputs that name none (Windows events)")
+	tenant := fs.String("tenant", "", "with --in: tenant of inputs that name none (Windows events; default local); with --hunting: the only tenant read")
+	hunting := fs.String("hunting", "", "backtest over the Parquet hunting partitions under this directory")
+	var since pipeline.Duration
+	fs.TextVar(&since, "since", pipeline.Duration(30*24*time.Hour), "with --hunting: only partitions of the last this long (event time)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ins = append(ins, fs.Args()...)
-	if len(rules) == 0 || len(ins) == 0 {
-		return fmt.Errorf("%w: rules test needs --rules and --in", errUsage)
+	if len(rules) == 0 || len(ins) == 0 && *hunting == "" {
+		return fmt.Errorf("%w: rules test needs --rules, and --in or --hunting", errUsage)
 	}
 	set, err := detect.Load(rules...)
 	if err != nil {
@@ -103,7 +113,9 @@ func rulesTest(args []string, out, errw io.Writer) error {
 	var werr error
 	t := detect.NewTester(set)
 	defer t.Close()
-	t.Tenant = *tenant
+	if *tenant != "" {
+		t.Tenant = *tenant
+	}
 	t.OnMatch = func(m detect.Match) {
 		if err := enc.Encode(m); err != nil && werr == nil {
 			werr = err
@@ -121,6 +133,19 @@ func rulesTest(args []string, out, errw io.Writer) error {
 		}
 	}
 	t.Flush()
+	if *hunting != "" {
+		tables := set.Tables()
+		if len(tables) > 0 {
+			o := parquet.ScanOptions{Tables: tables, Tenant: *tenant, Since: time.Now().Add(-since.D())}
+			err := parquet.Scan(ctx, *hunting, o, func(b normalize.Batch) error {
+				t.Batch(b)
+				return werr
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
 	rs := append([]*detect.Rule(nil), set.Rules...)
 	sort.SliceStable(rs, func(i, j int) bool { return t.Counts[rs[i].Key()] > t.Counts[rs[j].Key()] })
 	for _, r := range rs {
@@ -132,7 +157,7 @@ func rulesTest(args []string, out, errw io.Writer) error {
 	for _, n := range t.Counts {
 		total += n
 	}
-	fmt.Fprintf(errw, "%d records read, %d not normalized, %d matches of %d rules\n", t.Records, t.Skipped, total, len(set.Rules))
+	fmt.Fprintf(errw, "%d records read, %d not normalized, %d rows evaluated, %d matches of %d rules\n", t.Records, t.Skipped, t.Rows, total, len(set.Rules))
 	if t.Skipped > 0 {
 		fmt.Fprintf(errw, "last record not normalized: %s\n", t.LastSkip)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -55,7 +56,7 @@ func TestRulesCheckAndTest(t *testing.T) {
 
 	out.Reset()
 	var errw bytes.Buffer
-	if err := rulesTest([]string{"--rules", good, "--rules", bad, "--in", in}, &out, &errw); err != nil {
+	if err := rulesTest(context.Background(), []string{"--rules", good, "--rules", bad, "--in", in}, &out, &errw); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")

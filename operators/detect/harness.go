@@ -44,6 +44,8 @@ type Tester struct {
 	// (Windows events of no table, dead letters), with the last reason.
 	Records, Skipped int
 	LastSkip         string
+	// Rows counts the rows the rules ran over.
+	Rows int
 
 	set  *Set
 	ev   *Evaluator
@@ -84,6 +86,13 @@ func (t *Tester) dead(d normalize.DeadLetter) {
 
 func (t *Tester) batch(b normalize.Batch) {
 	defer b.Release()
+	t.Batch(b)
+}
+
+// Batch evaluates a batch normalized elsewhere (a hunting partition); the
+// caller keeps its reference.
+func (t *Tester) Batch(b normalize.Batch) {
+	t.Rows += int(b.Record.NumRows())
 	t.ev.Eval(b, func(r *Rule, row int) {
 		t.Counts[r.Key()]++
 		if t.OnMatch != nil {
