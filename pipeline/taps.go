@@ -96,10 +96,15 @@ func factsTap() Tap {
 // factsWriter owns the ordering rule of the facts: the correlator judges
 // prevalence from the sightings it has seen, so within one transaction the
 // telemetry facts go first and the alert facts (AlertInfo, AlertEvidence)
-// after them, whatever order the tables' builders filled in.
+// after them, whatever order the tables' builders filled in; and of those
+// the evidence before the alerts, so that an alert's first incident
+// version already has the devices and users its evidence in the same
+// transaction names (evidence before its alert waits for it; an alert
+// before its evidence is published without it).
 type factsWriter struct {
-	topic  string
-	alerts []*kgo.Record // alert facts held until the transaction's telemetry is out
+	topic    string
+	evidence []*kgo.Record // AlertEvidence facts held until the telemetry is out
+	alerts   []*kgo.Record // AlertInfo facts held until the evidence is out
 }
 
 func (f *factsWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
@@ -112,7 +117,11 @@ func (f *factsWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) erro
 		return fmt.Errorf("encode %s facts: %w", b.Table, err)
 	}
 	rec := &kgo.Record{Topic: f.topic, Key: []byte(b.Tenant), Value: v}
-	if b.Table == "AlertInfo" || b.Table == "AlertEvidence" {
+	switch b.Table {
+	case "AlertEvidence":
+		f.evidence = append(f.evidence, rec)
+		return nil
+	case "AlertInfo":
 		f.alerts = append(f.alerts, rec)
 		return nil
 	}
@@ -121,6 +130,9 @@ func (f *factsWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) erro
 }
 
 func (f *factsWriter) Flush(ctx context.Context, tx Txn) error {
+	for _, rec := range f.evidence {
+		tx.Produce(ctx, rec)
+	}
 	for _, rec := range f.alerts {
 		tx.Produce(ctx, rec)
 	}
@@ -129,6 +141,8 @@ func (f *factsWriter) Flush(ctx context.Context, tx Txn) error {
 }
 
 func (f *factsWriter) Aborted() {
+	clear(f.evidence)
+	f.evidence = f.evidence[:0]
 	clear(f.alerts)
 	f.alerts = f.alerts[:0]
 }
