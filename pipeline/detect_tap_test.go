@@ -76,23 +76,7 @@ func TestDetectionAlertsJoinIncidents(t *testing.T) {
 	cfg.Hunting.Enabled = false
 	cfg.Detect.Rules = []string{rules}
 	_, out, p := replay(t, cfg, in)
-	var incs []correlate.Incident
-	f, err := os.Open(filepath.Join(out, "incidents.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var inc correlate.Incident
-		if err := json.Unmarshal(sc.Bytes(), &inc); err != nil {
-			t.Fatal(err)
-		}
-		if inc.Status != correlate.StatusRedirected {
-			incs = append(incs, inc)
-		}
-	}
+	incs := liveIncidents(t, out)
 	if len(incs) != 2 {
 		t.Fatalf("%d incidents, want 2: %+v", len(incs), incs)
 	}
@@ -153,5 +137,71 @@ func TestDetectTapDeclared(t *testing.T) {
 	off.Correlate.Enabled = false
 	if on(Default()) || on(off) {
 		t.Error("detect tap on without rules or without correlation")
+	}
+}
+
+// liveIncidents reads a replay's incidents.jsonl, less redirected ones.
+func liveIncidents(t *testing.T, out string) []correlate.Incident {
+	t.Helper()
+	var incs []correlate.Incident
+	f, err := os.Open(filepath.Join(out, "incidents.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var inc correlate.Incident
+		if err := json.Unmarshal(sc.Bytes(), &inc); err != nil {
+			t.Fatal(err)
+		}
+		if inc.Status != correlate.StatusRedirected {
+			incs = append(incs, inc)
+		}
+	}
+	return incs
+}
+
+// TestSysmonEventsRaiseAlerts: Windows events in the nested form are
+// normalized into their tables on the way in (of normalize.default_tenant),
+// so a Sigma rule raises its alert on them, and the alert joins a product
+// alert on the same host.
+func TestSysmonEventsRaiseAlerts(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "encoded.yml")
+	if err := os.WriteFile(rules, []byte(encodedRule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sysmon := func(ts, cmd string) string {
+		b, _ := json.Marshal(map[string]any{"Event": map[string]any{
+			"System": map[string]any{"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "ws1.corp.local",
+				"TimeCreated": map[string]any{"#attributes": map[string]any{"SystemTime": ts}}},
+			"EventData": map[string]any{"Image": `C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe`, "CommandLine": cmd, "User": `CORP\bob`},
+		}})
+		return string(b)
+	}
+	cfg := Default()
+	cfg.State.Dir = filepath.Join(dir, "state")
+	cfg.Hunting.Enabled = false
+	cfg.Detect.Rules = []string{rules}
+	tenant := cfg.Normalize.DefaultTenant
+	alert, _ := json.Marshal(map[string]any{"time": "2026-01-02T03:00:00Z", "tenantId": tenant, "category": "AdvancedHunting-AlertEvidence",
+		"properties": map[string]any{"Timestamp": "2026-01-02T03:00:00Z", "AlertId": "da-9", "EntityType": "Machine", "DeviceName": "ws1.corp.local"}})
+	info, _ := json.Marshal(map[string]any{"time": "2026-01-02T03:00:00Z", "tenantId": tenant, "category": "AdvancedHunting-AlertInfo",
+		"properties": map[string]any{"Timestamp": "2026-01-02T03:00:00Z", "AlertId": "da-9", "Title": "Product alert", "Severity": "Low"}})
+	lines := []string{string(info), string(alert),
+		sysmon("2026-01-02T03:01:00Z", "powershell -enc SQBFAFgA"), sysmon("2026-01-02T03:02:00Z", "powershell -nop")}
+	in := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, out, _ := replay(t, cfg, in)
+	if sum.Normalized["DeviceProcessEvents"] != 2 || len(sum.DeadLettered) != 0 {
+		t.Fatalf("normalized %v, dead-lettered %v", sum.Normalized, sum.DeadLettered)
+	}
+	incs := liveIncidents(t, out)
+	if len(incs) != 1 || len(incs[0].Alerts) != 2 {
+		t.Fatalf("incidents %+v: want one with the product alert and the custom one", incs)
 	}
 }

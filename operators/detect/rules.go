@@ -178,7 +178,7 @@ func (s *Set) Add(file string, data []byte) {
 		if len(doc.Content) == 0 {
 			continue
 		}
-		r, p := compile(file, doc.Content[0])
+		r, p := safeCompile(file, doc.Content[0])
 		if p != nil {
 			s.Problems = append(s.Problems, *p)
 			continue
@@ -223,6 +223,18 @@ type compiled struct {
 	slots  []slotDef
 	keys   []string
 	fields []*fieldMatch
+}
+
+// safeCompile is compile that turns a panic (of the YAML or condition
+// parser on input nobody foresaw) into the rule's problem: one rule never
+// stops the others, or the pipeline, from loading.
+func safeCompile(file string, root *yaml.Node) (c *compiled, p *Problem) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, p = nil, &Problem{File: file, Line: root.Line, Reason: fmt.Sprintf("cannot be parsed: %v", r)}
+		}
+	}()
+	return compile(file, root)
 }
 
 // compile turns one YAML document into a rule, or says why it cannot.
