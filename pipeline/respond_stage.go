@@ -52,6 +52,11 @@ type RespondConfig struct {
 	Topic     string `yaml:"topic" default:"stitch.respond" doc:"Internal topic: incidents, the telemetry response indexes, decisions and results, keyed by tenant, from the respond-feed and respond-decisions stages to the respond stage."`
 	Approvals string `yaml:"approvals" default:"actions.approvals" doc:"Analysts' approvals and rejections of actions ('stitch actions approve' and 'reject'), kept as the audit trail."`
 	Changelog string `yaml:"changelog" default:"stitch.respond-changelog" doc:"Changelog of the response ledger (actions, attachment and device indexes, blocked files); compacted, same partition count as 'respond.topic'."`
+	// The webhook executor (pipeline/webhook_stage.go).
+	WebhookURL      string   `yaml:"webhook_url" doc:"Post every approved action as JSON to this URL and report the outcome on 'topics.action_results' (the webhook executor); empty: off."`
+	WebhookSecret   string   `yaml:"webhook_secret" env:"STITCH_WEBHOOK_SECRET" doc:"Shared secret of the webhook's HMAC-SHA256 signature header (X-Stitch-Signature-256, over '<X-Stitch-Timestamp>.<body>'); better set in the environment."`
+	WebhookAttempts int      `yaml:"webhook_attempts" default:"4" doc:"Attempts per action before it is reported failed (5xx, 408, 429 and network errors are retried; other 4xx fail at once)."`
+	WebhookBackoff  Duration `yaml:"webhook_backoff" default:"500ms" doc:"Wait before the second attempt, doubled before each next one."`
 }
 
 // Counters of the respond stage (/status).
