@@ -18,7 +18,7 @@ import (
 type recordingTxn struct{ recs []*kgo.Record }
 
 func (r *recordingTxn) Produce(_ context.Context, rec *kgo.Record) { r.recs = append(r.recs, rec) }
-func (r *recordingTxn) Count(string, string, int64)               {}
+func (r *recordingTxn) Count(string, string, int64)                {}
 
 // An alert whose evidence arrives in the same transaction is published with
 // it from its first version: the facts writer puts evidence before alerts,

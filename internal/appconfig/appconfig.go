@@ -33,7 +33,7 @@ type Config struct {
 
 // HTTPConfig is the operational endpoint.
 type HTTPConfig struct {
-	Addr string `yaml:"addr" default:"127.0.0.1:8080" flag:"http" doc:"Address of '/metrics', '/healthz', '/readyz' and '/status'."`
+	Addr string `yaml:"addr" default:"127.0.0.1:8080" flag:"http" env:"STITCH_HTTP_ADDR" doc:"Address of '/metrics', '/healthz', '/readyz' and '/status'."`
 }
 
 // SimulateConfig drives the built-in signal simulator.
