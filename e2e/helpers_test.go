@@ -206,13 +206,20 @@ type proc struct {
 
 func startRun(t *testing.T, addr, cfg, stateDir, logPath string) *proc {
 	t.Helper()
+	return startProc(t, logPath, "run", "--brokers", addr, "--simulate=false", "--state-dir", stateDir,
+		"--http", "127.0.0.1:0", "--log-level", "warn", "--config", cfg)
+}
+
+// startProc starts the binary with args, its output appended to logPath,
+// and kills it when the test ends.
+func startProc(t *testing.T, logPath string, args ...string) *proc {
+	t.Helper()
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(lf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(bin, "run", "--brokers", addr, "--simulate=false", "--state-dir", stateDir,
-		"--http", "127.0.0.1:0", "--log-level", "warn", "--config", cfg)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -252,11 +259,11 @@ func uninterrupted(t *testing.T, dir, in, cfg string) outcome {
 	t.Logf("uninterrupted run settled in %s", time.Since(start).Round(time.Millisecond))
 	o := collect(t, addr, filepath.Join(state, "hunting"))
 	p.stop(t)
-	if len(o.incidents) < 5 || len(o.dead) < 4 {
-		t.Fatalf("baseline too thin to compare: %d incidents, %d dead letters", len(o.incidents), len(o.dead))
+	if len(o.incidents) < 5 || len(o.dead) < 4 || len(o.actions) < 5 {
+		t.Fatalf("baseline too thin to compare: %d incidents, %d dead letters, %d actions", len(o.incidents), len(o.dead), len(o.actions))
 	}
-	t.Logf("baseline: %d incidents (%d versions), %d dead letters, hunting rows %v",
-		len(o.incidents), o.versions, len(o.dead), o.hunting)
+	t.Logf("baseline: %d incidents (%d versions), %d dead letters, %d actions, hunting rows %v",
+		len(o.incidents), o.versions, len(o.dead), len(o.actions), o.hunting)
 	return o
 }
 
@@ -404,7 +411,7 @@ func waitSettledDirs(t *testing.T, addr string, huntDirs []string, done func(row
 				}
 			}
 		})
-		ends, err := adm.ListEndOffsets(ctx, "incidents", "deadletter")
+		ends, err := adm.ListEndOffsets(ctx, "incidents", "deadletter", "actions")
 		if err != nil {
 			continue
 		}
@@ -521,6 +528,9 @@ type outcome struct {
 	dead      map[string]int // dead-letter value → times published
 	hunting   map[string]int64
 	stray     []string
+	// actions: action id → its final state (actions_test.go).
+	actions    map[string]string
+	actionDups []string
 }
 
 func collect(t *testing.T, addr, huntDir string) outcome {
@@ -565,6 +575,7 @@ func collect(t *testing.T, addr, huntDir string) outcome {
 		}
 		o.incidents[id] = fmt.Sprintf("%s→%s %v", i.Status, red, alerts)
 	}
+	o.actions, o.actionDups = collectActions(t, addr, dir)
 	for _, r := range drain(t, addr, "deadletter", dir) {
 		// Where a record without a tenant lands, and when, differ per run.
 		var d map[string]any
@@ -624,4 +635,5 @@ func compare(t *testing.T, want, got outcome) {
 	if len(got.stray) > 0 {
 		t.Errorf("temporary files outside _staging: %v", got.stray)
 	}
+	compareActions(t, want.actions, got.actions, got.actionDups)
 }
