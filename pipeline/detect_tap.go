@@ -58,6 +58,9 @@ func newDetectTap(sc *StageContext) (BatchTap, error) {
 	for _, p := range set.Problems {
 		log.Warn("detect: rule not loaded", "file", p.File, "line", p.Line, "unsupported", p.Unsupported, "reason", p.Reason, "title", p.Title)
 	}
+	for _, c := range set.Correlations {
+		log.Warn("detect: correlation rule not run: the pipeline does not evaluate correlation rules yet (stitch rules test does)", "file", c.File, "title", c.Title)
+	}
 	log.Info("detect: rules loaded", "rules", len(set.Rules), "not_loaded", len(set.Problems), "tables", set.Tables())
 	return &detectWriter{
 		topic: sc.Config.Topics.Facts, suppress: sc.Config.Detect.Suppress.D(),

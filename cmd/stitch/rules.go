@@ -27,7 +27,9 @@ func init() {
 			"export rows of the tables, Windows/Sysmon events in the nested Event.System/EventData\n" +
 			"form; JSON lines, JSON values one after another, or arrays), normalized as the pipeline\n" +
 			"normalizes them, and prints one JSON line per match (rule_id, title, the row's table,\n" +
-			"tenant and key fields), then one line per rule with its count. With --hunting it backtests\n" +
+			"tenant and key fields) and per correlation rule that fires (event_count, value_count,\n" +
+			"temporal, temporal_ordered: rule_id, group, first, last, events), then one line per rule\n" +
+			"with its count. With --hunting it backtests\n" +
 			"the rules over the Parquet hunting partitions instead (every tenant, or --tenant's; hours\n" +
 			"within --since): what they would have raised over what stitch kept.",
 		example: "stitch rules check ../shared/data/sigma/rules\n" +
@@ -66,15 +68,30 @@ func rulesCheck(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	_, cprobs := set.NewCorrelator(set.NewEvaluator())
+	set.Problems = append(set.Problems, cprobs...)
 	for _, p := range set.Problems {
 		fmt.Fprintln(w, p)
 	}
 	errs := len(set.Errors())
-	fmt.Fprintf(w, "%d rules loaded, %d invalid, %d unsupported\n", len(set.Rules), errs, len(set.Problems)-errs)
+	fmt.Fprintf(w, "%d rules and %d correlation rules loaded, %d invalid, %d unsupported\n", len(set.Rules), len(set.Correlations), errs, len(set.Problems)-errs)
 	if errs > 0 {
 		return fmt.Errorf("%d invalid rules", errs)
 	}
 	return nil
+}
+
+// correlationLine is a correlation rule that fired, in rules test's output.
+type correlationLine struct {
+	RuleID      string            `json:"rule_id"`
+	Title       string            `json:"title"`
+	Level       string            `json:"level,omitempty"`
+	Correlation string            `json:"correlation"`
+	Tenant      string            `json:"tenant"`
+	Group       map[string]string `json:"group"`
+	First       time.Time         `json:"first"`
+	Last        time.Time         `json:"last"`
+	Events      int               `json:"events"`
 }
 
 // ruleCount is the last part of rules test's output.
@@ -121,6 +138,16 @@ func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 			werr = err
 		}
 	}
+	t.OnCorrelation = func(m detect.CorrelationMatch) {
+		err := enc.Encode(correlationLine{RuleID: m.Rule.ID, Title: m.Rule.Title, Level: m.Rule.Level, Correlation: m.Rule.Type,
+			Tenant: m.Tenant, Group: m.Group, First: m.First, Last: m.Last, Events: m.Events})
+		if err != nil && werr == nil {
+			werr = err
+		}
+	}
+	for _, p := range t.Problems {
+		fmt.Fprintln(errw, p)
+	}
 	for _, in := range ins {
 		f, err := os.Open(in)
 		if err != nil {
@@ -150,6 +177,15 @@ func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 	sort.SliceStable(rs, func(i, j int) bool { return t.Counts[rs[i].Key()] > t.Counts[rs[j].Key()] })
 	for _, r := range rs {
 		if err := enc.Encode(ruleCount{RuleID: r.ID, Title: r.Title, Count: t.Counts[r.Key()]}); err != nil {
+			return err
+		}
+	}
+	for _, c := range set.Correlations {
+		key := c.ID
+		if key == "" {
+			key = c.Title
+		}
+		if err := enc.Encode(ruleCount{RuleID: c.ID, Title: c.Title, Count: t.Counts[key]}); err != nil {
 			return err
 		}
 	}

@@ -40,7 +40,7 @@ func TestRulesCheckAndTest(t *testing.T) {
 		}
 		return p
 	}
-	good := write("good.yml", testRule)
+	good := write("good.yml", testRule+"name: gpresult\n---\ntitle: Gpresult twice\nid: c-1\ncorrelation:\n  type: event_count\n  rules: [gpresult]\n  group-by: [Computer]\n  timespan: 5m\n  condition: {gte: 1}\n")
 	bad := write("bad.yml", strings.Replace(testRule, "endswith", "endswiht", 1))
 	in := write("events.json", sysmonEvent)
 
@@ -50,7 +50,7 @@ func TestRulesCheckAndTest(t *testing.T) {
 	}
 	out.Reset()
 	err := rulesCheck([]string{good, bad}, &out)
-	if err == nil || !strings.Contains(out.String(), bad+":7: error: ") || !strings.Contains(out.String(), "1 rules loaded, 1 invalid") {
+	if err == nil || !strings.Contains(out.String(), bad+":7: error: ") || !strings.Contains(out.String(), "1 rules and 1 correlation rules loaded, 1 invalid") {
 		t.Errorf("check of a bad rule: %v\n%s", err, out.String())
 	}
 
@@ -60,7 +60,7 @@ func TestRulesCheckAndTest(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 {
+	if len(lines) != 4 {
 		t.Fatalf("output:\n%s", out.String())
 	}
 	var m struct {
@@ -73,8 +73,11 @@ func TestRulesCheckAndTest(t *testing.T) {
 	if m.Table != "DeviceProcessEvents" || m.Title != "Gpresult" || m.Fields["ProcessCommandLine"] != "gpresult  /z" || m.Fields["DeviceName"] != "dc1.corp.local" {
 		t.Errorf("match %s", lines[0])
 	}
-	if !strings.Contains(lines[1], `"count":1`) {
-		t.Errorf("count line %s", lines[1])
+	if !strings.Contains(lines[1], `"correlation":"event_count"`) || !strings.Contains(lines[1], `"group":{"Computer":"dc1.corp.local"}`) {
+		t.Errorf("correlation line %s", lines[1])
+	}
+	if !strings.Contains(lines[2], `"count":1`) || !strings.Contains(lines[3], `"rule_id":"c-1"`) {
+		t.Errorf("count lines %s", lines[2:])
 	}
 	if !strings.Contains(errw.String(), "2 records read") || !strings.Contains(errw.String(), "bad.yml:7") {
 		t.Errorf("stderr:\n%s", errw.String())

@@ -152,7 +152,8 @@ func TestProblems(t *testing.T) {
 		{"all with one value", rule("  sel:\n    CommandLine|contains|all: x\n  condition: sel\n"), 10, false, "all modifier needs a list"},
 		{"not yaml", "title: [\n", 1, false, "not YAML"},
 		{"no condition", rule("  sel:\n    Image: x\n"), 8, false, "no condition"},
-		{"correlation", "title: c\ncorrelation:\n  type: event_count\n", 2, true, "correlation rules"},
+		{"correlation without rules", "title: c\ncorrelation:\n  type: event_count\n", 1, false, "names no rules"},
+		{"value_sum", "title: c\ncorrelation:\n  type: value_sum\n  rules: [x]\n", 1, true, "value_sum is not supported"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

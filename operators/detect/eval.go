@@ -403,6 +403,16 @@ type Evaluator struct {
 // NewEvaluator returns an evaluator of the set's rules.
 func (s *Set) NewEvaluator() *Evaluator { return &Evaluator{set: s} }
 
+// value reads a field slot of a row of the batch being evaluated (from a
+// match callback).
+func (e *Evaluator) value(slot, row int) (string, bool) {
+	if slot >= len(e.v.slots) {
+		return "", false
+	}
+	c := e.v.col(slot)
+	return c.vals[row], c.present[row]
+}
+
 // Eval runs the rules of b's table over every row of b and calls match for
 // each rule that matches a row, rows in order.
 func (e *Evaluator) Eval(b normalize.Batch, match func(r *Rule, row int)) {

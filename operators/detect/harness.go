@@ -47,15 +47,29 @@ type Tester struct {
 	// Rows counts the rows the rules ran over.
 	Rows int
 
+	// OnCorrelation receives every correlation rule that fires.
+	OnCorrelation func(CorrelationMatch)
+	// Problems are the correlation rules that cannot run.
+	Problems []Problem
+
 	set  *Set
 	ev   *Evaluator
+	corr *Correlator
 	norm *normalize.Normalizer
 }
 
 // NewTester returns a tester of the set's rules.
 func NewTester(s *Set) *Tester {
-	return &Tester{Tenant: "local", Counts: map[string]int{}, set: s, ev: s.NewEvaluator(),
+	t := &Tester{Tenant: "local", Counts: map[string]int{}, set: s, ev: s.NewEvaluator(),
 		norm: normalize.New(normalize.WithBatchRows(4096))}
+	t.corr, t.Problems = s.NewCorrelator(t.ev)
+	t.corr.Fire = func(m CorrelationMatch) {
+		t.Counts[m.Rule.key()]++
+		if t.OnCorrelation != nil {
+			t.OnCorrelation(m)
+		}
+	}
+	return t
 }
 
 // Add normalizes one record and evaluates what it completes.
@@ -93,11 +107,13 @@ func (t *Tester) batch(b normalize.Batch) {
 // caller keeps its reference.
 func (t *Tester) Batch(b normalize.Batch) {
 	t.Rows += int(b.Record.NumRows())
+	ts := normalize.Times(b.Record, "Timestamp")
 	t.ev.Eval(b, func(r *Rule, row int) {
 		t.Counts[r.Key()]++
 		if t.OnMatch != nil {
 			t.OnMatch(Match{RuleID: r.ID, Title: r.Title, Level: r.Level, Table: b.Table, Tenant: b.Tenant, Fields: KeyFields(b, row)})
 		}
+		t.corr.Observe(b.Tenant, r, row, ts.Value(row))
 	})
 }
 

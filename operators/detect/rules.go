@@ -46,8 +46,13 @@ type Rule struct {
 	Table     string `json:"table"`
 	File      string `json:"file"`
 	Line      int    `json:"line"`
+	// Name is the rule's name, by which correlation rules may refer to it.
+	Name string `json:"name,omitempty"`
 
 	cond node
+	src  source
+	// fieldSlots are the table slots of the fields correlations read.
+	fieldSlots map[string]int
 }
 
 // Key names the rule: its id, or its title where it has none.
@@ -83,8 +88,10 @@ func (p Problem) String() string {
 
 // Set is the loaded rules and the problems of those that did not load.
 type Set struct {
-	Rules    []*Rule
-	Problems []Problem
+	Rules []*Rule
+	// Correlations are the correlation rules (NewCorrelator runs them).
+	Correlations []*Correlation
+	Problems     []Problem
 
 	tables map[string]*tableRules
 }
@@ -178,6 +185,15 @@ func (s *Set) Add(file string, data []byte) {
 		if len(doc.Content) == 0 {
 			continue
 		}
+		if hasKey(doc.Content[0], "correlation") {
+			c, p := parseCorrelation(file, doc.Content[0])
+			if p != nil {
+				s.Problems = append(s.Problems, *p)
+			} else {
+				s.Correlations = append(s.Correlations, c)
+			}
+			continue
+		}
 		r, p := safeCompile(file, doc.Content[0])
 		if p != nil {
 			s.Problems = append(s.Problems, *p)
@@ -257,6 +273,7 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 	var head struct {
 		Title string `yaml:"title"`
 		ID    string `yaml:"id"`
+		Name  string `yaml:"name"`
 	}
 	_ = root.Decode(&head)
 	withRule := func(p *Problem) *Problem {
@@ -264,8 +281,6 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 		return p
 	}
 	switch {
-	case has("correlation"):
-		return nil, withRule(prob(keyLine(root, "correlation"), true, "correlation rules are not evaluated yet"))
 	case has("filter"):
 		return nil, withRule(prob(keyLine(root, "filter"), true, "filter rules (meta filters) are not supported"))
 	case has("action"):
@@ -321,7 +336,7 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 	r := &Rule{
 		ID: sr.ID, Title: sr.Title, Level: sr.Level, Status: sr.Status, Description: sr.Description,
 		Tags: sr.Tags, Techniques: techniques(sr.Tags), Table: src.table,
-		Logsource: sr.Logsource.Category, File: file, Line: root.Line,
+		Logsource: sr.Logsource.Category, File: file, Line: root.Line, Name: head.Name, src: src,
 	}
 	if r.Logsource == "" {
 		r.Logsource = sr.Logsource.Service

@@ -1,0 +1,377 @@
+package detect
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Sigma correlation rules (sigma-correlation-rules-specification.md):
+// event_count, value_count, temporal and temporal_ordered over the matches
+// of other rules (or correlations), grouped by fields (with aliases) within
+// a timespan. This file parses them and evaluates them over a stream of
+// matches in memory (Correlator), which `stitch rules test` uses; the
+// pipeline does not run them yet (their windows need changelogged state
+// keyed by tenant, as the correlator's).
+
+// Correlation is a compiled correlation rule.
+type Correlation struct {
+	ID, Title, Name, Level string
+	Tags, Techniques       []string
+	Type                   string
+	Refs                   []string
+	GroupBy                []string
+	Timespan               time.Duration
+	// Field is value_count's field.
+	Field string
+	// Aliases: alias → rule name → field.
+	Aliases map[string]map[string]string
+	File    string
+	Line    int
+
+	conds []countCond
+}
+
+type countCond struct {
+	op string
+	n  int
+}
+
+var correlationTypes = map[string]bool{"event_count": true, "value_count": true, "temporal": true, "temporal_ordered": true}
+
+var timespanRE = regexp.MustCompile(`^(\d+)([smhd])$`)
+
+// parseCorrelation reads a correlation rule document.
+func parseCorrelation(file string, root *yaml.Node) (*Correlation, *Problem) {
+	var doc struct {
+		Title, ID, Name, Level string
+		Tags                   []string
+		Correlation            struct {
+			Type      string
+			Rules     []string
+			GroupBy   []string `yaml:"group-by"`
+			Timespan  string
+			Condition map[string]any
+			Aliases   map[string]map[string]string
+			Generate  bool
+		}
+	}
+	c := &Correlation{File: file, Line: root.Line}
+	prob := func(format string, args ...any) *Problem {
+		return &Problem{File: file, Line: root.Line, ID: c.ID, Title: c.Title, Reason: fmt.Sprintf(format, args...)}
+	}
+	if err := root.Decode(&doc); err != nil {
+		return nil, prob("correlation: %v", err)
+	}
+	cr := doc.Correlation
+	c.ID, c.Title, c.Name, c.Level, c.Tags = doc.ID, doc.Title, doc.Name, doc.Level, doc.Tags
+	c.Techniques = techniques(doc.Tags)
+	c.Type, c.Refs, c.GroupBy, c.Aliases = cr.Type, cr.Rules, cr.GroupBy, cr.Aliases
+	switch {
+	case c.Title == "":
+		return nil, prob("no title")
+	case cr.Type == "value_sum" || cr.Type == "value_avg" || cr.Type == "value_percentile":
+		p := prob("correlation type %s is not supported", cr.Type)
+		p.Unsupported = true
+		return nil, p
+	case !correlationTypes[cr.Type]:
+		return nil, prob("correlation type %q is not one of event_count, value_count, temporal, temporal_ordered", cr.Type)
+	case len(cr.Rules) == 0:
+		return nil, prob("correlation names no rules")
+	}
+	m := timespanRE.FindStringSubmatch(cr.Timespan)
+	if m == nil {
+		return nil, prob("timespan %q is not a number and one of s, m, h, d", cr.Timespan)
+	}
+	n, _ := strconv.Atoi(m[1])
+	c.Timespan = time.Duration(n) * map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[m[2]]
+	for k, v := range cr.Condition {
+		if k == "field" {
+			s, ok := v.(string)
+			if !ok {
+				return nil, prob("condition field is not a string")
+			}
+			c.Field = s
+			continue
+		}
+		switch k {
+		case "gt", "gte", "lt", "lte", "eq", "neq":
+		default:
+			return nil, prob("condition %q is not one of gt, gte, lt, lte, eq, neq, field", k)
+		}
+		num, ok := v.(int)
+		if !ok {
+			return nil, prob("condition %s needs a whole number, not %v", k, v)
+		}
+		c.conds = append(c.conds, countCond{k, num})
+	}
+	sort.Slice(c.conds, func(i, j int) bool { return c.conds[i].op < c.conds[j].op })
+	switch {
+	case (c.Type == "event_count" || c.Type == "value_count") && len(c.conds) == 0:
+		return nil, prob("%s needs a condition", c.Type)
+	case c.Type == "value_count" && c.Field == "":
+		return nil, prob("value_count needs condition.field")
+	}
+	return c, nil
+}
+
+// key names the correlation: its id, or its title.
+func (c *Correlation) key() string {
+	if c.ID != "" {
+		return c.ID
+	}
+	return c.Title
+}
+
+func (c *Correlation) met(n int) bool {
+	for _, k := range c.conds {
+		ok := false
+		switch k.op {
+		case "gt":
+			ok = n > k.n
+		case "gte":
+			ok = n >= k.n
+		case "lt":
+			ok = n < k.n
+		case "lte":
+			ok = n <= k.n
+		case "eq":
+			ok = n == k.n
+		case "neq":
+			ok = n != k.n
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// ref names a rule as correlations refer to it: its id or its name.
+func refers(ref string, id, name string) bool { return ref != "" && (ref == id || ref == name) }
+
+// fieldOf is the field of an event of rule (id, name) that group-by entry
+// or value field f reads, through the aliases.
+func (c *Correlation) fieldOf(f, id, name string) string {
+	if a, ok := c.Aliases[f]; ok {
+		if v, ok := a[name]; ok && name != "" {
+			return v
+		}
+		if v, ok := a[id]; ok {
+			return v
+		}
+	}
+	return f
+}
+
+// CorrelationMatch is a correlation rule that fired.
+type CorrelationMatch struct {
+	Rule   *Correlation
+	Tenant string
+	Group  map[string]string
+	First  time.Time
+	Last   time.Time
+	Events int
+}
+
+type corrEvent struct {
+	t     time.Time
+	ref   int
+	value string
+}
+
+type window struct {
+	group  map[string]string
+	events []corrEvent
+}
+
+// Correlator evaluates a set's correlation rules over its matches, in
+// memory.
+type Correlator struct {
+	set   *Set
+	ev    *Evaluator
+	state map[string]*window
+	// Fire receives every correlation that fires.
+	Fire func(CorrelationMatch)
+}
+
+// NewCorrelator resolves the set's correlation rules (the fields they
+// group by become fields of the rules they refer to) and returns their
+// evaluator over ev's matches; problems are the correlations that cannot
+// run.
+func (s *Set) NewCorrelator(ev *Evaluator) (*Correlator, []Problem) {
+	var probs []Problem
+	var ok []*Correlation
+	for _, c := range s.Correlations {
+		if err := s.resolve(c); err != nil {
+			probs = append(probs, Problem{File: c.File, Line: c.Line, ID: c.ID, Title: c.Title, Reason: err.Error(), Unsupported: isUnsupported(err)})
+			continue
+		}
+		ok = append(ok, c)
+	}
+	s.Correlations = ok
+	return &Correlator{set: s, ev: ev, state: map[string]*window{}}, probs
+}
+
+// resolve checks that c's references exist and gives each referred rule a
+// slot for each field c reads from its events.
+func (s *Set) resolve(c *Correlation) error {
+	for _, ref := range c.Refs {
+		found := false
+		for _, r := range s.Rules {
+			if !refers(ref, r.ID, r.Name) {
+				continue
+			}
+			found = true
+			fields := append([]string(nil), c.GroupBy...)
+			if c.Field != "" {
+				fields = append(fields, c.Field)
+			}
+			for _, f := range fields {
+				if _, err := s.fieldSlot(r, c.fieldOf(f, r.ID, r.Name)); err != nil {
+					return fmt.Errorf("correlation %s, rule %s: %w", c.Title, ref, err)
+				}
+			}
+		}
+		for _, o := range s.Correlations {
+			if o != c && refers(ref, o.ID, o.Name) {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("correlation %s refers to %q, which names no loaded rule", c.Title, ref)
+		}
+	}
+	return nil
+}
+
+// fieldSlot adds (or finds) the slot of a Sigma field of rule r's table.
+func (s *Set) fieldSlot(r *Rule, field string) (int, error) {
+	if slot, ok := r.fieldSlots[field]; ok {
+		return slot, nil
+	}
+	spec, ok := r.src.fields[field]
+	if !ok {
+		return 0, unsupportedError{fmt.Sprintf("field %s has no column in %s", field, r.Table)}
+	}
+	key := spec.col
+	if spec.derive != nil {
+		key = "derived:" + r.Logsource + "/" + field
+	}
+	t := s.tables[r.Table]
+	idx, ok := t.index[key]
+	if !ok {
+		idx = len(t.slots)
+		t.index[key] = idx
+		t.slots = append(t.slots, slotDef{spec: spec})
+	}
+	if r.fieldSlots == nil {
+		r.fieldSlots = map[string]int{}
+	}
+	r.fieldSlots[field] = idx
+	return idx, nil
+}
+
+// Observe feeds one match (rule r on row of the batch ev is evaluating, at
+// time t) to the correlations that refer to r.
+func (c *Correlator) Observe(tenant string, r *Rule, row int, t time.Time) {
+	for _, cr := range c.set.Correlations {
+		for i, ref := range cr.Refs {
+			if !refers(ref, r.ID, r.Name) {
+				continue
+			}
+			read := func(f string) string {
+				slot, ok := r.fieldSlots[cr.fieldOf(f, r.ID, r.Name)]
+				if !ok {
+					return ""
+				}
+				s, _ := c.ev.value(slot, row)
+				return s
+			}
+			c.add(cr, tenant, i, t, read)
+		}
+	}
+}
+
+func (c *Correlator) add(cr *Correlation, tenant string, ref int, t time.Time, read func(string) string) {
+	group := map[string]string{}
+	var key strings.Builder
+	key.WriteString(cr.ID + "\x00" + cr.Title + "\x00" + tenant)
+	for _, g := range cr.GroupBy {
+		v := read(g)
+		group[g] = v
+		key.WriteString("\x00" + strings.ToLower(v))
+	}
+	value := ""
+	if cr.Field != "" {
+		value = read(cr.Field)
+	}
+	w := c.state[key.String()]
+	if w == nil {
+		w = &window{group: group}
+		c.state[key.String()] = w
+	}
+	w.events = append(w.events, corrEvent{t: t, ref: ref, value: value})
+	sort.SliceStable(w.events, func(i, j int) bool { return w.events[i].t.Before(w.events[j].t) })
+	newest := w.events[len(w.events)-1].t
+	k := 0
+	for k < len(w.events) && w.events[k].t.Before(newest.Add(-cr.Timespan)) {
+		k++
+	}
+	w.events = w.events[k:]
+	if !c.fires(cr, w.events) {
+		return
+	}
+	m := CorrelationMatch{Rule: cr, Tenant: tenant, Group: w.group, First: w.events[0].t, Last: newest, Events: len(w.events)}
+	delete(c.state, key.String()) // fires again only on new events
+	if c.Fire != nil {
+		c.Fire(m)
+	}
+	// Chained correlations see the firing as an event of this rule, with
+	// its group as the event's fields.
+	for _, o := range c.set.Correlations {
+		for i, ref := range o.Refs {
+			if refers(ref, cr.ID, cr.Name) {
+				c.add(o, tenant, i, newest, func(f string) string { return m.Group[o.fieldOf(f, cr.ID, cr.Name)] })
+			}
+		}
+	}
+}
+
+func (c *Correlator) fires(cr *Correlation, evs []corrEvent) bool {
+	switch cr.Type {
+	case "event_count":
+		return cr.met(len(evs))
+	case "value_count":
+		seen := map[string]bool{}
+		for _, e := range evs {
+			if e.value != "" {
+				seen[strings.ToLower(e.value)] = true
+			}
+		}
+		return cr.met(len(seen))
+	case "temporal":
+		seen := map[int]bool{}
+		for _, e := range evs {
+			seen[e.ref] = true
+		}
+		if len(cr.conds) > 0 {
+			return cr.met(len(seen))
+		}
+		return len(seen) == len(cr.Refs)
+	case "temporal_ordered":
+		next := 0
+		for _, e := range evs {
+			if next < len(cr.Refs) && e.ref == next {
+				next++
+			}
+		}
+		return next == len(cr.Refs)
+	}
+	return false
+}
