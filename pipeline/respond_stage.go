@@ -47,11 +47,12 @@ import (
 
 // RespondConfig configures automated response (operators/respond).
 type RespondConfig struct {
-	Enabled   bool   `yaml:"enabled" default:"true" doc:"Decide response actions from incidents and telemetry (playbooks), keep their ledger and produce them to 'topics.actions'. Needs 'correlate.enabled'. Executors that carry actions out are separate and off by default."`
-	Playbooks string `yaml:"playbooks" doc:"A playbooks YAML file, or a directory of them; empty: the shipped defaults (configs/playbooks.yaml)."`
-	Topic     string `yaml:"topic" default:"stitch.respond" doc:"Internal topic: incidents, the telemetry response indexes, decisions and results, keyed by tenant, from the respond-feed and respond-decisions stages to the respond stage."`
-	Approvals string `yaml:"approvals" default:"actions.approvals" doc:"Analysts' approvals and rejections of actions ('stitch actions approve' and 'reject'), kept as the audit trail."`
-	Changelog string `yaml:"changelog" default:"stitch.respond-changelog" doc:"Changelog of the response ledger (actions, attachment and device indexes, blocked files); compacted, same partition count as 'respond.topic'."`
+	Enabled        bool     `yaml:"enabled" default:"true" doc:"Decide response actions from incidents and telemetry (playbooks), keep their ledger and produce them to 'topics.actions'. Needs 'correlate.enabled'. Executors that carry actions out are separate and off by default."`
+	Playbooks      string   `yaml:"playbooks" doc:"A playbooks YAML file, or a directory of them; empty: the shipped defaults (configs/playbooks.yaml)."`
+	Topic          string   `yaml:"topic" default:"stitch.respond" doc:"Internal topic: incidents, the telemetry response indexes, decisions and results, keyed by tenant, from the respond-feed and respond-decisions stages to the respond stage."`
+	Approvals      string   `yaml:"approvals" default:"actions.approvals" doc:"Analysts' approvals and rejections of actions ('stitch actions approve' and 'reject'), kept as the audit trail."`
+	Changelog      string   `yaml:"changelog" default:"stitch.respond-changelog" doc:"Changelog of the response ledger (actions, attachment and device indexes, blocked files); compacted, same partition count as 'respond.topic'."`
+	IndexRetention Duration `yaml:"index_retention" default:"30d" doc:"How long the ledger keeps delivered attachments and files seen on devices, by the tenant's event time: a file found malicious has its copies of this period before the alert acted on."`
 	// The webhook executor (pipeline/webhook_stage.go).
 	WebhookURL      string   `yaml:"webhook_url" doc:"Post every approved action as JSON to this URL and report the outcome on 'topics.action_results' (the webhook executor); empty: off."`
 	WebhookSecret   string   `yaml:"webhook_secret" env:"STITCH_WEBHOOK_SECRET" doc:"Shared secret of the webhook's HMAC-SHA256 signature header (X-Stitch-Signature-256, over '<X-Stitch-Timestamp>.<body>'); better set in the environment."`
@@ -110,6 +111,7 @@ func respondStage() Stage {
 		Stores: []StoreSpec{{Name: "respond", Changelogs: func(c Config) []kafka.TopicSpec {
 			return []kafka.TopicSpec{ChangelogTopic(c.Respond.Changelog)}
 		}}},
+		TickEvery: func(c Config) time.Duration { return c.Correlate.TickEvery.D() },
 		Processor: newRespondProc,
 		Progress: func(s StageSnapshot) string {
 			return fmt.Sprintf("action versions %d", s.Sum(CountActions))
@@ -220,7 +222,10 @@ func newRespondProc(sc *StageContext) (Processor, error) {
 	if err := sc.Attach("respond", ledger); err != nil {
 		return nil, err
 	}
-	return &respondProc{r: respond.New(ledger, pb), actions: sc.Config.Topics.Actions, deadLetter: sc.Config.Topics.DeadLetter, log: sc.Log}, nil
+	r := respond.New(ledger, pb, respond.WithRetention(sc.Config.Respond.IndexRetention.D()),
+		// Only the owner of a tenant's partition ages its index.
+		respond.WithOwnership(func(tenant string) bool { return sc.OwnsKey([]byte(tenant)) }))
+	return &respondProc{r: r, actions: sc.Config.Topics.Actions, deadLetter: sc.Config.Topics.DeadLetter, log: sc.Log}, nil
 }
 
 func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
@@ -258,8 +263,17 @@ func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 	return nil
 }
 
-func (p *respondProc) Flush(context.Context, Txn) error           { return nil }
-func (p *respondProc) Tick(context.Context, time.Time, Txn) error { return nil }
+func (p *respondProc) Flush(context.Context, Txn) error { return nil }
+
+// Tick ages the ledger's indexes a slice at a time.
+func (p *respondProc) Tick(_ context.Context, _ time.Time, tx Txn) error {
+	n, err := p.r.Sweep(10000)
+	if err != nil {
+		return fmt.Errorf("respond sweep: %w", err)
+	}
+	tx.Count("index_expired", "", int64(n))
+	return nil
+}
 
 // Aborted and Committed have nothing to do: the ledger's pending writes
 // are the store's transaction, which the runtime commits or drops.

@@ -20,6 +20,7 @@ type Store interface {
 	Get(key []byte) ([]byte, bool, error)
 	Set(key, val []byte) error
 	Scan(prefix []byte, fn func(key, val []byte) error) error
+	Delete(key []byte) error
 }
 
 // Key spaces of the ledger (state/LAYOUT.md).
@@ -87,16 +88,26 @@ type Result struct {
 
 // Responder decides actions and keeps their ledger in a Store.
 type Responder struct {
-	store Store
-	pb    *Playbooks
+	store     Store
+	pb        *Playbooks
+	retention time.Duration
+	owns      func(tenant string) bool
+	cursor    map[byte][]byte // where the last Sweep stopped, per index space
 }
 
 // New returns a responder over store with playbooks pb (nil: the defaults).
-func New(store Store, pb *Playbooks) *Responder {
+func New(store Store, pb *Playbooks, opts ...Option) *Responder {
 	if pb == nil {
 		pb = Default()
 	}
-	return &Responder{store: store, pb: pb}
+	r := &Responder{store: store, pb: pb, retention: DefaultRetention, cursor: map[byte][]byte{}}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.retention <= 0 {
+		r.retention = DefaultRetention
+	}
+	return r
 }
 
 // Apply handles one signal. The same signal applied twice changes nothing
@@ -357,6 +368,9 @@ func (r *Responder) block(res *Result, tenant string, b *Block) error {
 			return err
 		}
 		for i := range copies {
+			if !r.retained(copies[i].Time, b.Time) {
+				continue
+			}
 			if err := r.onCopy(res, tenant, b, &copies[i]); err != nil {
 				return err
 			}
@@ -371,6 +385,9 @@ func (r *Responder) block(res *Result, tenant string, b *Block) error {
 			return err
 		}
 		for i := range seen {
+			if !r.retained(seen[i].Time, b.Time) {
+				continue
+			}
 			if err := r.onDevice(res, tenant, b, &seen[i]); err != nil {
 				return err
 			}
@@ -408,9 +425,13 @@ func (r *Responder) attachment(res *Result, tenant string, c *correlate.Attachme
 	if c.SHA256 == "" || c.NetworkMessageID == "" || c.Recipient == "" || !validPart(c.NetworkMessageID) || !validPart(c.Recipient) || !validPart(c.SHA256) {
 		return nil
 	}
-	key := state.AppendString(state.AppendString(hashKey(spaceAttachment, tenant, c.SHA256), c.NetworkMessageID), c.Recipient)
-	if _, ok, err := r.store.Get(key); err != nil || ok {
+	if err := r.advance(tenant, c.Time); err != nil {
 		return err
+	}
+	key := state.AppendString(state.AppendString(hashKey(spaceAttachment, tenant, c.SHA256), c.NetworkMessageID), c.Recipient)
+	var cur correlate.AttachmentFact
+	if ok, err := r.get(key, &cur); err != nil || ok && !c.Time.After(cur.Time) {
+		return err // known, and not seen later than known: the entry keeps the latest time
 	}
 	if err := r.put(key, c); err != nil {
 		return err
@@ -420,7 +441,7 @@ func (r *Responder) attachment(res *Result, tenant string, c *correlate.Attachme
 		return err
 	}
 	for i := range bs {
-		if slices.Contains(bs[i].Types, SoftDeleteEmail) {
+		if slices.Contains(bs[i].Types, SoftDeleteEmail) && r.retained(c.Time, bs[i].Time) {
 			if err := r.onCopy(res, tenant, &bs[i], c); err != nil {
 				return err
 			}
@@ -436,9 +457,13 @@ func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen) error {
 	if f.Hash == "" || f.DeviceID == "" || !validPart(f.Hash) || !validPart(f.DeviceID) {
 		return nil // no device id: no StopAndQuarantineFile could be built
 	}
-	key := state.AppendString(hashKey(spaceDevice, tenant, f.Hash), f.DeviceID)
-	if _, ok, err := r.store.Get(key); err != nil || ok {
+	if err := r.advance(tenant, f.Time); err != nil {
 		return err
+	}
+	key := state.AppendString(hashKey(spaceDevice, tenant, f.Hash), f.DeviceID)
+	var cur FileSeen
+	if ok, err := r.get(key, &cur); err != nil || ok && !f.Time.After(cur.Time) {
+		return err // known, and not seen later than known: the entry keeps the latest time
 	}
 	if err := r.put(key, f); err != nil {
 		return err
@@ -448,7 +473,7 @@ func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen) error {
 		return err
 	}
 	for i := range bs {
-		if slices.Contains(bs[i].Types, StopAndQuarantineFile) {
+		if slices.Contains(bs[i].Types, StopAndQuarantineFile) && r.retained(f.Time, bs[i].Time) {
 			if err := r.onDevice(res, tenant, &bs[i], f); err != nil {
 				return err
 			}

@@ -33,6 +33,7 @@ import (
 //	files [tenant=T]      sightings: hash=<h> device=<id> [host=<name>] [at=<RFC3339>]
 //	decide [tenant=T]     analysts' decisions: <approved|rejected> type=<T> target=<key> incident=<I> by=<who> [comment=<c>] [at=<RFC3339>]
 //	outcome [tenant=T]    executors' reports: <sent|succeeded|failed> type=<T> target=<key> incident=<I> [error=<e>] [at=<RFC3339>]
+//	sweep                 Sweep (owning every tenant): how many index entries it deleted
 //	commit | abort        end the store transaction (and open the next)
 //	ledger [tenant=T]     every action of the ledger, with status, version and reason
 func TestScenarios(t *testing.T) {
@@ -63,6 +64,12 @@ func TestScenarios(t *testing.T) {
 					}
 					r = New(tx, pb)
 					return "ok\n"
+				case "sweep":
+					n, err := r.Sweep(1000)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return fmt.Sprintf("deleted %d\n", n)
 				case "commit", "abort":
 					if d.Cmd == "commit" {
 						err = tx.CommitAt(nil)
