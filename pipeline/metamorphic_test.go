@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stitch-xdr/stitch/operators/correlate"
+	"github.com/stitch-xdr/stitch/state"
 )
 
 // TestReplayIncidentsDoNotDependOnBatching replays one simulated stream with
@@ -41,6 +44,7 @@ func TestReplayIncidentsDoNotDependOnBatching(t *testing.T) {
 		cfg.State.Dir = filepath.Join(dir, fmt.Sprint("state", i))
 		_, out, _ := replay(t, cfg, inputs...)
 		got := groupings(t, latestIncidents(t, filepath.Join(out, "incidents.jsonl")))
+		checkCorrelateInvariants(t, name, cfg)
 		merged := slices.ContainsFunc(got, func(g string) bool { return strings.Contains(g, ",") })
 		if i == 0 {
 			if len(got) < 2 || !merged {
@@ -52,5 +56,19 @@ func TestReplayIncidentsDoNotDependOnBatching(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: incidents differ from the defaults':\n got %v\nwant %v", name, got, want)
 		}
+	}
+}
+
+// checkCorrelateInvariants opens the correlate store a run left (read-only)
+// and checks the correlator's invariants on it.
+func checkCorrelateInvariants(t *testing.T, name string, cfg Config) {
+	t.Helper()
+	st, err := state.Open(filepath.Join(cfg.State.Dir, "correlate"), state.WithReadOnly())
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	defer st.Close()
+	if err := correlate.CheckInvariants(st, cfg.Correlate.Window.D()); err != nil {
+		t.Errorf("%s: invariants: %v", name, err)
 	}
 }
