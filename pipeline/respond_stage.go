@@ -51,6 +51,7 @@ type RespondConfig struct {
 	Playbooks      string   `yaml:"playbooks" doc:"A playbooks YAML file, or a directory of them; empty: the shipped defaults (configs/playbooks.yaml)."`
 	Topic          string   `yaml:"topic" default:"stitch.respond" doc:"Internal topic: incidents, the telemetry response indexes, decisions and results, keyed by tenant, from the respond-feed and respond-decisions stages to the respond stage."`
 	Approvals      string   `yaml:"approvals" default:"actions.approvals" doc:"Analysts' approvals and rejections of actions ('stitch actions approve' and 'reject'), kept as the audit trail."`
+	Indicators     string   `yaml:"indicators" default:"actions.indicators" doc:"Operators' custom indicators ('stitch indicators add' and 'remove'): file hashes blocked on sight until they expire."`
 	Changelog      string   `yaml:"changelog" default:"stitch.respond-changelog" doc:"Changelog of the response ledger (actions, attachment and device indexes, blocked files); compacted, same partition count as 'respond.topic'."`
 	IndexRetention Duration `yaml:"index_retention" default:"30d" doc:"How long the ledger keeps delivered attachments and files seen on devices, by the tenant's event time: a file found malicious has its copies of this period before the alert acted on."`
 	// The webhook executor (pipeline/webhook_stage.go).
@@ -81,10 +82,12 @@ func respondFeedStage() Stage {
 
 func respondDecisionsStage() Stage {
 	return Stage{
-		Name:      "respond-decisions",
-		Doc:       "re-keys analysts' decisions and executors' results on actions by tenant",
-		Enabled:   respondEnabled,
-		Inputs:    func(c Config) []string { return []string{c.Respond.Approvals, c.Topics.ActionResults} },
+		Name:    "respond-decisions",
+		Doc:     "re-keys analysts' decisions and executors' results on actions by tenant",
+		Enabled: respondEnabled,
+		Inputs: func(c Config) []string {
+			return []string{c.Respond.Approvals, c.Topics.ActionResults, c.Respond.Indicators}
+		},
 		Outputs:   func(c Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: c.Respond.Topic}}} },
 		Processor: newFeedProc,
 	}
@@ -93,7 +96,7 @@ func respondDecisionsStage() Stage {
 func newFeedProc(sc *StageContext) (Processor, error) {
 	c := sc.Config
 	return &feedProc{incidents: c.Topics.Incidents, facts: c.Topics.Facts, approvals: c.Respond.Approvals, results: c.Topics.ActionResults,
-		out: c.Respond.Topic, log: sc.Log.Error}, nil
+		indicators: c.Respond.Indicators, out: c.Respond.Topic, log: sc.Log.Error}, nil
 }
 
 func respondStage() Stage {
@@ -121,8 +124,8 @@ func respondStage() Stage {
 
 // feedProc writes incidents and response telemetry to the respond topic.
 type feedProc struct {
-	incidents, facts, approvals, results, out string
-	log                                       func(msg string, args ...any)
+	incidents, facts, approvals, results, indicators, out string
+	log                                                   func(msg string, args ...any)
 }
 
 // feedRecord is a respond.Signal with the incident passed on as it came.
@@ -133,19 +136,25 @@ type feedRecord struct {
 	Files       []respond.FileSeen         `json:"files,omitempty"`
 	Decisions   []respond.Decision         `json:"decisions,omitempty"`
 	Outcomes    []respond.Outcome          `json:"outcomes,omitempty"`
+	Indicators  []respond.Indicator        `json:"indicators,omitempty"`
 }
 
 func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	var rec feedRecord
 	switch r.Topic {
-	case f.approvals, f.results:
+	case f.approvals, f.results, f.indicators:
 		var d respond.Decision
 		var o respond.Outcome
+		var in respond.Indicator
 		var err error
-		if r.Topic == f.approvals {
+		switch r.Topic {
+		case f.approvals:
 			err = json.Unmarshal(r.Value, &d)
 			rec = feedRecord{Tenant: d.TenantID, Decisions: []respond.Decision{d}}
-		} else {
+		case f.indicators:
+			err = json.Unmarshal(r.Value, &in)
+			rec = feedRecord{Tenant: in.TenantID, Indicators: []respond.Indicator{in}}
+		default:
 			err = json.Unmarshal(r.Value, &o)
 			rec = feedRecord{Tenant: o.TenantID, Outcomes: []respond.Outcome{o}}
 		}

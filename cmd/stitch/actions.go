@@ -83,20 +83,8 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if verb == "reject" {
 			d.Decision = respond.StatusRejected
 		}
-		if err := topicExists(ctx, kc, cfg.Respond.Approvals); err != nil {
+		if err := produceJSON(ctx, kc, cfg.Respond.Approvals, a.RecordKey(), &d); err != nil {
 			return err
-		}
-		v, err := json.Marshal(&d)
-		if err != nil {
-			return err
-		}
-		cl, err := kc.NewClient()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Respond.Approvals, Key: []byte(a.RecordKey()), Value: v}).FirstErr(); err != nil {
-			return fmt.Errorf("record the decision on %s: %w", cfg.Respond.Approvals, err)
 		}
 		fmt.Fprintf(stdout, "%s %s %s (%s, now %s) by %s\n", d.Decision, a.ID, a.Type, respond.Describe(a.Type, a.Target), a.Status, d.By)
 		fmt.Fprintf(os.Stderr, "recorded on %s; the respond stage applies it ('stitch actions --incident %s' shows the new status)\n", cfg.Respond.Approvals, a.IncidentID)
@@ -159,4 +147,25 @@ func readActions(ctx context.Context, kc kafka.ClientConfig, topic string) (map[
 		return nil
 	})
 	return out, err
+}
+
+// produceJSON records v as JSON on topic, keyed by key: a decision or an
+// indicator, which the running pipeline applies.
+func produceJSON(ctx context.Context, kc kafka.ClientConfig, topic, key string, v any) error {
+	if err := topicExists(ctx, kc, topic); err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	cl, err := kc.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: b}).FirstErr(); err != nil {
+		return fmt.Errorf("record on %s: %w", topic, err)
+	}
+	return nil
 }

@@ -123,4 +123,25 @@ func TestActionsApproveThroughThePipeline(t *testing.T) {
 		}
 		return false
 	})
+
+	// A custom indicator: listed, and blocked as an action of its own.
+	hash := strings.Repeat("ab", 32)
+	if err := indicatorsCmd(ctx, []string{"add", brokers, "--tenant", "t1", "--value", hash, "--by", "soc", "--expires", "30d"}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := indicatorsCmd(ctx, []string{"add", brokers, "--tenant", "t1", "--value", "xyz", "--by", "soc"}, &bytes.Buffer{}); err == nil {
+		t.Error("an indicator that is not a SHA256 was accepted")
+	}
+	var list bytes.Buffer
+	if err := indicatorsCmd(ctx, []string{"list", brokers}, &list); err != nil || !strings.Contains(list.String(), hash) {
+		t.Fatalf("indicators list (%v):\n%s", err, list.String())
+	}
+	until("the indicator blocked", func(as []respond.Action) bool {
+		for _, a := range as {
+			if a.Type == respond.BlockIndicator && a.Target.Indicator == hash && a.Status == respond.StatusApproved {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -42,6 +42,8 @@ type Signal struct {
 	// executors' reports.
 	Decisions []Decision `json:"decisions,omitempty"`
 	Outcomes  []Outcome  `json:"outcomes,omitempty"`
+	// Indicators are operators' custom indicators.
+	Indicators []Indicator `json:"indicators,omitempty"`
 }
 
 // FileSeen says a device saw a file (a telemetry sighting of its hash).
@@ -67,6 +69,8 @@ type Block struct {
 	Last     time.Time `json:"last"`
 	FileName string    `json:"fileName,omitempty"`
 	IsSHA1   bool      `json:"sha1,omitempty"`
+	// Expires ends an indicator's block (zero: never).
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // Problem is a decision that could not become an action: its target could
@@ -140,6 +144,11 @@ func (r *Responder) Apply(s *Signal) (Result, error) {
 	}
 	for i := range s.Outcomes {
 		if err := r.report(&res, &s.Outcomes[i]); err != nil {
+			return res, err
+		}
+	}
+	for i := range s.Indicators {
+		if err := r.indicator(&res, &s.Indicators[i]); err != nil {
 			return res, err
 		}
 	}
@@ -368,7 +377,7 @@ func (r *Responder) block(res *Result, tenant string, b *Block) error {
 			return err
 		}
 		for i := range copies {
-			if !r.retained(copies[i].Time, b.Time) {
+			if !r.retained(copies[i].Time, b.Time) || !b.live(copies[i].Time) {
 				continue
 			}
 			if err := r.onCopy(res, tenant, b, &copies[i]); err != nil {
@@ -385,7 +394,7 @@ func (r *Responder) block(res *Result, tenant string, b *Block) error {
 			return err
 		}
 		for i := range seen {
-			if !r.retained(seen[i].Time, b.Time) {
+			if !r.retained(seen[i].Time, b.Time) || !b.live(seen[i].Time) {
 				continue
 			}
 			if err := r.onDevice(res, tenant, b, &seen[i]); err != nil {
@@ -441,7 +450,7 @@ func (r *Responder) attachment(res *Result, tenant string, c *correlate.Attachme
 		return err
 	}
 	for i := range bs {
-		if slices.Contains(bs[i].Types, SoftDeleteEmail) && r.retained(c.Time, bs[i].Time) {
+		if slices.Contains(bs[i].Types, SoftDeleteEmail) && r.retained(c.Time, bs[i].Time) && bs[i].live(c.Time) {
 			if err := r.onCopy(res, tenant, &bs[i], c); err != nil {
 				return err
 			}
@@ -473,7 +482,7 @@ func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen) error {
 		return err
 	}
 	for i := range bs {
-		if slices.Contains(bs[i].Types, StopAndQuarantineFile) && r.retained(f.Time, bs[i].Time) {
+		if slices.Contains(bs[i].Types, StopAndQuarantineFile) && r.retained(f.Time, bs[i].Time) && bs[i].live(f.Time) {
 			if err := r.onDevice(res, tenant, &bs[i], f); err != nil {
 				return err
 			}

@@ -33,6 +33,7 @@ import (
 //	files [tenant=T]      sightings: hash=<h> device=<id> [host=<name>] [at=<RFC3339>]
 //	decide [tenant=T]     analysts' decisions: <approved|rejected> type=<T> target=<key> incident=<I> by=<who> [comment=<c>] [at=<RFC3339>]
 //	outcome [tenant=T]    executors' reports: <sent|succeeded|failed> type=<T> target=<key> incident=<I> [error=<e>] [at=<RFC3339>]
+//	indicators [tenant=T] operators' indicators: <add|remove> type=<FileSha256|FileSha1> value=<hash> by=<who> [comment=<c>] [at=<RFC3339>] [expires=<RFC3339>]
 //	sweep                 Sweep (owning every tenant): how many index entries it deleted
 //	commit | abort        end the store transaction (and open the next)
 //	ledger [tenant=T]     every action of the ledger, with status, version and reason
@@ -64,6 +65,17 @@ func TestScenarios(t *testing.T) {
 					}
 					r = New(tx, pb)
 					return "ok\n"
+				case "indicators":
+					sig = &Signal{Tenant: tenant}
+					for _, l := range lines(d.Input) {
+						kv := fields(t, l)
+						in := Indicator{TenantID: tenant, Type: kv["type"], Value: kv["value"], By: kv["by"], Comment: kv["comment"],
+							Time: when(t, kv["at"]), Removed: kv[""] == "remove"}
+						if kv["expires"] != "" {
+							in.Expires = when(t, kv["expires"])
+						}
+						sig.Indicators = append(sig.Indicators, in)
+					}
 				case "sweep":
 					n, err := r.Sweep(1000)
 					if err != nil {
