@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -34,6 +35,11 @@ type deadLetterReason struct {
 }
 
 func deadlettersCmd(ctx context.Context, args []string) error {
+	return deadletters(ctx, args, os.Stdout)
+}
+
+// deadletters is the command, writing to stdout.
+func deadletters(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("deadletters")
 	cf := addClusterFlags(fs)
 	format := fs.String("format", "text", "text or json")
@@ -87,13 +93,13 @@ func deadlettersCmd(ctx context.Context, args []string) error {
 		return list[i].Reason < list[j].Reason
 	})
 	if *format == "json" {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"topic": topic, "total": n, "reasons": list})
 	}
-	fmt.Printf("%d dead letters in %s\n", n, topic)
+	fmt.Fprintf(stdout, "%d dead letters in %s\n", n, topic)
 	for _, d := range list {
-		fmt.Printf("\n%s: %d\n  sample: %s\n", d.Reason, d.Count, sampleText(d.Sample, 400))
+		fmt.Fprintf(stdout, "\n%s: %d\n  sample: %s\n", d.Reason, d.Count, sampleText(d.Sample, 400))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,11 +74,23 @@ func (c *clusterFlags) load() (appconfig.Config, kafka.ClientConfig, error) {
 				cfg.State.Dir, path, errors.Unwrap(err))
 		}
 		kc.Brokers = strings.Fields(string(b))
+		if len(kc.Brokers) > 0 {
+			// A run killed without a chance to clean up leaves the file.
+			conn, err := net.DialTimeout("tcp", kc.Brokers[0], 2*time.Second)
+			if err != nil {
+				return cfg, kc, fmt.Errorf("no running 'stitch run' on state directory %s (its broker %s does not answer): start 'stitch run' or pass --brokers",
+					cfg.State.Dir, kc.Brokers[0])
+			}
+			conn.Close()
+		}
 	}
 	return cfg, kc, kc.Validate()
 }
 
-func incidentsCmd(ctx context.Context, args []string) error {
+func incidentsCmd(ctx context.Context, args []string) error { return incidents(ctx, args, os.Stdout) }
+
+// incidents is the command, writing to stdout.
+func incidents(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("incidents")
 	cf := addClusterFlags(fs)
 	tenant := fs.String("tenant", "", "only this tenant's incidents")
@@ -112,11 +125,11 @@ func incidentsCmd(ctx context.Context, args []string) error {
 			return fmt.Errorf("no incident %s in topic %s (%d incidents there)", show, cfg.Topics.Incidents, len(incs))
 		}
 		if *format == "json" {
-			enc := json.NewEncoder(os.Stdout)
+			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(inc)
 		}
-		writeIncident(os.Stdout, inc)
+		writeIncident(stdout, inc)
 		return nil
 	}
 	statuses := map[string]bool{}
@@ -143,17 +156,17 @@ func incidentsCmd(ctx context.Context, args []string) error {
 	switch *format {
 	case "ids":
 		for _, inc := range list {
-			fmt.Println(inc.ID)
+			fmt.Fprintln(stdout, inc.ID)
 		}
 	case "json":
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(stdout)
 		for _, inc := range list {
 			if err := enc.Encode(inc); err != nil {
 				return err
 			}
 		}
 	default:
-		writeIncidentList(os.Stdout, list)
+		writeIncidentList(stdout, list)
 	}
 	fmt.Fprintf(os.Stderr, "%d incidents (of %d in %s); 'stitch incidents show ID' for one\n", len(list), len(incs), cfg.Topics.Incidents)
 	return nil
