@@ -81,7 +81,13 @@ type stateful struct {
 	part   kgo.TopicPartitioner
 
 	listener Assignments // the processor, if it wants assignments
+
+	stamped time.Time // when committed() last recorded the catch-up times
 }
+
+// stampEvery bounds how long an idle store goes without recording that it
+// is caught up with the partitions it owns: far below any delete.retention.ms.
+const stampEvery = time.Hour
 
 func newStateful(p *Pipeline, stage, group, input string) *stateful {
 	s := &stateful{p: p, stage: stage, group: group, input: input,
@@ -326,8 +332,13 @@ func (s *stateful) committed() {
 			continue
 		}
 		pos := a.log.positions()
-		// Owning a partition keeps its state caught up (rebuild.go).
-		stampSynced(pos, a.topic, owned, now)
+		// Owning a partition keeps its state caught up (rebuild.go): say so
+		// with every transaction that writes anyway, and at least every
+		// stampEvery, so that an idle transaction writes nothing.
+		if len(pos) > 0 || now.Sub(s.stamped) >= stampEvery {
+			stampSynced(pos, a.topic, owned, now)
+			s.stamped = now
+		}
 		if err := a.store.CommitAt(pos); err != nil {
 			s.broken = fatal(fmt.Errorf("%s: store %s: state commit failed after the Kafka commit (restart to restore): %w", s.stage, a.name, err))
 			s.p.log.Error(s.stage+": state commit failed", "store", a.name, "err", err)
