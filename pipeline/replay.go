@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,9 +45,9 @@ type Summary struct {
 	IncidentUpdate int64            `json:"incident_updates"`
 	// Actions counts the response actions of actions.jsonl by type.
 	Actions map[string]int `json:"actions"`
-	Inputs         []string         `json:"inputs"`
-	Import         *ImportSummary   `json:"import,omitempty"`
-	Seconds        float64          `json:"duration_seconds"`
+	Inputs  []string       `json:"inputs"`
+	Import  *ImportSummary `json:"import,omitempty"`
+	Seconds float64        `json:"duration_seconds"`
 }
 
 // ImportSummary says how export rows were assigned to tables.
@@ -169,7 +170,7 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 		}()
 	}
 	idle := make(chan error, 1)
-	go func() { idle <- p.WaitIdle(runCtx, 200*time.Millisecond) }()
+	go func() { idle <- p.WaitIdle(runCtx, 100*time.Millisecond) }()
 	select {
 	case err := <-done:
 		stop()
@@ -254,42 +255,57 @@ func clearReplayOutputs(cfg Config, dir string) ([]string, error) {
 }
 
 // drainOutputs drains every stage output that names a replay file into it,
-// and says how many records (or, for a table, keys) each file got.
+// all at once, and says how many records (or, for a table, keys) each file
+// got.
 func drainOutputs(ctx context.Context, topo *Topology, cc kafka.ClientConfig, dir string) (map[string]int, error) {
-	counts := map[string]int{}
-	done := map[string]bool{}
+	var outs []Output
+	seen := map[string]bool{}
 	for _, d := range topo.defs {
 		if d.Outputs == nil {
 			continue
 		}
 		for _, o := range d.Outputs(topo.cfg) {
-			if o.Replay == "" || done[o.Topic.Name] {
-				continue
-			}
-			done[o.Topic.Name] = true
-			path := filepath.Join(dir, o.Replay)
-			if !o.Latest {
-				n, err := drainJSONL(ctx, cc, o.Topic.Name, path)
-				if err != nil {
-					return nil, err
-				}
-				counts[o.Replay] = n
-				continue
-			}
-			latest := map[string]json.RawMessage{}
-			if _, err := kafka.Drain(ctx, cc, o.Topic.Name, 300*time.Millisecond, func(r *kgo.Record) error {
-				latest[string(r.Key)] = append(json.RawMessage(nil), r.Value...)
-				return nil
-			}); err != nil {
-				return nil, fmt.Errorf("drain %s: %w", o.Topic.Name, err)
-			}
-			counts[o.Replay] = len(latest)
-			if err := writeLatest(path, latest); err != nil {
-				return nil, err
+			if o.Replay != "" && !seen[o.Topic.Name] {
+				seen[o.Topic.Name] = true
+				outs = append(outs, o)
 			}
 		}
 	}
-	return counts, nil
+	counts := make([]int, len(outs))
+	errs := make([]error, len(outs))
+	var wg sync.WaitGroup
+	for i, o := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[i], errs[i] = drainOutput(ctx, cc, o, filepath.Join(dir, o.Replay))
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for i, o := range outs {
+		out[o.Replay] = counts[i]
+	}
+	return out, nil
+}
+
+// drainOutput drains one output into path: every record, or for a table
+// the last of each key.
+func drainOutput(ctx context.Context, cc kafka.ClientConfig, o Output, path string) (int, error) {
+	if !o.Latest {
+		return drainJSONL(ctx, cc, o.Topic.Name, path)
+	}
+	latest := map[string]json.RawMessage{}
+	if _, err := kafka.Drain(ctx, cc, o.Topic.Name, 300*time.Millisecond, func(r *kgo.Record) error {
+		latest[string(r.Key)] = append(json.RawMessage(nil), r.Value...)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("drain %s: %w", o.Topic.Name, err)
+	}
+	return len(latest), writeLatest(path, latest)
 }
 
 func drainJSONL(ctx context.Context, cc kafka.ClientConfig, topic, path string) (int, error) {

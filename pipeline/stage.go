@@ -59,13 +59,31 @@ func (s *stage) Run(ctx context.Context) error {
 		t.err = nil
 		deadline := begin.Add(s.interval)
 		var perr error
+		worked := false
 		for perr == nil && time.Now().Before(deadline) && ctx.Err() == nil {
-			pctx, cancel := context.WithDeadline(ctx, deadline)
+			until := deadline
+			if worked {
+				// Input that pauses ends the transaction early (but not
+				// before minTransaction): its outputs need not wait out the
+				// commit interval, which bounds a busy stream's latency.
+				until = time.Now().Add(idleWait)
+				if floor := begin.Add(minTransaction); until.Before(floor) {
+					until = floor
+				}
+				if deadline.Before(until) {
+					until = deadline
+				}
+			}
+			pctx, cancel := context.WithDeadline(ctx, until)
 			fetches := s.sess.PollRecords(pctx, s.maxPoll)
 			cancel()
 			if fetches.IsClientClosed() {
 				return nil
 			}
+			if fetches.NumRecords() == 0 && worked && !time.Now().Before(begin.Add(minTransaction)) {
+				break
+			}
+			worked = worked || fetches.NumRecords() > 0
 			fetches.EachError(func(topic string, p int32, err error) {
 				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 					return
@@ -193,6 +211,15 @@ func (s *stage) ended(t *txn, committed bool, err error, begin time.Time) {
 	s.totals.aborted(s.name)
 	s.metrics.Transactions.WithLabelValues(s.name, "aborted").Inc()
 }
+
+// A transaction that has done work ends before the commit interval once no
+// record arrived for idleWait and it is at least minTransaction old (Kafka
+// Streams' exactly-once default commit interval): its outputs are visible
+// sooner, and a stream that never pauses still commits once an interval.
+const (
+	idleWait       = 50 * time.Millisecond
+	minTransaction = 100 * time.Millisecond
+)
 
 // backoff is the wait before retrying after the n-th failed transaction in a
 // row: exponential from 200 ms, capped at 30 s, so that ten failures span
