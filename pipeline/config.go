@@ -183,6 +183,45 @@ func (c *Config) Validate() error {
 	if c.Hunting.Retention <= 0 {
 		bad("hunting.retention", "must be positive")
 	}
+	// The other sizes and durations: the key, the value and the range.
+	for _, r := range []struct {
+		key    string
+		v, min int64
+	}{
+		{"kafka.max_buffered_bytes", c.Kafka.MaxBufferedBytes, 1},
+		{"kafka.fetch_max_bytes", int64(c.Kafka.FetchMaxBytes), 1},
+		{"state.cache_bytes", c.State.CacheBytes, 0},
+		{"state.memtable_bytes", c.State.MemtableBytes, 1},
+		{"normalize.deadletter_max_bytes", int64(c.Normalize.DeadLetterMaxBytes), 0},
+		{"hunting.roll_bytes", c.Hunting.RollBytes, 1},
+	} {
+		if r.v < r.min {
+			bad(r.key, fmt.Sprintf("%d is out of range: must be at least %d", r.v, r.min))
+		}
+	}
+	for _, r := range []struct {
+		key       string
+		v         Duration
+		zeroOK    bool
+		zeroMeans string
+	}{
+		{"normalize.batch_age", c.Normalize.BatchAge, false, ""},
+		{"hunting.roll_age", c.Hunting.RollAge, false, ""},
+		{"hunting.retention_every", c.Hunting.RetentionEvery, true, " (0s: no retention job)"},
+		{"correlate.window", c.Correlate.Window, false, ""},
+		{"correlate.grace", c.Correlate.Grace, true, ""},
+		{"correlate.allowed_lateness", c.Correlate.AllowedLateness, true, ""},
+		{"correlate.prevalence_lookback", c.Correlate.PrevalenceLookback, false, ""},
+		{"correlate.idle_close", c.Correlate.IdleClose, false, ""},
+		{"correlate.tick_every", c.Correlate.TickEvery, false, ""},
+	} {
+		switch {
+		case r.v <= 0 && !r.zeroOK:
+			bad(r.key, fmt.Sprintf("%s is out of range: must be more than 0s", r.v))
+		case r.v < 0:
+			bad(r.key, fmt.Sprintf("%s is out of range: must be 0s or more%s", r.v, r.zeroMeans))
+		}
+	}
 	if c.Hunting.MaxOpenFiles < 1 {
 		bad("hunting.max_open_files", "must be at least 1")
 	}
