@@ -67,44 +67,20 @@ func (b *Batch) Empty() bool { return b.b.Empty() }
 // Commit applies the batch atomically; sync waits for the WAL to reach disk.
 // The batch is released either way.
 func (b *Batch) Commit(sync bool) error {
-	if err := b.s.writable(); err != nil {
-		b.b.Close()
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- b.apply(sync) }()
-	select {
-	case err := <-done:
-		return err
-	case <-b.s.dead:
-		select {
-		case err := <-done:
-			return err
-		default:
-			// The store failed while this commit waited inside Pebble (a
-			// write stall behind a flush that failed on a background
-			// goroutine, which never finishes): the batch is Pebble's.
-			return b.s.Failed()
-		}
-	}
-}
-
-// apply is Commit on the caller's behalf: the guarded write path.
-func (b *Batch) apply(sync bool) (err error) {
-	defer func() {
-		if err == nil || !errors.Is(err, ErrFailed) {
-			b.b.Close() // a batch whose commit failed fatally is Pebble's still
-		}
-	}()
-	defer b.s.guard(&err)
 	wo := pebble.NoSync
 	if sync {
 		wo = pebble.Sync
 	}
-	if err := b.b.Commit(wo); err != nil {
-		return fmt.Errorf("state: commit batch (%d bytes): %w", b.b.Len(), err)
+	err := b.s.write(func() error {
+		if err := b.b.Commit(wo); err != nil {
+			return fmt.Errorf("state: commit batch (%d bytes): %w", b.b.Len(), err)
+		}
+		return nil
+	})
+	if err == nil || !errors.Is(err, ErrFailed) {
+		b.b.Close() // a batch whose commit failed fatally is Pebble's still
 	}
-	return nil
+	return err
 }
 
 // Close discards an uncommitted batch.

@@ -14,9 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -99,59 +96,34 @@ func (f failure) Error() string   { return "state: store failed: " + f.cause.Err
 func (f failure) Unwrap() []error { return []error{ErrFailed, f.cause} }
 
 // failingLogger is Pebble's logger. Pebble calls Fatalf when it cannot go on
-// (a commit whose log write failed, a manifest it cannot write, corruption)
-// and expects it not to return: it records the failure on the store, and
-// on one of the store's own write paths panics with it, which the path
-// recovers into an error, so a full disk stops the pipeline with a message
-// instead of crashing it. On Pebble's background goroutines (a flush or a
-// compaction recording its tables in the manifest) nobody could recover a
-// panic, which would kill the process: there Fatalf parks the goroutine for
-// good instead. The store is failed from then on, every write refuses with
-// the cause, and the process stops its stage and exits; nothing more
-// reaches the disk, and what was committed before is intact (restarting
-// restores what is missing from the changelogs).
+// (a commit whose log write failed, a WAL it cannot rotate, a manifest it
+// cannot write, corruption) and expects it not to return: it records the
+// failure on the store and stops the calling goroutine for good, whether it
+// is a write of the store's (which then returns the failure: Store.write)
+// or Pebble's own background work (a flush or compaction), so a full disk
+// stops the pipeline with a message instead of crashing it. The store is
+// failed from then on, every write refuses with the cause, and the process
+// stops its stage and exits; nothing more reaches the disk, and what was
+// committed before is intact (restarting restores what is missing from the
+// changelogs).
 type failingLogger struct {
 	pebble.Logger
 	s *Store
 }
 
-type fatalPanic struct{ f failure }
-
 func (l failingLogger) Fatalf(format string, args ...any) {
 	f := failure{fmt.Errorf(format, args...)}
 	l.s.fail(f)
 	l.Logger.Errorf(format, args...)
-	if !guarded() {
-		// A background goroutine, which may hold Pebble's locks: nothing
-		// the store does after a failure waits on them (writes, Metrics,
-		// EstimateDiskUsage and Close check Failed first, and a commit
-		// stalled behind this flush returns when the store fails).
-		select {}
-	}
-	panic(fatalPanic{f})
+	// Pebble expects Fatalf not to return, and panicking out of it is not
+	// safe either: some callers hold a mutex they unlock on the way out
+	// only when it is held again (a WAL rotation), which a panic turns into
+	// a fatal runtime error. So the goroutine stops here for good. Nothing
+	// the store does after a failure waits on it: writes run on goroutines
+	// of their own and return the failure (Store.write), and Metrics,
+	// EstimateDiskUsage and Close check Failed first.
+	select {}
 }
-
-// guarded says whether the calling goroutine runs one of the store's write
-// paths, whose guard recovers a fatal panic. Only Fatalf asks, once.
-func guarded() bool {
-	pcs := make([]uintptr, 64)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
-	for {
-		fr, more := frames.Next()
-		if strings.HasPrefix(fr.Function, guardedPrefix) {
-			switch strings.TrimPrefix(fr.Function, guardedPrefix) {
-			case "(*Batch).apply", "(*Store).Set", "(*Store).Delete", "(*Store).DeleteRange":
-				return true
-			}
-		}
-		if !more {
-			return false
-		}
-	}
-}
-
-// guardedPrefix is this package's path as it starts its functions' names.
-var guardedPrefix = reflect.TypeOf(Store{}).PkgPath() + "."
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts ...Option) (*Store, error) {
@@ -191,15 +163,14 @@ func (s *Store) Failed() error {
 	return nil
 }
 
-// guard turns Pebble's fatal panics during a write into the store's failure.
+// guard turns Pebble's panics during a write (it panics with the error when
+// a commit cannot be written to its log) into the store's failure.
 func (s *Store) guard(err *error) {
 	r := recover()
 	if r == nil {
 		return
 	}
 	switch v := r.(type) {
-	case fatalPanic:
-		*err = v.f
 	case error:
 		// Pebble panics with the error itself when a commit cannot be
 		// written to its log: the store is as failed as after a Fatalf.
@@ -271,39 +242,61 @@ func get(g getter, key []byte) ([]byte, bool, error) {
 }
 
 // Set writes key=val durably (synced).
-func (s *Store) Set(key, val []byte) (err error) {
-	if err := s.writable(); err != nil {
-		return err
-	}
-	defer s.guard(&err)
-	if err := s.db.Set(key, val, pebble.Sync); err != nil {
-		return fmt.Errorf("state: set %q: %w", key, err)
-	}
-	return nil
+func (s *Store) Set(key, val []byte) error {
+	return s.write(func() error {
+		if err := s.db.Set(key, val, pebble.Sync); err != nil {
+			return fmt.Errorf("state: set %q: %w", key, err)
+		}
+		return nil
+	})
 }
 
 // Delete removes key durably.
-func (s *Store) Delete(key []byte) (err error) {
-	if err := s.writable(); err != nil {
-		return err
-	}
-	defer s.guard(&err)
-	if err := s.db.Delete(key, pebble.Sync); err != nil {
-		return fmt.Errorf("state: delete %q: %w", key, err)
-	}
-	return nil
+func (s *Store) Delete(key []byte) error {
+	return s.write(func() error {
+		if err := s.db.Delete(key, pebble.Sync); err != nil {
+			return fmt.Errorf("state: delete %q: %w", key, err)
+		}
+		return nil
+	})
 }
 
 // DeleteRange removes every key in [start, end) durably.
-func (s *Store) DeleteRange(start, end []byte) (err error) {
+func (s *Store) DeleteRange(start, end []byte) error {
+	return s.write(func() error {
+		if err := s.db.DeleteRange(start, end, pebble.Sync); err != nil {
+			return fmt.Errorf("state: delete range %q..%q: %w", start, end, err)
+		}
+		return nil
+	})
+}
+
+// write runs one write into Pebble on a goroutine of its own and returns
+// its result, or the store's failure if the store fails first: Pebble may
+// stop that goroutine for good (failingLogger) or leave it waiting behind
+// work that will never finish.
+func (s *Store) write(fn func() error) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	defer s.guard(&err)
-	if err := s.db.DeleteRange(start, end, pebble.Sync); err != nil {
-		return fmt.Errorf("state: delete range %q..%q: %w", start, end, err)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() { done <- err }()
+		defer s.guard(&err)
+		err = fn()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-s.dead:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return s.Failed()
+		}
 	}
-	return nil
 }
 
 // NewIter iterates the keys starting with prefix in order.
