@@ -78,6 +78,8 @@ func newCorrelateProc(sc *StageContext) (Processor, error) {
 		// Only the owner of a tenant's facts partition closes its idle
 		// incidents: the store keeps tenants whose partition moved away.
 		correlate.WithOwnership(func(tenant string) bool { return sc.OwnsKey([]byte(tenant)) }),
+		// A tenant's state ages by its own facts partition's clock.
+		correlate.WithPartitioner(func(tenant string) int32 { return sc.PartitionOf([]byte(tenant)) }),
 		correlate.WithWindow(c.Window.D()),
 		correlate.WithEvidenceGrace(c.Grace.D()),
 		correlate.WithLateness(c.AllowedLateness.D()),

@@ -243,6 +243,16 @@ func (sc *StageContext) OwnsKey(key []byte) bool {
 	return sc.stores != nil && sc.stores.OwnsKey(key)
 }
 
+// PartitionOf is the input partition key goes to (the producer's default
+// partitioner), or -1 while the partition count is not known or for a
+// stage without stores.
+func (sc *StageContext) PartitionOf(key []byte) int32 {
+	if sc.stores == nil {
+		return -1
+	}
+	return sc.stores.partitionOfKey(key)
+}
+
 // OnClose runs f once the stage stopped (in reverse order of declaration).
 func (sc *StageContext) OnClose(f func()) { sc.closers = append(sc.closers, f) }
 

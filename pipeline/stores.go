@@ -130,6 +130,17 @@ func (s *stateful) OwnsKey(key []byte) bool {
 	return s.owned[int32(s.part.Partition(&kgo.Record{Key: key}, s.nparts))]
 }
 
+// partitionOfKey is the input partition key goes to, or -1 while the
+// partition count is not known.
+func (s *stateful) partitionOfKey(key []byte) int32 {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	if s.nparts <= 0 {
+		return -1
+	}
+	return int32(s.part.Partition(&kgo.Record{Key: key}, s.nparts))
+}
+
 func (s *stateful) track(cl *kgo.Client, parts []int32, assigned bool) {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
