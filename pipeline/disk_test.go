@@ -98,13 +98,6 @@ func TestDiskFullStopsCleanlyAndRestartRecovers(t *testing.T) {
 	cfg.Topics.Partitions = 2
 	cfg.Kafka.CommitInterval = Duration(200 * time.Millisecond)
 	cfg.Correlate.TickEvery = Duration(200 * time.Millisecond)
-	// Without the respond stage: its store, written to after the disk
-	// filled, can need a WAL rotation, and Pebble's rotateWAL panics on the
-	// failed close of the old WAL with its mutex released — a fatal runtime
-	// error no store can recover. Any store can meet it; until the state
-	// package keeps Pebble from rotating on a failed disk, this test checks
-	// the failure path the stores do handle.
-	cfg.Respond.Enabled = false
 
 	// The reference: one run that never fails.
 	ref := cfg

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -189,20 +188,12 @@ func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	return nil
 }
 
-// filesSeen are the files of a facts record's sightings on devices known by
-// id (a StopAndQuarantineFile needs one).
+// filesSeen are the files of a facts record on devices (DeviceFileEvents
+// and DeviceProcessEvents rows with a device id).
 func filesSeen(f *correlate.Facts) []respond.FileSeen {
-	var out []respond.FileSeen
-	for _, s := range f.Sightings {
-		hash, ok := strings.CutPrefix(s.Entity, string(correlate.KindFile)+":")
-		if !ok {
-			continue
-		}
-		for _, o := range s.Observers {
-			if id, ok := strings.CutPrefix(o, string(correlate.KindDevice)+":id:"); ok {
-				out = append(out, respond.FileSeen{Hash: hash, DeviceID: id, Time: state.BucketStart(s.Bucket, correlate.PrevalenceBucket)})
-			}
-		}
+	out := make([]respond.FileSeen, 0, len(f.Files))
+	for _, x := range f.Files {
+		out = append(out, respond.FileSeen{Hash: x.SHA256, DeviceID: x.DeviceID, DeviceName: x.DeviceName, Time: x.Time})
 	}
 	return out
 }

@@ -37,3 +37,37 @@ func extractAttachments(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n i
 			RecipientID: oid.Value(i), FileName: name.Value(i), Time: ts.Value(i)})
 	}
 }
+
+// FileFact is a file on a device: the SHA256 of a DeviceFileEvents row (the
+// file written) or of a DeviceProcessEvents row (the image run), with the
+// device. Automated response keeps them to quarantine a file wherever it
+// is once it is found malicious; correlation does not use them.
+type FileFact struct {
+	SHA256     string    `json:"sha256"`
+	DeviceID   string    `json:"deviceId"`
+	DeviceName string    `json:"deviceName,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+// extractFiles reads the files of a DeviceFileEvents or DeviceProcessEvents
+// batch, once per file and device per batch (the latest time); rows
+// without a device id name nothing a quarantine could act on.
+func extractFiles(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
+	sha, dev, name := str(rec, "SHA256"), str(rec, "DeviceId"), str(rec, "DeviceName")
+	at := map[[2]string]int{}
+	for i := 0; i < n; i++ {
+		h, d := strings.ToLower(sha.Value(i)), strings.ToLower(dev.Value(i))
+		if h == "" || d == "" || ts.IsNull(i) {
+			continue
+		}
+		k := [2]string{h, d}
+		if j, ok := at[k]; ok {
+			if t := ts.Value(i); t.After(f.Files[j].Time) {
+				f.Files[j].Time = t
+			}
+			continue
+		}
+		at[k] = len(f.Files)
+		f.Files = append(f.Files, FileFact{SHA256: h, DeviceID: d, DeviceName: name.Value(i), Time: ts.Value(i)})
+	}
+}

@@ -25,6 +25,7 @@ type Facts struct {
 	// Attachments are delivered email attachments (for response, not
 	// correlation: attachments.go).
 	Attachments []AttachmentFact `json:"attachments,omitempty"`
+	Files       []FileFact       `json:"files,omitempty"`
 	// MaxTime is the latest event time in the batch (drives the watermark).
 	MaxTime time.Time `json:"maxTime"`
 }
@@ -87,7 +88,7 @@ func UnmarshalFacts(b []byte) (*Facts, error) {
 }
 
 func (f *Facts) empty() bool {
-	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0 && len(f.Attachments) == 0
+	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0 && len(f.Attachments) == 0 && len(f.Files) == 0
 }
 
 // Extract summarises one normalized batch; nil when it holds nothing that
@@ -112,8 +113,11 @@ func Extract(b normalize.Batch) *Facts {
 		extractEvidence(f, rec, ts, n)
 	default:
 		extractTelemetry(f, rec, ts, n)
-		if b.Table == "EmailAttachmentInfo" {
+		switch b.Table {
+		case "EmailAttachmentInfo":
 			extractAttachments(f, rec, ts, n)
+		case "DeviceFileEvents", "DeviceProcessEvents":
+			extractFiles(f, rec, ts, n)
 		}
 	}
 	if f.empty() {
