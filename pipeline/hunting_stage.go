@@ -36,6 +36,10 @@ func huntingStage() Stage {
 	}
 }
 
+// stopGrace is how long a batch being written may take to finish after a
+// stop.
+const stopGrace = 3 * time.Second
+
 // huntingSink is stage 3: it reads the hunting.<Table> topics (read
 // committed) and writes Parquet partitions. Like Kafka Connect's file sinks it
 // keeps its offsets beside its files: a segment of files is committed with
@@ -222,6 +226,16 @@ func (h *huntingSink) Run(ctx context.Context) error {
 			h.p.log.Error("hunting: close writer", "err", err)
 		}
 	}()
+	// A batch being written when a stop comes gets stopGrace to finish, so
+	// that an ordinary stop commits the open segment; only a batch that
+	// would outlast it (thousands of hours) is interrupted, its segment
+	// dropped and read again next time.
+	wctx, wcancel := context.WithCancelCause(context.Background())
+	defer wcancel(nil)
+	stopWrite := context.AfterFunc(ctx, func() {
+		time.AfterFunc(stopGrace, func() { wcancel(context.Cause(ctx)) })
+	})
+	defer stopWrite()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		fetches := h.cl.PollRecords(pctx, h.p.cfg.Kafka.MaxPollRecords)
@@ -259,7 +273,7 @@ func (h *huntingSink) Run(ctx context.Context) error {
 				h.p.log.Error("hunting: undecodable record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 				return
 			}
-			werr = h.w.WriteContext(ctx, parquet.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, b)
+			werr = h.w.WriteContext(wctx, parquet.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, b)
 			if errors.Is(werr, parquet.ErrInvalidBatch) {
 				// Decodable but not writable (a hostile table name, no
 				// tenant, a foreign column type): as undecodable, skipped
@@ -272,7 +286,7 @@ func (h *huntingSink) Run(ctx context.Context) error {
 			h.pending[b.Table] += b.Record.NumRows()
 			b.Release()
 		})
-		if werr != nil && ctx.Err() != nil && errors.Is(werr, ctx.Err()) {
+		if werr != nil && wctx.Err() != nil && errors.Is(werr, wctx.Err()) {
 			// Stopped inside a batch: drop the segment rather than commit
 			// half a record; all of it is read again from the manifest's
 			// offsets (the group's are not committed past them).
