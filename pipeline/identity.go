@@ -111,13 +111,9 @@ func writeIdentity(dir string, id Identity) error {
 // recreated, whose offsets would make the stages skip (or redo) records,
 // unless state.reset is set, in which case it discards that state.
 func (p *Pipeline) checkIdentity(ctx context.Context) error {
-	opts, err := p.clientOpts("admin")
+	cl, err := p.newAdminClient()
 	if err != nil {
 		return err
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("admin client: %w", err)
 	}
 	defer cl.Close()
 	var topics []string

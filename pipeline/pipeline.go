@@ -167,16 +167,25 @@ func (p *Pipeline) EnsureTopics(ctx context.Context) error {
 	if !p.cfg.Topics.Create {
 		return nil
 	}
-	opts, err := p.clientOpts("admin")
+	cl, err := p.newAdminClient()
 	if err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("admin client: %w", err)
-	}
 	defer cl.Close()
 	return kafka.EnsureTopics(ctx, cl, p.Topics()...)
+}
+
+// newAdminClient is a short-lived client for topic and cluster admin.
+func (p *Pipeline) newAdminClient() (*kgo.Client, error) {
+	opts, err := p.clientOpts("admin")
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("admin client: %w", err)
+	}
+	return cl, nil
 }
 
 // StageContext is what a stage's constructor gets: its configuration and

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/stitch-xdr/stitch/connectors/kafka"
 	"github.com/stitch-xdr/stitch/state"
 )
@@ -35,35 +33,7 @@ func TestStalePartitionsAreRebuilt(t *testing.T) {
 	cfg.Topics.Partitions = 2
 	cfg.Kafka.CommitInterval = Duration(100 * time.Millisecond)
 	cfg.State.Dir = t.TempDir()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	run := func() {
-		p, err := New(cfg, WithBrokers(b.Addrs()), WithInstance("rebuild-test"), WithStage(countStage()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.EnsureTopics(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for _, tn := range []string{"t-a", "t-b", "t-c"} {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "count.in", Key: []byte(tn), Value: []byte("x")}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- p.Run(runCtx) }()
-		if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
-		stop()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	run := func() { runCounting(ctx, t, cfg, b.Addrs(), []string{"t-a", "t-b", "t-c"}, 1) }
 	ghost := state.TenantKey(nil, 'n', "t-ghost")
 	// edit plants the ghost key, and with age sets when the store last
 	// caught up with each changelog partition.

@@ -77,6 +77,44 @@ func (c *countProc) Tick(context.Context, time.Time, Txn) error { return nil }
 func (c *countProc) Aborted()                                   {}
 func (c *countProc) Committed()                                 {}
 
+// runCounting produces rounds records per tenant to count.in, runs a
+// pipeline with the count stage on addrs until it is idle, stops it and
+// returns its totals. Every run is the same instance: a run replaces the
+// previous one's static membership at once.
+func runCounting(ctx context.Context, t *testing.T, cfg Config, addrs []string, tenants []string, rounds int) Snapshot {
+	t.Helper()
+	p, err := New(cfg, WithBrokers(addrs), WithInstance("count-test"), WithStage(countStage()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.EnsureTopics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for range rounds {
+		for _, tn := range tenants {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "count.in", Key: []byte(tn), Value: []byte("x")}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return p.Totals()
+}
+
 // A stage declared in a test, with no other change: the pipeline creates
 // its topics, runs it in transactions, keeps its store, reports it in the
 // totals /status serves, and restores its store from its changelog on a
@@ -99,45 +137,11 @@ func TestDeclaredStageRunsWithItsStore(t *testing.T) {
 	cfg.Kafka.CommitInterval = Duration(100 * time.Millisecond)
 	dir := t.TempDir()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	tenants := []string{"t-a", "t-b", "t-c", "t-d", "t-e"}
-	produce := func(rounds int) {
-		for range rounds {
-			for _, tn := range tenants {
-				if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "count.in", Key: []byte(tn), Value: []byte("x")}).FirstErr(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
 	run := func(stateDir string, rounds int) Snapshot {
 		c := cfg
 		c.State.Dir = stateDir
-		// One instance name for both runs: the second replaces the first's
-		// static membership at once.
-		p, err := New(c, WithBrokers(b.Addrs()), WithInstance("count-test"), WithStage(countStage()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.EnsureTopics(ctx); err != nil {
-			t.Fatal(err)
-		}
-		produce(rounds)
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- p.Run(runCtx) }()
-		if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
-		stop()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		return p.Totals()
+		return runCounting(ctx, t, c, b.Addrs(), tenants, rounds)
 	}
 
 	first := run(filepath.Join(dir, "a"), 4)

@@ -64,3 +64,19 @@ func (i *Iter) Close() error {
 	}
 	return nil
 }
+
+// ScanKeys calls fn with every key of the store, in order (listing a
+// store's keys: a rebuild of stale partitions, inspection).
+func (s *Store) ScanKeys(fn func(key []byte) error) error {
+	it, err := s.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}

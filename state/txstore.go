@@ -204,19 +204,7 @@ func RouteKey(key []byte, partitionOf func(tenant []byte) int32) (partition int3
 }
 
 // ScanKeys calls fn with every committed key, in order.
-func (t *TxStore) ScanKeys(fn func(key []byte) error) error {
-	it, err := t.s.NewIter(nil)
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		if err := fn(it.Key()); err != nil {
-			return err
-		}
-	}
-	return it.Error()
-}
+func (t *TxStore) ScanKeys(fn func(key []byte) error) error { return t.s.ScanKeys(fn) }
 
 // Scan calls fn with every key under prefix and its value, in order,
 // through the open transaction (or the committed store outside one). Key
