@@ -23,7 +23,7 @@ type Metrics struct {
 	Transactions       *prometheus.CounterVec   // stage, outcome
 	ConsumerLag        *prometheus.GaugeVec     // group
 	ArrowBytes         prometheus.GaugeFunc
-	Incidents          prometheus.Counter
+	IncidentVersions   prometheus.Counter
 	HuntingRows        *prometheus.CounterVec // table
 	HuntingSegments    prometheus.Counter
 	HuntingRemoved     prometheus.Counter
@@ -44,7 +44,7 @@ func (m *Metrics) count(stage, counter, label string, n int64) {
 	case CountDeadLetters:
 		m.DeadLetters.WithLabelValues(label).Add(v)
 	case CountIncidentVersions:
-		m.Incidents.Add(v)
+		m.IncidentVersions.Add(v)
 	case CountParquetRows:
 		m.HuntingRows.WithLabelValues(label).Add(v)
 	case CountRecordsRead:
@@ -92,7 +92,7 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "stitch_consumer_lag_records", Help: "Records not yet committed by a stage's consumer group.",
 		}, []string{"group"}),
-		Incidents: prometheus.NewCounter(prometheus.CounterOpts{
+		IncidentVersions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stitch_incident_updates_total", Help: "Incident versions published to the incidents topic.",
 		}),
 		HuntingRows: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -124,7 +124,7 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 		Name: "stitch_arrow_allocated_bytes", Help: "Bytes currently allocated for Arrow buffers.",
 	}, arrowBytes)
 	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Normalized, m.DeadLetters, m.BatchRows, m.BatchBytes,
-		m.InputRecordBytes, m.Latency, m.Transactions, m.ConsumerLag, m.ArrowBytes, m.Incidents,
+		m.InputRecordBytes, m.Latency, m.Transactions, m.ConsumerLag, m.ArrowBytes, m.IncidentVersions,
 		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.HuntingQuarantined, m.StageErrors, m.RestoreRecords, m.Restoring, m.StageCounts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

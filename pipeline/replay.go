@@ -39,10 +39,10 @@ type Summary struct {
 	DeadLettered map[string]int64 `json:"dead_lettered"`
 	// KafkaRecords is how many Kafka records the input files became (an
 	// Event Hubs envelope is one Kafka record holding many signal records).
-	KafkaRecords   int64            `json:"kafka_records"`
-	HuntingRows    map[string]int64 `json:"hunting_rows"`
-	Incidents      int              `json:"incidents"`
-	IncidentUpdate int64            `json:"incident_updates"`
+	KafkaRecords     int64            `json:"kafka_records"`
+	HuntingRows      map[string]int64 `json:"hunting_rows"`
+	Incidents        int              `json:"incidents"`
+	IncidentVersions int64            `json:"incident_updates"`
 	// Actions counts the response actions of actions.jsonl by type.
 	Actions map[string]int `json:"actions"`
 	Inputs  []string       `json:"inputs"`
@@ -196,7 +196,7 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 		sum.DeadLettered[string(k)] = v
 	}
 	sum.HuntingRows = tot.HuntingRows
-	sum.IncidentUpdate = tot.Incidents
+	sum.IncidentVersions = tot.IncidentVersions
 	sum.Inputs = ro.Inputs
 	if cfg.Normalize.Import {
 		sum.Import = &ImportSummary{Table: cfg.Normalize.ImportTable, Inferred: cfg.Normalize.ImportTable == ""}

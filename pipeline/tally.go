@@ -133,9 +133,9 @@ type Snapshot struct {
 	RecordsOut  map[string]int64           `json:"records_out"`
 	// Incidents counts incident versions published (one incident is
 	// published again whenever an alert joins it), not incidents.
-	Incidents   int64                    `json:"incident_updates"`
-	HuntingRows map[string]int64         `json:"hunting_rows"`
-	Stages      map[string]StageSnapshot `json:"stages"`
+	IncidentVersions int64                    `json:"incident_updates"`
+	HuntingRows      map[string]int64         `json:"hunting_rows"`
+	Stages           map[string]StageSnapshot `json:"stages"`
 }
 
 // StageSnapshot is one stage's committed work.
@@ -167,7 +167,7 @@ func (t *Totals) Snapshot() Snapshot {
 		}
 		out.Stages[name] = ss
 		out.RecordsRead += ss.Sum(CountRecordsRead)
-		out.Incidents += ss.Sum(CountIncidentVersions)
+		out.IncidentVersions += ss.Sum(CountIncidentVersions)
 		for k, v := range s.counts[CountNormalizedRows] {
 			out.Normalized[k] += v
 		}

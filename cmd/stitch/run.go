@@ -158,7 +158,7 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	s := p.Totals()
 	fmt.Fprintf(os.Stderr, "stitch: ran %s: read %d records, normalized %d rows, dead-lettered %d, published %d incident versions, wrote %d Parquet rows\n",
-		time.Since(start).Round(time.Millisecond), s.RecordsRead, s.NormalizedTotal(), s.DeadTotal(), s.Incidents, s.HuntingTotal())
+		time.Since(start).Round(time.Millisecond), s.RecordsRead, s.NormalizedTotal(), s.DeadTotal(), s.IncidentVersions, s.HuntingTotal())
 	return runErr
 }
 
@@ -173,7 +173,7 @@ func announceFirstIncident(ctx context.Context, p *pipeline.Pipeline) {
 			return
 		case <-t.C:
 		}
-		if p.Totals().Incidents > 0 {
+		if p.Totals().IncidentVersions > 0 {
 			fmt.Fprintln(os.Stderr, "stitch: the first incident is out: see it with 'stitch incidents' (and 'stitch incidents show ID')")
 			return
 		}
