@@ -1,12 +1,10 @@
 package pipeline
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/stitch-xdr/stitch/connectors/kafka"
 	"github.com/stitch-xdr/stitch/state"
 )
 
@@ -20,20 +18,9 @@ func TestStalePartitionsAreRebuilt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the pipeline three times")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	b, err := kafka.StartBroker(kafka.DefaultPartitions(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	cfg := Default()
-	cfg.Hunting.Enabled = false
-	cfg.Correlate.Enabled = false
-	cfg.Topics.Partitions = 2
-	cfg.Kafka.CommitInterval = Duration(100 * time.Millisecond)
+	ctx, addrs, cfg := countingSetup(t, 2)
 	cfg.State.Dir = t.TempDir()
-	run := func() { runCounting(ctx, t, cfg, b.Addrs(), []string{"t-a", "t-b", "t-c"}, 1) }
+	run := func() { runCounting(ctx, t, cfg, addrs, []string{"t-a", "t-b", "t-c"}, 1) }
 	ghost := state.TenantKey(nil, 'n', "t-ghost")
 	// edit plants the ghost key, and with age sets when the store last
 	// caught up with each changelog partition.

@@ -77,6 +77,25 @@ func (c *countProc) Tick(context.Context, time.Time, Txn) error { return nil }
 func (c *countProc) Aborted()                                   {}
 func (c *countProc) Committed()                                 {}
 
+// countingSetup starts a broker with partitions per topic and gives the
+// config of a pipeline that runs only normalize and the count stage on it.
+func countingSetup(t *testing.T, partitions int) (context.Context, []string, Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	b, err := kafka.StartBroker(kafka.DefaultPartitions(partitions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cfg := Default()
+	cfg.Hunting.Enabled = false
+	cfg.Correlate.Enabled = false
+	cfg.Topics.Partitions = int32(partitions)
+	cfg.Kafka.CommitInterval = Duration(100 * time.Millisecond)
+	return ctx, b.Addrs(), cfg
+}
+
 // runCounting produces rounds records per tenant to count.in, runs a
 // pipeline with the count stage on addrs until it is idle, stops it and
 // returns its totals. Every run is the same instance: a run replaces the
@@ -123,25 +142,14 @@ func TestDeclaredStageRunsWithItsStore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the pipeline twice")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	b, err := kafka.StartBroker(kafka.DefaultPartitions(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	cfg := Default()
-	cfg.Hunting.Enabled = false
-	cfg.Correlate.Enabled = false
-	cfg.Topics.Partitions = 3
-	cfg.Kafka.CommitInterval = Duration(100 * time.Millisecond)
+	ctx, addrs, cfg := countingSetup(t, 3)
 	dir := t.TempDir()
 
 	tenants := []string{"t-a", "t-b", "t-c", "t-d", "t-e"}
 	run := func(stateDir string, rounds int) Snapshot {
 		c := cfg
 		c.State.Dir = stateDir
-		return runCounting(ctx, t, c, b.Addrs(), tenants, rounds)
+		return runCounting(ctx, t, c, addrs, tenants, rounds)
 	}
 
 	first := run(filepath.Join(dir, "a"), 4)
@@ -162,7 +170,7 @@ func TestDeclaredStageRunsWithItsStore(t *testing.T) {
 	// A new state directory: the store must come back from the changelog.
 	run(filepath.Join(dir, "b"), 2)
 	last := map[string]string{}
-	if _, err := kafka.Drain(ctx, kafka.ClientConfig{Brokers: b.Addrs()}, "count.out", 300*time.Millisecond, func(r *kgo.Record) error {
+	if _, err := kafka.Drain(ctx, kafka.ClientConfig{Brokers: addrs}, "count.out", 300*time.Millisecond, func(r *kgo.Record) error {
 		last[string(r.Key)] = string(r.Value)
 		return nil
 	}); err != nil {

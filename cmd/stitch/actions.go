@@ -132,21 +132,7 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // readActions reads the actions topic to its end: the latest version of
 // each action, by id.
 func readActions(ctx context.Context, kc kafka.ClientConfig, topic string) (map[string]respond.Action, error) {
-	if err := topicExists(ctx, kc, topic); err != nil {
-		return nil, err
-	}
-	out := map[string]respond.Action{}
-	_, err := kafka.Drain(ctx, kc, topic, 500*time.Millisecond, func(r *kgo.Record) error {
-		var a respond.Action
-		if err := json.Unmarshal(r.Value, &a); err != nil {
-			return fmt.Errorf("%s partition %d offset %d: not an action: %w", r.Topic, r.Partition, r.Offset, err)
-		}
-		if prev, ok := out[a.ID]; !ok || a.Version >= prev.Version {
-			out[a.ID] = a
-		}
-		return nil
-	})
-	return out, err
+	return readLatest(ctx, kc, topic, "an action", func(a respond.Action) (string, int64) { return a.ID, a.Version })
 }
 
 // produceJSON records v as JSON on topic, keyed by key: a decision or an
