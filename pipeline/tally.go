@@ -35,17 +35,6 @@ func newTally() *tally {
 
 func (t *tally) count(name, label string, n int64) { t.counts[counterKey{name, label}] += n }
 
-// sum is a counter over all its labels.
-func (t *tally) sum(name string) int64 {
-	var n int64
-	for k, v := range t.counts {
-		if k.name == name {
-			n += v
-		}
-	}
-	return n
-}
-
 func (t *tally) reset() {
 	clear(t.recordsIn)
 	clear(t.out)

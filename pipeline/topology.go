@@ -142,8 +142,13 @@ func Describe(cfg Config, extra ...Stage) (*Topology, error) {
 		if s.ReplicationFactor == 0 {
 			s.ReplicationFactor = cfg.Topics.ReplicationFactor
 		}
-		if _, ok := specs[s.Name]; !ok {
+		prev, ok := specs[s.Name]
+		if !ok {
 			order = append(order, s.Name)
+		}
+		// A spec with settings (a changelog, the incidents table, declared
+		// by whoever writes it) wins over a bare one (a stage's input).
+		if !ok || len(prev.Configs) == 0 && len(s.Configs) > 0 {
 			specs[s.Name] = s
 		}
 	}
@@ -186,28 +191,8 @@ func Describe(cfg Config, extra ...Stage) (*Topology, error) {
 			}
 			si.Stores = append(si.Stores, info)
 		}
-		// An output read by no one and declared by the topology is still
-		// created: it is for the users (incidents, dead letters).
 		t.Stages = append(t.Stages, si)
 		t.defs = append(t.defs, d)
-	}
-	// Spec of a topic: the one its producer declared wins over the bare
-	// input spec (a changelog or the incidents table carries its configs).
-	for _, d := range t.defs {
-		if d.Outputs != nil {
-			for _, o := range d.Outputs(cfg) {
-				s := o.Topic
-				if s.Partitions == 0 {
-					s.Partitions = cfg.Topics.Partitions
-				}
-				if s.ReplicationFactor == 0 {
-					s.ReplicationFactor = cfg.Topics.ReplicationFactor
-				}
-				if len(s.Configs) > 0 {
-					specs[s.Name] = s
-				}
-			}
-		}
 	}
 	for _, name := range order {
 		s := specs[name]
