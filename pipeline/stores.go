@@ -124,10 +124,8 @@ func (s *stateful) kafkaOpts() []kgo.Opt {
 func (s *stateful) OwnsKey(key []byte) bool {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
-	if s.nparts <= 0 {
-		return false // not assigned yet: act on nothing
-	}
-	return s.owned[int32(s.part.Partition(&kgo.Record{Key: key}, s.nparts))]
+	p := s.partitionOfKeyLocked(key)
+	return p >= 0 && s.owned[p] // nothing before the first assignment
 }
 
 // partitionOfKey is the input partition key goes to, or -1 while the
@@ -135,6 +133,10 @@ func (s *stateful) OwnsKey(key []byte) bool {
 func (s *stateful) partitionOfKey(key []byte) int32 {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
+	return s.partitionOfKeyLocked(key)
+}
+
+func (s *stateful) partitionOfKeyLocked(key []byte) int32 {
 	if s.nparts <= 0 {
 		return -1
 	}
