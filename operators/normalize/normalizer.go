@@ -3,6 +3,8 @@ package normalize
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +38,7 @@ type Normalizer struct {
 	spans      [][2]int // the fast path's envelope elements
 	row        uint64   // counts rows begun: tableState.seen marks a key of this row
 	extraSeen  map[string]struct{}
+	order      []*pending // byTenant's scratch
 }
 
 // extra is a key the record's table does not define.
@@ -557,7 +560,7 @@ func (n *Normalizer) FlushDue(now time.Time, emit func(Batch)) {
 		if st == nil {
 			continue
 		}
-		for _, p := range st.pending {
+		for _, p := range n.byTenant(st) {
 			if p.rows > 0 && now.Sub(p.first) >= n.cfg.batchAge {
 				st.flush(p, n.cfg.mem, emit)
 			}
@@ -571,10 +574,23 @@ func (n *Normalizer) Flush(emit func(Batch)) {
 		if st == nil {
 			continue
 		}
-		for _, p := range st.pending {
+		for _, p := range n.byTenant(st) {
 			st.flush(p, n.cfg.mem, emit)
 		}
 	}
+}
+
+// byTenant lists st's open batches in tenant order, so that one input gives
+// the same output in the same order on every run (a map's order would not):
+// a replay, a restart after a crash and a scenario's expected answer all
+// rely on it. The slice is scratch, valid until the next call.
+func (n *Normalizer) byTenant(st *tableState) []*pending {
+	n.order = n.order[:0]
+	for _, p := range st.pending {
+		n.order = append(n.order, p)
+	}
+	slices.SortFunc(n.order, func(a, b *pending) int { return strings.Compare(a.tenant, b.tenant) })
+	return n.order
 }
 
 // Close releases the builders; rows not flushed are dropped. The Normalizer
