@@ -107,20 +107,26 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := httpapi.Listen(cfg.HTTP.Addr, p.Metrics().Registry,
-		httpapi.Logger(log),
+	hopts := []httpapi.Option{httpapi.Logger(log),
 		httpapi.Ready(func() (bool, string) {
 			if !p.Ready() {
 				return false, "stages have not joined their groups yet"
 			}
 			return true, ""
 		}),
-		httpapi.Status(func() any { return p.Totals() }))
+		httpapi.Status(func() any { return p.Totals() })}
+	if cfg.HTTP.Pprof { // on loopback only: Validate refused it elsewhere
+		hopts = append(hopts, httpapi.Pprof())
+	}
+	srv, err := httpapi.Listen(cfg.HTTP.Addr, p.Metrics().Registry, hopts...)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	fmt.Fprintf(os.Stderr, "stitch: metrics on http://%s/metrics, state in %s\n", srv.Addr(), cfg.State.Dir)
+	if cfg.HTTP.Pprof {
+		fmt.Fprintf(os.Stderr, "stitch: profiler on http://%s/debug/pprof/\n", srv.Addr())
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -33,7 +34,8 @@ type Config struct {
 
 // HTTPConfig is the operational endpoint.
 type HTTPConfig struct {
-	Addr string `yaml:"addr" default:"127.0.0.1:8080" flag:"http" env:"STITCH_HTTP_ADDR" doc:"Address of '/metrics', '/healthz', '/readyz' and '/status'."`
+	Addr  string `yaml:"addr" default:"127.0.0.1:8080" flag:"http" env:"STITCH_HTTP_ADDR" doc:"Address of '/metrics', '/healthz', '/readyz' and '/status'."`
+	Pprof bool   `yaml:"pprof" default:"false" doc:"Serve Go's profiler (net/http/pprof) under '/debug/pprof/' on http.addr. Refused unless http.addr is a loopback address: the API has no authentication yet."`
 }
 
 // SimulateConfig drives the built-in signal simulator.
@@ -108,6 +110,9 @@ func (c *Config) Validate() error {
 	if c.Simulate.AttackEvery.D() < time.Second {
 		bad("simulate.attack_every", fmt.Sprintf("%s is out of range: must be at least 1s", c.Simulate.AttackEvery))
 	}
+	if err := c.HTTP.validatePprof(); err != nil {
+		bad("http.pprof", err.Error())
+	}
 	if c.Log.ProgressEvery < 0 {
 		bad("log.progress_every", fmt.Sprintf("%s is out of range: must be 0s (off) or more", c.Log.ProgressEvery))
 	}
@@ -142,4 +147,24 @@ func (l LogConfig) level() (slog.Level, error) {
 		return v, fmt.Errorf("%q is not one of debug, info, warn, error", l.Level)
 	}
 	return v, nil
+}
+
+// validatePprof refuses the profiler on an address others can reach: its
+// profiles show the process's code paths, memory and command line. Until
+// the API has authentication, only a loopback address may serve it.
+func (h HTTPConfig) validatePprof() error {
+	if !h.Pprof {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(h.Addr)
+	if err != nil {
+		return fmt.Errorf("on, but http.addr %q is not host:port", h.Addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("on, but http.addr %q is not a loopback address: the API has no authentication yet, so the profiler is served only on 127.0.0.1 or ::1", h.Addr)
 }
