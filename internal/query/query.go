@@ -179,6 +179,13 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 			return nil, fmt.Errorf("hunting: view %s: %w", t, err)
 		}
 	}
+	if cfg.lang == KQL {
+		for _, s := range kql.Prelude {
+			if _, err := conn.ExecContext(ctx, s); err != nil {
+				return nil, fmt.Errorf("hunting: kql prelude: %w", err)
+			}
+		}
+	}
 	if err := lockdown(ctx, conn, allowed); err != nil {
 		return nil, err
 	}

@@ -73,6 +73,11 @@ func lex(src string) ([]token, error) {
 			for j < len(r) && r[j] != c {
 				if r[j] == '\\' && j+1 < len(r) {
 					j++
+					if e, ok := escapes[r[j]]; ok {
+						sb.WriteRune(e)
+						j++
+						continue
+					}
 				}
 				sb.WriteRune(r[j])
 				j++
@@ -84,17 +89,31 @@ func lex(src string) ([]token, error) {
 			adv(j + 1 - i)
 			out = append(out, start)
 		case c == '@' && i+1 < len(r) && (r[i+1] == '"' || r[i+1] == '\''):
+			// Verbatim: no escapes, a doubled quote is one quote.
 			q := r[i+1]
 			j := i + 2
-			for j < len(r) && r[j] != q {
-				j++
+			var sb strings.Builder
+			for ; j < len(r); j++ {
+				if r[j] == q {
+					if j+1 < len(r) && r[j+1] == q {
+						sb.WriteRune(q)
+						j++
+						continue
+					}
+					break
+				}
+				sb.WriteRune(r[j])
 			}
 			if j >= len(r) {
 				return nil, fmt.Errorf("kql: unterminated string at %d:%d", line, col)
 			}
-			start.kind, start.text = tString, string(r[i+2:j])
+			start.kind, start.text = tString, sb.String()
 			adv(j + 1 - i)
 			out = append(out, start)
+		case (c == 'h' || c == 'H') && i+1 < len(r) && (r[i+1] == '"' || r[i+1] == '\'' || r[i+1] == '@'):
+			// h"..." is an obfuscated string: the same value, kept out of logs.
+			adv(1)
+			continue
 		case unicode.IsDigit(c):
 			j, dot := i, false
 			for j < len(r) && (unicode.IsDigit(r[j]) || !dot && r[j] == '.' && j+1 < len(r) && unicode.IsDigit(r[j+1])) {
@@ -162,6 +181,8 @@ func lex(src string) ([]token, error) {
 	out = append(out, token{kind: tEOF, line: line, col: col})
 	return out, nil
 }
+
+var escapes = map[rune]rune{'n': '\n', 't': '\t', 'r': '\r'}
 
 // isDashWord keeps kind=leftouter style words and "make-series" together.
 func isDashWord(r []rune, i, j int) bool {

@@ -317,10 +317,11 @@ func (p *parser) list() (vals []string, sub string, err error) {
 			if err := p.expect(")"); err != nil {
 				return nil, "", err
 			}
+			// Kusto reads the first column.
 			if p.lists[cte] {
-				return nil, "SELECT unnest(COLUMNS(*)) FROM " + cte, nil
+				return nil, "SELECT unnest(#1) FROM " + cte, nil
 			}
-			return nil, "SELECT COLUMNS(*) FROM " + cte, nil
+			return nil, "SELECT #1 FROM " + cte, nil
 		}
 	}
 	for !p.is(")") {
@@ -471,7 +472,12 @@ func (p *parser) primary() (string, error) {
 	t := p.next()
 	switch t.kind {
 	case tString:
-		return sqlString(t.text), nil
+		// Adjacent string literals are one literal, as in Kusto.
+		v := t.text
+		for p.peek().kind == tString {
+			v += p.next().text
+		}
+		return sqlString(v), nil
 	case tNumber:
 		return t.text, nil
 	case tTimespan:
@@ -495,6 +501,10 @@ func (p *parser) primary() (string, error) {
 			if p.is("(") {
 				_, sql, err := p.dynamic(t)
 				return sql, err
+			}
+		case "typeof":
+			if p.is("(") {
+				return p.typeOf(t)
 			}
 		case "toscalar":
 			if p.is("(") {
@@ -523,151 +533,72 @@ func (p *parser) dynamic(name token) (items []string, sql string, err error) {
 	if p.accept("null") {
 		return nil, "NULL", p.expect(")")
 	}
-	if !p.accept("[") {
-		return nil, "", unsupported("dynamic() other than a list", name)
-	}
-	items = []string{}
-	for !p.is("]") {
-		v, err := p.additive()
+	if p.accept("{") {
+		sql, err := p.bag()
 		if err != nil {
 			return nil, "", err
+		}
+		return nil, sql, p.expect(")")
+	}
+	if !p.accept("[") {
+		return nil, "", unsupported("dynamic() other than a list or a property bag", name)
+	}
+	items, err = p.items("]")
+	if err != nil {
+		return nil, "", err
+	}
+	return items, "[" + strings.Join(items, ", ") + "]", p.expect(")")
+}
+
+// bag reads the inside of a dynamic property bag {"k": v, ...} after its
+// brace, as a JSON object.
+func (p *parser) bag() (string, error) {
+	var kv []string
+	for !p.is("}") {
+		k := p.next()
+		if k.kind != tString && k.kind != tIdent {
+			return "", fmt.Errorf("kql: expected a property name at %s", k.pos())
+		}
+		if err := p.expect(":"); err != nil {
+			return "", err
+		}
+		var v string
+		var err error
+		switch {
+		case p.accept("{"):
+			v, err = p.bag()
+		case p.accept("["):
+			var items []string
+			items, err = p.items("]")
+			v = "[" + strings.Join(items, ", ") + "]"
+		default:
+			v, err = p.additive()
+		}
+		if err != nil {
+			return "", err
+		}
+		kv = append(kv, sqlString(k.text), v)
+		if !p.accept(",") {
+			break
+		}
+	}
+	return "json_object(" + strings.Join(kv, ", ") + ")", p.expect("}")
+}
+
+// items reads values separated by commas up to the closing text, and
+// consumes it.
+func (p *parser) items(closing string) ([]string, error) {
+	items := []string{}
+	for !p.is(closing) {
+		v, err := p.additive()
+		if err != nil {
+			return nil, err
 		}
 		items = append(items, v)
 		if !p.accept(",") {
 			break
 		}
 	}
-	if err := p.expect("]"); err != nil {
-		return nil, "", err
-	}
-	return items, "[" + strings.Join(items, ", ") + "]", p.expect(")")
+	return items, p.expect(closing)
 }
 
-// call translates the supported scalar and aggregate functions.
-func (p *parser) call(name token) (string, error) {
-	p.next() // (
-	var args []string
-	for !p.is(")") {
-		if p.is("*") && (p.ahead(1).text == ")" || p.ahead(1).text == ",") {
-			p.next()
-			args = append(args, "*")
-		} else {
-			a, err := p.expr()
-			if err != nil {
-				return "", err
-			}
-			args = append(args, a)
-		}
-		if !p.accept(",") {
-			break
-		}
-	}
-	if err := p.expect(")"); err != nil {
-		return "", err
-	}
-	arg := func(i int) string {
-		if i < len(args) {
-			return args[i]
-		}
-		return "NULL"
-	}
-	switch fn := strings.ToLower(name.text); fn {
-	case "ago":
-		return "(now() - " + arg(0) + ")", nil
-	case "now":
-		return "now()", nil
-	case "startofday":
-		return "date_trunc('day', " + arg(0) + ")", nil
-	case "startofweek":
-		return "(date_trunc('week', " + arg(0) + " + INTERVAL '1 day') - INTERVAL '1 day')", nil // weeks start on Sunday
-	case "startofmonth":
-		return "date_trunc('month', " + arg(0) + ")", nil
-	case "count":
-		return "count(*)", nil
-	case "countif":
-		return "count(*) FILTER (WHERE " + arg(0) + ")", nil
-	case "dcount":
-		return "count(DISTINCT " + arg(0) + ")", nil
-	case "dcountif":
-		return "count(DISTINCT " + arg(0) + ") FILTER (WHERE " + arg(1) + ")", nil
-	case "sumif":
-		return "sum(" + arg(0) + ") FILTER (WHERE " + arg(1) + ")", nil
-	case "min", "max", "sum", "avg":
-		return fn + "(" + arg(0) + ")", nil
-	case "make_set", "makeset":
-		return "list_distinct(list(" + arg(0) + "))", nil
-	case "make_list", "makelist":
-		return "list(" + arg(0) + ")", nil
-	case "make_set_if":
-		return "list_distinct(list(" + arg(0) + ") FILTER (WHERE " + arg(1) + "))", nil
-	case "make_list_if":
-		return "list(" + arg(0) + ") FILTER (WHERE " + arg(1) + ")", nil
-	case "any", "take_any":
-		return "any_value(" + arg(0) + ")", nil
-	case "bin", "floor":
-		if len(args) == 1 {
-			return "floor(" + arg(0) + ")", nil
-		}
-		if strings.HasPrefix(arg(1), "INTERVAL") {
-			return "time_bucket(" + arg(1) + ", " + arg(0) + ")", nil
-		}
-		return "(floor(" + arg(0) + " / " + arg(1) + ") * " + arg(1) + ")", nil
-	case "tostring":
-		return "CAST(" + arg(0) + " AS VARCHAR)", nil
-	case "toint":
-		return "TRY_CAST(" + arg(0) + " AS INTEGER)", nil
-	case "tolong":
-		return "TRY_CAST(" + arg(0) + " AS BIGINT)", nil
-	case "todouble", "toreal":
-		return "TRY_CAST(" + arg(0) + " AS DOUBLE)", nil
-	case "tobool", "toboolean":
-		return "TRY_CAST(" + arg(0) + " AS BOOLEAN)", nil
-	case "todatetime":
-		return "TRY_CAST(" + arg(0) + " AS TIMESTAMPTZ)", nil
-	case "parse_json", "parsejson", "todynamic", "todynamic_":
-		return "TRY_CAST(" + arg(0) + " AS JSON)", nil
-	case "tolower":
-		return "lower(" + arg(0) + ")", nil
-	case "toupper":
-		return "upper(" + arg(0) + ")", nil
-	case "strlen":
-		return "length(" + arg(0) + ")", nil
-	case "strcat":
-		return "concat(" + strings.Join(args, ", ") + ")", nil
-	case "substring":
-		if len(args) > 2 {
-			return "substring(" + arg(0) + ", " + arg(1) + " + 1, " + arg(2) + ")", nil
-		}
-		return "substring(" + arg(0) + ", " + arg(1) + " + 1)", nil
-	case "split":
-		return "string_split(" + arg(0) + ", " + arg(1) + ")", nil
-	case "replace_string":
-		return "replace(" + arg(0) + ", " + arg(1) + ", " + arg(2) + ")", nil
-	case "extract":
-		return "regexp_extract(" + arg(2) + ", " + arg(0) + ", " + arg(1) + ")", nil
-	case "iff", "iif":
-		return "(CASE WHEN " + arg(0) + " THEN " + arg(1) + " ELSE " + arg(2) + " END)", nil
-	case "case":
-		if len(args) < 3 || len(args)%2 == 0 {
-			return "", fmt.Errorf("kql: case() wants condition, value pairs and an else value at %s", name.pos())
-		}
-		s := "(CASE"
-		for i := 0; i+1 < len(args); i += 2 {
-			s += " WHEN " + args[i] + " THEN " + args[i+1]
-		}
-		return s + " ELSE " + args[len(args)-1] + " END)", nil
-	case "coalesce", "abs", "round", "sqrt", "log", "log10", "exp", "pow":
-		return fn + "(" + strings.Join(args, ", ") + ")", nil
-	case "array_length":
-		return "json_array_length(TRY_CAST(" + arg(0) + " AS JSON))", nil
-	case "isempty":
-		return "(" + arg(0) + " IS NULL OR CAST(" + arg(0) + " AS VARCHAR) = '')", nil
-	case "isnotempty":
-		return "(" + arg(0) + " IS NOT NULL AND CAST(" + arg(0) + " AS VARCHAR) <> '')", nil
-	case "isnull":
-		return "(" + arg(0) + " IS NULL)", nil
-	case "isnotnull":
-		return "(" + arg(0) + " IS NOT NULL)", nil
-	}
-	return "", unsupported("function "+name.text+"()", name)
-}

@@ -77,6 +77,14 @@ func (p *parser) let() error {
 		}
 		p.tables[name.text] = cte
 		delete(p.scalars, name.text)
+	} else if p.is("pack_array") && p.ahead(1).text == "(" && p.ahead(2).text != ")" {
+		p.next()
+		p.next()
+		items, err := p.items(")")
+		if err != nil {
+			return err
+		}
+		p.scalars[name.text] = scalarLet{sql: "[" + strings.Join(items, ", ") + "]", items: items}
 	} else if p.is("dynamic") && p.ahead(1).text == "(" {
 		items, sql, err := p.dynamic(p.next())
 		if err != nil {

@@ -59,7 +59,7 @@ func setupDB(t *testing.T) *sql.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range strings.Split(string(setup), "\n") {
+	for _, stmt := range append(Prelude, strings.Split(string(setup), "\n")...) {
 		if strings.TrimSpace(stmt) == "" || strings.HasPrefix(stmt, "--") {
 			continue
 		}
