@@ -114,19 +114,13 @@ func (n *normalizeProc) newNormalizer() *normalize.Normalizer {
 
 func (n *normalizeProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	n.ctx, n.tx = ctx, tx
-	v := r.Value
-	// A Windows Security or Sysmon event in the nested form (Event.System,
-	// Event.EventData) becomes a record of its table (normalize/windows.go),
-	// of normalize.default_tenant; one no table takes is judged as it is
-	// (dead-lettered missing_category, its bytes kept).
-	if normalize.IsWindowsEvent(v) {
-		if rec, _, err := normalize.WindowsRecord(v, n.sc.Config.Normalize.DefaultTenant); err == nil {
-			v = rec
-		}
+	in := normalize.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Value: r.Value, Timestamp: r.Timestamp}
+	// A Windows Security or Sysmon event (nested, OTRF flat or Sentinel
+	// form) becomes a row of its table, of normalize.default_tenant, or a
+	// no_table/bad_event dead letter (normalize/windows_input.go).
+	if !n.norm.AddWindows(in, n.emitFn, n.deadFn) {
+		n.norm.Add(in, n.emitFn, n.deadFn)
 	}
-	n.norm.Add(normalize.Input{
-		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Value: v, Timestamp: r.Timestamp,
-	}, n.emitFn, n.deadFn)
 	err := n.err
 	n.err = nil
 	return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/stitch-xdr/stitch/connectors/parquet"
@@ -25,7 +26,8 @@ func init() {
 			"the tables cannot express are listed, not errors).\n\n" +
 			"rules test runs the rules over input files (streaming-API records, Event Hubs envelopes,\n" +
 			"export rows of the tables, Windows/Sysmon events in the nested Event.System/EventData\n" +
-			"form; JSON lines, JSON values one after another, or arrays), normalized as the pipeline\n" +
+			"form, the OTRF flat form or the Sentinel SecurityEvent/Event export; JSON lines, JSON\n" +
+			"values one after another, or arrays), normalized as the pipeline\n" +
 			"normalizes them, and prints one JSON line per match (rule_id, title, the row's table,\n" +
 			"tenant and key fields) and per correlation rule that fires (event_count, value_count,\n" +
 			"temporal, temporal_ordered: rule_id, group, first, last, events), then one line per rule\n" +
@@ -193,9 +195,30 @@ func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 	for _, n := range t.Counts {
 		total += n
 	}
-	fmt.Fprintf(errw, "%d records read, %d not normalized, %d rows evaluated, %d matches of %d rules\n", t.Records, t.Skipped, t.Rows, total, len(set.Rules))
+	fmt.Fprintf(errw, "%d records read, %d not normalized%s, %d rows evaluated, %d matches of %d rules\n", t.Records, t.Skipped, skipReasons(t.SkipReasons), t.Rows, total, len(set.Rules))
 	if t.Skipped > 0 {
 		fmt.Fprintf(errw, "last record not normalized: %s\n", t.LastSkip)
 	}
 	return werr
+}
+
+// skipReasons renders the dead-letter reasons of the records not
+// normalized: " (no_table 812, bad_timestamp 1)".
+func skipReasons(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || m[keys[i]] == m[keys[j]] && keys[i] < keys[j] })
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", k, m[k])
+	}
+	return " (" + b.String() + ")"
 }

@@ -31,18 +31,22 @@ var KeyColumns = []string{
 }
 
 // Tester runs rules offline over input records of every shape the
-// pipeline reads (streaming-API records, Event Hubs envelopes) and Windows
-// events in the nested form, normalized as the pipeline normalizes them.
+// pipeline reads (streaming-API records, Event Hubs envelopes, Windows
+// events in the nested, OTRF flat and Sentinel forms), normalized as the
+// pipeline normalizes them.
 type Tester struct {
-	// Tenant is the tenant of Windows events (they name none).
+	// Tenant is the tenant of Windows events (they name none); set it
+	// before the first Add.
 	Tenant string
 	// OnMatch receives every match.
 	OnMatch func(Match)
 	// Counts are the matches per rule (Rule.Key).
 	Counts map[string]int
-	// Records counts the records read; Skipped those no table took
-	// (Windows events of no table, dead letters), with the last reason.
+	// Records counts the records read; Skipped those no table took (dead
+	// letters: Windows events of no table, bad records), by reason, with
+	// the last one's error.
 	Records, Skipped int
+	SkipReasons      map[string]int
 	LastSkip         string
 	// Rows counts the rows the rules ran over.
 	Rows int
@@ -60,8 +64,7 @@ type Tester struct {
 
 // NewTester returns a tester of the set's rules.
 func NewTester(s *Set) *Tester {
-	t := &Tester{Tenant: "local", Counts: map[string]int{}, set: s, ev: s.NewEvaluator(),
-		norm: normalize.New(normalize.WithBatchRows(4096))}
+	t := &Tester{Tenant: "local", Counts: map[string]int{}, SkipReasons: map[string]int{}, set: s, ev: s.NewEvaluator()}
 	t.corr, t.Problems = s.NewCorrelator(t.ev)
 	t.corr.Fire = func(m CorrelationMatch) {
 		t.Counts[m.Rule.key()]++
@@ -75,26 +78,32 @@ func NewTester(s *Set) *Tester {
 // Add normalizes one record and evaluates what it completes.
 func (t *Tester) Add(raw []byte) {
 	t.Records++
-	if normalize.IsWindowsEvent(raw) {
-		rec, _, err := normalize.WindowsRecord(raw, t.Tenant)
-		if err != nil {
-			t.Skipped++
-			t.LastSkip = err.Error()
-			return
-		}
-		raw = rec
+	if t.norm == nil {
+		t.norm = normalize.New(normalize.WithBatchRows(4096), normalize.WithDefaultTenant(t.Tenant))
 	}
-	t.norm.Add(normalize.Input{Value: raw, Timestamp: time.Now()}, t.batch, t.dead)
+	in := normalize.Input{Value: raw, Timestamp: time.Now()}
+	if !t.norm.AddWindows(in, t.batch, t.dead) {
+		t.norm.Add(in, t.batch, t.dead)
+	}
 }
 
 // Flush evaluates the rows still buffered.
-func (t *Tester) Flush() { t.norm.Flush(t.batch) }
+func (t *Tester) Flush() {
+	if t.norm != nil {
+		t.norm.Flush(t.batch)
+	}
+}
 
 // Close releases the normalizer.
-func (t *Tester) Close() { t.norm.Close() }
+func (t *Tester) Close() {
+	if t.norm != nil {
+		t.norm.Close()
+	}
+}
 
 func (t *Tester) dead(d normalize.DeadLetter) {
 	t.Skipped++
+	t.SkipReasons[string(d.Reason)]++
 	t.LastSkip = string(d.Reason) + ": " + d.Error
 }
 

@@ -69,6 +69,8 @@ const (
 	ReasonOutOfRange      Reason = "out_of_range"       // a whole number the integer column cannot hold
 	ReasonBadTenant       Reason = "bad_tenant"         // a tenantId that cannot name a tenant (holds a NUL byte)
 	ReasonDuplicateKey    Reason = "duplicate_key"      // a key the normalizer reads appears twice in its object
+	ReasonNoTable         Reason = "no_table"           // a Windows event that no table expresses (which event is in the error)
+	ReasonBadEvent        Reason = "bad_event"          // a Windows event without a usable EventID or host
 )
 
 // DeadLetter is a record that could not be normalized. It is written as JSON

@@ -1,22 +1,16 @@
 package normalize
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/valyala/fastjson"
 )
 
-// Windows Security and Sysmon events in the nested form of the Windows
-// event XML rendered as JSON ({"Event": {"System": {...}, "EventData":
-// {...}}}, as in the Sigma regression events) become streaming-API records
-// of the advanced-hunting tables, so that detection, correlation and
+// Windows Security and Sysmon events (in any of the shapes windows_input.go
+// reads) become rows of the advanced-hunting tables, so that detection, correlation and
 // hunting treat them like Defender's own: Sysmon 1 → DeviceProcessEvents,
 // 3 → DeviceNetworkEvents, 7 → DeviceImageLoadEvents, 11 (23, 26) →
 // DeviceFileEvents, 12/13/14 → DeviceRegistryEvents, 22 → DeviceEvents
@@ -71,97 +65,6 @@ func ShortHive(key string) string { return swapHive(key, 0, 1) }
 
 // LongHive turns a key under a short hive name into Defender's form.
 func LongHive(key string) string { return swapHive(key, 1, 0) }
-
-type windowsEvent struct {
-	Event struct {
-		System struct {
-			Provider struct {
-				Attrs struct {
-					Name string `json:"Name"`
-				} `json:"#attributes"`
-			} `json:"Provider"`
-			EventID     json.RawMessage `json:"EventID"`
-			Channel     string          `json:"Channel"`
-			Computer    string          `json:"Computer"`
-			TimeCreated struct {
-				Attrs struct {
-					SystemTime string `json:"SystemTime"`
-				} `json:"#attributes"`
-			} `json:"TimeCreated"`
-		} `json:"System"`
-		EventData map[string]any `json:"EventData"`
-	} `json:"Event"`
-}
-
-// WindowsRecord turns one Windows event in the nested form into a
-// streaming-API record of tenant for the table it maps to (ErrNoTable when
-// none does), to be normalized by Add like any other record.
-func WindowsRecord(raw []byte, tenant string) (record []byte, table string, err error) {
-	var ev windowsEvent
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&ev); err != nil {
-		return nil, "", fmt.Errorf("normalize: windows event: %w", err)
-	}
-	sys := ev.Event.System
-	id := strings.Trim(string(sys.EventID), `"`)
-	if strings.HasPrefix(id, "{") { // {"#text": 4624, "#attributes": ...}
-		var x struct {
-			Text json.Number `json:"#text"`
-		}
-		_ = json.Unmarshal(sys.EventID, &x)
-		id = x.Text.String()
-	}
-	d := eventData(ev.Event.EventData)
-	sysmon := strings.Contains(strings.ToLower(sys.Channel), "sysmon") || strings.Contains(strings.ToLower(sys.Provider.Attrs.Name), "sysmon")
-	p := map[string]any{"DeviceName": sys.Computer}
-	if sysmon {
-		table, err = sysmonRow(id, d, p)
-	} else if strings.EqualFold(sys.Channel, "Security") {
-		table, err = securityRow(id, d, p)
-	} else {
-		err = ErrNoTable
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	ts := sys.TimeCreated.Attrs.SystemTime
-	if ts == "" {
-		if t, perr := time.Parse("2006-01-02 15:04:05.999", d["UtcTime"]); perr == nil {
-			ts = t.UTC().Format(time.RFC3339Nano)
-		}
-	}
-	p["Timestamp"] = ts
-	for k, v := range p {
-		if s, ok := v.(string); ok && s == "" {
-			delete(p, k)
-		}
-	}
-	out, err := json.Marshal(map[string]any{
-		"time": ts, "tenantId": tenant, "category": "AdvancedHunting-" + table, "properties": p,
-	})
-	return out, table, err
-}
-
-// eventData flattens EventData values to strings (numbers as written).
-func eventData(m map[string]any) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		switch x := v.(type) {
-		case string:
-			out[k] = x
-		case json.Number:
-			out[k] = x.String()
-		case bool:
-			out[k] = strconv.FormatBool(x)
-		case nil:
-		default:
-			b, _ := json.Marshal(x)
-			out[k] = string(b)
-		}
-	}
-	return out
-}
 
 // winNumber returns s as a JSON number for an integer column (hex as Windows
 // writes logon ids), or nothing.
@@ -334,16 +237,4 @@ func securityRow(id string, d map[string]string, p map[string]any) (string, erro
 		p["FailureReason"] = d["FailureReason"]
 	}
 	return "DeviceLogonEvents", nil
-}
-
-// IsWindowsEvent says whether raw is a Windows event in the nested form
-// ({"Event": {"System": ...}}).
-func IsWindowsEvent(raw []byte) bool {
-	i := bytes.IndexByte(raw, '"')
-	if i < 0 || !bytes.HasPrefix(raw[i:], []byte(`"Event"`)) {
-		return false
-	}
-	var p fastjson.Parser
-	v, err := p.ParseBytes(raw)
-	return err == nil && v.Get("Event", "System") != nil
 }

@@ -2,12 +2,58 @@ package normalize
 
 import (
 	"encoding/json"
-	"errors"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 )
 
-func TestWindowsRecord(t *testing.T) {
-	ev := func(channel string, id int, data map[string]any) []byte {
+// windowsRows runs raw through AddWindows and returns the row's columns
+// (strings and numbers as text) and table, or the dead letter.
+func windowsRows(t *testing.T, raw []byte) (table string, row map[string]string, dl *DeadLetter) {
+	t.Helper()
+	n := New(WithDefaultTenant("t1"))
+	defer n.Close()
+	var got []Batch
+	emit := func(b Batch) { got = append(got, b) }
+	deadFn := func(d DeadLetter) { dl = &d }
+	if !n.AddWindows(Input{Value: raw}, emit, deadFn) {
+		t.Fatalf("not taken for a Windows event: %s", raw)
+	}
+	n.Flush(emit)
+	if dl != nil {
+		return "", nil, dl
+	}
+	if len(got) != 1 || got[0].Record.NumRows() != 1 {
+		t.Fatalf("%d batches, want one row", len(got))
+	}
+	b := got[0]
+	defer b.Release()
+	if b.Tenant != "t1" {
+		t.Errorf("tenant %q, want the default tenant", b.Tenant)
+	}
+	row = map[string]string{}
+	for i, f := range b.Record.Schema().Fields() {
+		c := b.Record.Column(i)
+		if c.IsNull(0) {
+			continue
+		}
+		switch a := c.(type) {
+		case *array.String:
+			row[f.Name] = a.Value(0)
+		case *array.Timestamp:
+			row[f.Name] = a.Value(0).ToTime(a.DataType().(*arrow.TimestampType).Unit).UTC().Format(time.RFC3339Nano)
+		default:
+			row[f.Name] = c.ValueStr(0)
+		}
+	}
+	return b.Table, row, nil
+}
+
+func TestWindowsShapes(t *testing.T) {
+	nested := func(channel string, id int, data map[string]any) []byte {
 		b, _ := json.Marshal(map[string]any{"Event": map[string]any{
 			"System": map[string]any{
 				"EventID": id, "Channel": channel, "Computer": "ws1.corp.local",
@@ -18,61 +64,106 @@ func TestWindowsRecord(t *testing.T) {
 		return b
 	}
 	cases := []struct {
+		name  string
 		raw   []byte
 		table string
-		want  map[string]any
+		want  map[string]string
 	}{
-		{ev("Microsoft-Windows-Sysmon/Operational", 1, map[string]any{
+		{"nested sysmon 1", nested("Microsoft-Windows-Sysmon/Operational", 1, map[string]any{
 			"Image": `C:\Windows\System32\cmd.exe`, "CommandLine": "cmd /c x", "User": `CORP\bob`, "LogonId": "0x3e7",
 			"Hashes": "SHA1=AA,MD5=BB,SHA256=CC,IMPHASH=DD", "ParentImage": `C:\Windows\explorer.exe`, "ProcessId": 42,
-		}), "DeviceProcessEvents", map[string]any{
+		}), "DeviceProcessEvents", map[string]string{
 			"FolderPath": `C:\Windows\System32\cmd.exe`, "FileName": "cmd.exe", "AccountDomain": "CORP", "AccountName": "bob",
-			"LogonId": 999.0, "SHA1": "aa", "MD5": "bb", "SHA256": "cc", "InitiatingProcessFileName": "explorer.exe", "ProcessId": 42.0,
+			"LogonId": "999", "SHA1": "aa", "MD5": "bb", "SHA256": "cc", "InitiatingProcessFileName": "explorer.exe", "ProcessId": "42",
 			"DeviceName": "ws1.corp.local", "Timestamp": "2025-10-27T00:09:41.570583Z",
 		}},
-		{ev("Microsoft-Windows-Sysmon/Operational", 13, map[string]any{
+		{"nested sysmon 13", nested("Microsoft-Windows-Sysmon/Operational", 13, map[string]any{
 			"EventType": "SetValue", "TargetObject": `HKLM\System\Services\X\Start`, "Details": "DWORD (0x00000004)",
-		}), "DeviceRegistryEvents", map[string]any{
+		}), "DeviceRegistryEvents", map[string]string{
 			"ActionType": "RegistryValueSet", "RegistryKey": `HKEY_LOCAL_MACHINE\System\Services\X`, "RegistryValueName": "Start",
 			"RegistryValueType": "Dword", "RegistryValueData": "4",
 		}},
-		{ev("Security", 4624, map[string]any{"TargetUserName": "bob", "TargetDomainName": "CORP", "LogonType": "10", "IpAddress": "10.0.0.5"}),
-			"DeviceLogonEvents", map[string]any{"ActionType": "LogonSuccess", "LogonType": "RemoteInteractive", "RemoteIP": "10.0.0.5", "AccountName": "bob"}},
+		{"nested security 4624", nested("Security", 4624, map[string]any{"TargetUserName": "bob", "TargetDomainName": "CORP", "LogonType": "10", "IpAddress": "10.0.0.5"}),
+			"DeviceLogonEvents", map[string]string{"ActionType": "LogonSuccess", "LogonType": "RemoteInteractive", "RemoteIP": "10.0.0.5", "AccountName": "bob"}},
+		// OTRF: the collector's TimeCreated is local time; UtcTime wins.
+		{"flat sysmon 1", []byte(`{"SourceName":"Microsoft-Windows-Sysmon","TimeCreated":"2020-10-18 10:56:14.283","Hostname":"WORKSTATION5",
+			"Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"UtcTime":"2020-10-19 02:56:14.283","Image":"C:\\Users\\wardog\\Desktop\\Outflank-Dumpert.exe",
+			"CommandLine":"Outflank-Dumpert.exe","ParentImage":"C:\\Windows\\System32\\cmd.exe","User":"WORKSTATION5\\wardog","ProcessId":"6708","Keywords":-9223372036854775808}`),
+			"DeviceProcessEvents", map[string]string{"DeviceName": "WORKSTATION5", "FileName": "Outflank-Dumpert.exe", "ProcessCommandLine": "Outflank-Dumpert.exe",
+				"AccountName": "wardog", "ProcessId": "6708", "Timestamp": "2020-10-19T02:56:14.283Z"}},
+		{"flat lower-case security channel", []byte(`{"EventID":4624,"Channel":"security","Hostname":"MORDORDC.theshire.local","@timestamp":"2020-09-22T18:10:21.900Z",
+			"TargetUserName":"pgustavo","TargetDomainName":"THESHIRE","LogonType":"3","IpAddress":"172.18.39.5","host":"wec.internal.cloudapp.net"}`),
+			"DeviceLogonEvents", map[string]string{"DeviceName": "MORDORDC.theshire.local", "LogonType": "Network", "RemoteIP": "172.18.39.5",
+				"Timestamp": "2020-09-22T18:10:21.9Z"}},
+		{"sentinel SecurityEvent 4624", []byte(`{"TenantId":"00000000-0000-0000-0000-000000000000","TimeGenerated":"2021-08-02T13:08:45.653Z","Computer":"DC01.simulandlabs.com",
+			"EventID":4624,"Type":"SecurityEvent","Channel":"Security","EventSourceName":"Microsoft-Windows-Security-Auditing","TargetUserName":"pgustavo",
+			"TargetDomainName":"SIMULANDLABS","LogonType":3,"IpAddress":"10.0.0.7","ProcessId_string":"0x0","TargetLogonId":"0x8f0f2cd7"}`),
+			"DeviceLogonEvents", map[string]string{"DeviceName": "DC01.simulandlabs.com", "AccountName": "pgustavo", "LogonType": "Network",
+				"LogonId": "2400136407", "Timestamp": "2021-08-02T13:08:45.653Z"}},
+		{"sentinel Event sysmon 3", []byte(`{"TimeGenerated":"2021-08-02T13:05:33Z","Source":"Microsoft-Windows-Sysmon","EventLog":"Microsoft-Windows-Sysmon/Operational",
+			"Computer":"ADFS01.simulandlabs.com","EventID":3,"Type":"Event","UserName":"SIMULANDLABS\\pgustavo","Image":"C:\\x\\a.exe","DestinationIp":"1.2.3.4",
+			"DestinationPort_string":"443","UtcTime":"2021-08-02T13:05:32.7650000Z"}`),
+			"DeviceNetworkEvents", map[string]string{"DeviceName": "ADFS01.simulandlabs.com", "RemoteIP": "1.2.3.4", "RemotePort": "443",
+				"InitiatingProcessAccountName": "pgustavo", "Timestamp": "2021-08-02T13:05:32.765Z"}},
 	}
 	for _, c := range cases {
-		if !IsWindowsEvent(c.raw) {
-			t.Fatalf("not a Windows event: %s", c.raw)
+		table, row, dl := windowsRows(t, c.raw)
+		if dl != nil {
+			t.Errorf("%s: dead letter %s: %s", c.name, dl.Reason, dl.Error)
+			continue
 		}
-		rec, table, err := WindowsRecord(c.raw, "t1")
-		if err != nil || table != c.table {
-			t.Fatalf("table %q, %v; want %s", table, err, c.table)
-		}
-		var got struct {
-			Category   string         `json:"category"`
-			Properties map[string]any `json:"properties"`
-		}
-		if err := json.Unmarshal(rec, &got); err != nil {
-			t.Fatal(err)
+		if table != c.table {
+			t.Errorf("%s: table %s, want %s", c.name, table, c.table)
 		}
 		for k, v := range c.want {
-			if got.Properties[k] != v {
-				t.Errorf("%s: %s = %v, want %v", table, k, got.Properties[k], v)
+			if row[k] != v {
+				t.Errorf("%s: %s = %q, want %q", c.name, k, row[k], v)
 			}
 		}
-		// and the normalizer takes it
-		n := New()
-		rows := 0
-		n.Add(Input{Value: rec}, func(b Batch) { rows += int(b.Record.NumRows()); b.Release() }, func(d DeadLetter) { t.Errorf("dead letter: %s %s", d.Reason, d.Error) })
-		n.Flush(func(b Batch) { rows += int(b.Record.NumRows()); b.Release() })
-		n.Close()
-		if rows != 1 {
-			t.Errorf("%s: %d rows", table, rows)
+	}
+}
+
+// TestWindowsDeadLetters: a Windows event that no table takes, or that is
+// malformed, is a dead letter with that reason and its own bytes, not a
+// missing_category.
+func TestWindowsDeadLetters(t *testing.T) {
+	cases := []struct {
+		raw    string
+		reason Reason
+		msg    string
+	}{
+		{`{"Event":{"System":{"EventID":7045,"Channel":"System","Computer":"h","TimeCreated":{"#attributes":{"SystemTime":"2025-01-01T00:00:00Z"}}}}}`, ReasonNoTable, "System event 7045"},
+		{`{"EventID":10,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"h","UtcTime":"2020-10-19 02:56:14.283"}`, ReasonNoTable, "Sysmon event 10"},
+		{`{"EventID":5156,"Channel":"Security","Hostname":"h","TimeCreated":"2020-10-19 02:56:14.283"}`, ReasonNoTable, "Security event 5156"},
+		{`{"EventID":"x1","Channel":"Security","Hostname":"h","TimeCreated":"2020-10-19 02:56:14.283"}`, ReasonBadEvent, `EventID "x1"`},
+		{`{"EventID":4624,"Channel":"Security","TimeGenerated":"2021-08-02T13:08:45Z","Type":"SecurityEvent"}`, ReasonBadEvent, "names no host"},
+		{`{"EventID":4624,"Channel":"Security","Hostname":"h"}`, ReasonBadTimestamp, "has no time"},
+		{`{"EventID":4624,"Channel":"Security","Hostname":"h","TimeCreated":"yesterday"}`, ReasonBadTimestamp, "yesterday"},
+	}
+	for _, c := range cases {
+		_, _, dl := windowsRows(t, []byte(c.raw))
+		if dl == nil {
+			t.Errorf("%s: no dead letter", c.raw)
+			continue
+		}
+		if dl.Reason != c.reason || !strings.Contains(dl.Error, c.msg) || dl.Value != c.raw {
+			t.Errorf("%s: dead letter %s %q (value %q), want %s with %q and the record's bytes", c.raw, dl.Reason, dl.Error, dl.Value, c.reason, c.msg)
 		}
 	}
-	if _, _, err := WindowsRecord(ev("System", 7045, nil), "t1"); !errors.Is(err, ErrNoTable) {
-		t.Errorf("service install: %v, want ErrNoTable", err)
+	// Not Windows events: left to Add, untouched.
+	n := New()
+	defer n.Close()
+	for _, raw := range []string{
+		`{"category":"AdvancedHunting-DeviceEvents","tenantId":"t","properties":{"EventID":1}}`,
+		`{"records":[{"EventID":1}]}`,
+		`{"EventID":1}`,
+		`not json "EventID"`,
+	} {
+		if n.AddWindows(Input{Value: []byte(raw)}, func(Batch) {}, func(DeadLetter) {}) {
+			t.Errorf("%s taken for a Windows event", raw)
+		}
 	}
-	if IsWindowsEvent([]byte(`{"category":"AdvancedHunting-DeviceEvents"}`)) {
-		t.Error("a streaming record taken for a Windows event")
+	if s := n.Stats(); s.Records != 0 {
+		t.Errorf("stats %+v after records AddWindows left alone", s)
 	}
 }
