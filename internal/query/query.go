@@ -120,13 +120,6 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 		o(&cfg)
 	}
 	start := time.Now()
-	stmt := q
-	if cfg.lang == KQL {
-		var err error
-		if stmt, err = kql.Translate(q); err != nil {
-			return nil, err
-		}
-	}
 	// Absolute, so that the views' globs and the directories the lockdown
 	// allows are the same paths.
 	if abs, err := filepath.Abs(dir); err == nil {
@@ -135,6 +128,12 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 	tables, err := Tables(dir)
 	if err != nil {
 		return nil, err
+	}
+	stmt := q
+	if cfg.lang == KQL {
+		if stmt, err = kql.Translate(q, kql.Tables(tables...)); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.tenant != "" {
 		cfg.element = tenantElement(dir, cfg.tenant)

@@ -24,7 +24,16 @@ type parser struct {
 	// lists marks CTEs of one row and one list column (summarize
 	// make_set/make_list without by), which "in" unnests.
 	lists map[string]bool
+	// known are the tables that exist, for wildcard table names.
+	known []string
 }
+
+// Option configures Translate.
+type Option func(*parser)
+
+// Tables names the tables that exist: a wildcard table name (union
+// Device*) stands for those of them that match it.
+func Tables(names ...string) Option { return func(p *parser) { p.known = names } }
 
 type cte struct{ name, sql string }
 
@@ -117,9 +126,10 @@ func (p *parser) binary(level int) (string, error) {
 }
 
 // termRE builds the regular expression for KQL's "has": the needle must
-// start and end on term boundaries where it starts or ends with a term
-// character (letters, digits, underscore).
-func termRE(needle string, cs bool) string {
+// start (and end) on term boundaries where it starts (ends) with a term
+// character (letters, digits, underscore). hasprefix checks only the
+// start, hassuffix only the end.
+func termRE(needle string, cs, start, end bool) string {
 	class := "[^a-z0-9_]"
 	if cs {
 		class = "[^A-Za-z0-9_]"
@@ -130,21 +140,21 @@ func termRE(needle string, cs bool) string {
 		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
 	}
 	re := regexp.QuoteMeta(needle)
-	if needle != "" && word(needle[0]) {
+	if start && needle != "" && word(needle[0]) {
 		re = "(^|" + class + ")" + re
 	}
-	if needle != "" && word(needle[len(needle)-1]) {
+	if end && needle != "" && word(needle[len(needle)-1]) {
 		re += "($|" + class + ")"
 	}
 	return re
 }
 
-func hasSQL(left, right string, cs bool) string {
+func termSQL(left, right string, cs, start, end bool) string {
 	if !cs {
 		left = "lower(" + left + ")"
 	}
 	if v, ok := literal(right); ok {
-		return "regexp_matches(" + left + ", " + sqlString(termRE(v, cs)) + ")"
+		return "regexp_matches(" + left + ", " + sqlString(termRE(v, cs, start, end)) + ")"
 	}
 	class := "[^a-z0-9_]"
 	if cs {
@@ -152,7 +162,23 @@ func hasSQL(left, right string, cs bool) string {
 	} else {
 		right = "lower(" + right + ")"
 	}
-	return "regexp_matches(" + left + ", '(^|" + class + ")' || regexp_escape(" + right + ") || '($|" + class + ")')"
+	re := "regexp_escape(" + right + ")"
+	if start {
+		re = "'(^|" + class + ")' || " + re
+	}
+	if end {
+		re += " || '($|" + class + ")'"
+	}
+	return "regexp_matches(" + left + ", " + re + ")"
+}
+
+// str is a value as a string operator sees it: Kusto's tostring(), so an
+// absent string is "" and a list its JSON text.
+func str(e string) string {
+	if _, ok := literal(e); ok {
+		return e
+	}
+	return "kql_tostring(" + e + ")"
 }
 
 // operand skips an operator and reads its right side.
@@ -166,14 +192,18 @@ func (p *parser) comparison() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	neg := false
+	if t := p.peek(); t.kind == tOp && t.text == "!" && p.ahead(1).kind == tIdent { // !has, !contains, !in ...
+		p.i++
+		neg = true
+	}
+	return p.comparisonOp(left, neg)
+}
+
+// comparisonOp reads the operator at p (after any "!") and its right side.
+func (p *parser) comparisonOp(left string, neg bool) (string, error) {
 	t := p.peek()
 	op := strings.ToLower(t.text)
-	neg := false
-	if t.kind == tOp && t.text == "!" && p.ahead(1).kind == tIdent { // !has, !contains, !in ...
-		p.i++
-		t = p.peek()
-		neg, op = true, strings.ToLower(t.text)
-	}
 	if t.kind != tOp && t.kind != tIdent {
 		return left, nil
 	}
@@ -199,22 +229,28 @@ func (p *parser) comparison() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		s := "(lower(" + left + ") = lower(" + right + "))"
+		s := "(lower(" + str(left) + ") = lower(" + str(right) + "))"
 		if op == "!~" {
 			s = "(NOT " + s + ")"
 		}
 		return s, nil
-	case "has", "has_cs":
+	case "has", "has_cs", "hasprefix", "hasprefix_cs", "hassuffix", "hassuffix_cs":
 		right, err := p.operand()
 		if err != nil {
 			return "", err
 		}
-		return wrap(hasSQL(left, right, op == "has_cs"))
+		cs := strings.HasSuffix(op, "_cs")
+		return wrap(termSQL(str(left), right, cs, strings.TrimSuffix(op, "_cs") != "hassuffix", strings.TrimSuffix(op, "_cs") != "hasprefix"))
+	case "notcontains", "notcontains_cs", "nothas", "nothas_cs":
+		neg, op = !neg, strings.TrimPrefix(op, "not")
+		p.toks[p.i].text = op
+		return p.comparisonOp(left, neg)
 	case "contains", "contains_cs", "startswith", "startswith_cs", "endswith", "endswith_cs":
 		right, err := p.operand()
 		if err != nil {
 			return "", err
 		}
+		left = str(left)
 		base := strings.TrimSuffix(op, "_cs")
 		fn := map[string]string{"contains": "contains", "startswith": "starts_with", "endswith": "ends_with"}[base]
 		if strings.HasSuffix(op, "_cs") {
@@ -230,7 +266,7 @@ func (p *parser) comparison() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return wrap("regexp_matches(" + left + ", " + right + ")")
+		return wrap("regexp_matches(" + str(left) + ", " + right + ")")
 	case "between":
 		p.next()
 		if err := p.expect("("); err != nil {
@@ -273,7 +309,7 @@ func (p *parser) comparison() (string, error) {
 			return wrap("FALSE")
 		}
 		return wrap("(" + left + " IN (" + strings.Join(list, ", ") + "))")
-	case "has_any", "has_all":
+	case "has_any", "has_all", "has_any_cs", "has_all_cs":
 		p.next()
 		list, sub, err := p.list()
 		if err != nil {
@@ -284,14 +320,14 @@ func (p *parser) comparison() (string, error) {
 		}
 		parts := make([]string, len(list))
 		for i, v := range list {
-			parts[i] = hasSQL(left, v, false)
+			parts[i] = termSQL(str(left), v, op == "has_any_cs" || op == "has_all_cs", true, true)
 		}
 		if len(parts) == 0 {
-			return wrap(map[string]string{"has_any": "FALSE", "has_all": "TRUE"}[op])
+			return wrap(map[string]string{"has_any": "FALSE", "has_all": "TRUE"}[strings.TrimSuffix(op, "_cs")])
 		}
-		join := map[string]string{"has_any": " OR ", "has_all": " AND "}[op]
+		join := map[string]string{"has_any": " OR ", "has_all": " AND "}[strings.TrimSuffix(op, "_cs")]
 		return wrap("(" + strings.Join(parts, join) + ")")
-	case "has_any_cs", "hasprefix", "hassuffix", "has_all_cs", "hasprefix_cs", "hassuffix_cs", "like", "contains_any":
+	case "like", "contains_any":
 		return "", unsupported("operator "+op, t)
 	}
 	if neg {

@@ -15,12 +15,15 @@ import (
 // columns, and other columns present on both sides are named Col_1 on the
 // right (Kusto: Col1); dynamic member access yields strings (as tostring()
 // would); mv-expand yields JSON values.
-func Translate(q string) (string, error) {
+func Translate(q string, opts ...Option) (string, error) {
 	toks, err := lex(q)
 	if err != nil {
 		return "", err
 	}
 	p := &parser{toks: toks, scalars: map[string]scalarLet{}, tables: map[string]string{}, lists: map[string]bool{}}
+	for _, o := range opts {
+		o(p)
+	}
 	for p.is("let") {
 		if err := p.let(); err != nil {
 			return "", err
@@ -173,7 +176,10 @@ func (p *parser) source() (string, error) {
 		return "", fmt.Errorf("kql: expected a table name at %s, found %q", t.pos(), t.text)
 	}
 	switch strings.ToLower(t.text) {
-	case "union", "datatable", "print", "range", "search", "find", "externaldata", "evaluate":
+	case "union":
+		p.next()
+		return p.union(t, "")
+	case "datatable", "print", "range", "search", "find", "externaldata", "evaluate":
 		return "", unsupported("operator "+t.text, t)
 	}
 	p.next()
@@ -277,6 +283,8 @@ func (p *parser) operator(op token, prev string, isList *bool) (string, error) {
 			return "", unsupported("operator lookup", op)
 		}
 		return p.join(op, prev)
+	case "union":
+		return p.unionSQL(op, prev)
 	case "mv-expand", "mvexpand":
 		return p.mvExpand(op, prev)
 	}
