@@ -56,8 +56,13 @@ type RespondConfig struct {
 	// The webhook executor (pipeline/webhook_stage.go).
 	WebhookURL      string   `yaml:"webhook_url" doc:"Post every approved action as JSON to this URL and report the outcome on 'topics.action_results' (the webhook executor); empty: off."`
 	WebhookSecret   string   `yaml:"webhook_secret" env:"STITCH_WEBHOOK_SECRET" doc:"Shared secret of the webhook's HMAC-SHA256 signature header (X-Stitch-Signature-256, over '<X-Stitch-Timestamp>.<body>'); better set in the environment."`
-	WebhookAttempts int      `yaml:"webhook_attempts" default:"4" doc:"Attempts per action before it is reported failed (5xx, 408, 429 and network errors are retried; other 4xx fail at once)."`
-	WebhookBackoff  Duration `yaml:"webhook_backoff" default:"500ms" doc:"Wait before the second attempt, doubled before each next one."`
+	WebhookAttempts int      `yaml:"webhook_attempts" default:"4" doc:"Attempts per action before it is reported failed (5xx, 408, 429 and network errors are retried; other 4xx fail at once); both executors."`
+	WebhookBackoff  Duration `yaml:"webhook_backoff" default:"500ms" doc:"Wait before the second attempt, doubled before each next one (both executors)."`
+	// The Microsoft executor (connectors/microsoft).
+	Microsoft            bool   `yaml:"microsoft" doc:"Carry approved actions out through the Defender for Endpoint machine-action and indicator APIs and Microsoft Graph (users, sessions, risky users, email remediation), reporting outcomes on 'topics.action_results'. Credentials come from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (an Entra ID application with the permissions of the actions); 'stitch run' refuses to start without them."`
+	MicrosoftDefenderURL string `yaml:"microsoft_defender_url" doc:"Defender for Endpoint API base URL; empty: https://api.securitycenter.microsoft.com (set a regional or US Government server here)."`
+	MicrosoftGraphURL    string `yaml:"microsoft_graph_url" doc:"Microsoft Graph base URL; empty: https://graph.microsoft.com."`
+	MicrosoftLoginURL    string `yaml:"microsoft_login_url" doc:"Identity platform base URL of the client credentials grant; empty: https://login.microsoftonline.com."`
 }
 
 // Counters of the respond stage (/status).

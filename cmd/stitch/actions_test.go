@@ -10,10 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/stitch-xdr/stitch/connectors/kafka"
 	"github.com/stitch-xdr/stitch/operators/correlate"
 	"github.com/stitch-xdr/stitch/operators/respond"
-	"github.com/stitch-xdr/stitch/pipeline"
+	"github.com/stitch-xdr/stitch/pipeline/pipelinetest"
 )
 
 // The action center against a running pipeline: an incident naming a
@@ -27,49 +26,16 @@ func TestActionsApproveThroughThePipeline(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	b, err := kafka.StartBroker(kafka.DefaultPartitions(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	cfg := pipeline.Default()
-	cfg.Hunting.Enabled = false
-	cfg.Topics.Partitions = 2
-	cfg.Kafka.CommitInterval = pipeline.Duration(100 * time.Millisecond)
-	cfg.State.Dir = t.TempDir()
-	p, err := pipeline.New(cfg, pipeline.WithBrokers(b.Addrs()), pipeline.WithInstance("actions-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-
+	run := pipelinetest.Start(t, ctx, "actions-test", nil)
 	at := time.Date(2024, 1, 2, 10, 4, 0, 0, time.UTC)
 	inc := correlate.Incident{ID: "inc-1", TenantID: "t1", Status: correlate.StatusActive, Severity: "high", Version: 1,
 		Alerts: []correlate.Alert{{ID: "ed1", Severity: "High", Category: "CredentialAccess", ServiceSource: "Microsoft Defender XDR", CreatedDateTime: at,
 			Evidence: []correlate.Evidence{{ODataType: correlate.GraphEvidenceType("User"),
 				UserAccount: &correlate.UserAccount{AzureAdUserID: "o-erin", UserPrincipalName: "erin@contoso.com"}}}}}}
 	v, _ := json.Marshal(&inc)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Topics.Incidents, Key: []byte(inc.ID), Value: v}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	run.Produce(t, ctx, &kgo.Record{Topic: run.Config.Topics.Incidents, Key: []byte(inc.ID), Value: v})
 
-	brokers := "--brokers=" + strings.Join(b.Addrs(), ",")
+	brokers := "--brokers=" + strings.Join(run.Brokers, ",")
 	// until lists the actions as JSON until ok accepts them.
 	until := func(what string, ok func([]respond.Action) bool) []respond.Action {
 		t.Helper()

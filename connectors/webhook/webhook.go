@@ -12,12 +12,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/stitch-xdr/stitch/connectors/execute"
 	"github.com/stitch-xdr/stitch/operators/respond"
 )
 
@@ -39,14 +38,10 @@ const (
 type Executor struct {
 	URL    string
 	Secret []byte
-	// Attempts is how many times a request is tried (default 4); Backoff
-	// the wait before the second, doubled each time (default 500ms).
-	Attempts int
-	Backoff  time.Duration
-	Client   *http.Client
-	// Now and Sleep are the clock (tests).
-	Now   func() time.Time
-	Sleep func(ctx context.Context, d time.Duration) error
+	Client *http.Client
+	// Retry is the policy of the calls: attempts (default 4), backoff
+	// (default 500ms, doubled each time) and the clock.
+	Retry execute.Retry
 }
 
 // Sign is the signature header value of body sent at ts under secret.
@@ -67,95 +62,29 @@ func Verify(secret []byte, r *http.Request, body []byte) bool {
 	return hmac.Equal([]byte(r.Header.Get(SignatureHeader)), []byte(Sign(secret, ts, body)))
 }
 
-// Execute posts an approved action and reports the outcome: succeeded on a
-// 2xx answer; failed, with the reason, on a 4xx answer other than 408 and
-// 429 (retrying cannot help), or when every attempt failed. Only a done ctx
-// returns an error: then nothing is reported and the action is tried again
-// later, under the same idempotency key.
+// Execute posts an approved action and reports the outcome (see
+// execute.Retry.Do: 2xx succeeds, another 4xx than 408 and 429 fails at
+// once, the rest is retried). Only a done ctx returns an error: then
+// nothing is reported and the action is tried again later, under the same
+// idempotency key.
 func (e *Executor) Execute(ctx context.Context, a *respond.Action) (respond.Outcome, error) {
-	out := respond.Outcome{TenantID: a.TenantID, ActionID: a.ID, Executor: "webhook"}
-	if a.Status != respond.StatusApproved {
-		return out, fmt.Errorf("webhook: action %s is %s, not approved", a.ID, a.Status)
-	}
 	body, err := json.Marshal(a)
 	if err != nil {
-		return out, err
+		return respond.Outcome{}, err
 	}
-	attempts, backoff := e.Attempts, e.Backoff
-	if attempts < 1 {
-		attempts = 4
-	}
-	if backoff <= 0 {
-		backoff = 500 * time.Millisecond
-	}
-	now, sleep, client := e.Now, e.Sleep, e.Client
-	if now == nil {
-		now = time.Now
-	}
-	if sleep == nil {
-		sleep = sleepCtx
-	}
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	var last string
-	for i := 0; i < attempts; i++ {
-		if i > 0 {
-			if err := sleep(ctx, backoff<<(i-1)); err != nil {
-				return out, err
-			}
+	client := execute.Client(e.Client)
+	return e.Retry.Do(ctx, "webhook", a, func(ctx context.Context, at time.Time) execute.Answer {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(body))
+		if err != nil {
+			return execute.Answer{Err: err}
 		}
-		status, msg, err := e.post(ctx, client, now(), a.IdempotencyKey, body)
-		if ctx.Err() != nil {
-			return out, ctx.Err()
+		ts := at.Unix()
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(IdempotencyHeader, a.IdempotencyKey)
+		req.Header.Set(TimestampHeader, strconv.FormatInt(ts, 10))
+		if len(e.Secret) > 0 {
+			req.Header.Set(SignatureHeader, Sign(e.Secret, ts, body))
 		}
-		switch {
-		case err != nil:
-			last = err.Error()
-			continue
-		case status >= 200 && status < 300:
-			out.Status, out.Time = respond.StatusSucceeded, now().UTC()
-			return out, nil
-		case status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
-			out.Status, out.Error, out.Time = respond.StatusFailed, fmt.Sprintf("HTTP %d: %s", status, msg), now().UTC()
-			return out, nil
-		default:
-			last = fmt.Sprintf("HTTP %d: %s", status, msg)
-		}
-	}
-	out.Status, out.Time = respond.StatusFailed, now().UTC()
-	out.Error = fmt.Sprintf("%d attempts failed; the last: %s", attempts, last)
-	return out, nil
-}
-
-func (e *Executor) post(ctx context.Context, client *http.Client, at time.Time, key string, body []byte) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	ts := at.Unix()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(IdempotencyHeader, key)
-	req.Header.Set(TimestampHeader, strconv.FormatInt(ts, 10))
-	if len(e.Secret) > 0 {
-		req.Header.Set(SignatureHeader, Sign(e.Secret, ts, body))
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return resp.StatusCode, string(bytes.TrimSpace(msg)), nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+		return execute.Send(client, req)
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stitch-xdr/stitch/connectors/execute"
 	"github.com/stitch-xdr/stitch/operators/respond"
 )
 
@@ -57,8 +58,8 @@ func action() *respond.Action {
 
 func executor(url string, secret []byte) (*Executor, *[]time.Duration) {
 	var waits []time.Duration
-	return &Executor{URL: url, Secret: secret, Attempts: 4, Backoff: 100 * time.Millisecond,
-		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }}, &waits
+	return &Executor{URL: url, Secret: secret, Retry: execute.Retry{Attempts: 4, Backoff: 100 * time.Millisecond,
+		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }}}, &waits
 }
 
 // Retries with doubling backoff on 5xx and 429, every attempt signed and
