@@ -187,5 +187,5 @@ var escapes = map[rune]rune{'n': '\n', 't': '\t', 'r': '\r'}
 // isDashWord keeps kind=leftouter style words and "make-series" together.
 func isDashWord(r []rune, i, j int) bool {
 	w := strings.ToLower(string(r[i:j]))
-	return w == "make" || w == "mv" || w == "project" || w == "top"
+	return w == "make" || w == "mv" || w == "project" || w == "top" || w == "parse"
 }

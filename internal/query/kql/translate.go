@@ -285,6 +285,8 @@ func (p *parser) operator(op token, prev string, isList *bool) (string, error) {
 		return p.join(op, prev)
 	case "union":
 		return p.unionSQL(op, prev)
+	case "parse", "parse-where":
+		return p.parse(op, prev)
 	case "mv-expand", "mvexpand":
 		return p.mvExpand(op, prev)
 	}
