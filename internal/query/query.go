@@ -129,18 +129,8 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	stmt := q
-	if cfg.lang == KQL {
-		if stmt, err = kql.Translate(q, kql.Tables(tables...)); err != nil {
-			return nil, err
-		}
-	}
 	if cfg.tenant != "" {
 		cfg.element = tenantElement(dir, cfg.tenant)
-	}
-	referenced := map[string]bool{}
-	for _, id := range identRE.FindAllString(stmt, -1) {
-		referenced[strings.ToLower(id)] = true
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
@@ -155,27 +145,16 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 		return nil, fmt.Errorf("hunting: open duckdb: %w", err)
 	}
 	defer conn.Close()
-	// The views first, then the lockdown (lockdown.go): file access only
-	// where the views read, no extensions, one SELECT.
+	// The lockdown first (lockdown.go): file access only where the views
+	// read, no extensions, one SELECT. The views are made as the statement
+	// names them, within it.
 	allowed := []string{allowedDir(dir)}
 	if cfg.element != "" {
 		allowed = nil
-	}
-	for _, t := range tables {
-		if !referenced[strings.ToLower(t)] {
-			continue
-		}
-		view := viewSQL(dir, t, cfg)
-		if td := filepath.Join(dir, t, "tenant="+cfg.element); cfg.element != "" && !hasParquet(td) {
-			var ok bool
-			if view, ok = emptyViewSQL(t); !ok {
-				continue
+		for _, t := range tables {
+			if td := filepath.Join(dir, t, "tenant="+cfg.element); hasParquet(td) {
+				allowed = append(allowed, allowedDir(td))
 			}
-		} else if cfg.element != "" {
-			allowed = append(allowed, allowedDir(td))
-		}
-		if _, err := conn.ExecContext(ctx, view); err != nil {
-			return nil, fmt.Errorf("hunting: view %s: %w", t, err)
 		}
 	}
 	if cfg.lang == KQL {
@@ -188,12 +167,22 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 	if err := lockdown(ctx, conn, allowed); err != nil {
 		return nil, err
 	}
-	if err := checkStatement(ctx, conn, stmt); err != nil {
+	v := &views{ctx: ctx, conn: conn, dir: dir, cfg: cfg, tables: tables, made: map[string]bool{}}
+	stmt := q
+	if cfg.lang == KQL {
+		if stmt, err = kql.Translate(q, kql.Tables(tables...), kql.Describe(v.describe)); err != nil {
+			return nil, err
+		}
+	}
+	if err := v.ensure(stmt); err != nil {
 		return nil, err
+	}
+	if err := checkStatement(ctx, conn, stmt); err != nil {
+		return nil, v.explain(err)
 	}
 	rows, err := conn.QueryContext(ctx, stmt)
 	if err != nil {
-		return nil, queryErr(ctx, err, cfg)
+		return nil, v.explain(queryErr(ctx, err, cfg))
 	}
 	defer rows.Close()
 	res := &Result{SQL: stmt}

@@ -26,6 +26,35 @@ type parser struct {
 	lists map[string]bool
 	// known are the tables that exist, for wildcard table names.
 	known []string
+	// describe, where set, gives the columns of a query over the tables.
+	describe func(sql string) ([]string, error)
+}
+
+// Describe lets Translate ask for the columns of what it has translated so
+// far (a DuckDB DESCRIBE over the same tables), so that a join names its
+// columns as Kusto does (a right column whose name the left has is Name1).
+func Describe(f func(sql string) ([]string, error)) Option {
+	return func(p *parser) { p.describe = f }
+}
+
+// columns are the columns of a CTE, or nil without Describe.
+func (p *parser) columns(cte string) ([]string, error) {
+	if p.describe == nil {
+		return nil, nil
+	}
+	return p.describe(p.with("SELECT * FROM " + cte))
+}
+
+// with prefixes a statement with the CTEs so far.
+func (p *parser) with(final string) string {
+	if len(p.ctes) == 0 {
+		return final
+	}
+	parts := make([]string, len(p.ctes))
+	for i, c := range p.ctes {
+		parts[i] = c.name + " AS (" + c.sql + ")"
+	}
+	return "WITH " + strings.Join(parts, ", ") + " " + final
 }
 
 // Option configures Translate.

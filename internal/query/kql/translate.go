@@ -47,14 +47,7 @@ func Translate(q string, opts ...Option) (string, error) {
 	if n := len(p.ctes); n > 0 && p.ctes[n-1].name == last {
 		final, p.ctes = p.ctes[n-1].sql, p.ctes[:n-1]
 	}
-	if len(p.ctes) == 0 {
-		return final, nil
-	}
-	parts := make([]string, len(p.ctes))
-	for i, c := range p.ctes {
-		parts[i] = c.name + " AS (" + c.sql + ")"
-	}
-	return "WITH " + strings.Join(parts, ", ") + " " + final, nil
+	return p.with(final), nil
 }
 
 // let reads one let statement.
@@ -550,13 +543,54 @@ func (p *parser) join(op token, prev string) (string, error) {
 		left = "(SELECT DISTINCT ON (" + strings.Join(leftKeys, ", ") + ") * FROM " + prev + ")"
 	}
 	on := " ON " + strings.Join(conds, " AND ")
-	if len(using) == len(conds) {
-		on = " USING (" + strings.Join(using, ", ") + ")"
-	}
 	if strings.HasPrefix(kind, "right") && kind != "rightouter" {
 		return "SELECT * FROM " + right + ` AS "$right" ` + joinKinds[kind] + " " + left + ` AS "$left"` + on, nil
 	}
-	return "SELECT * FROM " + left + ` AS "$left" ` + joinKinds[kind] + " " + right + ` AS "$right"` + on, nil
+	sel := "*"
+	if !strings.Contains(kind, "semi") && !strings.Contains(kind, "anti") {
+		s, err := p.joinColumns(prev, right)
+		if err != nil {
+			return "", err
+		}
+		if s == "" && len(using) == len(conds) {
+			on = " USING (" + strings.Join(using, ", ") + ")"
+		}
+		if s != "" {
+			sel = s
+		}
+	}
+	return "SELECT " + sel + " FROM " + left + ` AS "$left" ` + joinKinds[kind] + " " + right + ` AS "$right"` + on, nil
+}
+
+// joinColumns is the select list of a join as Kusto names it: every left
+// column, then every right column, a right column whose name is taken
+// renamed Name1 (Name2 where Name1 is taken too), keys included. It is ""
+// without Describe: then DuckDB keeps one copy of "on Col" keys and names
+// other duplicates Name_1.
+func (p *parser) joinColumns(left, right string) (string, error) {
+	lc, err := p.columns(left)
+	if err != nil || lc == nil {
+		return "", err
+	}
+	rc, err := p.columns(right)
+	if err != nil {
+		return "", err
+	}
+	used := map[string]bool{}
+	var sel []string
+	for _, c := range lc {
+		used[strings.ToLower(c)] = true
+		sel = append(sel, `"$left".`+ident(c))
+	}
+	for _, c := range rc {
+		name := c
+		for n := 1; used[strings.ToLower(name)]; n++ {
+			name = c + strconv.Itoa(n)
+		}
+		used[strings.ToLower(name)] = true
+		sel = append(sel, `"$right".`+ident(c)+" AS "+ident(name))
+	}
+	return strings.Join(sel, ", "), nil
 }
 
 type sideCol struct{ side, col string }
