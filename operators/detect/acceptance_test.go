@@ -1,0 +1,240 @@
+package detect_test
+
+import (
+	"archive/zip"
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stitch-xdr/stitch/internal/shareddata"
+	"github.com/stitch-xdr/stitch/operators/correlate"
+	"github.com/stitch-xdr/stitch/operators/detect"
+	"github.com/stitch-xdr/stitch/pipeline"
+)
+
+// Acceptance of custom detections end to end: recordings replayed through
+// the whole pipeline (normalize with the Windows input and the detect tap,
+// the facts topic, the real correlator), with the rules that ship in
+// configs/rules.
+
+// unzipTo writes the files of a zip under dir (a test's temporary
+// directory: nothing from ../shared is copied into the repository) and
+// returns their paths.
+func unzipTo(t *testing.T, path, dir string) []string {
+	t.Helper()
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	var out []string
+	for _, f := range z.File {
+		if f.FileInfo().IsDir() {
+			continue
+		}
+		r, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, filepath.Base(f.Name))
+		w, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.Copy(w, r)
+		r.Close()
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// replayIncidents replays inputs with the shipped rules and returns the
+// live incidents (the last version of each, less redirected ones) and the
+// summary.
+func replayIncidents(t *testing.T, cfg pipeline.Config, inputs []string) ([]correlate.Incident, pipeline.Summary) {
+	t.Helper()
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sum, err := pipeline.Replay(ctx, cfg, pipeline.ReplayOptions{Inputs: inputs, OutDir: out})
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	f, err := os.Open(filepath.Join(out, "incidents.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	last := map[string]correlate.Incident{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var inc correlate.Incident
+		if err := json.Unmarshal(sc.Bytes(), &inc); err != nil {
+			t.Fatal(err)
+		}
+		if old, ok := last[inc.ID]; !ok || inc.Version >= old.Version {
+			last[inc.ID] = inc
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var incs []correlate.Incident
+	for _, inc := range last {
+		if inc.Status != correlate.StatusRedirected {
+			incs = append(incs, inc)
+		}
+	}
+	sort.Slice(incs, func(i, j int) bool { return incs[i].CreatedDateTime.Before(incs[j].CreatedDateTime) })
+	return incs, sum
+}
+
+func shippedRulesConfig(t *testing.T) pipeline.Config {
+	cfg := pipeline.Default()
+	cfg.State.Dir = filepath.Join(t.TempDir(), "state")
+	cfg.Hunting.Enabled = false
+	cfg.Detect.Rules = []string{filepath.Join(shareddata.Root(t), "configs", "rules")}
+	return cfg
+}
+
+// TestOTRFAtomicIncidents replays each OTRF atomic recording on its own:
+// its customDetection alerts are on the attacked host and the correlator
+// makes one incident of them. Then all recordings together, in one replay
+// (see below for which share an incident).
+func TestOTRFAtomicIncidents(t *testing.T) {
+	recs := detect.OTRFRecordings(t)
+	type result struct {
+		rec    detect.OTRFRecording
+		files  []string
+		alerts []string // alert ids
+	}
+	var results []result
+	one := 0
+	for _, r := range recs {
+		dir := t.TempDir()
+		var files []string
+		for _, z := range r.Zips {
+			files = append(files, unzipTo(t, z, dir)...)
+		}
+		incs, sum := replayIncidents(t, shippedRulesConfig(t), files)
+		res := result{rec: r, files: files}
+		var hosts []string
+		for _, inc := range incs {
+			for _, a := range inc.Alerts {
+				if a.DetectionSource != detect.DetectionSource {
+					continue
+				}
+				res.alerts = append(res.alerts, a.ID)
+			}
+			for _, d := range inc.ImpactedAssets.Devices {
+				hosts = append(hosts, detect.ShortHost(d))
+			}
+		}
+		results = append(results, res)
+		t.Logf("%s %s: %d records, normalized %v, %d incidents, %d custom alerts, devices %v",
+			r.ID, r.Title, sum.RecordsRead, sum.Normalized, len(incs), len(res.alerts), hosts)
+		switch {
+		case len(res.alerts) == 0:
+			t.Errorf("%s %s: no customDetection alert", r.ID, r.Title)
+		case len(incs) != 1:
+			t.Errorf("%s %s: %d incidents, want one: %v", r.ID, r.Title, len(incs), incidentSummary(incs))
+		case !slices.Contains(hosts, detect.AttackedHost):
+			t.Errorf("%s %s: the incident's devices %v miss the attacked host %s", r.ID, r.Title, hosts, detect.AttackedHost)
+		default:
+			one++
+		}
+	}
+	fmt.Printf("OTRF atomic: %d recordings, %d with one incident\n", len(recs), one)
+
+	// All recordings in one replay. The correlator joins alerts on one
+	// device within correlate.window (24h) of each other, so recordings on
+	// WORKSTATION5 hours apart (the lsass dumps of 18 and 19 October, the
+	// mshta and bitsadmin runs 23.6 hours apart) share an incident, across
+	// midnight too; recordings further apart than the window never do. With
+	// a window of an hour every recording, each a few minutes long, is an
+	// incident of its own.
+	var all []string
+	byAlert := map[string]int{}
+	for i, r := range results {
+		all = append(all, r.files...)
+		for _, a := range r.alerts {
+			byAlert[a] = i
+		}
+	}
+	together := func(window time.Duration) (incidents, alone int) {
+		cfg := shippedRulesConfig(t)
+		cfg.Correlate.Window = pipeline.Duration(window)
+		incs, _ := replayIncidents(t, cfg, all)
+		for _, inc := range incs {
+			var times []time.Time
+			ids := map[string]bool{}
+			for _, a := range inc.Alerts {
+				if i, ok := byAlert[a.ID]; ok {
+					ids[results[i].rec.ID] = true
+					times = append(times, a.FirstActivityDateTime)
+				}
+			}
+			if len(ids) == 1 {
+				alone++
+			}
+			slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+			for k := 1; k < len(times); k++ {
+				if gap := times[k].Sub(times[k-1]); gap > window {
+					t.Errorf("window %v: incident %s joins recordings %v across a gap of %v", window, inc.ID, keys(ids), gap)
+				}
+			}
+			if len(ids) > 1 {
+				t.Logf("window %v: incident %s joins recordings %v (alerts %s to %s)", window, inc.ID, keys(ids),
+					times[0].Format(time.RFC3339), times[len(times)-1].Format(time.RFC3339))
+			}
+		}
+		return len(incs), alone
+	}
+	n, alone := together(cfg24h)
+	fmt.Printf("OTRF atomic together, correlate.window 24h: %d incidents, %d of %d recordings alone in theirs\n", n, alone, len(results))
+	n, alone = together(time.Hour)
+	fmt.Printf("OTRF atomic together, correlate.window 1h: %d incidents, %d of %d recordings alone in theirs\n", n, alone, len(results))
+	if alone != len(results) {
+		t.Errorf("with a window of an hour, %d of %d recordings are alone in their incident, want all", alone, len(results))
+	}
+}
+
+// cfg24h is the default correlation window.
+var cfg24h = pipeline.Default().Correlate.Window.D()
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func incidentSummary(incs []correlate.Incident) string {
+	var b strings.Builder
+	for _, inc := range incs {
+		fmt.Fprintf(&b, "[%s devices %v:", inc.ID, inc.ImpactedAssets.Devices)
+		for _, a := range inc.Alerts {
+			fmt.Fprintf(&b, " %q@%s", a.Title, a.FirstActivityDateTime.Format(time.RFC3339))
+		}
+		b.WriteString("] ")
+	}
+	return b.String()
+}
