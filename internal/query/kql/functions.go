@@ -127,7 +127,7 @@ func (p *parser) call(name token) (string, error) {
 		if len(args) == 1 {
 			return "floor(" + arg(0) + ")", nil
 		}
-		if strings.HasPrefix(arg(1), "INTERVAL") {
+		if isInterval(arg(1)) {
 			return "time_bucket(" + arg(1) + ", " + arg(0) + ")", nil
 		}
 		return "(floor(" + arg(0) + " / " + arg(1) + ") * " + arg(1) + ")", nil
@@ -354,4 +354,11 @@ outer:
 		i++
 	}
 	return b.String()
+}
+
+// isInterval says whether a translated expression is a timespan literal
+// (or a let holding one).
+func isInterval(sql string) bool {
+	s := strings.TrimLeft(sql, "(-")
+	return strings.HasPrefix(s, "INTERVAL")
 }

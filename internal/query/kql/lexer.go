@@ -162,7 +162,7 @@ func lex(src string) ([]token, error) {
 			adv(j - i)
 			out = append(out, start)
 		default:
-			ops := []string{"==", "!=", "<=", ">=", "=~", "!~", "..", "!", "|", "(", ")", ",", "=", "<", ">", "+", "-", "*", "/", ";", "[", "]", ".", ":", "{", "}", "%"}
+			ops := []string{"==", "!=", "<>", "<=", ">=", "=~", "!~", "..", "!", "|", "(", ")", ",", "=", "<", ">", "+", "-", "*", "/", ";", "[", "]", ".", ":", "{", "}", "%"}
 			matched := ""
 			for _, o := range ops {
 				if strings.HasPrefix(string(r[i:min(i+len(o), len(r))]), o) {
@@ -172,6 +172,9 @@ func lex(src string) ([]token, error) {
 			}
 			if matched == "" {
 				return nil, fmt.Errorf("kql: unexpected character %q at %d:%d", c, line, col)
+			}
+			if matched == "<>" {
+				matched = "!=" // Kusto's other spelling
 			}
 			start.kind, start.text = tOp, matched
 			adv(len(matched))

@@ -315,6 +315,9 @@ func (p *parser) comparisonOp(left string, neg bool) (string, error) {
 		if err := p.expect(")"); err != nil {
 			return "", err
 		}
+		if isInterval(hi) && !isInterval(lo) {
+			hi = "(" + lo + " + " + hi + ")" // datetime .. timespan: a window after lo
+		}
 		return wrap("(" + left + " BETWEEN " + lo + " AND " + hi + ")")
 	case "in", "in~":
 		p.next()
@@ -482,12 +485,19 @@ func (p *parser) postfix() (string, error) {
 	if strings.EqualFold(start.text, "split") && p.is("[") {
 		p.next()
 		idx := p.next()
+		sign := 1
+		if idx.kind == tOp && idx.text == "-" {
+			sign, idx = -1, p.next()
+		}
 		if idx.kind != tNumber {
 			return "", unsupported("non-constant index on split()", idx)
 		}
 		n, _ := strconv.Atoi(idx.text)
 		if err := p.expect("]"); err != nil {
 			return "", err
+		}
+		if sign < 0 {
+			return fmt.Sprintf("%s[-%d]", e, n), nil // DuckDB counts from the end too
 		}
 		return fmt.Sprintf("%s[%d]", e, n+1), nil
 	}

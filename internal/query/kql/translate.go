@@ -363,8 +363,14 @@ func (p *parser) defaultName(start int, aggregates bool) string {
 	if a := p.toks[start+2]; a.kind == tIdent && (p.toks[start+3].text == "," || p.toks[start+3].text == ")") {
 		arg = a.text
 	}
+	if aggregates && fn == "tostring" && p.toks[start+2].kind == tIdent && p.toks[start+3].text == "(" {
+		return p.defaultName(start+2, true) // tostring(make_set(X)) is set_X
+	}
 	if aggregates {
 		if prefix, ok := aggNames[fn]; ok {
+			if fn == "count" && arg != "" {
+				return "count_" + arg
+			}
 			if strings.HasSuffix(prefix, "_") && fn != "count" && fn != "countif" {
 				if arg == "" {
 					return ""
