@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stitch-xdr/stitch/connectors/httpapi/ui"
 )
 
 // Server is the HTTP endpoint of one stitch process.
@@ -95,6 +97,7 @@ func Listen(addr string, reg *prometheus.Registry, opts ...Option) (*Server, err
 		}
 		_ = json.NewEncoder(w).Encode(v)
 	})
+	s.mux.Handle("/", ui.Handler()) // the pane's pages; every other route is more specific
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen on %s: %w", addr, err)

@@ -26,7 +26,8 @@ func Assets() fs.FS {
 }
 
 // Handler serves the page at / and its assets under /ui/; anything else is
-// 404. Mount it on "GET /" beside the API. The pages route in the URL's
+// 404. Mount it on "/" beside the API (not "GET /", which would conflict
+// with the API's method-less "/api/" catch-all). The pages route in the URL's
 // fragment (#/incidents/ID), so the server has one page to serve.
 func Handler() http.Handler {
 	assets := Assets()
