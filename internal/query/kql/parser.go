@@ -2,6 +2,7 @@ package kql
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -451,6 +452,14 @@ func timespan(t token) (string, error) {
 		"microsecond": "microsecond", "microseconds": "microsecond"}
 	i := strings.IndexFunc(t.text, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' })
 	n, unit := t.text[:i], units[strings.ToLower(t.text[i:])]
+	if u := strings.ToLower(t.text[i:]); u == "tick" || u == "ticks" {
+		// A tick is 100 ns; DuckDB's intervals count microseconds.
+		v, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			return "", unsupported("timespan "+t.text, t)
+		}
+		return fmt.Sprintf("INTERVAL '%d microsecond'", int64(math.Ceil(v/10))), nil
+	}
 	if _, err := strconv.ParseFloat(n, 64); err != nil || unit == "" {
 		return "", unsupported("timespan "+t.text, t)
 	}

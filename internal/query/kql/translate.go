@@ -326,31 +326,40 @@ var aggNames = map[string]string{"count": "count_", "countif": "countif_", "dcou
 func (p *parser) assignments(aggregates bool) ([]string, error) {
 	var out []string
 	for {
-		t := p.peek()
-		name := ""
-		if t.kind == tIdent && p.ahead(1).kind == tOp && p.ahead(1).text == "=" {
-			name = t.text
-			p.i += 2
-		}
-		if p.is("(") && p.ahead(1).kind == tIdent && p.ahead(2).text == "," {
-			return nil, unsupported("assignment of several columns", p.peek())
-		}
-		start := p.i
-		e, err := p.expr()
+		e, err := p.assignment(aggregates)
 		if err != nil {
 			return nil, err
-		}
-		if name == "" {
-			name = p.defaultName(start, aggregates)
-		}
-		if name != "" {
-			e += " AS " + ident(name)
 		}
 		out = append(out, e)
 		if !p.accept(",") {
 			return out, nil
 		}
 	}
+}
+
+// assignment reads one "name = expr" or "expr" of such a list.
+func (p *parser) assignment(aggregates bool) (string, error) {
+	t := p.peek()
+	name := ""
+	if t.kind == tIdent && p.ahead(1).kind == tOp && p.ahead(1).text == "=" {
+		name = t.text
+		p.i += 2
+	}
+	if p.is("(") && p.ahead(1).kind == tIdent && p.ahead(2).text == "," {
+		return "", unsupported("assignment of several columns", p.peek())
+	}
+	start := p.i
+	e, err := p.expr()
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		name = p.defaultName(start, aggregates)
+	}
+	if name != "" {
+		e += " AS " + ident(name)
+	}
+	return e, nil
 }
 
 func (p *parser) defaultName(start int, aggregates bool) string {
@@ -388,13 +397,18 @@ func (p *parser) defaultName(start int, aggregates bool) string {
 }
 
 func (p *parser) summarize(prev string, isList *bool) (string, error) {
-	if p.is("arg_max") || p.is("arg_min") {
-		return p.argMax(prev)
+	if p.is("arg_max") || p.is("arg_min") || p.is("argmax") || p.is("argmin") {
+		at := p.i
+		s, err := p.argMax(prev)
+		if err != errBeside {
+			return s, err
+		}
+		p.i = at
 	}
 	var aggs, by []string
 	if !p.is("by") {
 		var err error
-		if aggs, err = p.assignments(true); err != nil {
+		if aggs, err = p.aggregates(prev); err != nil {
 			return "", err
 		}
 	}
@@ -445,7 +459,7 @@ func (p *parser) argMax(prev string) (string, error) {
 		return "", err
 	}
 	if p.is(",") {
-		return "", unsupported(strings.ToLower(fn.text)+"() beside other aggregates", p.peek())
+		return "", errBeside
 	}
 	var by []string
 	if p.accept("by") {
@@ -454,7 +468,7 @@ func (p *parser) argMax(prev string) (string, error) {
 		}
 	}
 	dir := "DESC"
-	if strings.EqualFold(fn.text, "arg_min") {
+	if strings.EqualFold(fn.text, "arg_min") || strings.EqualFold(fn.text, "argmin") {
 		dir = "ASC"
 	}
 	var part []string
