@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stitch-xdr/stitch/internal/auth"
 	"github.com/stitch-xdr/stitch/internal/conf"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
@@ -28,6 +29,7 @@ import (
 type Config struct {
 	pipeline.Config `yaml:",inline"`
 	HTTP            HTTPConfig     `yaml:"http"`
+	Auth            AuthConfig     `yaml:"auth"`
 	Simulate        SimulateConfig `yaml:"simulate"`
 	Log             LogConfig      `yaml:"log"`
 }
@@ -36,6 +38,13 @@ type Config struct {
 type HTTPConfig struct {
 	Addr  string `yaml:"addr" default:"127.0.0.1:8080" flag:"http" env:"STITCH_HTTP_ADDR" doc:"Address of '/metrics', '/healthz', '/readyz' and '/status'."`
 	Pprof bool   `yaml:"pprof" default:"false" doc:"Serve Go's profiler (net/http/pprof) under '/debug/pprof/' on http.addr. Refused unless http.addr is a loopback address: the API has no authentication yet."`
+}
+
+// AuthConfig is who may use the API (/api/) on http.addr, and what each
+// may see and do (internal/auth, docs/API.md).
+type AuthConfig struct {
+	Tokens       []auth.Token       `yaml:"tokens" doc:"The API's bearer tokens: each a name (recorded with its changes and decisions), a role ('viewer', 'analyst', 'responder' or 'admin'), its tenants ('*': all), optional device_groups, and the token's sha256; 'stitch token create' prints an entry. None: the API answers only on loopback, as admin."`
+	DeviceGroups []auth.DeviceGroup `yaml:"device_groups" doc:"Device groups a token may be limited to: each a name and its devices (name patterns such as 'ws-*'). A token with device_groups sees only the incidents, actions and entities that touch a device of its groups, and cannot hunt."`
 }
 
 // SimulateConfig drives the built-in signal simulator.
@@ -109,6 +118,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Simulate.AttackEvery.D() < time.Second {
 		bad("simulate.attack_every", fmt.Sprintf("%s is out of range: must be at least 1s", c.Simulate.AttackEvery))
+	}
+	if err := auth.Validate(c.Auth.Tokens, c.Auth.DeviceGroups); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.HTTP.validatePprof(); err != nil {
 		bad("http.pprof", err.Error())
