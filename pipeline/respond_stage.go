@@ -69,6 +69,7 @@ type RespondConfig struct {
 const (
 	CountActions     = "action_versions" // label: action type
 	CountUnbuildable = "actions_unbuildable"
+	CountSightAlerts = "sight_alerts" // block-on-sight alerts sent to the correlator
 )
 
 func respondEnabled(c Config) bool { return c.Respond.Enabled && c.Correlate.Enabled }
@@ -113,7 +114,10 @@ func respondStage() Stage {
 			// Keyed by target and action id: a compacted topic keeps the
 			// latest version of every action.
 			act := kafka.TopicSpec{Name: c.Topics.Actions, Configs: map[string]string{"cleanup.policy": "compact"}}
-			return []Output{{Topic: act, Replay: "actions.jsonl", Latest: true}, {Topic: kafka.TopicSpec{Name: c.Topics.DeadLetter}}}
+			// Block-on-sight alerts go to the correlator as facts, like a
+			// product's alerts, so the incident's story shows them.
+			return []Output{{Topic: act, Replay: "actions.jsonl", Latest: true}, {Topic: kafka.TopicSpec{Name: c.Topics.DeadLetter}},
+				{Topic: kafka.TopicSpec{Name: c.Topics.Facts}}}
 		},
 		Stores: []StoreSpec{{Name: "respond", Changelogs: func(c Config) []kafka.TopicSpec {
 			return []kafka.TopicSpec{ChangelogTopic(c.Respond.Changelog)}
@@ -209,9 +213,9 @@ func (f *feedProc) Aborted()                                   {}
 func (f *feedProc) Committed()                                 {}
 
 type respondProc struct {
-	r                   *respond.Responder
-	actions, deadLetter string
-	log                 *slog.Logger
+	r                          *respond.Responder
+	actions, deadLetter, facts string
+	log                        *slog.Logger
 }
 
 func newRespondProc(sc *StageContext) (Processor, error) {
@@ -230,7 +234,7 @@ func newRespondProc(sc *StageContext) (Processor, error) {
 	r := respond.New(ledger, pb, respond.WithRetention(sc.Config.Respond.IndexRetention.D()),
 		// Only the owner of a tenant's partition ages its index.
 		respond.WithOwnership(func(tenant string) bool { return sc.OwnsKey([]byte(tenant)) }))
-	return &respondProc{r: r, actions: sc.Config.Topics.Actions, deadLetter: sc.Config.Topics.DeadLetter, log: sc.Log}, nil
+	return &respondProc{r: r, actions: sc.Config.Topics.Actions, deadLetter: sc.Config.Topics.DeadLetter, facts: sc.Config.Topics.Facts, log: sc.Log}, nil
 }
 
 func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
@@ -259,6 +263,22 @@ func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 		tx.Produce(ctx, &kgo.Record{Topic: p.actions, Key: []byte(a.RecordKey()), Value: v,
 			Headers: []kgo.RecordHeader{{Key: "stitch-tenant", Value: []byte(a.TenantID)}}})
 		tx.Count(CountActions, a.Type, 1)
+	}
+	if len(res.Alerts) > 0 {
+		f := correlate.Facts{Tenant: sig.Tenant}
+		for _, a := range res.Alerts {
+			f.Alerts = append(f.Alerts, a.Info)
+			f.Evidence = append(f.Evidence, a.Evidence...)
+			if a.Info.Time.After(f.MaxTime) {
+				f.MaxTime = a.Info.Time
+			}
+		}
+		v, err := f.Marshal()
+		if err != nil {
+			return fmt.Errorf("encode block-on-sight alerts: %w", err)
+		}
+		tx.Produce(ctx, &kgo.Record{Topic: p.facts, Key: []byte(sig.Tenant), Value: v})
+		tx.Count(CountSightAlerts, "", int64(len(res.Alerts)))
 	}
 	for _, pr := range res.Problems {
 		// Reported, never emitted half-filled.

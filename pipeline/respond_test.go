@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stitch-xdr/stitch/internal/simulator"
+	"github.com/stitch-xdr/stitch/operators/correlate"
 	"github.com/stitch-xdr/stitch/operators/respond"
 )
 
@@ -38,8 +40,6 @@ func TestReplayStoriesBecomeActions(t *testing.T) {
 		w.Write(buf)
 		w.WriteByte('\n')
 	}
-	w.Flush()
-	f.Close()
 	kinds := map[simulator.StoryKind]int{}
 	var stories []simulator.Story
 	for _, s := range sim.Stories() {
@@ -51,6 +51,21 @@ func TestReplayStoriesBecomeActions(t *testing.T) {
 	if kinds[simulator.PhishToEndpoint] == 0 || kinds[simulator.IdentityCompromise] == 0 {
 		t.Fatalf("complete stories %v: the test needs one of each kind", kinds)
 	}
+	// Later, the first phish's file is written on a device of its own:
+	// block on sight quarantines it there and adds an alert to the story's
+	// incident.
+	var spread simulator.Story
+	for _, s := range stories {
+		if s.Kind == simulator.PhishToEndpoint {
+			spread = s
+			break
+		}
+	}
+	at := spread.Start.Add(40 * time.Minute).UTC().Format(time.RFC3339)
+	fmt.Fprintf(w, `{"time":%q,"tenantId":%q,"category":"AdvancedHunting-DeviceFileEvents","properties":{"Timestamp":%q,"DeviceId":"dev-spread","DeviceName":"spread-ws.contoso.com","ActionType":"FileCreated","FileName":"invoice.docm","FolderPath":"C:\\Users\\x\\Downloads\\invoice.docm","SHA256":%q}}`+"\n",
+		at, spread.Tenant, at, spread.SHA256)
+	w.Flush()
+	f.Close()
 
 	sum, out, _ := replay(t, Default(), in)
 	actions := readActions(t, filepath.Join(out, "actions.jsonl"))
@@ -93,6 +108,26 @@ func TestReplayStoriesBecomeActions(t *testing.T) {
 			once(s, respond.DisableUser, "user:oid:"+strings.ToLower(s.UserObjectID), respond.StatusPending)
 			once(s, respond.RevokeSessions, "user:oid:"+strings.ToLower(s.UserObjectID), respond.StatusPending)
 		}
+	}
+	sha := strings.ToLower(spread.SHA256)
+	once(spread, respond.StopAndQuarantineFile, "device:dev-spread/file:"+sha, respond.StatusApproved)
+	var story, sighted *correlate.Incident
+	incs := liveIncidents(t, out)
+	for i := range incs {
+		for _, a := range incs[i].Alerts {
+			if a.ID == spread.Alerts[0].ID {
+				story = &incs[i]
+			}
+			if a.DetectionSource == respond.SightDetectionSource && strings.Contains(a.Title, "spread-ws") {
+				sighted = &incs[i]
+			}
+		}
+	}
+	switch {
+	case sighted == nil:
+		t.Errorf("no block-on-sight alert for the file on spread-ws in any incident")
+	case story == nil || story.ID != sighted.ID:
+		t.Errorf("the block-on-sight alert is in incident %s, not in the story's incident", sighted.ID)
 	}
 	t.Logf("%d stories, %d actions: %v", len(stories), len(actions), byType)
 }

@@ -88,6 +88,8 @@ type Problem struct {
 type Result struct {
 	Actions  []Action
 	Problems []Problem
+	// Alerts are block-on-sight alerts (sight.go), for the correlator.
+	Alerts []Alert
 }
 
 // Responder decides actions and keeps their ledger in a Store.
@@ -415,16 +417,31 @@ func (r *Responder) blocks(tenant, hash string) ([]Block, error) {
 	return out, err
 }
 
+// onCopy soft-deletes a delivered copy of a blocked file.
 func (r *Responder) onCopy(res *Result, tenant string, b *Block, c *correlate.AttachmentFact) error {
 	d := decision{tenant: tenant, incident: b.Incident, typ: SoftDeleteEmail, playbook: b.Playbook, alerts: b.Alerts,
 		created: b.Time, updated: b.Last, target: Target{NetworkMessageID: c.NetworkMessageID, Recipient: c.Recipient}}
-	return r.upsert(res, &d, b.Reason)
+	return r.onSight(res, &d, b, c.Time)
 }
 
+// onDevice quarantines a blocked file on a device that saw it.
 func (r *Responder) onDevice(res *Result, tenant string, b *Block, f *FileSeen) error {
 	d := decision{tenant: tenant, incident: b.Incident, typ: StopAndQuarantineFile, playbook: b.Playbook, alerts: b.Alerts,
 		created: b.Time, updated: b.Last, target: fileTarget(b.Hash, b.IsSHA1, f.DeviceID, f.DeviceName)}
-	return r.upsert(res, &d, b.Reason)
+	return r.onSight(res, &d, b, f.Time)
+}
+
+// onSight records the action on a copy or device that had the blocked
+// file at time seen and, when it had it after the block's first alert (in
+// event time, so whichever of the alert and the sighting is processed
+// first), raises the block-on-sight alert of the new action (sight.go).
+func (r *Responder) onSight(res *Result, d *decision, b *Block, seen time.Time) error {
+	a, err := r.record(res, d, b.Reason)
+	if err != nil || a == nil || !seen.After(b.Time) {
+		return err
+	}
+	sighted(res, a, b, seen)
+	return nil
 }
 
 // attachment indexes a delivered copy and, if its file is blocked, removes
@@ -498,10 +515,17 @@ func validPart(s string) bool { return !strings.ContainsRune(s, 0) }
 // the decision adds to it (an alert, a playbook, an earlier time). The
 // action is returned for producing in either case, never otherwise.
 func (r *Responder) upsert(res *Result, d *decision, reason string) error {
+	_, err := r.record(res, d, reason)
+	return err
+}
+
+// record is upsert, saying which action is new (nil when the decision
+// changed nothing or could not be built).
+func (r *Responder) record(res *Result, d *decision, reason string) (*Action, error) {
 	tk, err := d.target.Key(d.typ)
 	if err != nil {
 		res.Problems = append(res.Problems, Problem{Type: d.typ, Incident: d.incident, Playbook: d.playbook, Error: err.Error()})
-		return nil
+		return nil, nil
 	}
 	id := ActionID(d.tenant, d.incident, d.typ, tk)
 	key := append(state.TenantKey(nil, spaceAction, d.tenant), id...)
@@ -516,14 +540,14 @@ func (r *Responder) upsert(res *Result, d *decision, reason string) error {
 	var cur Action
 	ok, err := r.get(key, &cur)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// One version per action per signal: a later change within the same
 	// signal replaces the version it produced.
 	prev := slices.IndexFunc(res.Actions, func(a Action) bool { return a.ID == n.ID })
 	if ok {
 		if !cur.merge(&n) {
-			return nil
+			return nil, nil
 		}
 		if prev >= 0 {
 			cur.Version--
@@ -531,14 +555,17 @@ func (r *Responder) upsert(res *Result, d *decision, reason string) error {
 		n = cur
 	}
 	if err := r.put(key, &n); err != nil {
-		return err
+		return nil, err
 	}
 	if prev >= 0 {
 		res.Actions[prev] = n
 	} else {
 		res.Actions = append(res.Actions, n)
 	}
-	return nil
+	if ok {
+		return nil, nil
+	}
+	return &n, nil
 }
 
 // Describe says in words what an action of type does to target.

@@ -145,6 +145,12 @@ func TestScenarios(t *testing.T) {
 				for _, p := range res.Problems {
 					fmt.Fprintf(&b, "problem: %s (%s, %s): %s\n", p.Type, p.Incident, p.Playbook, p.Error)
 				}
+				for _, a := range res.Alerts {
+					fmt.Fprintf(&b, "alert %q %s/%s at=%s\n", a.Info.Title, a.Info.ServiceSource, a.Info.DetectionSource, a.Info.Time.Format(time.RFC3339))
+					for _, e := range a.Evidence {
+						fmt.Fprintf(&b, "  %s %s\n", strings.TrimPrefix(e.Evidence.ODataType, "#microsoft.graph.security."), strings.Join(e.Entities, " "))
+					}
+				}
 				if b.Len() == 0 {
 					return "no actions\n"
 				}
