@@ -223,9 +223,9 @@ A query passes when it translates and DuckDB accepts and executes the translatio
 
 // acceptanceNotes explain the known differences; they are part of
 // ACCEPTANCE.md.
-const acceptanceNotes = `## Known differences from Kusto
-
-- Join results keep one copy of ` + "`" + `on Col` + "`" + ` keys; other columns on both sides are named ` + "`" + `Col_1` + "`" + ` on the right (Kusto: ` + "`" + `Col1` + "`" + `).
-- Dynamic member access (` + "`" + `x.a.b` + "`" + `, ` + "`" + `x['a']` + "`" + `, ` + "`" + `x[0]` + "`" + `) yields strings, as ` + "`" + `tostring()` + "`" + ` would; ` + "`" + `mv-expand` + "`" + ` yields JSON values.
-- ` + "`" + `has` + "`" + ` is term matching by regular expression (no term index): same answers, full scans.
-`
+const acceptanceNotes = "## Known differences from Kusto\n\n" +
+	"- Dynamic member access (`x.a.b`, `x['a']`, `x[0]`) yields strings, as `tostring()` would; `mv-expand` yields JSON values.\n" +
+	"- `has` is term matching by regular expression (no term index): same answers, full scans.\n" +
+	"- A comparison of a number with a string (or the reverse) fails as in Kusto, but only once a row reaches it: over no rows it answers nothing.\n" +
+	"- Kusto's absent strings are \"\" in the views of the normalized tables' string columns; a column made by the query (extend, parse) is null where Kusto would give \"\" only where a function returns null.\n" +
+	"- Not translated (refused with the construct and its position): `make-series`, `top-nested`, user-defined functions (`let f = (...) {...}`) and `invoke`, `datatable`, `evaluate`, `search`, `find`, `externaldata`, mixed named and unnamed `mv-expand` columns.\n"

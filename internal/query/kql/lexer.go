@@ -67,6 +67,24 @@ func lex(src string) ([]token, error) {
 			for i < len(r) && r[i] != '\n' {
 				adv(1)
 			}
+		case c == '[' && bracketName(r, i, out):
+			// ['Column Name']: an identifier that is not a plain name.
+			j := i + 1
+			for r[j] == ' ' {
+				j++
+			}
+			q := r[j]
+			e := j + 1
+			for r[e] != q {
+				e++
+			}
+			start.kind, start.text = tIdent, string(r[j+1:e])
+			e++
+			for r[e] == ' ' {
+				e++
+			}
+			adv(e + 1 - i)
+			out = append(out, start)
 		case c == '"' || c == '\'':
 			j := i + 1
 			var sb strings.Builder
@@ -186,6 +204,43 @@ func lex(src string) ([]token, error) {
 }
 
 var escapes = map[rune]rune{'n': '\n', 't': '\t', 'r': '\r'}
+
+// bracketName says whether r[i] ('[') starts ['Name'], a column name, and
+// not an index into a dynamic value (x['a']), which follows a value.
+func bracketName(r []rune, i int, out []token) bool {
+	j := i + 1
+	for j < len(r) && r[j] == ' ' {
+		j++
+	}
+	if j >= len(r) || r[j] != '\'' && r[j] != '"' {
+		return false
+	}
+	q, e := r[j], j+1
+	for e < len(r) && r[e] != q && r[e] != '\n' {
+		e++
+	}
+	for e++; e < len(r) && r[e] == ' '; e++ {
+	}
+	if e >= len(r) || r[e] != ']' {
+		return false
+	}
+	if len(out) == 0 {
+		return true
+	}
+	prev := out[len(out)-1]
+	switch prev.kind {
+	case tString, tNumber, tTimespan, tDatetime:
+		return false
+	case tOp:
+		return prev.text != ")" && prev.text != "]"
+	}
+	return nameKeywords[strings.ToLower(prev.text)]
+}
+
+// nameKeywords are the words after which a column name may stand.
+var nameKeywords = map[string]bool{"project": true, "extend": true, "by": true, "where": true, "and": true, "or": true,
+	"summarize": true, "distinct": true, "on": true, "project-away": true, "project-rename": true, "project-keep": true,
+	"project-reorder": true, "sort": true, "order": true, "filter": true, "mv-expand": true, "not": true, "asc": true, "desc": true}
 
 // isDashWord keeps kind=leftouter style words and "make-series" together.
 func isDashWord(r []rune, i, j int) bool {

@@ -202,6 +202,25 @@ func termSQL(left, right string, cs, start, end bool) string {
 	return "regexp_matches(" + left + ", " + re + ")"
 }
 
+var numberRE = regexp.MustCompile(`^\(?-?[0-9]+(\.[0-9]+)?\)?$`)
+
+// comparable is e as compared with other: where other is a string (number)
+// literal, e must be a string (number), or the query fails as it does in
+// Kusto; DuckDB would cast one to the other.
+func comparable(e, other string) string {
+	_, eLit := literal(e)
+	if eLit || numberRE.MatchString(e) {
+		return e
+	}
+	if _, ok := literal(other); ok {
+		return "kql_string(" + e + ")"
+	}
+	if numberRE.MatchString(other) {
+		return "kql_number(" + e + ")"
+	}
+	return e
+}
+
 // str is a value as a string operator sees it: Kusto's tostring(), so an
 // absent string is "" and a list its JSON text.
 func str(e string) string {
@@ -253,6 +272,7 @@ func (p *parser) comparisonOp(left string, neg bool) (string, error) {
 		if sqlOp == "" {
 			sqlOp = op
 		}
+		left, right = comparable(left, right), comparable(right, left)
 		return "(" + left + " " + sqlOp + " " + right + ")", nil
 	case "=~", "!~":
 		right, err := p.operand()

@@ -11,6 +11,12 @@ var Prelude = []string{
 		`WHEN typeof(x) = 'JSON' AND json_type(x::JSON) = 'VARCHAR' THEN x::JSON->>'$' ` +
 		`WHEN typeof(x) LIKE '%[]' OR typeof(x) LIKE 'STRUCT%' OR typeof(x) LIKE 'MAP%' THEN to_json(x)::VARCHAR ` +
 		`ELSE CAST(x AS VARCHAR) END`,
+	// A comparison with a string or number literal: the other side must be
+	// of that kind, as Kusto requires (DuckDB would cast).
+	`CREATE OR REPLACE TEMP MACRO kql_string(x) AS CASE WHEN typeof(x) IN ('VARCHAR', 'JSON', '"NULL"') THEN x::VARCHAR ` +
+		`ELSE error('kql: cannot compare a value of type ' || typeof(x) || ' with a string') END`,
+	`CREATE OR REPLACE TEMP MACRO kql_number(x) AS CASE WHEN typeof(x) IN ('TINYINT', 'SMALLINT', 'INTEGER', 'BIGINT', 'HUGEINT', 'UTINYINT', 'USMALLINT', 'UINTEGER', 'UBIGINT', 'FLOAT', 'DOUBLE', '"NULL"') OR typeof(x) LIKE 'DECIMAL%' THEN x WHEN typeof(x) = 'BOOLEAN' THEN x::INTEGER ` +
+		`ELSE error('kql: cannot compare a value of type ' || typeof(x) || ' with a number') END`,
 	`CREATE OR REPLACE TEMP MACRO kql_array_length(x) AS CASE WHEN typeof(x) LIKE '%[]' THEN len(x::JSON[]) ` +
 		`ELSE json_array_length(TRY_CAST(x AS JSON)) END`,
 	`CREATE OR REPLACE TEMP MACRO kql_indexof(s, needle, start) AS CASE WHEN s IS NULL OR needle IS NULL THEN NULL ` +
