@@ -83,8 +83,8 @@ export const ASSET_TYPES = [
   ['apps', 'app', 'Apps'],
 ];
 
-// entityHref is the page of an entity. A URL's id is escaped twice (once
-// for the API's path segment, once for this fragment), as docs/API.md says.
+// entityHref is the page of an entity; its id is one escaped segment of
+// the fragment.
 export function entityHref(type, id) {
   return '#/entities/' + encodeURIComponent(type) + '/' + encodeURIComponent(id);
 }

@@ -5,10 +5,10 @@ import {h, fill, sev, ago, when, table, badge, plural} from './dom.js';
 import {actionTable} from './actions.js';
 import {resultTable} from './hunt.js';
 
-// entityPath is the API path of an entity; a URL's id is escaped once more,
-// as docs/API.md asks, so its slashes survive the router.
+// entityPath is the API path of an entity: the id is one escaped segment
+// (a URL's slashes included), which the API's {id...} route unescapes.
 export function entityPath(type, id) {
-  return 'entities/' + seg(type) + '/' + (type === 'url' ? seg(seg(id)) : seg(id));
+  return 'entities/' + seg(type) + '/' + seg(id);
 }
 
 export async function render(main, [type, id], _query, ctx) {

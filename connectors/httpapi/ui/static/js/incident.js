@@ -52,7 +52,7 @@ function draw(keepFocus) {
         'tenant ', h('span', {class: 'mono'}, inc.tenantId), ' · ',
         'created ', when(inc.createdDateTime), ' · updated ', ago(inc.lastUpdateDateTime),
         inc.assignedTo ? [' · assigned to ', h('b', {}, inc.assignedTo)] : null,
-        inc.classification ? [' · ', badge(inc.classification + (inc.determination ? ' / ' + inc.determination : ''))] : null,
+        inc.classification && inc.classification !== 'unknown' ? [' · ', badge(inc.classification + (inc.determination && inc.determination !== 'unknown' ? ' / ' + inc.determination : ''))] : null,
         (inc.tags || []).map(t => [' ', badge(t)]))),
     tabs(TABS.map(([k, l]) => [k, l + count(k)]), st.tab, select, 'Incident'),
     h('section', {id: 'tabpanel', role: 'tabpanel', tabindex: '0', 'aria-labelledby': 'tab-' + st.tab}));
@@ -116,10 +116,15 @@ function summary() {
   ];
 }
 
+// linksList says, for each correlation link, which two alerts share which
+// entity: what an analyst reads first.
 function linksList(links) {
   if (!links.length) return h('p', {class: 'muted'}, 'One alert: nothing joined it to another yet.');
+  const titles = new Map((st.data.incident.alerts || []).map(a => [a.id, a.title]));
+  const alert = id => h('q', {title: id}, titles.get(id) || id);
   return h('ul', {class: 'links'}, links.map(l => h('li', {},
-    entityLink(l.type, l.id, l.type + ' ' + l.id), ': ', l.reason || ('alerts ' + (l.alerts || []).join(' and ') + ' share it'),
+    alert(l.alerts[0]), ' and ', alert(l.alerts[1]), ' share ',
+    l.type ? entityLink(l.type, l.id, l.type + ' ' + l.id) : h('span', {class: 'mono'}, l.entity),
     l.mergedIncidentId ? [' (merged incident ', h('span', {class: 'mono'}, l.mergedIncidentId), ')'] : null)));
 }
 
