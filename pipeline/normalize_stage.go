@@ -118,7 +118,7 @@ func (n *normalizeProc) Process(ctx context.Context, r *kgo.Record, tx Txn) erro
 	// A Windows Security or Sysmon event (nested, OTRF flat or Sentinel
 	// form) becomes a row of its table, of normalize.default_tenant, or a
 	// no_table/bad_event dead letter (normalize/windows_input.go).
-	if !n.norm.AddWindows(in, n.emitFn, n.deadFn) {
+	if !n.norm.AddLog(in, n.emitFn, n.deadFn) {
 		n.norm.Add(in, n.emitFn, n.deadFn)
 	}
 	err := n.err

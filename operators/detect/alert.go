@@ -101,8 +101,9 @@ var accountCols = [][4]string{
 	{"InitiatingProcessAccountDomain", "InitiatingProcessAccountName", "InitiatingProcessAccountSid", "InitiatingProcessAccountUpn"},
 }
 
-// evidence renders the entities of a row as evidence, and names the main
-// one (device, else user, IP, URL, file) that keys suppression.
+// evidence renders the entities of a row as evidence (device, account,
+// cloud actor, OAuth application, file, IP, URL), and names the main one
+// (the first found) that keys suppression.
 func evidence(get func(string) string, t time.Time) ([]correlate.EvidenceFact, string) {
 	var out []correlate.EvidenceFact
 	main := ""
@@ -149,6 +150,26 @@ func evidence(get func(string) string, t time.Time) ([]correlate.EvidenceFact, s
 		add("user", correlate.Evidence{UserAccount: &correlate.UserAccount{AccountName: name, DomainName: dom, UserSID: sid, UserPrincipalName: upn}}, ents...)
 		break
 	}
+	// the cloud actor (CloudAppEvents: object id, and AccountId, a UPN or
+	// an object id)
+	if oid, id := get("AccountObjectId"), get("AccountId"); oid != "" || id != "" {
+		ents = ents[:0]
+		ua := &correlate.UserAccount{AzureAdUserID: oid, AccountName: get("AccountDisplayName")}
+		push(correlate.UserObjectID(oid))
+		if strings.Contains(id, "@") {
+			ua.UserPrincipalName = id
+			push(correlate.UserUPN(id))
+		} else {
+			push(correlate.UserObjectID(id))
+		}
+		add("user", correlate.Evidence{UserAccount: ua}, ents...)
+	}
+	// the OAuth application acting
+	if app := get("OAuthAppId"); app != "" {
+		ents = ents[:0]
+		push(correlate.OAuthApp(app))
+		add("oauthapplication", correlate.Evidence{AppID: app, DisplayName: get("Application")}, ents...)
+	}
 	// file (the process or file of the row)
 	if sha256, sha1 := get("SHA256"), get("SHA1"); sha256 != "" || sha1 != "" {
 		ents = ents[:0]
@@ -157,10 +178,12 @@ func evidence(get func(string) string, t time.Time) ([]correlate.EvidenceFact, s
 		add("file", correlate.Evidence{FileDetails: &correlate.FileDetails{SHA1: sha1, SHA256: sha256, FileName: get("FileName"), FilePath: get("FolderPath")},
 			ProcessCommand: get("ProcessCommandLine")}, ents...)
 	}
-	if ip := get("RemoteIP"); ip != "" {
-		ents = ents[:0]
-		push(correlate.IP(ip))
-		add("ip", correlate.Evidence{IPAddress: ip}, ents...)
+	for _, c := range []string{"RemoteIP", "IPAddress"} {
+		if ip := get(c); ip != "" {
+			ents = ents[:0]
+			push(correlate.IP(ip))
+			add("ip", correlate.Evidence{IPAddress: ip}, ents...)
+		}
 	}
 	if u := get("RemoteUrl"); u != "" {
 		ents = ents[:0]

@@ -28,6 +28,7 @@ var KeyColumns = []string{
 	"FileName", "FolderPath", "ProcessCommandLine", "InitiatingProcessFolderPath",
 	"InitiatingProcessCommandLine", "RegistryKey", "RegistryValueName", "RegistryValueData",
 	"RemoteIP", "RemotePort", "RemoteUrl", "SHA256",
+	"AccountUpn", "AccountId", "AccountObjectId", "IPAddress", "Application", "OAuthAppId", "ObjectName",
 }
 
 // Tester runs rules offline over input records of every shape the
@@ -82,7 +83,7 @@ func (t *Tester) Add(raw []byte) {
 		t.norm = normalize.New(normalize.WithBatchRows(4096), normalize.WithDefaultTenant(t.Tenant))
 	}
 	in := normalize.Input{Value: raw, Timestamp: time.Now()}
-	if !t.norm.AddWindows(in, t.batch, t.dead) {
+	if !t.norm.AddLog(in, t.batch, t.dead) {
 		t.norm.Add(in, t.batch, t.dead)
 	}
 }

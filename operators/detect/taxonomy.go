@@ -250,8 +250,37 @@ var sources = map[string]source{
 // Linux and macOS hosts alike.
 var products = map[string]bool{"": true, "windows": true, "linux": true, "macos": true}
 
+// DefenderProduct is the logsource product of rules written against the
+// advanced-hunting tables themselves: the service names the table
+// (IdentityDirectoryEvents, CloudAppEvents, DeviceEvents, ...), and every
+// column of it is a field by its own name, as in Defender's custom
+// detections. It reaches the tables no Sigma category names.
+const DefenderProduct = "m365defender"
+
+// tableSource is the logsource of one table by its own columns.
+func tableSource(table string) (source, error) {
+	sch := normalize.Schema(table)
+	if sch == nil {
+		return source{}, fmt.Errorf("logsource product %s: service %q is not an advanced-hunting table (tables: %s)",
+			DefenderProduct, table, strings.Join(normalize.Tables(), ", "))
+	}
+	s := source{table: table, fields: map[string]fieldSpec{}}
+	for _, f := range sch.Fields() {
+		s.fields[f.Name] = col(f.Name)
+	}
+	// The values of keys the table does not define, as one JSON object.
+	s.fields[normalize.ExtraFieldsColumn] = col(normalize.ExtraFieldsColumn)
+	return s, nil
+}
+
 // lookupSource resolves a rule's logsource.
 func lookupSource(category, product, service string) (source, error) {
+	if strings.EqualFold(product, DefenderProduct) {
+		if category != "" {
+			return source{}, fmt.Errorf("logsource product %s takes a service (the table), not category %q", DefenderProduct, category)
+		}
+		return tableSource(service)
+	}
 	if !products[product] {
 		return source{}, fmt.Errorf("logsource product %q maps to no table", product)
 	}

@@ -45,50 +45,62 @@ type winEvent struct {
 	data                        map[string]string
 }
 
-var eventIDKey = []byte(`"EventID"`)
+var (
+	eventIDKey   = []byte(`"EventID"`)
+	operationKey = []byte(`"Operation`) // Operation (OfficeActivity), OperationName (AuditLogs)
+	categoryKey  = []byte(`"category"`)
+)
 
-// AddWindows normalizes in when it is a Windows event in one of the shapes
-// above, as a row of its table for the normalizer's default tenant, or a
-// dead letter with the reason. It reports false, having done nothing, for
-// any other record: give that to Add.
-func (n *Normalizer) AddWindows(in Input, emit func(Batch), dead func(DeadLetter)) bool {
+// AddLog normalizes in when it is a Windows event in one of the shapes
+// above, or a row of Sentinel's AuditLogs or OfficeActivity export
+// (windows_sentinel.go): a row of its table for the normalizer's default
+// tenant, or a dead letter with the reason. It reports false, having done
+// nothing, for any other record: give that to Add.
+func (n *Normalizer) AddLog(in Input, emit func(Batch), dead func(DeadLetter)) bool {
 	v := in.Value
-	// Every shape names EventID as a key; a streaming record almost never
-	// does, and this costs it one scan instead of a parse.
-	if !bytes.Contains(v, eventIDKey) || len(v) > n.cfg.maxRecord || !utf8.Valid(v) {
+	// Every shape names EventID, Operation or OperationName as a key and
+	// none has a category; a streaming record always has one, and this
+	// costs it a scan or two instead of a parse.
+	if bytes.Contains(v, categoryKey) || !bytes.Contains(v, eventIDKey) && !bytes.Contains(v, operationKey) ||
+		len(v) > n.cfg.maxRecord || !utf8.Valid(v) {
 		return false
 	}
 	root, err := n.parser.ParseBytes(v)
 	if err != nil {
 		return false // Add says why
 	}
-	ev, ok := readWindows(root)
-	if !ok {
+	var (
+		table string
+		props map[string]any
+		ts    string
+	)
+	if ev, ok := readWindows(root); ok {
+		table, props, err = windowsRow(ev)
+		ts = ev.time
+		if err == nil && ts == "" {
+			err = fmt.Errorf("%w: Windows event (%s form) has no time", errNoTime, ev.shape)
+		}
+	} else if kind := sentinelKind(root); kind != "" {
+		table, props, ts, err = sentinelRow(kind, root)
+	} else {
 		return false
 	}
 	n.bytes += int64(len(v))
-	table, props, err := windowsRow(ev)
 	if err != nil {
 		n.records++
 		reason := ReasonBadEvent
-		if errors.Is(err, ErrNoTable) {
+		switch {
+		case errors.Is(err, ErrNoTable):
 			reason = ReasonNoTable
+		case errors.Is(err, errNoTime):
+			reason = ReasonBadTimestamp
 		}
 		n.deadLetter(in, -1, v, reason, err.Error(), dead)
 		return true
 	}
-	if ev.time == "" {
-		n.records++
-		n.deadLetter(in, -1, v, ReasonBadTimestamp, fmt.Sprintf("Windows event (%s form) has no time", ev.shape), dead)
-		return true
-	}
-	props["Timestamp"] = ev.time
+	props["Timestamp"] = ts
 	a := arenas.Get()
 	defer arenas.Put(a)
-	rec := a.NewObject()
-	rec.Set("category", a.NewString(CategoryPrefix+table))
-	rec.Set("tenantId", a.NewString(n.cfg.tenant))
-	rec.Set("time", a.NewString(ev.time))
 	p := a.NewObject()
 	for k, val := range props {
 		switch x := val.(type) {
@@ -98,12 +110,20 @@ func (n *Normalizer) AddWindows(in Input, emit func(Batch), dead func(DeadLetter
 			}
 		case int64:
 			p.Set(k, a.NewNumberString(strconv.FormatInt(x, 10)))
+		case *fastjson.Value:
+			p.Set(k, x)
 		}
 	}
-	rec.Set("properties", p)
-	n.addRecord(in, -1, rec, v, int64(len(v)), emit, dead)
+	po, _ := p.Object()
+	// The row goes straight to its table, in import mode too (where Add
+	// would infer the table of an export row).
+	n.records++
+	fail := func(r Reason, msg string) { n.deadLetter(in, -1, v, r, msg, dead) }
+	n.addRow(n.state(tableIndex[table]), []byte(n.cfg.tenant), po, []byte(ts), int64(len(v)), emit, fail)
 	return true
 }
+
+var errNoTime = errors.New("no time")
 
 var arenas fastjson.ArenaPool
 

@@ -2,6 +2,8 @@ package normalize
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +12,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 )
 
-// windowsRows runs raw through AddWindows and returns the row's columns
+// windowsRows runs raw through AddLog and returns the row's columns
 // (strings and numbers as text) and table, or the dead letter.
 func windowsRows(t *testing.T, raw []byte) (table string, row map[string]string, dl *DeadLetter) {
 	t.Helper()
@@ -19,7 +21,7 @@ func windowsRows(t *testing.T, raw []byte) (table string, row map[string]string,
 	var got []Batch
 	emit := func(b Batch) { got = append(got, b) }
 	deadFn := func(d DeadLetter) { dl = &d }
-	if !n.AddWindows(Input{Value: raw}, emit, deadFn) {
+	if !n.AddLog(Input{Value: raw}, emit, deadFn) {
 		t.Fatalf("not taken for a Windows event: %s", raw)
 	}
 	n.Flush(emit)
@@ -150,6 +152,18 @@ func TestWindowsDeadLetters(t *testing.T) {
 			t.Errorf("%s: dead letter %s %q (value %q), want %s with %q and the record's bytes", c.raw, dl.Reason, dl.Error, dl.Value, c.reason, c.msg)
 		}
 	}
+	// In import mode (export rows, whose table is inferred) a Windows
+	// event still goes to its own table.
+	imp := New(WithImport(""), WithDefaultTenant("t1"))
+	defer imp.Close()
+	var tables []string
+	collect := func(b Batch) { tables = append(tables, b.Table); b.Release() }
+	ok := imp.AddLog(Input{Value: []byte(`{"EventID":4624,"Channel":"Security","Computer":"dc1","TimeGenerated":"2021-08-02T13:08:45Z","TargetUserName":"bob"}`)},
+		collect, func(d DeadLetter) { t.Errorf("import mode: dead letter %s %s", d.Reason, d.Error) })
+	imp.Flush(collect)
+	if !ok || len(tables) != 1 || tables[0] != "DeviceLogonEvents" {
+		t.Errorf("import mode: taken %v, tables %v; want DeviceLogonEvents", ok, tables)
+	}
 	// Not Windows events: left to Add, untouched.
 	n := New()
 	defer n.Close()
@@ -159,11 +173,49 @@ func TestWindowsDeadLetters(t *testing.T) {
 		`{"EventID":1}`,
 		`not json "EventID"`,
 	} {
-		if n.AddWindows(Input{Value: []byte(raw)}, func(Batch) {}, func(DeadLetter) {}) {
+		if n.AddLog(Input{Value: []byte(raw)}, func(Batch) {}, func(DeadLetter) {}) {
 			t.Errorf("%s taken for a Windows event", raw)
 		}
 	}
 	if s := n.Stats(); s.Records != 0 {
-		t.Errorf("stats %+v after records AddWindows left alone", s)
+		t.Errorf("stats %+v after records AddLog left alone", s)
+	}
+}
+
+// TestSentinelCloudRows: rows of Sentinel's AuditLogs and OfficeActivity
+// exports (the Golden SAML recording's) become CloudAppEvents rows with the
+// actor, client address and OAuth application as columns.
+func TestSentinelCloudRows(t *testing.T) {
+	dir := sharedData(t, "otrf/datasets/compound/GoldenSAMLADFSMailAccess/unzipped")
+	for _, c := range []struct {
+		file string
+		want map[string]string
+	}{
+		{"OfficeActivityEvents.json", map[string]string{"ActionType": "MailItemsAccessed", "Application": "Microsoft Exchange Online",
+			"AccountId": "pgustavo@simulandlabs.com", "IPAddress": "1.2.3.4", "OAuthAppId": "5a95e683-08ad-424e-a441-1d1aec52c02c",
+			"Timestamp": "2021-08-02T13:32:07Z"}},
+		{"AADAuditEvents.json", map[string]string{"Application": "Microsoft Entra ID", "AccountId": "pgustavo@simulandlabs.com",
+			"AccountObjectId": "aead923d-498b-4f64-a66c-2af91447a8b6", "ObjectName": "SimuLandApp"}},
+	} {
+		b, err := os.ReadFile(filepath.Join(dir, c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		table, row, dl := windowsRows(t, []byte(line))
+		if dl != nil {
+			t.Fatalf("%s: dead letter %s: %s", c.file, dl.Reason, dl.Error)
+		}
+		if table != "CloudAppEvents" || !strings.Contains(row["RawEventData"], `"TenantId"`) {
+			t.Errorf("%s: table %s, RawEventData %.80s", c.file, table, row["RawEventData"])
+		}
+		for k, v := range c.want {
+			if row[k] != v {
+				t.Errorf("%s: %s = %q, want %q", c.file, k, row[k], v)
+			}
+		}
+	}
+	if _, _, dl := windowsRows(t, []byte(`{"Type":"OfficeActivity","Operation":"MailItemsAccessed","UserId":"a@b"}`)); dl == nil || dl.Reason != ReasonBadTimestamp {
+		t.Errorf("OfficeActivity row without a time: %+v, want bad_timestamp", dl)
 	}
 }
