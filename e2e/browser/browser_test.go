@@ -471,12 +471,19 @@ func TestQueueListsTheIncidents(t *testing.T) {
 	}
 }
 
-func TestIncidentPageShowsTitleAlertsAndGraph(t *testing.T) {
-	base := start(t)
+// biggest is the API's incident of the most alerts.
+func biggest(t *testing.T, base string) incidentDetail {
+	t.Helper()
 	var top incidentList
 	mustGet(t, base+"/api/incidents?sort=alerts&limit=1", &top)
-	var want incidentDetail
-	mustGet(t, base+"/api/incidents/"+url.PathEscape(top.Incidents[0].ID), &want)
+	var d incidentDetail
+	mustGet(t, base+"/api/incidents/"+url.PathEscape(top.Incidents[0].ID), &d)
+	return d
+}
+
+func TestIncidentPageShowsTitleAlertsAndGraph(t *testing.T) {
+	base := start(t)
+	want := biggest(t, base)
 	b := browse(t, base)
 
 	b.open("/incidents/" + url.PathEscape(want.Incident.ID))
@@ -545,10 +552,7 @@ func TestIncidentPageShowsTitleAlertsAndGraph(t *testing.T) {
 
 func TestHeaderSearchOpensTheEntity(t *testing.T) {
 	base := start(t)
-	var top incidentList
-	mustGet(t, base+"/api/incidents?sort=alerts&limit=1", &top)
-	var inc incidentDetail
-	mustGet(t, base+"/api/incidents/"+url.PathEscape(top.Incidents[0].ID), &inc)
+	inc := biggest(t, base)
 	if len(inc.Incident.ImpactedAssets.Devices) == 0 {
 		t.Fatalf("incident %s has no device", inc.Incident.ID)
 	}
