@@ -21,13 +21,16 @@ import (
 func init() {
 	register(command{
 		name:     "actions",
-		summary:  "List the response actions stitch decided, or approve or reject one: the decision is a record on the approvals topic, applied by the running pipeline.",
-		synopsis: "[list] [--status S] [--incident ID] [--tenant T] [--format text|json] | approve|reject ID --by NAME [--comment TEXT]",
+		summary:  "List the response actions stitch decided, or approve, reject or undo one: the decision is a record on the approvals topic, applied by the running pipeline.",
+		synopsis: "[list] [--status S] [--incident ID] [--tenant T] [--format text|json] | approve|reject|undo ID --by NAME [--comment TEXT]",
 		details: "Reads the actions topic (the latest version of each action) of a running 'stitch run'\n" +
 			"(found through <state-dir>/brokers) or of the cluster given with --brokers. approve and reject\n" +
 			"write a decision to 'respond.approvals'; the respond stage appends it to the action's approvals\n" +
-			"and publishes the action's new status as a new version.",
-		example: "stitch actions --status pending\nstitch actions approve act-0123456789abcdef01234567 --by alice --comment 'confirmed with the user'",
+			"and publishes the action's new status as a new version. undo takes back an action that was\n" +
+			"carried out, where it can be reversed (IsolateDevice, RestrictAppExecution, BlockIndicator): the\n" +
+			"reversing action (ReleaseDevice, RemoveAppRestriction, UnblockIndicator) is decided, approved.",
+		example: "stitch actions --status pending\nstitch actions approve act-0123456789abcdef01234567 --by alice --comment 'confirmed with the user'\n" +
+			"stitch actions undo act-0123456789abcdef01234567 --by alice --comment 'device reimaged'",
 		run:     func(ctx context.Context, args []string) error { return actionsCmd(ctx, args, os.Stdout) },
 	})
 }
@@ -36,15 +39,15 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	verb, id := "list", ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		verb, args = args[0], args[1:]
-		if verb == "approve" || verb == "reject" {
+		if verb == "approve" || verb == "reject" || verb == "undo" {
 			if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 				return fmt.Errorf("%w: %s needs the action id first", errUsage, verb)
 			}
 			id, args = args[0], args[1:]
 		}
 	}
-	if !slices.Contains([]string{"list", "approve", "reject"}, verb) {
-		return fmt.Errorf("%w: unknown actions command %q (list, approve or reject)", errUsage, verb)
+	if !slices.Contains([]string{"list", "approve", "reject", "undo"}, verb) {
+		return fmt.Errorf("%w: unknown actions command %q (list, approve, reject or undo)", errUsage, verb)
 	}
 	fs := newFlagSet("actions")
 	cf := addClusterFlags(fs)
@@ -52,8 +55,8 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	incident := fs.String("incident", "", "list: only the actions of this incident")
 	tenant := fs.String("tenant", "", "list: only this tenant's actions")
 	format := fs.String("format", "text", "list: text or json (one action per line)")
-	by := fs.String("by", "", "approve/reject: who decides (required)")
-	comment := fs.String("comment", "", "approve/reject: why")
+	by := fs.String("by", "", "approve/reject/undo: who decides (required)")
+	comment := fs.String("comment", "", "approve/reject/undo: why")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -80,8 +83,14 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("no action %s in topic %s (%d actions there)", id, cfg.Topics.Actions, len(acts))
 		}
 		d := respond.Decision{TenantID: a.TenantID, ActionID: a.ID, Decision: respond.StatusApproved, By: *by, Comment: *comment, Time: time.Now().UTC()}
-		if verb == "reject" {
+		switch verb {
+		case "reject":
 			d.Decision = respond.StatusRejected
+		case "undo":
+			if _, ok := respond.Reverses[a.Type]; !ok {
+				return fmt.Errorf("action %s is %s, which cannot be undone (IsolateDevice, RestrictAppExecution and BlockIndicator can)", a.ID, a.Type)
+			}
+			d.Decision = respond.DecisionUndo
 		}
 		if err := produceJSON(ctx, kc, cfg.Respond.Approvals, a.RecordKey(), &d); err != nil {
 			return err

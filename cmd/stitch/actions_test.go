@@ -102,12 +102,37 @@ func TestActionsApproveThroughThePipeline(t *testing.T) {
 	if err := indicatorsCmd(ctx, []string{"list", brokers}, &list); err != nil || !strings.Contains(list.String(), hash) {
 		t.Fatalf("indicators list (%v):\n%s", err, list.String())
 	}
+	var block respond.Action
 	until("the indicator blocked", func(as []respond.Action) bool {
 		for _, a := range as {
 			if a.Type == respond.BlockIndicator && a.Target.Indicator == hash && a.Status == respond.StatusApproved {
+				block = a
 				return true
 			}
 		}
 		return false
+	})
+
+	// Undo: a DisableUser cannot be undone (said before anything is
+	// recorded); the block can, and its UnblockIndicator is approved by
+	// whoever asked.
+	if err := actionsCmd(ctx, []string{"undo", disable.ID, brokers, "--by", "bob"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "cannot be undone") {
+		t.Errorf("undo of DisableUser: %v", err)
+	}
+	if err := actionsCmd(ctx, []string{"undo", block.ID, brokers, "--by", "bob", "--comment", "false positive"}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	until("the indicator unblocked", func(as []respond.Action) bool {
+		undone, unblock := false, false
+		for _, a := range as {
+			switch {
+			case a.ID == block.ID:
+				undone = len(a.Approvals) == 1 && a.Approvals[0].Decision == respond.DecisionUndo && a.Approvals[0].By == "bob"
+			case a.Type == respond.UnblockIndicator && a.Target.Indicator == hash:
+				unblock = a.Status == respond.StatusApproved && a.IncidentID == block.IncidentID &&
+					len(a.Approvals) == 1 && a.Approvals[0].By == "bob" && a.Approvals[0].Comment == "false positive"
+			}
+		}
+		return undone && unblock
 	})
 }

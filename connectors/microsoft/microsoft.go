@@ -13,8 +13,10 @@
 //	CollectInvestigationPackage POST {mde}/api/machines/{id}/collectInvestigationPackage {"Comment"}
 //	RunAntivirusScan            POST {mde}/api/machines/{id}/runAntiVirusScan       {"Comment", "ScanType": "Quick"}
 //	RestrictAppExecution        POST {mde}/api/machines/{id}/restrictCodeExecution  {"Comment"}
+//	RemoveAppRestriction        POST {mde}/api/machines/{id}/unrestrictCodeExecution {"Comment"}
 //	StopAndQuarantineFile       POST {mde}/api/machines/{id}/StopAndQuarantineFile  {"Comment", "Sha1"}
 //	BlockIndicator              POST {mde}/api/indicators                           {"indicatorValue", "indicatorType", "action", "title", "description", "severity", "generateAlert"}
+//	UnblockIndicator            GET {mde}/api/indicators?$filter=indicatorValue eq '{value}', then DELETE {mde}/api/indicators/{id} of each
 //	DisableUser                 PATCH {graph}/v1.0/users/{id}                       {"accountEnabled": false}
 //	ForcePasswordReset          PATCH {graph}/v1.0/users/{id}                       {"passwordProfile": {"forceChangePasswordNextSignIn": true}}
 //	RevokeSessions              POST {graph}/v1.0/users/{id}/revokeSignInSessions
@@ -34,6 +36,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -135,18 +138,7 @@ func (e *Executor) Execute(ctx context.Context, a *respond.Action) (respond.Outc
 			}
 			return execute.Answer{Err: err}
 		}
-		req, err := http.NewRequestWithContext(ctx, c.method, c.url, bytes.NewReader(body))
-		if err != nil {
-			return execute.Answer{Err: err}
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		// Graph and Defender log it: the request of every attempt of one
-		// action carries the same id, for support and audit.
-		req.Header.Set("client-request-id", a.IdempotencyKey)
-		ans := execute.Send(client, req)
+		ans := e.send(ctx, client, c, body, tok, a.IdempotencyKey)
 		if ans.Status == http.StatusBadRequest && strings.Contains(ans.Msg, "ActiveRequestAlreadyExists") {
 			ans.Done = true // the same machine action is already under way
 		}
@@ -156,6 +148,66 @@ func (e *Executor) Execute(ctx context.Context, a *respond.Action) (respond.Outc
 		}
 		return ans
 	})
+}
+
+// send makes the call. A DELETE of indicators by filter is two steps, as
+// the API deletes by indicator id only: list the indicators of the value,
+// then delete each (none left is done).
+func (e *Executor) send(ctx context.Context, client *http.Client, c call, body []byte, tok, requestID string) execute.Answer {
+	do := func(method, u string, body []byte) (execute.Answer, []byte) {
+		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+		if err != nil {
+			return execute.Answer{Err: err}, nil
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		// Graph and Defender log it: the request of every attempt of one
+		// action carries the same id, for support and audit.
+		req.Header.Set("client-request-id", requestID)
+		if method != http.MethodGet {
+			return execute.Send(client, req), nil
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return execute.Answer{Err: err}, nil
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		if err != nil {
+			return execute.Answer{Err: err}, nil
+		}
+		return execute.Answer{Status: resp.StatusCode, Msg: strings.TrimSpace(string(b[:min(len(b), 512)]))}, b
+	}
+	base, _, lookup := strings.Cut(c.url, "?")
+	if c.method != http.MethodDelete || !lookup {
+		ans, _ := do(c.method, c.url, body)
+		return ans
+	}
+	ans, list := do(http.MethodGet, c.url, nil)
+	if ans.Err != nil || ans.Status != http.StatusOK {
+		return ans
+	}
+	var found struct {
+		Value []struct {
+			ID json.RawMessage `json:"id"`
+		} `json:"value"`
+	}
+	if err := json.Unmarshal(list, &found); err != nil {
+		return execute.Answer{Status: http.StatusBadGateway, Msg: "indicators list: " + err.Error()}
+	}
+	for _, v := range found.Value {
+		id := strings.Trim(string(v.ID), `"`)
+		ans, _ = do(http.MethodDelete, base+"/"+url.PathEscape(id), nil)
+		switch {
+		case ans.Status == http.StatusNotFound:
+			continue // gone meanwhile
+		case ans.Err != nil || ans.Status < 200 || ans.Status >= 300:
+			return ans // tried again: the list is read anew
+		}
+	}
+	return execute.Answer{Status: http.StatusNoContent, Done: true}
 }
 
 // request builds the API call of an action.
@@ -191,6 +243,14 @@ func (e *Executor) request(a *respond.Action) (call, error) {
 		return machine("runAntiVirusScan", map[string]any{"ScanType": "Quick"})
 	case respond.RestrictAppExecution:
 		return machine("restrictCodeExecution", map[string]any{})
+	case respond.RemoveAppRestriction:
+		return machine("unrestrictCodeExecution", map[string]any{})
+	case respond.UnblockIndicator:
+		if t.Indicator == "" {
+			return call{}, fmt.Errorf("%s needs the indicator", a.Type)
+		}
+		q := url.Values{"$filter": {"indicatorValue eq '" + strings.ReplaceAll(t.Indicator, "'", "''") + "'"}}
+		return call{defenderScope, http.MethodDelete, mde + "/api/indicators?" + q.Encode(), nil}, nil
 	case respond.StopAndQuarantineFile:
 		if t.SHA1 == "" {
 			return call{}, fmt.Errorf("%s needs the file's SHA-1, which Defender's API requires (the action has SHA-256 %q only)", a.Type, t.SHA256)

@@ -24,13 +24,14 @@ import (
 type cloud struct {
 	t *testing.T
 
-	mu     sync.Mutex
-	tokens int              // token grants issued
-	calls  []string         // "METHOD path" of every API call
-	bodies []map[string]any // their JSON bodies (nil when none)
-	answer func(n int) (int, string)
-	issued map[string]string // token -> scope
-	reqIDs []string
+	mu      sync.Mutex
+	tokens  int              // token grants issued
+	calls   []string         // "METHOD path" of every API call
+	bodies  []map[string]any // their JSON bodies (nil when none)
+	answer  func(n int) (int, string)
+	issued  map[string]string // token -> scope
+	reqIDs  []string
+	queries []string // the $filter of each call
 }
 
 func newCloud(t *testing.T) (*cloud, *httptest.Server) {
@@ -70,6 +71,7 @@ func (c *cloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.t.Errorf("%s %s with a token for %q, want one for %q", r.Method, r.URL.Path, got, want)
 	}
 	c.calls = append(c.calls, r.Method+" "+r.URL.EscapedPath())
+	c.queries = append(c.queries, r.URL.Query().Get("$filter"))
 	c.reqIDs = append(c.reqIDs, r.Header.Get("client-request-id"))
 	var body map[string]any
 	if b, _ := io.ReadAll(r.Body); len(b) > 0 {
@@ -123,6 +125,7 @@ func TestEveryActionTypeIsItsDocumentedCall(t *testing.T) {
 			map[string]any{"indicatorValue": "ab12", "indicatorType": "FileSha256", "action": "BlockAndRemediate"}},
 		{respond.BlockIndicator, respond.Target{Indicator: "1.2.3.4", IndicatorType: respond.IndicatorIP}, "POST /api/indicators",
 			map[string]any{"indicatorValue": "1.2.3.4", "indicatorType": "IpAddress", "action": "Block"}},
+		{respond.RemoveAppRestriction, dev, "POST /api/machines/" + dev.DeviceID + "/unrestrictCodeExecution", nil},
 		{respond.DisableUser, user, "PATCH /v1.0/users/" + user.AccountObjectID, map[string]any{"accountEnabled": false}},
 		{respond.DisableUser, respond.Target{UPN: "a b@contoso.com"}, "PATCH /v1.0/users/a%20b@contoso.com", map[string]any{"accountEnabled": false}},
 		{respond.ForcePasswordReset, user, "PATCH /v1.0/users/" + user.AccountObjectID,
@@ -155,6 +158,30 @@ func TestEveryActionTypeIsItsDocumentedCall(t *testing.T) {
 				t.Errorf("machine action without the required Comment: %v", c.bodies[0])
 			}
 		})
+	}
+}
+
+// Unblocking lists the indicators of the value and deletes each by id, as
+// the API deletes by id only; with none left, there is nothing to do.
+func TestUnblockDeletesTheIndicatorsOfTheValue(t *testing.T) {
+	c, srv := newCloud(t)
+	c.answer = func(n int) (int, string) {
+		if n == 1 {
+			return http.StatusOK, `{"value":[{"id":"995"},{"id":996}]}`
+		}
+		return http.StatusNoContent, ``
+	}
+	a := approved(respond.UnblockIndicator, respond.Target{Indicator: "1.2.3.4", IndicatorType: respond.IndicatorIP})
+	out, err := executor(srv).Execute(context.Background(), a)
+	if err != nil || out.Status != respond.StatusSucceeded {
+		t.Fatalf("outcome %+v, %v", out, err)
+	}
+	want := []string{"GET /api/indicators", "DELETE /api/indicators/995", "DELETE /api/indicators/996"}
+	if strings.Join(c.calls, ",") != strings.Join(want, ",") {
+		t.Fatalf("calls %v, want %v", c.calls, want)
+	}
+	if c.queries[0] != "indicatorValue eq '1.2.3.4'" {
+		t.Errorf("filter %q", c.queries[0])
 	}
 }
 

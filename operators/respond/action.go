@@ -31,9 +31,14 @@ const (
 	MarkUserCompromised         = "MarkUserCompromised"
 )
 
-// Types are every action type, in a stable order.
-var Types = []string{IsolateDevice, ReleaseDevice, CollectInvestigationPackage, RunAntivirusScan, RestrictAppExecution,
+// PlaybookTypes are the action types a playbook may decide, in a stable
+// order.
+var PlaybookTypes = []string{IsolateDevice, ReleaseDevice, CollectInvestigationPackage, RunAntivirusScan, RestrictAppExecution,
 	StopAndQuarantineFile, BlockIndicator, SoftDeleteEmail, DisableUser, RevokeSessions, ForcePasswordReset, MarkUserCompromised}
+
+// Types are every action type: a playbook's, and those only an undo
+// decides (undo.go).
+var Types = append(slices.Clip(PlaybookTypes), UnblockIndicator, RemoveAppRestriction)
 
 // Entity types an action acts on (automation scopes name them).
 const (
@@ -47,11 +52,11 @@ const (
 // EntityType is the kind of target an action type takes.
 func EntityType(actionType string) string {
 	switch actionType {
-	case IsolateDevice, ReleaseDevice, CollectInvestigationPackage, RunAntivirusScan, RestrictAppExecution:
+	case IsolateDevice, ReleaseDevice, CollectInvestigationPackage, RunAntivirusScan, RestrictAppExecution, RemoveAppRestriction:
 		return EntityDevice
 	case StopAndQuarantineFile:
 		return EntityFile
-	case BlockIndicator:
+	case BlockIndicator, UnblockIndicator:
 		return EntityIndicator
 	case SoftDeleteEmail:
 		return EntityMail

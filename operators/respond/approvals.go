@@ -14,7 +14,7 @@ import (
 type Decision struct {
 	TenantID string    `json:"tenantId"`
 	ActionID string    `json:"actionId"`
-	Decision string    `json:"decision"` // approved or rejected
+	Decision string    `json:"decision"` // approved, rejected or undo (undo.go)
 	By       string    `json:"by"`
 	Comment  string    `json:"comment,omitempty"`
 	Time     time.Time `json:"time"`
@@ -34,8 +34,8 @@ type Outcome struct {
 // Validate says what is wrong with a decision, if anything.
 func (d *Decision) Validate() error {
 	switch {
-	case d.Decision != StatusApproved && d.Decision != StatusRejected:
-		return fmt.Errorf("decision %q is not approved or rejected", d.Decision)
+	case d.Decision != StatusApproved && d.Decision != StatusRejected && d.Decision != DecisionUndo:
+		return fmt.Errorf("decision %q is not approved, rejected or undo", d.Decision)
 	case d.ActionID == "" || !state.ValidTenant(d.TenantID):
 		return fmt.Errorf("a decision needs an action id and its tenant")
 	case d.By == "":
@@ -58,6 +58,9 @@ func (r *Responder) decide(res *Result, d *Decision) error {
 	if err := d.Validate(); err != nil {
 		res.Problems = append(res.Problems, Problem{Type: "decision", Error: err.Error()})
 		return nil
+	}
+	if d.Decision == DecisionUndo {
+		return r.undo(res, d)
 	}
 	return r.update(res, d.TenantID, d.ActionID, "decision", func(a *Action) (bool, error) {
 		ap := Approval{Decision: d.Decision, By: d.By, Comment: d.Comment, Time: d.Time}

@@ -207,8 +207,8 @@ func Parse(name string, data []byte) (*Playbooks, error) {
 			bad(at, "playbook %q has no actions", pb.Name)
 		}
 		for j, a := range pb.Actions {
-			if !slices.Contains(Types, a) {
-				bad(fmt.Sprintf("%s.actions[%d]", at, j), "unknown action type %q (one of %s)", a, strings.Join(Types, ", "))
+			if !slices.Contains(PlaybookTypes, a) {
+				bad(fmt.Sprintf("%s.actions[%d]", at, j), "unknown action type %q (one of %s)", a, strings.Join(PlaybookTypes, ", "))
 			}
 		}
 		for j, k := range pb.Indicators {
@@ -252,7 +252,7 @@ func Parse(name string, data []byte) (*Playbooks, error) {
 			oneOf(at+".entityType", "entity type", r.EntityType, entityTypes)
 		}
 		if r.Action != "" {
-			oneOf(at+".action", "action type", r.Action, Types)
+			oneOf(at+".action", "action type", r.Action, PlaybookTypes)
 		}
 		if r.Playbook != "" && !names[r.Playbook] && len(p.Playbooks) > 0 {
 			bad(at+".playbook", "no playbook named %q in this file", r.Playbook)

@@ -216,6 +216,9 @@ type decision struct {
 	// created and updated are the earliest and latest times of the alerts
 	// behind the decision: event times, so that every run agrees.
 	created, updated time.Time
+	// approvedBy approves the action at once whatever the automation
+	// level: an analyst asked for it (an undo).
+	approvedBy *Approval
 }
 
 func (r *Responder) playbook(res *Result, tenant string, inc *correlate.Incident, a *correlate.Alert, p *Playbook) error {
@@ -537,6 +540,9 @@ func (r *Responder) record(res *Result, d *decision, reason string) (*Action, er
 	if n.Automation == LevelFull {
 		n.Status = StatusApproved
 	}
+	if d.approvedBy != nil {
+		n.Status, n.Approvals = StatusApproved, []Approval{*d.approvedBy}
+	}
 	var cur Action
 	ok, err := r.get(key, &cur)
 	if err != nil {
@@ -593,6 +599,10 @@ func Describe(typ string, t Target) string {
 		return "stop and quarantine file " + t.hash() + " on device " + dev
 	case BlockIndicator:
 		return "block " + t.IndicatorType + " " + t.Indicator
+	case UnblockIndicator:
+		return "unblock " + t.IndicatorType + " " + t.Indicator
+	case RemoveAppRestriction:
+		return "remove the app execution restriction of device " + dev
 	case SoftDeleteEmail:
 		return "soft-delete message " + t.NetworkMessageID + " from the mailbox of " + t.Recipient
 	case DisableUser:
