@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,8 +21,8 @@ func init() {
 	register(command{
 		name:     "hunt",
 		summary:  "Query the hunting partitions (Parquet) with DuckDB SQL or KQL and print the rows.",
-		synopsis: "[flags] QUERY|-",
-		details:  "QUERY - reads the query from standard input.",
+		synopsis: "[flags] QUERY|- [flags] | --tables",
+		details:  "QUERY - reads the query from standard input. Flags may come before or after the query. --tables lists the tables with data and their columns.",
 		example:  "stitch hunt --dir /tmp/out/hunting --kql 'DeviceProcessEvents | summarize count() by DeviceName'",
 		run:      runHunt,
 	})
@@ -31,13 +33,18 @@ func runHunt(ctx context.Context, args []string) error {
 	def := pipeline.Default()
 	dir := fs.String("dir", def.HuntingDir(), "hunting partitions directory (where 'run' and 'replay' write them: hunting.dir, or <state.dir>/hunting)")
 	useKQL := fs.Bool("kql", false, "the query is KQL (default DuckDB SQL)")
-	format := fs.String("format", "table", "output: table, json or csv")
+	format := fs.String("format", "table", "output: table (readable), csv, jsonl (a JSON object a row) or json (one document with columns and types)")
+	listTables := fs.Bool("tables", false, "list the tables that have data under --dir, with their columns and types, and exit")
 	limit := fs.Int("limit", query.DefaultLimit, "row limit")
 	timeout := fs.Duration("timeout", query.DefaultTimeout, "time limit")
 	tenant := fs.String("tenant", "", "only this tenant's rows and columns (its id, or the hashed form of an id too long for a path). SQL mode may run one read-only SELECT over the tenant's views and read_parquet under its partition directories; any other statement (COPY, CREATE, DROP, ATTACH, SET, INSTALL, ...), a second statement, and any other file, extension or network access fail (README: Hunting)")
-	since := fs.Duration("since", 0, "only rows newer than this (e.g. 24h)")
-	if err := parseFlags(fs, args); err != nil {
+	var since pipeline.Duration
+	fs.TextVar(&since, "since", pipeline.Duration(0), "only rows newer than this (e.g. 24h, 7d)")
+	if err := parseFlags(fs, flagsFirst(fs, args)); err != nil {
 		return err
+	}
+	if *listTables {
+		return printTables(ctx, os.Stdout, *dir)
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want one QUERY argument (or - for standard input)", errUsage)
@@ -57,8 +64,8 @@ func runHunt(ctx context.Context, args []string) error {
 	if *tenant != "" {
 		opts = append(opts, query.Tenant(*tenant))
 	}
-	if *since > 0 {
-		opts = append(opts, query.Since(time.Now().Add(-*since)))
+	if since > 0 {
+		opts = append(opts, query.Since(time.Now().Add(-since.D())))
 	}
 	res, err := query.Run(ctx, *dir, q, opts...)
 	if err != nil {
@@ -66,6 +73,9 @@ func runHunt(ctx context.Context, args []string) error {
 	}
 	if err := printResult(os.Stdout, *format, res); err != nil {
 		return err
+	}
+	if *format != "table" {
+		fmt.Fprintf(os.Stderr, "stitch hunt: %d rows, %s\n", len(res.Rows), res.Elapsed.Round(time.Millisecond))
 	}
 	if res.Truncated {
 		fmt.Fprintf(os.Stderr, "stitch hunt: results truncated at %d rows\n", *limit)
@@ -88,6 +98,18 @@ func printResult(w io.Writer, format string, res *query.Result) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"columns": res.Columns, "types": res.Types, "rows": out,
 			"truncated": res.Truncated, "elapsed_ms": res.Elapsed.Milliseconds()})
+	case "jsonl":
+		enc := json.NewEncoder(w)
+		for _, r := range res.Rows {
+			m := make(map[string]any, len(r))
+			for j, c := range res.Columns {
+				m[c] = r[j]
+			}
+			if err := enc.Encode(m); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "csv":
 		cw := csv.NewWriter(w)
 		if err := cw.Write(res.Columns); err != nil {
@@ -112,7 +134,7 @@ func printResult(w io.Writer, format string, res *query.Result) error {
 		fmt.Fprintf(w, "(%d rows, %s)\n", len(res.Rows), res.Elapsed.Round(time.Millisecond))
 		return nil
 	}
-	return fmt.Errorf("%w: unknown format %q (table, json, csv)", errUsage, format)
+	return fmt.Errorf("%w: unknown format %q (table, csv, jsonl, json)", errUsage, format)
 }
 
 // cells renders a row as text; tabs and newlines would break the table.
@@ -129,4 +151,58 @@ func cells(r []any) []string {
 		}
 	}
 	return out
+}
+
+// flagsFirst moves the flags that follow the query before it, so that
+// "stitch hunt 'T | take 5' --format csv" reads as it is meant.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // parseFlags says it is unknown
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); (!ok || !b.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(flags, rest...)
+}
+
+// printTables lists the tables with data under dir, a line each column.
+func printTables(ctx context.Context, w io.Writer, dir string) error {
+	tables, err := query.Tables(dir)
+	if err != nil {
+		return err
+	}
+	if len(tables) == 0 {
+		return fmt.Errorf("hunting: no table has data under %s (run or replay write it: hunting.dir, or <state.dir>/hunting)", dir)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, t := range tables {
+		res, err := query.Run(ctx, dir, "SELECT * FROM "+strconv.Quote(t)+" LIMIT 0")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%s\n", t)
+		for i, c := range res.Columns {
+			fmt.Fprintf(tw, "  %s\t%s\n", c, res.Types[i])
+		}
+	}
+	return tw.Flush()
 }

@@ -185,5 +185,46 @@ func TestHuntCommand(t *testing.T) {
 		if _, _, code := stitch("hunt", "--dir", hunt, "--format", "xml", "SELECT 1"); code != 2 {
 			t.Errorf("unknown format: exit %d, want 2", code)
 		}
+		_, stderr, code = stitch("hunt", "--dir", hunt, "--kql", "DeviceProcessEvent | take 1")
+		if code != 1 || !strings.Contains(stderr, "unknown table DeviceProcessEvent") || strings.Contains(stderr, "pg_") {
+			t.Errorf("unknown table: exit %d, stderr %q", code, stderr)
+		}
 	})
+
+	t.Run("tables, flags after the query, jsonl, since 7d", func(t *testing.T) {
+		stdout, stderr, code := stitch("hunt", "--dir", hunt, "--tables")
+		if code != 0 || !strings.Contains(stdout, "DeviceProcessEvents\n") || !strings.Contains(stdout, "  ProcessCommandLine") {
+			t.Errorf("--tables: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		stdout, stderr, code = stitch("hunt", "DeviceProcessEvents | take 3", "--dir", hunt, "--kql", "--format", "jsonl", "--since", "36500d")
+		if code != 0 || strings.Count(stdout, "\n") != 3 || !strings.Contains(stderr, "3 rows") {
+			t.Errorf("jsonl after the query: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil || m["ProcessCommandLine"] == nil {
+				t.Errorf("jsonl line %q: %v", line, err)
+			}
+		}
+	})
+}
+
+// TestHuntFlagsAfterQuery: flags may follow the query, a flag's value is
+// not taken for the query, and "-" (standard input) stays the query.
+func TestHuntFlagsAfterQuery(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"T | take 1", "--format", "csv", "--kql"}, []string{"--format", "csv", "--kql", "T | take 1"}},
+		{[]string{"--kql", "T", "--since=7d"}, []string{"--kql", "--since=7d", "T"}},
+		{[]string{"-", "--limit", "5"}, []string{"--limit", "5", "-"}},
+		{[]string{"--", "--not-a-flag"}, []string{"--not-a-flag"}},
+	} {
+		fs := newFlagSet("hunt")
+		fs.Bool("kql", false, "")
+		fs.String("format", "", "")
+		fs.String("since", "", "")
+		fs.Int("limit", 0, "")
+		if got := flagsFirst(fs, c.in); !slices.Equal(got, c.want) {
+			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
 }
