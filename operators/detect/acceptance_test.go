@@ -149,6 +149,9 @@ func TestOTRFAtomicIncidents(t *testing.T) {
 		results = append(results, res)
 		t.Logf("%s %s: %d records, normalized %v, %d incidents, %d custom alerts, devices %v",
 			r.ID, r.Title, sum.RecordsRead, sum.Normalized, len(incs), len(res.alerts), hosts)
+		if len(sum.DeadLettered) > 0 {
+			t.Errorf("%s %s: dead letters %v: every event should reach a table", r.ID, r.Title, sum.DeadLettered)
+		}
 		switch {
 		case len(res.alerts) == 0:
 			t.Errorf("%s %s: no customDetection alert", r.ID, r.Title)

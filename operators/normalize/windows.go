@@ -14,7 +14,8 @@ import (
 // hunting treat them like Defender's own: Sysmon 1 → DeviceProcessEvents,
 // 3 → DeviceNetworkEvents, 7 → DeviceImageLoadEvents, 11 (23, 26) →
 // DeviceFileEvents, 12/13/14 → DeviceRegistryEvents, 22 → DeviceEvents
-// (DnsQueryResponse), Security 4624/4625 → DeviceLogonEvents. Fields are
+// (DnsQueryResponse), Security 4624/4625 → DeviceLogonEvents, any other →
+// DeviceEvents of ActionType WindowsEvent (windows_generic.go). Fields are
 // renamed the way Defender names them (Image → FolderPath of the process,
 // User DOMAIN\name → AccountDomain and AccountName, Hashes → SHA1, MD5,
 // SHA256, TargetObject → RegistryKey and RegistryValueName with the long

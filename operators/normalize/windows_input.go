@@ -26,9 +26,9 @@ import (
 //
 // Each is parsed once, with the normalizer's parser, and the row is built
 // as a value the normalizer takes directly: no re-encoding, no second
-// parse. An event that is read but maps to no table, or that is malformed,
-// is a dead letter saying so (no_table, bad_event, bad_timestamp), its
-// original bytes kept.
+// parse. An event of no dedicated table is a generic DeviceEvents row
+// (windows_generic.go); a malformed one is a dead letter saying so
+// (bad_event, bad_timestamp), its original bytes kept.
 
 // The Windows event shapes.
 const (
@@ -272,6 +272,11 @@ func windowsRow(ev winEvent) (string, map[string]any, error) {
 			ch = "no channel"
 		}
 		err = fmt.Errorf("%w (%s event %s)", ErrNoTable, ch, ev.id)
+	}
+	if errors.Is(err, ErrNoTable) {
+		clear(p)
+		p["DeviceName"] = ev.host
+		table, err = genericRow(ev, p)
 	}
 	if err != nil {
 		return "", nil, err

@@ -125,18 +125,45 @@ func TestWindowsShapes(t *testing.T) {
 	}
 }
 
-// TestWindowsDeadLetters: a Windows event that no table takes, or that is
-// malformed, is a dead letter with that reason and its own bytes, not a
-// missing_category.
+// TestWindowsGenericRows: an event no dedicated table expresses is a
+// DeviceEvents row of ActionType WindowsEvent, its fields in
+// AdditionalFields, rather than a dead letter.
+func TestWindowsGenericRows(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want map[string]string
+	}{
+		{`{"Event":{"System":{"EventID":7045,"Channel":"System","Computer":"h","TimeCreated":{"#attributes":{"SystemTime":"2025-01-01T00:00:00Z"}}},"EventData":{"ServiceName":"PSEXESVC"}}}`,
+			map[string]string{"DeviceName": "h", "AdditionalFields": `{"Channel":"System","EventData":{"ServiceName":"PSEXESVC"},"EventID":"7045","Provider":""}`}},
+		{`{"EventID":10,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"h","UtcTime":"2020-10-19 02:56:14.283","SourceImage":"C:\x\dumpert.exe","TargetImage":"C:\Windows\system32\lsass.exe","GrantedAccess":"0x1fffff"}`,
+			map[string]string{"InitiatingProcessFileName": "dumpert.exe", "Timestamp": "2020-10-19T02:56:14.283Z"}},
+		{`{"EventID":5145,"Channel":"Security","Hostname":"WORKSTATION6","TimeCreated":"2020-08-06T05:20:46.754Z","SubjectUserName":"pgustavo","SubjectDomainName":"THESHIRE","RelativeTargetName":"svcctl"}`,
+			map[string]string{"InitiatingProcessAccountName": "pgustavo", "InitiatingProcessAccountDomain": "THESHIRE"}},
+	} {
+		table, row, dl := windowsRows(t, []byte(c.raw))
+		if dl != nil {
+			t.Errorf("%s: dead letter %s: %s", c.raw, dl.Reason, dl.Error)
+			continue
+		}
+		if table != "DeviceEvents" || row["ActionType"] != ActionWindowsEvent {
+			t.Errorf("%s: %s %s, want a DeviceEvents %s row", c.raw, table, row["ActionType"], ActionWindowsEvent)
+		}
+		for k, v := range c.want {
+			if row[k] != v {
+				t.Errorf("%s: %s = %q, want %q", c.raw, k, row[k], v)
+			}
+		}
+	}
+}
+
+// TestWindowsDeadLetters: a malformed Windows event is a dead letter with
+// the reason and its own bytes, not a missing_category.
 func TestWindowsDeadLetters(t *testing.T) {
 	cases := []struct {
 		raw    string
 		reason Reason
 		msg    string
 	}{
-		{`{"Event":{"System":{"EventID":7045,"Channel":"System","Computer":"h","TimeCreated":{"#attributes":{"SystemTime":"2025-01-01T00:00:00Z"}}}}}`, ReasonNoTable, "System event 7045"},
-		{`{"EventID":10,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"h","UtcTime":"2020-10-19 02:56:14.283"}`, ReasonNoTable, "Sysmon event 10"},
-		{`{"EventID":5156,"Channel":"Security","Hostname":"h","TimeCreated":"2020-10-19 02:56:14.283"}`, ReasonNoTable, "Security event 5156"},
 		{`{"EventID":"x1","Channel":"Security","Hostname":"h","TimeCreated":"2020-10-19 02:56:14.283"}`, ReasonBadEvent, `EventID "x1"`},
 		{`{"EventID":4624,"Channel":"Security","TimeGenerated":"2021-08-02T13:08:45Z","Type":"SecurityEvent"}`, ReasonBadEvent, "names no host"},
 		{`{"EventID":4624,"Channel":"Security","Hostname":"h"}`, ReasonBadTimestamp, "has no time"},
