@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -33,7 +34,7 @@ func runHunt(ctx context.Context, args []string) error {
 	def := pipeline.Default()
 	dir := fs.String("dir", def.HuntingDir(), "hunting partitions directory (where 'run' and 'replay' write them: hunting.dir, or <state.dir>/hunting)")
 	useKQL := fs.Bool("kql", false, "the query is KQL (default DuckDB SQL)")
-	format := fs.String("format", "table", "output: table (readable), csv, jsonl (a JSON object a row) or json (one document with columns and types)")
+	format := fs.String("format", "table", "output: table (readable), csv, jsonl (a JSON object a row), json (one document with columns and types) or parquet (a file on standard output: redirect it)")
 	listTables := fs.Bool("tables", false, "list the tables that have data under --dir, with their columns and types, and exit")
 	limit := fs.Int("limit", query.DefaultLimit, "row limit")
 	timeout := fs.Duration("timeout", query.DefaultTimeout, "time limit")
@@ -99,17 +100,28 @@ func printResult(w io.Writer, format string, res *query.Result) error {
 		return enc.Encode(map[string]any{"columns": res.Columns, "types": res.Types, "rows": out,
 			"truncated": res.Truncated, "elapsed_ms": res.Elapsed.Milliseconds()})
 	case "jsonl":
-		enc := json.NewEncoder(w)
+		// An object a row, its keys in the query's column order.
+		bw := bufio.NewWriter(w)
 		for _, r := range res.Rows {
-			m := make(map[string]any, len(r))
+			bw.WriteByte('{')
 			for j, c := range res.Columns {
-				m[c] = r[j]
+				k, _ := json.Marshal(c)
+				v, err := json.Marshal(r[j])
+				if err != nil {
+					return fmt.Errorf("column %s: %w", c, err)
+				}
+				if j > 0 {
+					bw.WriteByte(',')
+				}
+				bw.Write(k)
+				bw.WriteByte(':')
+				bw.Write(v)
 			}
-			if err := enc.Encode(m); err != nil {
-				return err
-			}
+			bw.WriteString("}\n")
 		}
-		return nil
+		return bw.Flush()
+	case "parquet":
+		return res.WriteParquet(w)
 	case "csv":
 		cw := csv.NewWriter(w)
 		if err := cw.Write(res.Columns); err != nil {
@@ -134,7 +146,7 @@ func printResult(w io.Writer, format string, res *query.Result) error {
 		fmt.Fprintf(w, "(%d rows, %s)\n", len(res.Rows), res.Elapsed.Round(time.Millisecond))
 		return nil
 	}
-	return fmt.Errorf("%w: unknown format %q (table, csv, jsonl, json)", errUsage, format)
+	return fmt.Errorf("%w: unknown format %q (table, csv, jsonl, json, parquet)", errUsage, format)
 }
 
 // cells renders a row as text; tabs and newlines would break the table.
