@@ -138,13 +138,14 @@ type feedProc struct {
 
 // feedRecord is a respond.Signal with the incident passed on as it came.
 type feedRecord struct {
-	Tenant      string                     `json:"tenant"`
-	Incident    json.RawMessage            `json:"incident,omitempty"`
-	Attachments []correlate.AttachmentFact `json:"attachments,omitempty"`
-	Files       []respond.FileSeen         `json:"files,omitempty"`
-	Decisions   []respond.Decision         `json:"decisions,omitempty"`
-	Outcomes    []respond.Outcome          `json:"outcomes,omitempty"`
-	Indicators  []respond.Indicator        `json:"indicators,omitempty"`
+	Tenant       string                      `json:"tenant"`
+	Incident     json.RawMessage             `json:"incident,omitempty"`
+	Attachments  []correlate.AttachmentFact  `json:"attachments,omitempty"`
+	Files        []respond.FileSeen          `json:"files,omitempty"`
+	DeviceGroups []correlate.DeviceGroupFact `json:"deviceGroups,omitempty"`
+	Decisions    []respond.Decision          `json:"decisions,omitempty"`
+	Outcomes     []respond.Outcome           `json:"outcomes,omitempty"`
+	Indicators   []respond.Indicator         `json:"indicators,omitempty"`
 }
 
 func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
@@ -184,8 +185,8 @@ func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 		if err != nil {
 			return nil // the correlate stage dead-letters it
 		}
-		rec = feedRecord{Tenant: facts.Tenant, Attachments: facts.Attachments, Files: filesSeen(facts)}
-		if len(rec.Attachments) == 0 && len(rec.Files) == 0 {
+		rec = feedRecord{Tenant: facts.Tenant, Attachments: facts.Attachments, Files: filesSeen(facts), DeviceGroups: facts.DeviceGroups}
+		if len(rec.Attachments) == 0 && len(rec.Files) == 0 && len(rec.DeviceGroups) == 0 {
 			return nil
 		}
 	}

@@ -68,7 +68,10 @@ type Automation struct {
 // AutomationRule sets the level of the actions in its scope; the fields
 // set must all match (none set: every action).
 type AutomationRule struct {
-	Tenant     string `yaml:"tenant"`
+	Tenant string `yaml:"tenant"`
+	// DeviceGroup matches actions on a device of that group (DeviceInfo's
+	// MachineGroup, as known when the action is decided; case-insensitive).
+	DeviceGroup string `yaml:"deviceGroup"`
 	EntityType string `yaml:"entityType"`
 	Action     string `yaml:"action"`
 	Playbook   string `yaml:"playbook"`
@@ -266,13 +269,14 @@ func Parse(name string, data []byte) (*Playbooks, error) {
 
 // Level is the automation level of an action of type for tenant, asked
 // for by playbook.
-func (a Automation) Level(tenant, actionType, playbook string) string {
+func (a Automation) Level(tenant, actionType, playbook, deviceGroup string) string {
 	level := a.Default
 	if level == "" {
 		level = LevelSemi
 	}
 	for _, r := range a.Rules {
 		if (r.Tenant == "" || r.Tenant == tenant) &&
+			(r.DeviceGroup == "" || deviceGroup != "" && strings.EqualFold(r.DeviceGroup, deviceGroup)) &&
 			(r.EntityType == "" || strings.EqualFold(r.EntityType, EntityType(actionType))) &&
 			(r.Action == "" || strings.EqualFold(r.Action, actionType)) &&
 			(r.Playbook == "" || r.Playbook == playbook) {

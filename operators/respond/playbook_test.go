@@ -38,7 +38,7 @@ func TestLoadDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pb.Playbooks) != 2 || pb.Automation.Level("t", IsolateDevice, "a") != LevelFull {
+	if len(pb.Playbooks) != 2 || pb.Automation.Level("t", IsolateDevice, "a", "") != LevelFull {
 		t.Fatalf("loaded %+v", pb)
 	}
 	write("c.yaml", "playbooks:\n  - name: c\n    actions: [DisableUser]\n    when:\n      minSeverity: critical\n")

@@ -29,6 +29,7 @@ const (
 	spaceAttachment = 'M' // T 'M' tenant hash 0x00 networkMessageId 0x00 recipient -> AttachmentFact
 	spaceDevice     = 'D' // T 'D' tenant hash 0x00 deviceId -> FileSeen
 	spaceBlock      = 'K' // T 'K' tenant hash 0x00 incidentId 0x00 playbook -> Block
+	spaceGroup      = 'G' // T 'G' tenant deviceId -> DeviceGroupFact (groups.go)
 )
 
 // Signal is one input of the responder: an incident version, or telemetry
@@ -38,6 +39,9 @@ type Signal struct {
 	Incident    *correlate.Incident        `json:"incident,omitempty"`
 	Attachments []correlate.AttachmentFact `json:"attachments,omitempty"`
 	Files       []FileSeen                 `json:"files,omitempty"`
+	// DeviceGroups are devices' groups (DeviceInfo), which automation
+	// rules may scope by.
+	DeviceGroups []correlate.DeviceGroupFact `json:"deviceGroups,omitempty"`
 	// Decisions are analysts' approvals and rejections; Outcomes are
 	// executors' reports.
 	Decisions []Decision `json:"decisions,omitempty"`
@@ -131,6 +135,11 @@ func (r *Responder) Apply(s *Signal) (Result, error) {
 	}
 	for i := range s.Attachments {
 		if err := r.attachment(&res, s.Tenant, &s.Attachments[i]); err != nil {
+			return res, err
+		}
+	}
+	for i := range s.DeviceGroups {
+		if err := r.deviceGroup(s.Tenant, &s.DeviceGroups[i]); err != nil {
 			return res, err
 		}
 	}
@@ -532,9 +541,13 @@ func (r *Responder) record(res *Result, d *decision, reason string) (*Action, er
 	}
 	id := ActionID(d.tenant, d.incident, d.typ, tk)
 	key := append(state.TenantKey(nil, spaceAction, d.tenant), id...)
+	group, err := r.groupOf(d.tenant, d.target.DeviceID)
+	if err != nil {
+		return nil, err
+	}
 	n := Action{ID: id, TenantID: d.tenant, Type: d.typ, Target: d.target, IncidentID: d.incident,
 		Alerts: slices.Sorted(slices.Values(d.alerts)), Playbooks: []string{d.playbook},
-		Reason: fmt.Sprintf("%s: %s", reason, Describe(d.typ, d.target)), Automation: r.pb.Automation.Level(d.tenant, d.typ, d.playbook),
+		Reason: fmt.Sprintf("%s: %s", reason, Describe(d.typ, d.target)), Automation: r.pb.Automation.Level(d.tenant, d.typ, d.playbook, group),
 		CreatedDateTime: d.created, LastUpdateDateTime: d.updated, Approvals: []Approval{}, IdempotencyKey: id, Version: 1}
 	n.Status = StatusPending
 	if n.Automation == LevelFull {

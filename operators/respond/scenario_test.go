@@ -31,7 +31,8 @@ import (
 //	                          ip <addr> | url <url>
 //	attachments [tenant=T]  delivered copies: sha256=<h> nmid=<m> to=<recipient> [at=<RFC3339>]
 //	files [tenant=T]      sightings: hash=<h> device=<id> [host=<name>] [at=<RFC3339>]
-//	decide [tenant=T]     analysts' decisions: <approved|rejected> type=<T> target=<key> incident=<I> by=<who> [comment=<c>] [at=<RFC3339>]
+//	devices [tenant=T]    device groups (DeviceInfo): device=<id> group=<g> [at=<RFC3339>]
+//	decide [tenant=T]     analysts' decisions: <approved|rejected|undo> type=<T> target=<key> incident=<I> by=<who> [comment=<c>] [at=<RFC3339>]
 //	outcome [tenant=T]    executors' reports: <sent|succeeded|failed> type=<T> target=<key> incident=<I> [error=<e>] [at=<RFC3339>]
 //	indicators [tenant=T] operators' indicators: <add|remove> type=<FileSha256|FileSha1> value=<hash> by=<who> [comment=<c>] [at=<RFC3339>] [expires=<RFC3339>]
 //	sweep                 Sweep (owning every tenant): how many index entries it deleted
@@ -119,6 +120,12 @@ func TestScenarios(t *testing.T) {
 					for _, l := range lines(d.Input) {
 						kv := fields(t, l)
 						sig.Files = append(sig.Files, FileSeen{Hash: kv["hash"], DeviceID: kv["device"], DeviceName: kv["host"], Time: when(t, kv["at"])})
+					}
+				case "devices":
+					sig = &Signal{Tenant: tenant}
+					for _, l := range lines(d.Input) {
+						kv := fields(t, l)
+						sig.DeviceGroups = append(sig.DeviceGroups, correlate.DeviceGroupFact{DeviceID: kv["device"], Group: kv["group"], Time: when(t, kv["at"])})
 					}
 				case "decide", "outcome":
 					sig = &Signal{Tenant: tenant}
