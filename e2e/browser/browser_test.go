@@ -12,6 +12,7 @@ package browser
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -63,6 +64,9 @@ var pane struct {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
+	if browser.cancel != nil {
+		browser.cancel()
+	}
 	if pane.stop != nil {
 		pane.stop()
 	}
@@ -117,7 +121,12 @@ func startPane() error {
 		return err
 	}
 	cfg := filepath.Join(tmp, "stitch.yaml")
-	if err := os.WriteFile(cfg, []byte(`kafka:
+	var auth strings.Builder
+	auth.WriteString("auth:\n  tokens:\n")
+	for _, tk := range tokens {
+		fmt.Fprintf(&auth, "  - name: %s\n    role: %s\n    tenants: [\"*\"]\n    sha256: %x\n", tk.role+"-test", tk.role, sha256.Sum256([]byte(tk.token)))
+	}
+	if err := os.WriteFile(cfg, []byte(auth.String()+`kafka:
   commit_interval: 200ms
 topics:
   partitions: 2
@@ -236,6 +245,16 @@ func tail(path string) string {
 	return strings.Join(lines, "\n")
 }
 
+// The tokens of the run, one per role the pages treat apart: people sign
+// in with them as they would with one 'stitch token create' made.
+const (
+	adminToken   = "stx_browser-test-admin"
+	analystToken = "stx_browser-test-analyst"
+	viewerToken  = "stx_browser-test-viewer"
+)
+
+var tokens = []struct{ role, token string }{{"admin", adminToken}, {"analyst", analystToken}, {"viewer", viewerToken}}
+
 // The API's shapes the tests compare the pages with (docs/API.md).
 type incidentSummary struct {
 	ID          string `json:"id"`
@@ -293,8 +312,14 @@ type incidentDetail struct {
 	} `json:"graph"`
 }
 
+// getJSON reads the API as the admin.
 func getJSON(u string, v any) error {
-	resp, err := http.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -322,19 +347,35 @@ type tab struct {
 
 // browse opens a browser tab for one test; a JavaScript exception or a
 // console error on any of its pages fails the test.
-func browse(t *testing.T, base string) *tab {
+// browser is the one Chromium of the package, started on first use; each
+// test has tabs of its own.
+var browser struct {
+	once   sync.Once
+	ctx    context.Context
+	err    error
+	cancel func()
+}
+
+func browse(t *testing.T, base, token string) *tab {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1400, 900),
-		chromedp.Flag("hide-scrollbars", true))
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelC := chromedp.NewContext(actx)
-	// The first call starts the browser and lives as long as ctx: no
-	// timeout on it (each step has its own).
+	browser.once.Do(func() {
+		opts := append(chromedp.DefaultExecAllocatorOptions[:],
+			chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1400, 900),
+			chromedp.Flag("hide-scrollbars", true))
+		actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancelC := chromedp.NewContext(actx)
+		browser.ctx, browser.cancel = ctx, func() { cancelC(); cancelA() }
+		// The first call starts the browser and lives as long as ctx: no
+		// timeout on it (each step has its own).
+		browser.err = chromedp.Do(ctx)
+	})
+	if browser.err != nil {
+		t.Skipf("browser tests skipped: %s does not start: %v", chromium, browser.err)
+	}
+	ctx, cancel := chromedp.NewContext(browser.ctx) // a new tab
 	if err := chromedp.Do(ctx); err != nil {
-		cancelC()
-		cancelA()
-		t.Skipf("browser tests skipped: %s does not start: %v", chromium, err)
+		cancel()
+		t.Fatalf("open a tab: %v", err)
 	}
 	var mu sync.Mutex
 	var problems []string
@@ -345,7 +386,9 @@ func browse(t *testing.T, base string) *tab {
 			if err != nil {
 				return
 			}
-			if m.IsException() || m.Type == chromedp.ConsoleError {
+			// The browser logs the 401 that opens the sign-in dialog.
+			signIn := m.Source == "network" && strings.Contains(m.Text, "401")
+			if m.IsException() || (m.Type == chromedp.ConsoleError && !signIn) {
 				mu.Lock()
 				problems = append(problems, fmt.Sprintf("%s:%d %s", m.URL, m.Line+1, m))
 				mu.Unlock()
@@ -353,8 +396,7 @@ func browse(t *testing.T, base string) *tab {
 		}
 	}()
 	t.Cleanup(func() {
-		cancelC()
-		cancelA()
+		cancel()
 		<-done
 		mu.Lock()
 		defer mu.Unlock()
@@ -362,7 +404,21 @@ func browse(t *testing.T, base string) *tab {
 			t.Errorf("page: %s", p)
 		}
 	})
-	return &tab{t: t, ctx: ctx, base: base}
+	b := &tab{t: t, ctx: ctx, base: base}
+	b.signIn(token)
+	return b
+}
+
+// signIn pastes a token into the dialog the pane opens for a visitor
+// without one; the tab keeps it for every page after.
+func (b *tab) signIn(token string) {
+	b.t.Helper()
+	b.open("/incidents")
+	b.do("sign in",
+		chromedp.WaitVisible(css(`#signin-token`)),
+		chromedp.SendKeys(css(`#signin-token`), token),
+		chromedp.Click(css(`#signin-form button.primary`)),
+		chromedp.WaitVisible(css(`#who b`)))
 }
 
 // do runs steps, failing the test with what the page shows if one fails.
@@ -432,7 +488,7 @@ func TestQueueListsTheIncidents(t *testing.T) {
 	base := start(t)
 	var want incidentList
 	mustGet(t, base+"/api/incidents?limit=50", &want)
-	b := browse(t, base)
+	b := browse(t, base, adminToken)
 	b.open("/incidents")
 	b.do("wait for the rows", chromedp.WaitVisible(css(`#queue-table tbody tr[data-id]`)))
 	titles := eval[[]string](b, `[...document.querySelectorAll('#queue-table tbody tr[data-id] a.title')].map(a => a.textContent)`)
@@ -484,7 +540,7 @@ func biggest(t *testing.T, base string) incidentDetail {
 func TestIncidentPageShowsTitleAlertsAndGraph(t *testing.T) {
 	base := start(t)
 	want := biggest(t, base)
-	b := browse(t, base)
+	b := browse(t, base, adminToken)
 
 	b.open("/incidents/" + url.PathEscape(want.Incident.ID))
 	b.do("wait for the incident", chromedp.WaitVisible(css(`#incident-title`)))
@@ -557,7 +613,7 @@ func TestHeaderSearchOpensTheEntity(t *testing.T) {
 		t.Fatalf("incident %s has no device", inc.Incident.ID)
 	}
 	device := inc.Incident.ImpactedAssets.Devices[0]
-	b := browse(t, base)
+	b := browse(t, base, adminToken)
 	b.open("/incidents")
 	b.do("press / for the search", chromedp.WaitVisible(css(`#queue-table table`)), chromedp.KeyEvent("/"))
 	if id := eval[string](b, `document.activeElement.id`); id != "search-q" {
@@ -583,7 +639,7 @@ func TestHeaderSearchOpensTheEntity(t *testing.T) {
 
 func TestActionCenterApprovesAPendingAction(t *testing.T) {
 	base := start(t)
-	b := browse(t, base)
+	b := browse(t, base, adminToken)
 	b.open("/actions")
 	b.do("wait for a pending action", chromedp.WaitVisible(css(`tr[data-action] button.approve`)))
 	id := get(b, "the action's id", chromedp.AttributeValue(css(`tr[data-action]`), "data-action")).Value
@@ -610,7 +666,7 @@ func TestActionCenterApprovesAPendingAction(t *testing.T) {
 
 func TestHuntingConsoleChartsAQuery(t *testing.T) {
 	base := start(t)
-	b := browse(t, base)
+	b := browse(t, base, adminToken)
 	var bars, rows int
 	var status string
 	// The hunting sink rolls a segment every second: the first rows may not
@@ -633,4 +689,59 @@ func TestHuntingConsoleChartsAQuery(t *testing.T) {
 		t.Errorf("the console shows %d bars for %d rows (%s)", bars, rows, status)
 	}
 	b.shot("hunt")
+}
+
+func TestAnalystClassifiesAnIncident(t *testing.T) {
+	base := start(t)
+	inc := biggest(t, base)
+	b := browse(t, base, analystToken)
+	b.open("/incidents/" + url.PathEscape(inc.Incident.ID))
+	const comment = "triaged in the browser test"
+	b.do("set the status, classification and a comment",
+		chromedp.WaitVisible(css(`form.manage`)),
+		chromedp.SetValue(css(`form.manage select[name=status]`), "inProgress"),
+		chromedp.SetValue(css(`form.manage select[name=classification]`), "truePositive"),
+		chromedp.SendKeys(css(`form.manage textarea[name=comment]`), comment),
+		chromedp.Click(css(`form.manage button.primary`)),
+		chromedp.WaitVisible(css(`.incident-head .badge-status-inProgress`)),
+		chromedp.WaitVisible(css(`ul.comments li`)))
+	if got := text(b, `ul.comments`); !strings.Contains(got, comment) || !strings.Contains(got, "analyst-test") {
+		t.Errorf("the comments say %q; want %q by analyst-test", got, comment)
+	}
+	var d struct {
+		Incident struct {
+			Status, Classification string
+			Comments               []struct{ By, Text string }
+		}
+	}
+	mustGet(t, base+"/api/incidents/"+url.PathEscape(inc.Incident.ID), &d)
+	if d.Incident.Status != "inProgress" || d.Incident.Classification != "truePositive" || len(d.Incident.Comments) == 0 {
+		t.Errorf("the API has the incident as %+v; want inProgress, truePositive and the comment", d.Incident)
+	}
+	// An analyst may not decide actions: the page offers no button.
+	b.do("the Evidence and response tab", chromedp.Click(css(`#tab-evidence`)), chromedp.WaitVisible(css(`table.actions`)))
+	if n := eval[int](b, `document.querySelectorAll('table.actions button.approve, table.actions button.reject').length`); n != 0 {
+		t.Errorf("an analyst sees %d approve or reject buttons", n)
+	}
+}
+
+func TestViewerOnlyReads(t *testing.T) {
+	base := start(t)
+	inc := biggest(t, base)
+	b := browse(t, base, viewerToken)
+	b.open("/incidents/" + url.PathEscape(inc.Incident.ID))
+	b.do("the incident", chromedp.WaitVisible(css(`#incident-title`)))
+	if n := eval[int](b, `document.querySelectorAll('form.manage').length`); n != 0 {
+		t.Error("a viewer is offered the form that changes an incident")
+	}
+	b.open("/actions")
+	b.do("the action center", chromedp.WaitVisible(css(`#tabpanel table`)))
+	if n := eval[int](b, `document.querySelectorAll('button.approve, button.reject').length`); n != 0 {
+		t.Errorf("a viewer sees %d approve or reject buttons", n)
+	}
+	b.open("/hunt")
+	b.do("the hunting console", chromedp.WaitVisible(css(`#hunt-run`)))
+	if disabled := eval[bool](b, `document.getElementById('hunt-run').disabled`); !disabled {
+		t.Error("a viewer may press Run query")
+	}
 }

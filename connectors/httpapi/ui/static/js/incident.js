@@ -193,20 +193,38 @@ function alertDetail(a) {
     evidenceTable(a.evidence || [], false));
 }
 
+// Entity ids as the view keys them (internal/view evidenceRefs, after
+// operators/correlate): a device by its first name label, lower-cased; a
+// user by UPN, object id, SID or DOMAIN\name; hashes and addresses lower-cased.
+const deviceId = ev => {
+  const n = (ev.deviceDnsName || '').trim();
+  if (n && !/^[0-9.]+$|:/.test(n)) return n.split('.')[0].toLowerCase();
+  return (ev.mdeDeviceId || n).toLowerCase();
+};
+const userId = u => {
+  if (u.userPrincipalName) return u.userPrincipalName.trim().toLowerCase();
+  if (u.azureAdUserId) return u.azureAdUserId.trim().replace(/^\{|\}$/g, '').toLowerCase();
+  if (u.userSid) return u.userSid.trim().toUpperCase();
+  let d = (u.domainName || '').toLowerCase(), n = (u.accountName || '').toLowerCase();
+  if (n.includes('\\')) [d, n] = n.split('\\', 2);
+  return d.split('.')[0] + '\\' + n;
+};
+
 // describe says what one evidence names, and links it to its entity page.
 function describe(ev) {
   const t = (ev['@odata.type'] || '').replace('#microsoft.graph.security.', '').replace(/Evidence$/, '');
   const u = ev.userAccount || {}, f = ev.fileDetails || {};
+  const hash = (f.sha256 || f.sha1 || '').toLowerCase();
   switch (t) {
-    case 'device': return [t, entityLink('device', (ev.deviceDnsName || ev.mdeDeviceId || '').toLowerCase(), ev.deviceDnsName || ev.mdeDeviceId)];
-    case 'user': return [t, entityLink('user', u.userPrincipalName || u.azureAdUserId || u.userSid || u.accountName || '', u.userPrincipalName || (u.domainName ? u.domainName + '\\' : '') + (u.accountName || ''))];
-    case 'mailbox': return [t, entityLink('mailbox', (ev.primaryAddress || '').toLowerCase(), ev.primaryAddress || ev.displayName)];
-    case 'file': case 'process': return [t, f.sha256 || f.sha1 ? entityLink('file', (f.sha256 || f.sha1).toLowerCase(), f.fileName || f.sha256 || f.sha1) : (f.fileName || ''),
+    case 'device': return [t, entityLink('device', deviceId(ev), ev.deviceDnsName || ev.mdeDeviceId)];
+    case 'user': return [t, entityLink('user', userId(u), u.userPrincipalName || (u.domainName ? u.domainName + '\\' : '') + (u.accountName || ''))];
+    case 'mailbox': return [t, entityLink('mailbox', (ev.primaryAddress || '').trim().toLowerCase(), ev.primaryAddress || ev.displayName)];
+    case 'file': case 'process': return [t, hash ? entityLink('file', hash, f.fileName || hash) : (f.fileName || ''),
       ev.processCommandLine ? h('div', {class: 'mono small cmd'}, ev.processCommandLine) : null];
     case 'ip': return [t, entityLink('ip', ev.ipAddress)];
     case 'url': return [t, entityLink('url', ev.url)];
     case 'analyzedMessage': return ['email', ev.subject || ev.networkMessageId];
-    case 'cloudApplication': return ['app', ev.displayName || ev.appId];
+    case 'cloudApplication': return ['app', ev.appId ? entityLink('app', ev.appId, ev.displayName || ev.appId) : ev.displayName];
     case 'registryKey': case 'registryValue': return [t, h('span', {class: 'mono small'}, [ev.registryKey, ev.registryValueName, ev.registryValue].filter(Boolean).join(' · '))];
     default: return [t || 'evidence', ev.displayName || ''];
   }
