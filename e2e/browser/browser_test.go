@@ -537,13 +537,20 @@ func biggest(t *testing.T, base string) incidentDetail {
 	return d
 }
 
-func TestIncidentPageShowsTitleAlertsAndGraph(t *testing.T) {
+// openBiggest signs in with token and opens the page of the incident of
+// the most alerts.
+func openBiggest(t *testing.T, token string) (*tab, incidentDetail) {
+	t.Helper()
 	base := start(t)
-	want := biggest(t, base)
-	b := browse(t, base, adminToken)
-
-	b.open("/incidents/" + url.PathEscape(want.Incident.ID))
+	inc := biggest(t, base)
+	b := browse(t, base, token)
+	b.open("/incidents/" + url.PathEscape(inc.Incident.ID))
 	b.do("wait for the incident", chromedp.WaitVisible(css(`#incident-title`)))
+	return b, inc
+}
+
+func TestIncidentPageShowsTitleAlertsAndGraph(t *testing.T) {
+	b, want := openBiggest(t, adminToken)
 	if title := text(b, `#incident-title`); title != want.Incident.DisplayName {
 		t.Errorf("title %q, want %q", title, want.Incident.DisplayName)
 	}
@@ -692,10 +699,7 @@ func TestHuntingConsoleChartsAQuery(t *testing.T) {
 }
 
 func TestAnalystClassifiesAnIncident(t *testing.T) {
-	base := start(t)
-	inc := biggest(t, base)
-	b := browse(t, base, analystToken)
-	b.open("/incidents/" + url.PathEscape(inc.Incident.ID))
+	b, inc := openBiggest(t, analystToken)
 	const comment = "triaged in the browser test"
 	b.do("set the status, classification and a comment",
 		chromedp.WaitVisible(css(`form.manage`)),
@@ -714,7 +718,7 @@ func TestAnalystClassifiesAnIncident(t *testing.T) {
 			Comments               []struct{ By, Text string }
 		}
 	}
-	mustGet(t, base+"/api/incidents/"+url.PathEscape(inc.Incident.ID), &d)
+	mustGet(t, b.base+"/api/incidents/"+url.PathEscape(inc.Incident.ID), &d)
 	if d.Incident.Status != "inProgress" || d.Incident.Classification != "truePositive" || len(d.Incident.Comments) == 0 {
 		t.Errorf("the API has the incident as %+v; want inProgress, truePositive and the comment", d.Incident)
 	}
@@ -726,11 +730,7 @@ func TestAnalystClassifiesAnIncident(t *testing.T) {
 }
 
 func TestViewerOnlyReads(t *testing.T) {
-	base := start(t)
-	inc := biggest(t, base)
-	b := browse(t, base, viewerToken)
-	b.open("/incidents/" + url.PathEscape(inc.Incident.ID))
-	b.do("the incident", chromedp.WaitVisible(css(`#incident-title`)))
+	b, _ := openBiggest(t, viewerToken)
 	if n := eval[int](b, `document.querySelectorAll('form.manage').length`); n != 0 {
 		t.Error("a viewer is offered the form that changes an incident")
 	}
