@@ -118,12 +118,19 @@ func runCmd(ctx context.Context, args []string) error {
 	if cfg.HTTP.Pprof { // on loopback only: Validate refused it elsewhere
 		hopts = append(hopts, httpapi.Pprof())
 	}
+	api, closeAPI, err := newAPI(cfg, p, log)
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
+	hopts = append(hopts, httpapi.WithAPI(api))
 	srv, err := httpapi.Listen(cfg.HTTP.Addr, p.Metrics().Registry, hopts...)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	fmt.Fprintf(os.Stderr, "stitch: metrics on http://%s/metrics, state in %s\n", srv.Addr(), cfg.State.Dir)
+	announceAPI(srv.Addr(), api.Tokens.Len())
 	if cfg.HTTP.Pprof {
 		fmt.Fprintf(os.Stderr, "stitch: profiler on http://%s/debug/pprof/\n", srv.Addr())
 	}

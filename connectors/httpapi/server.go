@@ -1,6 +1,6 @@
-// Package httpapi serves stitch's operational HTTP endpoints: Prometheus
-// metrics, liveness and readiness. The analyst API and page build on the same
-// server later.
+// Package httpapi serves stitch's HTTP endpoints: Prometheus metrics,
+// liveness and readiness (open), and the pane's JSON API under /api/
+// (api.go; bearer tokens, roles and tenant scopes; docs/API.md).
 package httpapi
 
 import (

@@ -182,10 +182,13 @@ type keyedItem[T any] struct {
 // asc) and returns the page after the cursor and the next page's cursor.
 func paginate[T any](items []keyedItem[T], asc bool, p Page) ([]T, string, error) {
 	less := func(a, b keyedItem[T]) bool {
-		if a.key != b.key {
-			return (a.key > b.key) != asc
+		if asc {
+			a, b = b, a
 		}
-		return (a.id < b.id) != asc
+		if a.key != b.key {
+			return a.key > b.key
+		}
+		return a.id < b.id
 	}
 	sort.Slice(items, func(i, j int) bool { return less(items[i], items[j]) })
 	start := 0

@@ -22,6 +22,8 @@ type Running struct {
 	Brokers []string
 	// Client produces and reads on the broker; closed when the test ends.
 	Client *kgo.Client
+	// Pipeline is the running pipeline (its view, its totals).
+	Pipeline *pipeline.Pipeline
 }
 
 // Start runs a pipeline under ctx until the test ends (its Cleanup stops
@@ -63,7 +65,7 @@ func Start(t testing.TB, ctx context.Context, instance string, configure func(*p
 			t.Error(err)
 		}
 	})
-	return &Running{Config: cfg, Brokers: b.Addrs(), Client: cl}
+	return &Running{Config: cfg, Brokers: b.Addrs(), Client: cl, Pipeline: p}
 }
 
 // Produce writes records synchronously, failing the test on an error.
