@@ -3,7 +3,7 @@
 // rows here), live updates by polling the view's seq, j/k and Enter.
 import {api} from './api.js';
 import {h, fill, sev, ago, table, debounce, plural, badge} from './dom.js';
-import {setQuery, flash} from './app.js';
+import {setQuery} from './app.js';
 
 const STATUSES = ['active', 'inProgress', 'resolved', 'redirected'];
 const SEVERITIES = ['high', 'medium', 'low', 'informational', 'unknown'];
@@ -16,7 +16,8 @@ let state;
 export async function render(main, _params, query) {
   state = {filters: fromQuery(query), cursors: [''], page: 0, seq: null, data: null, selected: null, timer: null, ctl: null};
   fill(main,
-    h('div', {class: 'page-head'}, h('h1', {}, 'Incidents'), h('span', {id: 'queue-total', class: 'muted', 'aria-live': 'polite'})),
+    h('div', {class: 'page-head'}, h('h1', {}, 'Incidents'), h('span', {id: 'queue-total', class: 'muted'}),
+      h('span', {id: 'queue-live', class: 'muted small', title: 'The queue checks for changes every 5 seconds'})),
     filterBar(),
     h('div', {id: 'queue-table', class: 'table-wrap'}),
     h('nav', {class: 'pager', 'aria-label': 'Pages'},
@@ -139,7 +140,9 @@ async function load(quiet) {
   state.cursors.length = state.page + 1;
   state.cursors.push(data.nextCursor || '');
   draw();
-  if (changedLive) flash('The queue changed: ' + plural(data.total, 'incident') + ' match.');
+  // Live: say when the rows last changed, quietly (a busy queue changes
+  // every few seconds; a screen reader should not announce each).
+  document.getElementById('queue-live').textContent = (changedLive ? 'live · updated ' : 'live · loaded ') + new Date().toISOString().slice(11, 19) + ' UTC';
 }
 
 // poll redraws only when the view moved, and not while the page is hidden.
