@@ -159,6 +159,8 @@ func TestOTRFAtomicIncidents(t *testing.T) {
 			t.Errorf("%s %s: %d incidents, want one: %v", r.ID, r.Title, len(incs), incidentSummary(incs))
 		case !slices.Contains(hosts, detect.AttackedHost):
 			t.Errorf("%s %s: the incident's devices %v miss the attacked host %s", r.ID, r.Title, hosts, detect.AttackedHost)
+		case !allIn(detect.AlsoAttacked[r.ID], hosts):
+			t.Errorf("%s %s: the incident's devices %v miss %v, which the attack touches too", r.ID, r.Title, hosts, detect.AlsoAttacked[r.ID])
 		default:
 			one++
 		}
@@ -220,6 +222,15 @@ func TestOTRFAtomicIncidents(t *testing.T) {
 
 // cfg24h is the default correlation window.
 var cfg24h = pipeline.Default().Correlate.Window.D()
+
+func allIn(want, have []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
 
 func keys(m map[string]bool) []string {
 	var out []string

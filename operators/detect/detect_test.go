@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -177,5 +179,45 @@ func TestRuleMetadata(t *testing.T) {
 	r := s.Rules[0]
 	if r.Table != "DeviceProcessEvents" || r.Level != "high" || fmt.Sprint(r.Techniques) != "[T1059.001]" || r.ID != "r1" {
 		t.Errorf("rule %+v", r)
+	}
+}
+
+// TestGenericLogsources: rules of the logsources whose events have no
+// dedicated table read the generic WindowsEvent rows by the events' own
+// field names, narrowed to their channel and event ids; a security rule
+// mixing logons with other events is unsupported, with the reason.
+func TestGenericLogsources(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("svcctl.yml", "title: svcctl\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: 5145\n    RelativeTargetName: svcctl\n  condition: sel\n")
+	write("access.yml", "title: lsass access\nlogsource: {product: windows, category: process_access}\ndetection:\n  sel:\n    TargetImage|endswith: '\\lsass.exe'\n  condition: sel\n")
+	write("mixed.yml", "title: mixed\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: [4624, 4688]\n  condition: sel\n")
+	set, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Rules) != 2 || len(set.Problems) != 1 || !set.Problems[0].Unsupported || !strings.Contains(set.Problems[0].Reason, "mix logons") {
+		t.Fatalf("rules %d, problems %v: want svcctl and lsass access loaded, mixed unsupported", len(set.Rules), set.Problems)
+	}
+	tester := NewTester(set)
+	got := map[string]int{}
+	tester.OnMatch = func(m Match) { got[m.Title]++ }
+	for _, ev := range []string{
+		`{"EventID":5145,"Channel":"Security","Hostname":"ws6","TimeCreated":"2020-08-06T05:20:46Z","RelativeTargetName":"svcctl"}`,
+		`{"EventID":5145,"Channel":"Security","Hostname":"ws6","TimeCreated":"2020-08-06T05:20:46Z","RelativeTargetName":"srvsvc"}`,
+		`{"EventID":10,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"ws5","UtcTime":"2020-10-19 02:56:14","TargetImage":"C:\\Windows\\system32\\lsass.exe"}`,
+		// the same field in another channel's event is not a process access
+		`{"EventID":10,"Channel":"Security","Hostname":"ws5","TimeCreated":"2020-10-19 02:56:14","TargetImage":"C:\\Windows\\system32\\lsass.exe"}`,
+	} {
+		tester.Add([]byte(ev))
+	}
+	tester.Flush()
+	tester.Close()
+	if got["svcctl"] != 1 || got["lsass access"] != 1 {
+		t.Errorf("matches %v, want one of each", got)
 	}
 }

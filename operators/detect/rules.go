@@ -330,6 +330,9 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 		return nil, withRule(prob(line, false, "%v", err))
 	}
 	src, err := lookupSource(sr.Logsource.Category, sr.Logsource.Product, sr.Logsource.Service)
+	if err == nil && src.eventIDs != nil {
+		src, err = securitySource(src, sr)
+	}
 	if err != nil {
 		return nil, withRule(prob(keyLine(root, "logsource"), true, "%v", err))
 	}
@@ -350,6 +353,9 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 					spec, ok = v, true
 				}
 			}
+		}
+		if !ok && src.generic {
+			spec, ok = genericField(name), true
 		}
 		if !ok {
 			return 0, unsupportedError{fmt.Sprintf("field %s has no column in %s (%s maps %s)", name, src.table, r.Logsource, strings.Join(fieldNames(src), ", "))}
@@ -450,6 +456,20 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 		}
 		c.fields = append(c.fields, fm)
 		root2 = andNode{fm, root2}
+	}
+	for _, w := range src.where {
+		slot, err := slotOf(w.field)
+		if err != nil {
+			return nil, withRule(prob(keyLine(root, "logsource"), true, "%v", err))
+		}
+		m, err := compileValues(w.mods, w.values, slotOf)
+		if err != nil {
+			return nil, withRule(prob(keyLine(root, "logsource"), false, "logsource narrowing %s: %v", w.field, err))
+		}
+		m.slot = slot
+		mp := &m
+		c.fields = append(c.fields, mp)
+		root2 = andNode{mp, root2}
 	}
 	r.cond = order(root2)
 	return c, nil

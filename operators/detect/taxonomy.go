@@ -40,6 +40,10 @@ type source struct {
 	// eventIDs, when set, are the only EventID values the table expresses
 	// (Security events): a rule asking for another is unsupported.
 	eventIDs []string
+	// generic sources read the WindowsEvent rows of DeviceEvents: any
+	// field from AdditionalFields, narrowed by where (taxonomy_generic.go).
+	generic bool
+	where   []where
 }
 
 func col(c string) fieldSpec { return fieldSpec{col: c} }
@@ -291,6 +295,11 @@ func lookupSource(category, product, service string) (source, error) {
 		return source{}, fmt.Errorf("logsource category %q with service %q maps to no table", category, service)
 	}
 	s, ok := sources[key]
+	if !ok {
+		if g, gok := genericSource(key); gok {
+			return g, nil
+		}
+	}
 	if !ok || (category == "" && service != "security") {
 		what := "category"
 		if category == "" {
@@ -306,6 +315,11 @@ func SupportedLogsources() []string {
 	var out []string
 	for k := range sources {
 		out = append(out, k)
+	}
+	for k := range genericSources {
+		if _, dup := sources[k]; !dup {
+			out = append(out, k)
+		}
 	}
 	sort.Strings(out)
 	return out

@@ -3,6 +3,7 @@ package normalize
 import (
 	"encoding/json"
 	"errors"
+	"net"
 )
 
 // A Windows event that no dedicated table expresses (Sysmon 10 process
@@ -32,6 +33,9 @@ func genericRow(ev winEvent, p map[string]any) (string, error) {
 	} else if name := d["SubjectUserName"]; name != "" && name != "-" {
 		p["InitiatingProcessAccountDomain"], p["InitiatingProcessAccountName"] = d["SubjectDomainName"], name
 		p["InitiatingProcessAccountSid"] = d["SubjectUserSid"]
+	}
+	if ip := d["IpAddress"]; net.ParseIP(ip) != nil {
+		p["RemoteIP"] = ip // the client of a Security event (logon, share access)
 	}
 	af, err := json.Marshal(map[string]any{"Channel": ev.channel, "Provider": ev.provider, "EventID": ev.id, "EventData": d})
 	if err != nil {
