@@ -98,7 +98,14 @@ type Correlator struct {
 	pend  *pending
 	// parts is the facts partition of each tenant seen (see WithPartitioner).
 	parts map[string]int32
+	// linked are identity links already applied by committed transactions
+	// (see tx.link): a cache, so it is bounded and dropped when full.
+	linked map[string]struct{}
 }
+
+// maxLinked bounds the cache of applied identity links (about 100 bytes
+// each).
+const maxLinked = 1 << 17
 
 // pending is an open transaction: its batch, the offsets it covers, and what
 // Abort puts back in memory.
@@ -107,7 +114,8 @@ type pending struct {
 	offsets map[state.TopicPartition]int64
 	stats   Stats
 	marks   map[int32]time.Time
-	parts   []string // tenants whose partition it recorded
+	parts   []string            // tenants whose partition it recorded
+	linked  map[string]struct{} // identity links it applied (Correlator.linked once it commits)
 }
 
 // New returns a correlator over store.
@@ -224,7 +232,21 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 	if err := p.b.Commit(c.cfg.sync); err != nil {
 		return fmt.Errorf("correlate: commit transaction: %w", err)
 	}
+	c.committedLinks(p)
 	return nil
+}
+
+// committedLinks keeps the links of a committed transaction in the cache.
+func (c *Correlator) committedLinks(p *pending) {
+	if len(c.linked)+len(p.linked) > maxLinked {
+		c.linked = nil
+	}
+	if c.linked == nil {
+		c.linked = make(map[string]struct{}, len(p.linked))
+	}
+	for k := range p.linked {
+		c.linked[k] = struct{}{}
+	}
 }
 
 // seal stages the offsets the transaction covers and the watermarks of their

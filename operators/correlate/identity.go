@@ -3,6 +3,7 @@ package correlate
 import (
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/stitch-xdr/stitch/state"
 )
@@ -116,6 +117,15 @@ func (t *tx) union(a, b string) ([]string, error) {
 
 // link unions every identifier of one account and returns the identifiers
 // whose class changed (see relink).
+//
+// Most links repeat (every batch of a user's logons links the same
+// account names and SIDs), and a link whose identifiers are one class
+// already changes nothing, so the links applied by committed transactions
+// and by the open one are remembered and skipped: without that, each
+// repeat walked the union-find in the store, key by key, and was most of
+// the correlate stage's time. Classes only ever merge (nothing splits or
+// deletes them, and a restore only adds other replicas' merges), so a link
+// once applied stays applied.
 func (t *tx) link(keys []string) ([]string, error) {
 	var ids, moved []string
 	for _, k := range keys {
@@ -123,12 +133,31 @@ func (t *tx) link(keys []string) ([]string, error) {
 			ids = append(ids, k)
 		}
 	}
-	for _, k := range ids[min(1, len(ids)):] {
+	if len(ids) < 2 {
+		return nil, nil
+	}
+	memo := t.tenant + "\x00" + strings.Join(ids, "\x00")
+	p := t.c.pend
+	if _, ok := t.c.linked[memo]; ok {
+		return nil, nil
+	}
+	if _, ok := p.linked[memo]; ok {
+		return nil, nil
+	}
+	refused := t.c.stats.IdentityRefused
+	for _, k := range ids[1:] {
 		mb, err := t.union(ids[0], k)
 		if err != nil {
 			return nil, err
 		}
 		moved = appendNew(moved, mb...)
+	}
+	if t.c.stats.IdentityRefused == refused {
+		// Refused unions are not remembered: they are counted each time.
+		if p.linked == nil {
+			p.linked = map[string]struct{}{}
+		}
+		p.linked[memo] = struct{}{}
 	}
 	return moved, nil
 }

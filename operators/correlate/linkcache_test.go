@@ -1,0 +1,64 @@
+package correlate
+
+import (
+	"testing"
+	"time"
+)
+
+// The cache of applied identity links skips only links a committed (or the
+// open) transaction applied: an aborted transaction's links are applied
+// again, and a repeated link changes nothing.
+func TestLinkCacheFollowsCommits(t *testing.T) {
+	c, st := openCorrelator(t, t.TempDir())
+	defer st.Close()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	link := &Facts{Tenant: "t1", MaxTime: at, Links: [][]string{{"user:upn:alice@contoso.com", "user:sid:S-1-5-21-1"}}}
+	apply := func(commit bool) {
+		t.Helper()
+		if err := c.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(0, link); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(0, link); err != nil { // the open transaction's repeat
+			t.Fatal(err)
+		}
+		if commit {
+			if err := c.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			c.Abort()
+		}
+	}
+	joined := func() bool {
+		t.Helper()
+		if err := c.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Abort()
+		tx := c.begin("t1")
+		a, err := tx.find("user:upn:alice@contoso.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := tx.find("user:sid:S-1-5-21-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a == b
+	}
+	apply(false)
+	if joined() || len(c.linked) != 0 {
+		t.Fatalf("aborted link applied (cache %v)", c.linked)
+	}
+	apply(true)
+	if !joined() || len(c.linked) != 1 {
+		t.Fatalf("committed link not applied (cache %v)", c.linked)
+	}
+	apply(true) // a repeat: skipped, and still joined
+	if !joined() {
+		t.Fatal("repeat undid the link")
+	}
+}
