@@ -216,25 +216,46 @@ func (u userCols) ids(dst []Entity, i int) []Entity {
 type linker struct {
 	f    *Facts
 	seen map[string]bool
+	ents []Entity // scratch: the link being built
+	sig  []byte   // scratch: its keys, sorted, NUL-separated
 }
 
+// add records ids (one account's or one host's identifiers) as a link once
+// per batch. A batch repeats the same few links on most of its rows, so a
+// repeat is found without allocating: the signature is built in scratch
+// space and looked up as it is.
 func (l *linker) add(ids []Entity) {
-	var keys []string
+	l.ents = l.ents[:0]
 	for _, e := range ids {
-		if !WellKnown(e) && !slices.Contains(keys, e.Key()) {
-			keys = append(keys, e.Key())
+		if !WellKnown(e) && !slices.Contains(l.ents, e) {
+			l.ents = append(l.ents, e)
 		}
 	}
-	if len(keys) < 2 {
+	if len(l.ents) < 2 {
 		return
 	}
-	slices.Sort(keys)
-	sig := strings.Join(keys, "\x00")
-	if l.seen[sig] {
+	slices.SortFunc(l.ents, compareKeys)
+	l.sig = l.sig[:0]
+	for _, e := range l.ents {
+		l.sig = append(append(append(append(l.sig, e.Kind...), ':'), e.Value...), 0)
+	}
+	if l.seen[string(l.sig)] {
 		return
 	}
-	l.seen[sig] = true
+	l.seen[string(l.sig)] = true
+	keys := make([]string, len(l.ents))
+	for i, e := range l.ents {
+		keys[i] = e.Key()
+	}
 	l.f.Links = append(l.f.Links, keys)
+}
+
+// compareKeys orders entities as their keys (Entity.Key) sort.
+func compareKeys(a, b Entity) int {
+	if a.Kind == b.Kind {
+		return strings.Compare(a.Value, b.Value)
+	}
+	return strings.Compare(a.Key(), b.Key())
 }
 
 func extractEvidence(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
