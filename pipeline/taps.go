@@ -56,15 +56,22 @@ func huntingTap() Tap {
 			return out
 		},
 		New: func(sc *StageContext) (BatchTap, error) {
-			return &ipcTap{prefix: sc.Config.Topics.HuntingPrefix}, nil
+			codec, err := ipc.ParseCompression(sc.Config.Hunting.IPCCompression)
+			if err != nil {
+				return nil, fmt.Errorf("hunting.ipc_compression: %w", err)
+			}
+			return &ipcTap{prefix: sc.Config.Topics.HuntingPrefix, enc: ipc.NewEncoder(nil, codec)}, nil
 		},
 	}
 }
 
-type ipcTap struct{ prefix string }
+type ipcTap struct {
+	prefix string
+	enc    *ipc.Encoder
+}
 
 func (t *ipcTap) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
-	msg, err := ipc.Encode(b)
+	msg, err := t.enc.Encode(b)
 	if err != nil {
 		return fmt.Errorf("encode %s batch: %w", b.Table, err)
 	}

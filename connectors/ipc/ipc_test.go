@@ -27,7 +27,7 @@ func rows(n int) []parquettest.Row {
 func TestRoundTripAllTables(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
-	enc := NewEncoder(mem)
+	enc := NewEncoder(mem, Zstd)
 	for _, table := range normalize.Tables() {
 		in := parquettest.Batch(mem, parquettest.Schema(table, "Evolved"), "tenant-1", rows(50))
 		msg, err := enc.Encode(in)
@@ -140,7 +140,7 @@ func BenchmarkEncode(b *testing.B) {
 	in := parquettest.Batch(mem, parquettest.Schema("DeviceProcessEvents"), "t", rows(2000))
 	defer in.Release()
 	b.Run("arrow-zstd", func(b *testing.B) {
-		enc := NewEncoder(mem)
+		enc := NewEncoder(mem, Zstd)
 		var size int
 		for b.Loop() {
 			m, err := enc.Encode(in)
@@ -165,4 +165,34 @@ func BenchmarkEncode(b *testing.B) {
 		}
 		b.ReportMetric(float64(size)/2000, "bytes/row")
 	})
+}
+
+// Each body compression decodes back to the same cells.
+func TestRoundTripEachCompression(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	in := parquettest.Batch(mem, parquettest.Schema("DeviceProcessEvents"), "tenant-1", rows(500))
+	defer in.Release()
+	sizes := map[Compression]int{}
+	for _, codec := range []Compression{Zstd, LZ4, None} {
+		msg, err := NewEncoder(mem, codec).Encode(in)
+		if err != nil {
+			t.Fatalf("%s: %v", codec, err)
+		}
+		sizes[codec] = len(msg.Value)
+		out, err := Decode(msg.Value, msg.Headers, mem)
+		if err != nil {
+			t.Fatalf("%s: %v", codec, err)
+		}
+		if !array.RecordEqual(out.Record, in.Record) {
+			t.Errorf("%s: decoded cells differ", codec)
+		}
+		out.Release()
+	}
+	if !(sizes[Zstd] < sizes[LZ4] && sizes[LZ4] < sizes[None]) {
+		t.Errorf("sizes %v: want zstd < lz4 < none", sizes)
+	}
+	if _, err := ParseCompression("snappy"); err == nil {
+		t.Error("snappy accepted")
+	}
 }
