@@ -40,7 +40,11 @@ func (r *repeated) Set(s string) error {
 }
 
 func tokenCmd(_ context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
+	// -h and --help before the command show the help, as for every command.
+	create := len(args) > 0 && args[0] == "create"
+	if create {
+		args = args[1:]
+	} else if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
 		return fmt.Errorf("%w: token needs the create command first", errUsage)
 	}
 	fs := newFlagSet("token")
@@ -49,8 +53,11 @@ func tokenCmd(_ context.Context, args []string, stdout io.Writer) error {
 	var tenants, groups repeated
 	fs.Var(&tenants, "tenant", "a tenant the token sees (repeat, or comma-separate; '*': every tenant) (required)")
 	fs.Var(&groups, "device-group", "limit the token to a device group of auth.device_groups (repeat)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if !create {
+		return fmt.Errorf("%w: token needs the create command first", errUsage)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
