@@ -97,6 +97,12 @@ func (a *API) handler(rt route) http.Handler {
 				return
 			}
 		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !isJSON(r.Header.Get("Content-Type")) {
+			// A page of another site can send a form or text/plain without
+			// asking (a CORS simple request), not application/json.
+			writeError(w, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json (an empty body is allowed where the endpoint takes none)"})
+			return
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
@@ -114,8 +120,10 @@ func (a *API) handler(rt route) http.Handler {
 // tokens configured, the local admin of a loopback request.
 func (a *API) principal(r *http.Request) (*auth.Principal, error) {
 	if a.Tokens == nil || a.Tokens.Len() == 0 {
-		if !loopback(r.RemoteAddr) {
-			return nil, &apiError{http.StatusForbidden, "forbidden", "no auth.tokens are configured: the API answers only on loopback (make a token with 'stitch token create')"}
+		// The Host too: a name of another site that resolves to 127.0.0.1
+		// (DNS rebinding) must not make its pages this machine's admin.
+		if !loopback(r.RemoteAddr) || !loopbackHost(r.Host) {
+			return nil, &apiError{http.StatusForbidden, "forbidden", "no auth.tokens are configured: the API answers only on loopback, at a loopback address or localhost (make a token with 'stitch token create')"}
 		}
 		return auth.Anonymous, nil
 	}
@@ -139,6 +147,24 @@ func loopback(remote string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackHost says whether a Host header names this machine.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func isJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
 }
 
 // Limits of input.

@@ -188,7 +188,7 @@ func (p *pane) do(token, method, path, body string) (int, []byte) {
 		}
 		req.Header.Set("Authorization", "Bearer "+secret)
 	}
-	if body != "" {
+	if method != "GET" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)

@@ -320,6 +320,19 @@ func validation(p *pane) {
 			t.Errorf("%s %s: %d, want %d: %s", c.method, c.path, status, c.want, body)
 		}
 	}
+	// A page of another site cannot send JSON without a preflight, which
+	// the API does not answer: a change without it is refused.
+	req, _ := http.NewRequestWithContext(p.ctx, "POST", p.url+"/api/actions/"+p.pending[p.t1[0]]+"/approve", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+p.tokens[auth.Admin])
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("a text/plain approval: %s", resp.Status)
+	}
 	// Paging: two pages of two and a last of one, in order, no repeats.
 	var seen []string
 	cursor := ""
@@ -339,10 +352,14 @@ func validation(p *pane) {
 	// With no tokens configured, only loopback is served.
 	api := &API{View: view.New(), Tokens: nil}
 	h := api.handler(routes[0])
-	for remote, want := range map[string]int{"127.0.0.1:5000": 200, "[::1]:5000": 200, "10.1.2.3:5000": 403} {
+	for from, want := range map[[2]string]int{
+		{"127.0.0.1:5000", "127.0.0.1:8080"}: 200, {"[::1]:5000", "localhost:8080"}: 200, {"10.1.2.3:5000", "127.0.0.1:8080"}: 403,
+		{"127.0.0.1:5000", "evil.example:8080"}: 403, // DNS rebinding
+	} {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("GET", "/api/me", nil)
-		req.RemoteAddr = remote
+		remote := from[0]
+		req.RemoteAddr, req.Host = remote, from[1]
 		h.ServeHTTP(rec, req)
 		if rec.Code != want {
 			t.Errorf("no tokens, from %s: %d, want %d", remote, rec.Code, want)
