@@ -221,3 +221,47 @@ func TestGenericLogsources(t *testing.T) {
 		t.Errorf("matches %v, want one of each", got)
 	}
 }
+
+// TestExpandPlaceholders: the expand modifier takes the values of a
+// placeholder from placeholders.yml beside the rules, every combination an
+// alternative; \% is a plain percent; a placeholder with no values makes
+// the rule unsupported, naming it.
+func TestExpandPlaceholders(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a rule named before the placeholder file in the walk
+	write("a_admins.yml", "title: admin tool\nlogsource: {category: process_creation}\ndetection:\n  sel:\n    User|expand: '%Domain%\\\\%Admins%'\n    CommandLine|expand|contains: '\\%TEMP\\%\\\\%Tool%'\n  condition: sel\n")
+	write("b_missing.yml", "title: missing\nlogsource: {category: process_creation}\ndetection:\n  sel:\n    User|expand: '%Nobody%'\n  condition: sel\n")
+	write("placeholders.yml", "placeholders:\n  Domain: CORP\n  Admins: [admin, 'adm-*']\n  Tool: [x.exe, y.exe]\n")
+	set, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Rules) != 1 || len(set.Problems) != 1 || !set.Problems[0].Unsupported || !strings.Contains(set.Problems[0].Reason, "%Nobody%") {
+		t.Fatalf("rules %d, problems %v", len(set.Rules), set.Problems)
+	}
+	for _, c := range []struct {
+		domain, name, cmd string
+		want              bool
+	}{
+		{"CORP", "admin", `run %TEMP%\x.exe now`, true},
+		{"corp", "adm-joe", `%TEMP%\y.exe`, true},
+		{"CORP", "joe", `%TEMP%\x.exe`, false},
+		{"CORP", "admin", `%TEMP%\z.exe`, false},
+		{"CORP", "admin", `C:\x.exe`, false},
+	} {
+		tester := NewTester(set)
+		got := false
+		tester.OnMatch = func(Match) { got = true }
+		tester.Add(process(map[string]any{"AccountDomain": c.domain, "AccountName": c.name, "ProcessCommandLine": c.cmd}))
+		tester.Flush()
+		tester.Close()
+		if got != c.want {
+			t.Errorf("%s\\%s %q: match %v, want %v", c.domain, c.name, c.cmd, got, c.want)
+		}
+	}
+}

@@ -92,6 +92,10 @@ type Set struct {
 	// Correlations are the correlation rules (NewCorrelator runs them).
 	Correlations []*Correlation
 	Problems     []Problem
+	// Placeholders are the values of the %name% placeholders of the expand
+	// modifier (Load reads them from placeholders.yml files); set them
+	// before Add.
+	Placeholders map[string][]string
 
 	tables map[string]*tableRules
 }
@@ -125,16 +129,34 @@ func (s *Set) Tables() []string {
 }
 
 // Load reads every .yml and .yaml file under the paths (files or
-// directories, walked in name order). A rule that cannot be loaded is a
-// Problem; the others load. The error is for paths that cannot be read.
+// directories, walked in name order), the placeholders.yml files among them
+// first (placeholders.go). A rule that cannot be loaded is a Problem; the
+// others load. The error is for paths that cannot be read.
 func Load(paths ...string) (*Set, error) {
 	s := NewSet()
+	// Placeholder files first: a rule may come before them in the walk.
+	for _, p := range paths {
+		err := filepath.WalkDir(p, func(file string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !isPlaceholderFile(file) {
+				return err
+			}
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			s.addPlaceholders(file, b)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("detect: load placeholders: %w", err)
+		}
+	}
 	for _, p := range paths {
 		err := filepath.WalkDir(p, func(file string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() || !isRuleFile(file) {
+			if d.IsDir() || !isRuleFile(file) || isPlaceholderFile(file) {
 				return nil
 			}
 			b, err := os.ReadFile(file)
@@ -194,7 +216,7 @@ func (s *Set) Add(file string, data []byte) {
 			}
 			continue
 		}
-		r, p := safeCompile(file, doc.Content[0])
+		r, p := safeCompile(file, doc.Content[0], s.Placeholders)
 		if p != nil {
 			s.Problems = append(s.Problems, *p)
 			continue
@@ -244,17 +266,17 @@ type compiled struct {
 // safeCompile is compile that turns a panic (of the YAML or condition
 // parser on input nobody foresaw) into the rule's problem: one rule never
 // stops the others, or the pipeline, from loading.
-func safeCompile(file string, root *yaml.Node) (c *compiled, p *Problem) {
+func safeCompile(file string, root *yaml.Node, placeholders map[string][]string) (c *compiled, p *Problem) {
 	defer func() {
 		if r := recover(); r != nil {
 			c, p = nil, &Problem{File: file, Line: root.Line, Reason: fmt.Sprintf("cannot be parsed: %v", r)}
 		}
 	}()
-	return compile(file, root)
+	return compile(file, root, placeholders)
 }
 
 // compile turns one YAML document into a rule, or says why it cannot.
-func compile(file string, root *yaml.Node) (*compiled, *Problem) {
+func compile(file string, root *yaml.Node, placeholders map[string][]string) (*compiled, *Problem) {
 	prob := func(line int, unsupported bool, format string, args ...any) *Problem {
 		return &Problem{File: file, Line: line, Unsupported: unsupported, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -412,7 +434,7 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 						}
 					}
 				}
-				m, err := compileValues(fm.Modifiers, fm.Values, slotOf)
+				m, err := compileValues(fm.Modifiers, fm.Values, slotOf, placeholders)
 				if err != nil {
 					return nil, withRule(prob(fl, isUnsupported(err), "search %s, field %s: %v", name, fm.Field, err))
 				}
@@ -462,7 +484,7 @@ func compile(file string, root *yaml.Node) (*compiled, *Problem) {
 		if err != nil {
 			return nil, withRule(prob(keyLine(root, "logsource"), true, "%v", err))
 		}
-		m, err := compileValues(w.mods, w.values, slotOf)
+		m, err := compileValues(w.mods, w.values, slotOf, nil)
 		if err != nil {
 			return nil, withRule(prob(keyLine(root, "logsource"), false, "logsource narrowing %s: %v", w.field, err))
 		}

@@ -66,7 +66,6 @@ var encoders = map[string]bool{"base64": true, "base64offset": true, "wide": tru
 // unsupportedModifiers are in the specification but cannot be evaluated
 // here, with the reason.
 var unsupportedModifiers = map[string]string{
-	"expand": "the expand modifier needs placeholder values, and none are configured",
 	"minute": "time modifiers are not supported", "hour": "time modifiers are not supported",
 	"day": "time modifiers are not supported", "week": "time modifiers are not supported",
 	"month": "time modifiers are not supported", "year": "time modifiers are not supported",
@@ -74,10 +73,10 @@ var unsupportedModifiers = map[string]string{
 
 // compileValues builds the matchers of one field line. resolve finds the
 // slot of a field named by fieldref.
-func compileValues(mods []string, values []any, resolve func(string) (int, error)) (fieldMatch, error) {
+func compileValues(mods []string, values []any, resolve func(string) (int, error), placeholders map[string][]string) (fieldMatch, error) {
 	var fm fieldMatch
 	var comparator string
-	var cased, exists, fieldref bool
+	var cased, exists, fieldref, expand bool
 	var reFlags string
 	var transforms []string
 	for i, m := range mods {
@@ -102,6 +101,8 @@ func compileValues(mods []string, values []any, resolve func(string) (int, error
 			fm.neg = true
 		case "fieldref":
 			fieldref = true
+		case "expand":
+			expand = true
 		default:
 			if encoders[m] {
 				if comparator == "re" || comparator == "cidr" {
@@ -136,6 +137,12 @@ func compileValues(mods []string, values []any, resolve func(string) (int, error
 			fm.vals = []valueMatcher{{op: opAbsent}}
 		}
 		return fm, nil
+	}
+	if expand {
+		var err error
+		if values, err = expandValues(values, placeholders); err != nil {
+			return fm, err
+		}
 	}
 	for _, v := range values {
 		ms, err := compileValue(v, comparator, reFlags, transforms, cased, fieldref, resolve)
