@@ -188,14 +188,11 @@ func TestRuleMetadata(t *testing.T) {
 // mixing logons with other events is unsupported, with the reason.
 func TestGenericLogsources(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, body string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("svcctl.yml", "title: svcctl\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: 5145\n    RelativeTargetName: svcctl\n  condition: sel\n")
-	write("access.yml", "title: lsass access\nlogsource: {product: windows, category: process_access}\ndetection:\n  sel:\n    TargetImage|endswith: '\\lsass.exe'\n  condition: sel\n")
-	write("mixed.yml", "title: mixed\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: [4624, 4688]\n  condition: sel\n")
+	writeFiles(t, dir, map[string]string{
+		"svcctl.yml": "title: svcctl\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: 5145\n    RelativeTargetName: svcctl\n  condition: sel\n",
+		"access.yml": "title: lsass access\nlogsource: {product: windows, category: process_access}\ndetection:\n  sel:\n    TargetImage|endswith: '\\lsass.exe'\n  condition: sel\n",
+		"mixed.yml":  "title: mixed\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: [4624, 4688]\n  condition: sel\n",
+	})
 	set, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -228,15 +225,12 @@ func TestGenericLogsources(t *testing.T) {
 // the rule unsupported, naming it.
 func TestExpandPlaceholders(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, body string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// a rule named before the placeholder file in the walk
-	write("a_admins.yml", "title: admin tool\nlogsource: {category: process_creation}\ndetection:\n  sel:\n    User|expand: '%Domain%\\\\%Admins%'\n    CommandLine|expand|contains: '\\%TEMP\\%\\\\%Tool%'\n  condition: sel\n")
-	write("b_missing.yml", "title: missing\nlogsource: {category: process_creation}\ndetection:\n  sel:\n    User|expand: '%Nobody%'\n  condition: sel\n")
-	write("placeholders.yml", "placeholders:\n  Domain: CORP\n  Admins: [admin, 'adm-*']\n  Tool: [x.exe, y.exe]\n")
+	writeFiles(t, dir, map[string]string{
+		"a_admins.yml":     "title: admin tool\nlogsource: {category: process_creation}\ndetection:\n  sel:\n    User|expand: '%Domain%\\\\%Admins%'\n    CommandLine|expand|contains: '\\%TEMP\\%\\\\%Tool%'\n  condition: sel\n",
+		"b_missing.yml":    "title: missing\nlogsource: {category: process_creation}\ndetection:\n  sel:\n    User|expand: '%Nobody%'\n  condition: sel\n",
+		"placeholders.yml": "placeholders:\n  Domain: CORP\n  Admins: [admin, 'adm-*']\n  Tool: [x.exe, y.exe]\n",
+	})
 	set, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +256,16 @@ func TestExpandPlaceholders(t *testing.T) {
 		tester.Close()
 		if got != c.want {
 			t.Errorf("%s\\%s %q: match %v, want %v", c.domain, c.name, c.cmd, got, c.want)
+		}
+	}
+}
+
+// writeFiles writes name → body files under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -135,42 +135,36 @@ func (s *Set) Tables() []string {
 func Load(paths ...string) (*Set, error) {
 	s := NewSet()
 	// Placeholder files first: a rule may come before them in the walk.
-	for _, p := range paths {
-		err := filepath.WalkDir(p, func(file string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !isPlaceholderFile(file) {
-				return err
-			}
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			s.addPlaceholders(file, b)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("detect: load placeholders: %w", err)
-		}
+	if err := readFiles(paths, isPlaceholderFile, s.addPlaceholders); err != nil {
+		return nil, fmt.Errorf("detect: load placeholders: %w", err)
 	}
-	for _, p := range paths {
-		err := filepath.WalkDir(p, func(file string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() || !isRuleFile(file) || isPlaceholderFile(file) {
-				return nil
-			}
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			s.Add(file, b)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("detect: load rules: %w", err)
-		}
+	isRule := func(f string) bool { return isRuleFile(f) && !isPlaceholderFile(f) }
+	if err := readFiles(paths, isRule, s.Add); err != nil {
+		return nil, fmt.Errorf("detect: load rules: %w", err)
 	}
 	return s, nil
+}
+
+// readFiles calls fn with each file under the paths that want takes, in
+// walk order.
+func readFiles(paths []string, want func(string) bool, fn func(file string, data []byte)) error {
+	for _, p := range paths {
+		err := filepath.WalkDir(p, func(file string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !want(file) {
+				return err
+			}
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			fn(file, b)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func isRuleFile(name string) bool {
