@@ -105,7 +105,8 @@ function isNumeric(t) {
 export function resultTable(r) {
   const cols = r.columns || [], rows = r.rows || [];
   const shown = rows.slice(0, MAX_ROWS_SHOWN);
-  const t = table(cols.map((c, i) => ({label: c, cell: row => cellText(row[i])})), shown, {class: 'results compact', caption: 'Query results', empty: 'No row.'});
+  const t = table(cols.map((c, i) => ({label: c, class: isNumeric(r.types && r.types[i]) ? 'num' : null, cell: row => cellText(row[i])})), shown,
+    {class: 'results compact', caption: 'Query results', empty: 'No row.'});
   return h('div', {class: 'table-wrap'}, t, rows.length > shown.length ? h('p', {class: 'muted'}, `Showing the first ${shown.length} of ${rows.length} rows.`) : null);
 }
 

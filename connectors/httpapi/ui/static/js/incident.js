@@ -257,7 +257,7 @@ function assetsTab(key) {
   }
   const acts = st.data.actions || [];
   return table([
-    {label: label.replace(/e?s$/, '') === 'Mailbox' ? 'Mailbox' : label, class: 'wide', cell: id => entityLink(type, id)},
+    {label: {device: 'Device', user: 'User', mailbox: 'Mailbox'}[type] || label, class: 'wide', cell: id => entityLink(type, id)},
     {label: 'Alerts naming it', cell: id => (named.get(id) || []).join('; ') || h('span', {class: 'muted'}, '—')},
     {label: 'Actions', cell: id => acts.filter(a => JSON.stringify(a.target).toLowerCase().includes(id.toLowerCase())).map(a => [badge(a.type + ': ' + a.status, 'status-' + a.status), ' '])},
   ], ids, {caption: label, empty: 'No ' + label.toLowerCase() + ' in this incident.'});

@@ -181,7 +181,7 @@ function draw() {
   const t = table(cols, incidents, {
     class: 'queue', caption: 'Incidents',
     empty: 'No incident matches these filters.',
-    rowAttrs: i => ({dataset: {id: i.id}, 'aria-selected': i.id === state.selected ? 'true' : null}),
+    rowAttrs: i => ({dataset: {id: i.id}, class: i.id === state.selected ? 'selected' : null}),
   });
   fill(document.getElementById('queue-table'), t);
   if (focusedId) t.querySelector(`tr[data-id="${CSS.escape(focusedId)}"] a`)?.focus({preventScroll: true});
