@@ -21,10 +21,12 @@ import (
 func init() {
 	register(command{
 		name:     "indicators",
-		summary:  "List, add or remove custom indicators: file hashes stitch blocks on sight (every copy soft-deleted and quarantined) until they expire.",
-		synopsis: "[list] [--tenant T] | add|remove --tenant T --type FileSha256|FileSha1 --value HASH --by NAME [--comment TEXT] [--expires DURATION]",
+		summary:  "List, add or remove custom indicators: file hashes stitch blocks on sight (every copy soft-deleted and quarantined) until they expire, and IP addresses, URLs and domains for the products to block.",
+		synopsis: "[list] [--tenant T] | add|remove --tenant T --type FileSha256|FileSha1|IpAddress|Url|DomainName --value V --by NAME [--comment TEXT] [--expires DURATION]",
 		details: "Indicators are records on 'respond.indicators' of a running 'stitch run' (found through\n" +
-			"<state-dir>/brokers) or of the cluster given with --brokers; the respond stage applies them.",
+			"<state-dir>/brokers) or of the cluster given with --brokers; the respond stage applies them.\n" +
+			"Each is a BlockIndicator action for the executors to push to the products; remove makes an\n" +
+			"UnblockIndicator. A file hash is also blocked on sight by stitch itself.",
 		example: "stitch indicators add --tenant contoso --type FileSha256 --value 4f...e1 --by alice --comment 'loader' --expires 30d",
 		run:     func(ctx context.Context, args []string) error { return indicatorsCmd(ctx, args, os.Stdout) },
 	})
@@ -41,8 +43,8 @@ func indicatorsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("indicators")
 	cf := addClusterFlags(fs)
 	tenant := fs.String("tenant", "", "the tenant (add, remove: required)")
-	typ := fs.String("type", respond.IndicatorSHA256, "FileSha256 or FileSha1")
-	value := fs.String("value", "", "the file hash (add, remove: required)")
+	typ := fs.String("type", respond.IndicatorSHA256, strings.Join(respond.IndicatorTypes, ", "))
+	value := fs.String("value", "", "the hash, IP address, URL or domain (add, remove: required)")
 	by := fs.String("by", "", "who sets it (add, remove: required)")
 	comment := fs.String("comment", "", "why")
 	var expires pipeline.Duration
@@ -60,7 +62,7 @@ func indicatorsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	topic := cfg.Respond.Indicators
 	if verb != "list" {
 		now := time.Now().UTC()
-		in := respond.Indicator{TenantID: *tenant, Type: *typ, Value: strings.ToLower(*value), By: *by, Comment: *comment, Time: now,
+		in := respond.Indicator{TenantID: *tenant, Type: *typ, Value: *value, By: *by, Comment: *comment, Time: now,
 			Removed: verb == "remove"}
 		if expires > 0 {
 			in.Expires = now.Add(expires.D())
