@@ -128,22 +128,26 @@ func (x *Index) ListIncidents(s Scope, f Filter, p Page) (*Incidents, error) {
 	}
 	x.mu.RLock()
 	out := &Incidents{Incidents: []Summary{}, Seq: x.seq, Counts: map[string]map[string]int{"status": {}, "severity": {}}}
-	var keyed []keyedItem[Summary]
+	keyed := make([]keyedItem[*Summary], 0, len(x.incidents))
+	k := slices.Index(Sorts, by)
 	for _, e := range x.incidents {
 		if !e.visible(s) || !f.matches(e) {
 			continue
 		}
-		keyed = append(keyed, keyedItem[Summary]{key: sortKey(&e.sum, by), id: e.sum.ID, v: e.sum})
+		keyed = append(keyed, keyedItem[*Summary]{key: e.keys[k], id: e.sum.ID, v: &e.sum})
 		out.Counts["status"][e.sum.Status]++
 		out.Counts["severity"][e.sum.Severity]++
 	}
-	x.mu.RUnlock()
 	out.Total = len(keyed)
 	items, next, err := paginate(keyed, asc, p)
 	if err != nil {
+		x.mu.RUnlock()
 		return nil, err
 	}
-	out.Incidents = append(out.Incidents, items...)
+	for _, it := range items {
+		out.Incidents = append(out.Incidents, *it)
+	}
+	x.mu.RUnlock()
 	out.NextCursor = next
 	return out, nil
 }

@@ -61,6 +61,7 @@ type entry struct {
 	refs    []Ref
 	merged  Incident // inc with upd laid over it
 	sum     Summary
+	keys    []string // sortKey by each of Sorts
 }
 
 // New makes an empty view.
@@ -175,6 +176,10 @@ func (x *Index) refresh(e *entry) {
 	}
 	e.merged = merge(e.inc, e.upd)
 	e.sum = summarize(&e.merged)
+	e.keys = e.keys[:0]
+	for _, by := range Sorts {
+		e.keys = append(e.keys, sortKey(&e.sum, by))
+	}
 	e.refs = incidentRefs(&e.inc)
 	for _, r := range e.refs {
 		x.touch(r).incidents[e.inc.ID] = true
