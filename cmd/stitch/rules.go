@@ -20,13 +20,14 @@ func init() {
 	register(command{
 		name:     "rules",
 		summary:  "Check Sigma detection rules, or try them on input files before deploying them.",
-		synopsis: "check PATH... | test --rules PATH... (--in FILE... | --hunting DIR [--since 30d]) [--tenant ID]",
+		synopsis: "check PATH... | test --rules PATH... (--in FILE... [--import] [--table T] | --hunting DIR [--since 30d]) [--tenant ID]",
 		details: "rules check loads every .yml/.yaml rule under the paths and prints each that cannot be\n" +
 			"loaded as FILE:LINE: error|unsupported: REASON; it exits 1 when a rule is invalid (rules\n" +
 			"the tables cannot express are listed, not errors).\n\n" +
 			"rules test runs the rules over input files (streaming-API records, Event Hubs envelopes,\n" +
 			"export rows of the tables, Windows/Sysmon events in the nested Event.System/EventData\n" +
-			"form, the OTRF flat form or the Sentinel SecurityEvent/Event export; JSON lines, JSON\n" +
+			"form, the OTRF flat form or the Sentinel SecurityEvent/Event export, Sentinel's AuditLogs\n" +
+			"and OfficeActivity rows, and with --import advanced-hunting export rows; JSON lines, JSON\n" +
 			"values one after another, or arrays), normalized as the pipeline\n" +
 			"normalizes them, and prints one JSON line per match (rule_id, title, the row's table,\n" +
 			"tenant and key fields) and per correlation rule that fires (event_count, value_count,\n" +
@@ -112,6 +113,8 @@ func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 	fs.Var(&ins, "in", "input file (repeatable; positional arguments are inputs too)")
 	tenant := fs.String("tenant", "", "with --in: tenant of inputs that name none (Windows events; default local); with --hunting: the only tenant read")
 	hunting := fs.String("hunting", "", "backtest over the Parquet hunting partitions under this directory")
+	imp := fs.Bool("import", false, "with --in: records that are no Windows event or Sentinel log are advanced-hunting export rows, their table inferred per row (as replay --import)")
+	table := fs.String("table", "", "with --in: the table of the export rows (implies --import)")
 	var since pipeline.Duration
 	fs.TextVar(&since, "since", pipeline.Duration(30*24*time.Hour), "with --hunting: only partitions of the last this long (event time)")
 	if err := parseFlags(fs, args); err != nil {
@@ -135,6 +138,7 @@ func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 	if *tenant != "" {
 		t.Tenant = *tenant
 	}
+	t.Import, t.ImportTable = *imp, *table
 	t.OnMatch = func(m detect.Match) {
 		if err := enc.Encode(m); err != nil && werr == nil {
 			werr = err

@@ -83,3 +83,36 @@ func TestRulesCheckAndTest(t *testing.T) {
 		t.Errorf("stderr:\n%s", errw.String())
 	}
 }
+
+// TestRulesTestImport: with --import, rows of an advanced-hunting export
+// (no category, no tenant) are rules test input too, beside Windows events;
+// without it they are counted as not normalized, with the reason.
+func TestRulesTestImport(t *testing.T) {
+	dir := t.TempDir()
+	rule := filepath.Join(dir, "r.yml")
+	if err := os.WriteFile(rule, []byte(testRule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "export.json")
+	row := `{"Timestamp":"2025-10-27T00:09:41Z","DeviceName":"dc1","ActionType":"ProcessCreated","FolderPath":"C:\\Windows\\System32\\gpresult.exe","FileName":"gpresult.exe","ProcessCommandLine":"gpresult /z","InitiatingProcessFileName":"cmd.exe"}`
+	if err := os.WriteFile(in, []byte(row+"\n"+sysmonEvent), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args    []string
+		matches string
+		stderr  string
+	}{
+		{nil, `"count":1`, "1 not normalized (missing_category 1)"},
+		{[]string{"--import"}, `"count":2`, "3 records read, 0 not normalized"},
+		{[]string{"--table", "DeviceProcessEvents"}, `"count":2`, "0 not normalized"},
+	} {
+		var out, errw bytes.Buffer
+		if err := rulesTest(context.Background(), append([]string{"--rules", rule, "--in", in}, c.args...), &out, &errw); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), c.matches) || !strings.Contains(errw.String(), c.stderr) {
+			t.Errorf("%v: out\n%s\nstderr\n%s", c.args, out.String(), errw.String())
+		}
+	}
+}

@@ -36,9 +36,14 @@ var KeyColumns = []string{
 // events in the nested, OTRF flat and Sentinel forms), normalized as the
 // pipeline normalizes them.
 type Tester struct {
-	// Tenant is the tenant of Windows events (they name none); set it
-	// before the first Add.
+	// Tenant is the tenant of Windows events and export rows (they name
+	// none); set it before the first Add.
 	Tenant string
+	// Import takes records that are no Windows event or Sentinel log as
+	// advanced-hunting export rows, of ImportTable or of the table their
+	// columns say (as replay --import); set it before the first Add.
+	Import      bool
+	ImportTable string
 	// OnMatch receives every match.
 	OnMatch func(Match)
 	// Counts are the matches per rule (Rule.Key).
@@ -80,7 +85,11 @@ func NewTester(s *Set) *Tester {
 func (t *Tester) Add(raw []byte) {
 	t.Records++
 	if t.norm == nil {
-		t.norm = normalize.New(normalize.WithBatchRows(4096), normalize.WithDefaultTenant(t.Tenant))
+		opts := []normalize.Option{normalize.WithBatchRows(4096), normalize.WithDefaultTenant(t.Tenant)}
+		if t.Import || t.ImportTable != "" {
+			opts = append(opts, normalize.WithImport(t.ImportTable))
+		}
+		t.norm = normalize.New(opts...)
 	}
 	in := normalize.Input{Value: raw, Timestamp: time.Now()}
 	if !t.norm.AddLog(in, t.batch, t.dead) {
