@@ -86,7 +86,7 @@ type HuntingConfig struct {
 	Enabled        bool     `yaml:"enabled" default:"true" doc:"Produce the 'hunting.<Table>' topics and write Parquet partitions."`
 	Dir            string   `yaml:"dir" doc:"Parquet root; empty means '<state.dir>/hunting'."`
 	RollBytes      int64    `yaml:"roll_bytes" default:"134217728" doc:"Roll the open files (commit a segment) at this many input bytes."`
-	RollAge        Duration `yaml:"roll_age" default:"1m" doc:"... or when the oldest pending row is this old: the delay before rows are visible to hunting queries."`
+	RollAge        Duration `yaml:"roll_age" default:"1m" doc:"... or when the oldest pending row is this old: the most rows wait before they are visible to hunting queries. A pause of the input (two 'kafka.commit_interval's with no new record) commits them at once."`
 	MaxOpenFiles   int      `yaml:"max_open_files" default:"128" doc:"Partition files (one per table, tenant and hour) open at once; past it the least recently written is finished early and the segment is committed. About 2 MiB of memory each: with 'max_buffered_bytes' this bounds the writer's memory, whatever the hours and tenants of the input. Below the partitions a stream keeps busy (tables x tenants x hours in flight) it makes more, smaller files."`
 	IPCCompression string   `yaml:"ipc_compression" default:"lz4" doc:"Arrow IPC body compression of the 'hunting.<Table>' records: 'lz4', 'zstd' (about half lz4's bytes for about four times its CPU: the dearest step of normalizing) or 'none'. Every Arrow reader decodes all three."`
 	MaxBuffered    int64    `yaml:"max_buffered_bytes" default:"67108864" doc:"Input bytes the open files buffer in their row groups together; past it the largest writes its row group out."`

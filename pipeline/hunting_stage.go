@@ -40,6 +40,15 @@ func huntingStage() Stage {
 // stop.
 const stopGrace = 3 * time.Second
 
+// idleRollAfter is how long the sink's input must pause before it commits
+// its open segment without waiting for the roll age: two commit intervals
+// of the normalize stage, whose transactions make the hunting records
+// visible, so a stream that keeps flowing (one commit an interval) never
+// looks idle.
+func idleRollAfter(commitInterval time.Duration) time.Duration {
+	return max(2*commitInterval, 200*time.Millisecond)
+}
+
 // huntingSink is stage 3: it reads the hunting.<Table> topics (read
 // committed) and writes Parquet partitions. Like Kafka Connect's file sinks it
 // keeps its offsets beside its files: a segment of files is committed with
@@ -236,6 +245,8 @@ func (h *huntingSink) Run(ctx context.Context) error {
 		time.AfterFunc(stopGrace, func() { wcancel(context.Cause(ctx)) })
 	})
 	defer stopWrite()
+	idleRoll := idleRollAfter(h.p.cfg.Kafka.CommitInterval.D())
+	lastRecord := time.Now()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		fetches := h.cl.PollRecords(pctx, h.p.cfg.Kafka.MaxPollRecords)
@@ -310,9 +321,16 @@ func (h *huntingSink) Run(ctx context.Context) error {
 			cancel()
 			return err
 		}
-		if h.w.Due() || (fetches.NumRecords() == 0 && len(h.pending) == 0) {
-			// Due: roll by size or age. An empty poll with nothing pending
-			// commits group offsets only, so that lag reads zero when idle.
+		if fetches.NumRecords() > 0 {
+			lastRecord = time.Now()
+		}
+		idle := fetches.NumRecords() == 0 && (len(h.pending) == 0 || time.Since(lastRecord) >= idleRoll)
+		if h.w.Due() || idle {
+			// Due: roll by size or age. Idle: the input paused, so the rows
+			// need not wait out the roll age to be visible (a drained
+			// stream's last rows, a replay's); a stream that keeps flowing
+			// rolls by size and age only. An idle poll with nothing pending
+			// commits group offsets only, so that lag reads zero.
 			if err := h.commit(ctx, h.cl); err != nil {
 				h.cl.AllowRebalance()
 				return fmt.Errorf("hunting: commit segment: %w", err)
