@@ -26,6 +26,7 @@ type stage struct {
 	totals   *Totals
 	log      *slog.Logger
 	ready    func()
+	input    inputPosition
 }
 
 func (s *stage) Run(ctx context.Context) error {
@@ -62,7 +63,7 @@ func (s *stage) Run(ctx context.Context) error {
 		worked := false
 		for perr == nil && time.Now().Before(deadline) && ctx.Err() == nil {
 			until := deadline
-			if worked {
+			if worked && !s.input.behind() {
 				// Input that pauses ends the transaction early (but not
 				// before minTransaction): its outputs need not wait out the
 				// commit interval, which bounds a busy stream's latency.
@@ -80,7 +81,8 @@ func (s *stage) Run(ctx context.Context) error {
 			if fetches.IsClientClosed() {
 				return nil
 			}
-			if fetches.NumRecords() == 0 && worked && !time.Now().Before(begin.Add(minTransaction)) {
+			s.input.observe(fetches)
+			if fetches.NumRecords() == 0 && worked && !s.input.behind() && !time.Now().Before(begin.Add(minTransaction)) {
 				break
 			}
 			worked = worked || fetches.NumRecords() > 0
@@ -207,15 +209,21 @@ func (s *stage) ended(t *txn, committed bool, err error, begin time.Time) {
 	if s.stores != nil {
 		s.stores.aborted()
 	}
+	s.input = inputPosition{} // a rebalance aborts: the partitions may have moved
 	s.proc.Aborted()
 	s.totals.aborted(s.name)
 	s.metrics.Transactions.WithLabelValues(s.name, "aborted").Inc()
 }
 
 // A transaction that has done work ends before the commit interval once no
-// record arrived for idleWait and it is at least minTransaction old (Kafka
-// Streams' exactly-once default commit interval): its outputs are visible
-// sooner, and a stream that never pauses still commits once an interval.
+// record arrived for idleWait, its input has caught up (inputPosition) and
+// it is at least minTransaction old (Kafka Streams' exactly-once default
+// commit interval): its outputs are visible sooner, and a stream that never
+// pauses still commits once an interval. A poll that comes back empty while
+// the input is still behind is only a fetch in flight, not a pause: ending
+// the transaction there would commit a handful of records at a time, and
+// each commit has a fixed cost (a batch per table and tenant, the commit
+// round trips) that a backlog should not pay per handful.
 const (
 	idleWait       = 50 * time.Millisecond
 	minTransaction = 100 * time.Millisecond
@@ -238,3 +246,45 @@ type fatalError struct{ err error }
 func (e fatalError) Error() string   { return e.err.Error() }
 func (e fatalError) Unwrap() []error { return []error{e.err, errFatal} }
 func fatal(err error) error          { return fatalError{err} }
+
+// inputPosition says whether a stage's consumer has caught up with its
+// input: for each partition, how far the last fetch that returned records
+// of it left the consumer below the partition's end (the last stable
+// offset for a read-committed consumer).
+type inputPosition struct {
+	left map[string]map[int32]int64
+}
+
+func (in *inputPosition) observe(fetches kgo.Fetches) {
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		end := p.HighWatermark
+		if p.LastStableOffset >= 0 && p.LastStableOffset < end {
+			end = p.LastStableOffset
+		}
+		if in.left == nil {
+			in.left = map[string]map[int32]int64{}
+		}
+		if in.left[p.Topic] == nil {
+			in.left[p.Topic] = map[int32]int64{}
+		}
+		in.left[p.Topic][p.Partition] = end - (p.Records[len(p.Records)-1].Offset + 1)
+	})
+}
+
+// behind reports whether some partition had more than a record left after
+// its last fetch. One is allowed: a transaction's commit marker takes the
+// offset after its last record, so a caught-up read-committed consumer
+// reads one below the end.
+func (in *inputPosition) behind() bool {
+	for _, parts := range in.left {
+		for _, n := range parts {
+			if n > 1 {
+				return true
+			}
+		}
+	}
+	return false
+}
