@@ -611,6 +611,13 @@ func TestIncidentPageShowsTitleAlertsAndGraph(t *testing.T) {
 		t.Errorf("the graph draws %d links; the API has %d (for %d alerts)", links, wantLinks, len(want.Incident.Alerts))
 	}
 	b.shot("graph")
+
+	// An alert of the graph opens, by the keyboard, in the Alerts tab.
+	first := nodes[0]
+	b.do("open an alert from the graph",
+		chromedp.Focus(css(fmt.Sprintf(`svg.graph g.node[data-id=%q]`, first))),
+		chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(css(fmt.Sprintf(`tr[data-alert=%q] details[open]`, strings.TrimPrefix(first, "alert:")))))
 }
 
 func TestHeaderSearchOpensTheEntity(t *testing.T) {

@@ -57,18 +57,23 @@ export function drawGraph(g, timeline) {
     const short = label.length > 46 ? label.slice(0, 44) + '…' : label;
     const kind = n.kind === 'alert' ? 'alert' : n.kind;
     const page = ENTITY_PAGE[n.kind];
+    const isAlert = n.kind === 'alert';
     const entityId = n.id.includes(':') ? n.id.slice(n.id.indexOf(':') + 1) : n.id;
     const tx = anchor === 'end' ? x - R - 8 : x + R + 8;
     const g = h('g', {class: 'node node-' + kind + (n.severity ? ' sev-' + n.severity : ''), tabindex: '0',
-      role: page ? 'link' : 'img', 'aria-label': (n.kind === 'alert' ? 'alert' : n.kind) + ': ' + label + (n.severity ? ', ' + n.severity : ''),
+      role: page || isAlert ? 'link' : 'img', 'aria-label': (n.kind === 'alert' ? 'alert' : n.kind) + ': ' + label + (n.severity ? ', ' + n.severity : ''),
       dataset: {id: n.id, kind: n.kind}},
       h('title', {}, label),
       n.kind === 'alert' ? h('rect', {x: x - R, y: y - R, width: 2 * R, height: 2 * R, rx: 3}) : h('circle', {cx: x, cy: y, r: R}),
       h('text', {x: tx, y: y + 4, 'text-anchor': anchor}, n.kind === 'alert' ? short : [h('tspan', {class: 'kind'}, n.kind + ' '), short]));
-    if (page) {
-      const go = () => { location.hash = entityHref(page, entityId); };
+    if (page || isAlert) {
+      // An entity opens its page; an alert opens in the Alerts tab.
+      const go = () => {
+        if (page) location.hash = entityHref(page, entityId);
+        else g.dispatchEvent(new CustomEvent('stitch:alert', {bubbles: true, detail: entityId}));
+      };
       g.addEventListener('click', go);
-      g.addEventListener('keydown', e => { if (e.key === 'Enter') go(); });
+      g.addEventListener('keydown', e => { if (e.key === 'Enter') { e.preventDefault(); go(); } });
     }
     return g;
   };

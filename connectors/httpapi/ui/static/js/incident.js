@@ -41,6 +41,8 @@ export function update(query) {
 function draw(keepFocus) {
   const inc = st.data.incident;
   const focused = keepFocus && document.activeElement && document.activeElement.id;
+  // A live redraw keeps the alerts a person opened open.
+  const opened = [...st.main.querySelectorAll('tr[data-alert] details[open]')].map(d => d.closest('tr').dataset.alert);
   const alerts = inc.alerts || [];
   fill(st.main,
     h('nav', {class: 'crumbs', 'aria-label': 'Breadcrumb'}, h('a', {href: '#/incidents'}, 'Incidents'), ' / ', h('span', {class: 'mono'}, inc.id)),
@@ -57,6 +59,10 @@ function draw(keepFocus) {
     tabs(TABS.map(([k, l]) => [k, l + count(k)]), st.tab, select, 'Incident'),
     h('section', {id: 'tabpanel', role: 'tabpanel', tabindex: '0', 'aria-labelledby': 'tab-' + st.tab}));
   drawTab();
+  for (const id of opened) {
+    const d = st.main.querySelector(`tr[data-alert="${CSS.escape(id)}"] details`);
+    if (d) d.open = true;
+  }
   if (focused) document.getElementById(focused)?.focus({preventScroll: true});
 }
 
@@ -278,11 +284,29 @@ async function refresh() {
   try { st.data = await api('incidents/' + seg(st.id)); draw(true); } catch (e) { flash(e.message, 'error'); }
 }
 
+// withAlertLinks makes an alert of the graph open in the Alerts tab.
+function withAlertLinks(graph) {
+  graph.addEventListener('stitch:alert', e => {
+    select('alerts');
+    const row = document.querySelector(`tr[data-alert="${CSS.escape(e.detail)}"]`);
+    if (!row) return;
+    // After the key that chose the node is done with: its Enter must not
+    // reach the summary, which it would close.
+    setTimeout(() => {
+      const d = row.querySelector('details');
+      d.open = true;
+      d.querySelector('summary').focus();
+      row.scrollIntoView({block: 'nearest'});
+    }, 0);
+  });
+  return graph;
+}
+
 function graphTab() {
   const d = st.data;
   return [
-    h('p', {class: 'muted'}, 'Alerts on the left in the order they happened; the entities their evidence names on the right. Curved lines join alerts that share an entity: the links that made this one incident. Select a node to see its links; Enter opens an entity.'),
-    drawGraph(d.graph || {nodes: [], edges: []}, d.timeline || []),
+    h('p', {class: 'muted'}, 'Alerts on the left in the order they happened; the entities their evidence names on the right. Curved lines join alerts that share an entity: the links that made this one incident. Point at or Tab to a node to see its lines; click or Enter opens it.'),
+    withAlertLinks(drawGraph(d.graph || {nodes: [], edges: []}, d.timeline || [])),
     h('h2', {}, 'Links that joined them'),
     linksList(d.links || []),
     h('h2', {}, 'Timeline of the attack story'),

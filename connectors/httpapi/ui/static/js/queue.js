@@ -8,7 +8,8 @@ import {setQuery} from './app.js';
 const STATUSES = ['active', 'inProgress', 'resolved', 'redirected'];
 const SEVERITIES = ['high', 'medium', 'low', 'informational', 'unknown'];
 const SORTS = [['lastUpdate', 'Last update (newest)'], ['-lastUpdate', 'Last update (oldest)'], ['created', 'Created (newest)'], ['-created', 'Created (oldest)'], ['severity', 'Severity (highest)'], ['alerts', 'Alerts (most)']];
-const TEXT_FILTERS = [['q', 'Title'], ['entity', 'Entity'], ['tenant', 'Tenant'], ['serviceSource', 'Service source'], ['detectionSource', 'Detection source'], ['assignedTo', 'Assigned to']];
+const TEXT_FILTERS = [['q', 'Title', 'words of the title'], ['entity', 'Entity', 'device:ws5, an IP, a UPN…'], ['tenant', 'Tenant', 'tenant id'],
+  ['serviceSource', 'Service source', 'e.g. Microsoft Defender for Endpoint'], ['detectionSource', 'Detection source', 'e.g. EDR'], ['assignedTo', 'Assigned to', 'name@example.com']];
 const POLL_MS = 5000;
 
 let state;
@@ -56,9 +57,9 @@ function filterBar() {
     checks('status', STATUSES, 'Status'),
     checks('severity', SEVERITIES, 'Severity'),
     h('div', {class: 'fields'},
-      TEXT_FILTERS.map(([k, label]) => h('label', {}, label, h('input', {type: 'text', name: k, value: f[k], oninput: text, spellcheck: 'false'}))),
-      h('label', {}, 'Updated from', h('input', {type: 'datetime-local', name: 'from', value: toLocal(f.from), onchange: changed})),
-      h('label', {}, 'to', h('input', {type: 'datetime-local', name: 'to', value: toLocal(f.to), onchange: changed})),
+      TEXT_FILTERS.map(([k, label, hint]) => h('label', {}, label, h('input', {type: 'text', name: k, value: f[k], oninput: text, spellcheck: 'false', placeholder: hint}))),
+      h('label', {}, 'Updated from (UTC)', h('input', {type: 'datetime-local', name: 'from', value: toLocal(f.from), onchange: changed})),
+      h('label', {}, 'to (UTC)', h('input', {type: 'datetime-local', name: 'to', value: toLocal(f.to), onchange: changed})),
       h('label', {}, 'Sort', h('select', {name: 'sort', onchange: changed}, SORTS.map(([v, l]) => h('option', {value: v, selected: v === f.sort}, l)))),
       h('label', {}, 'Per page', h('select', {name: 'limit', onchange: changed}, ['25', '50', '100', '200'].map(v => h('option', {value: v, selected: v === f.limit}, v)))),
       h('button', {type: 'button', onclick: clear}, 'Clear filters')));
