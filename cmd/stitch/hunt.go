@@ -72,6 +72,9 @@ func runHunt(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(os.Stderr, "stitch hunt: %s\n", n)
+	}
 	if err := printResult(os.Stdout, *format, res); err != nil {
 		return err
 	}

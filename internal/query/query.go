@@ -47,6 +47,8 @@ type Result struct {
 	Elapsed   time.Duration
 	// SQL is the statement DuckDB ran (the translation, for KQL).
 	SQL string
+	// Notes say what a KQL translation left out (render's chart).
+	Notes []string
 }
 
 type config struct {
@@ -169,8 +171,9 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 	}
 	v := &views{ctx: ctx, conn: conn, dir: dir, cfg: cfg, tables: tables, made: map[string]bool{}}
 	stmt := q
+	var notes []string
 	if cfg.lang == KQL {
-		if stmt, err = kql.Translate(q, kql.Tables(tables...), kql.Describe(v.describe)); err != nil {
+		if stmt, err = kql.Translate(q, kql.Tables(tables...), kql.Describe(v.describe), kql.Notes(&notes)); err != nil {
 			return nil, err
 		}
 	}
@@ -185,7 +188,7 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 		return nil, v.explain(queryErr(ctx, err, cfg))
 	}
 	defer rows.Close()
-	res := &Result{SQL: stmt}
+	res := &Result{SQL: stmt, Notes: notes}
 	if res.Columns, err = rows.Columns(); err != nil {
 		return nil, fmt.Errorf("hunting: %w", err)
 	}

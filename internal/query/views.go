@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/stitch-xdr/stitch/internal/query/kql"
 	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 
@@ -68,7 +69,7 @@ func (v *views) kqlView(table, view string) (string, error) {
 	}
 	present := map[string]bool{}
 	for _, c := range cols {
-		present[c] = true
+		present[c.Name] = true
 	}
 	var repl []string
 	for _, f := range schema.Fields() {
@@ -82,28 +83,28 @@ func (v *views) kqlView(table, view string) (string, error) {
 	return "CREATE VIEW " + quoteIdent(table) + " AS SELECT * REPLACE (" + strings.Join(repl, ", ") + ") FROM (" + sel + ")", nil
 }
 
-// columns are the names of a query's columns, bound but not run.
-func (v *views) columns(q string) ([]string, error) {
+// columns are a query's columns, bound but not run.
+func (v *views) columns(q string) ([]kql.Column, error) {
 	rows, err := v.conn.QueryContext(v.ctx, "DESCRIBE "+q)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	var out []kql.Column
 	for rows.Next() {
 		var name, typ string
 		var null, key, def, extra sql.NullString
 		if err := rows.Scan(&name, &typ, &null, &key, &def, &extra); err != nil {
 			return nil, err
 		}
-		out = append(out, name)
+		out = append(out, kql.Column{Name: name, Type: typ})
 	}
 	return out, rows.Err()
 }
 
 // describe is kql.Describe's function: the columns of a translation so
 // far, over the views it names.
-func (v *views) describe(q string) ([]string, error) {
+func (v *views) describe(q string) ([]kql.Column, error) {
 	if err := v.ensure(q); err != nil {
 		return nil, err
 	}

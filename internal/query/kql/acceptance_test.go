@@ -228,4 +228,6 @@ const acceptanceNotes = "## Known differences from Kusto\n\n" +
 	"- `has` is term matching by regular expression (no term index): same answers, full scans.\n" +
 	"- A comparison of a number with a string (or the reverse) fails as in Kusto, but only once a row reaches it: over no rows it answers nothing.\n" +
 	"- Kusto's absent strings are \"\" in the views of the normalized tables' string columns; a column made by the query (extend, parse) is null where Kusto would give \"\" only where a function returns null.\n" +
-	"- Not translated (refused with the construct and its position): `make-series`, `top-nested`, user-defined functions (`let f = (...) {...}`) and `invoke`, `datatable`, `evaluate`, `search`, `find`, `externaldata`, mixed named and unnamed `mv-expand` columns.\n"
+	"- `render` draws no chart: the answer is the table, and `stitch hunt` says the chart was left out.\n" +
+	"- `serialize`, `prev()`, `next()` and `row_number()` follow the order rows come in (after `sort`, the sorted order).\n" +
+	"- Not translated (refused with the construct and its position): `make-series`, `evaluate` (`bag_unpack`, `pivot` and the other plugins), `find`, `externaldata`, `top-nested ... with others`, `mv-expand limit`, `search` of more than one term.\n"

@@ -81,8 +81,8 @@ func (p *parser) aggregates(prev string) ([]string, error) {
 						return nil, unsupported(pick+"(X, *) beside other aggregates", fn)
 					}
 					for _, c := range all {
-						if !strings.EqualFold(c, xName) {
-							cols = append(cols, struct{ sql, name string }{pick + "(" + ident(c) + ", " + x + ")", c})
+						if !strings.EqualFold(c.Name, xName) {
+							cols = append(cols, struct{ sql, name string }{pick + "(" + ident(c.Name) + ", " + x + ")", c.Name})
 						}
 					}
 					continue

@@ -244,11 +244,11 @@ func (p *parser) call(name token) (string, error) {
 	case "set_has_element":
 		return "list_contains(" + arg(0) + ", " + arg(1) + ")", nil
 	case "set_union":
-		return "list_distinct(list_concat(" + all + "))", nil
+		return "kql_distinct(list_concat(" + all + "))", nil
 	case "set_intersect":
 		return "list_intersect(" + arg(0) + ", " + arg(1) + ")", nil
 	case "set_difference":
-		return "list_distinct(list_filter(" + arg(0) + ", x -> NOT list_contains(" + arg(1) + ", x)))", nil
+		return "kql_distinct(list_filter(" + arg(0) + ", x -> NOT list_contains(" + arg(1) + ", x)))", nil
 	case "pack_array":
 		return "[" + all + "]", nil
 	case "pack", "bag_pack", "pack_dictionary":
@@ -288,7 +288,18 @@ func (p *parser) call(name token) (string, error) {
 	case "isnotnull", "notnull":
 		return "(" + arg(0) + " IS NOT NULL)", nil
 	case "row_number":
+		// Over the rows in the order they come (serialize, sort).
 		return "row_number() OVER ()", nil
+	case "prev", "next":
+		n := "1"
+		if len(args) > 1 {
+			n = arg(1)
+		}
+		fnSQL := map[string]string{"prev": "lag", "next": "lead"}[fn]
+		if len(args) > 2 {
+			return fnSQL + "(" + arg(0) + ", " + n + ", " + arg(2) + ") OVER ()", nil
+		}
+		return fnSQL + "(" + arg(0) + ", " + n + ") OVER ()", nil
 	}
 	return "", unsupported("function "+name.text+"()", name)
 }

@@ -61,9 +61,12 @@ func (p *parser) parse(op token, prev string) (string, error) {
 				}
 			}
 			last := p.peek().kind != tString && !p.is("*")
-			if last && kind != "regex" {
+			switch {
+			case typeRE[sqlType] != "":
+				re.WriteString(typeRE[sqlType]) // Kusto matches a typed column by its type
+			case last && kind != "regex":
 				re.WriteString("(.*)")
-			} else {
+			default:
 				re.WriteString("(.*?)")
 			}
 			group++
@@ -90,3 +93,7 @@ func (p *parser) parse(op token, prev string) (string, error) {
 		}
 	}
 }
+
+// typeRE is what a typed parse column matches.
+var typeRE = map[string]string{"BIGINT": `([-+]?[0-9]+)`, "INTEGER": `([-+]?[0-9]+)`, "DOUBLE": `([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)`,
+	"BOOLEAN": `((?i:true|false))`}

@@ -28,18 +28,35 @@ type parser struct {
 	// known are the tables that exist, for wildcard table names.
 	known []string
 	// describe, where set, gives the columns of a query over the tables.
-	describe func(sql string) ([]string, error)
+	describe func(sql string) ([]Column, error)
+	// notes say what a translation leaves out (render).
+	notes *[]string
+	// funcs are the user-defined functions (let f = (...) {...}).
+	funcs map[string]*function
 }
+
+// Column is a column of a query: its name and DuckDB type.
+type Column struct{ Name, Type string }
 
 // Describe lets Translate ask for the columns of what it has translated so
 // far (a DuckDB DESCRIBE over the same tables), so that a join names its
 // columns as Kusto does (a right column whose name the left has is Name1).
-func Describe(f func(sql string) ([]string, error)) Option {
+func Describe(f func(sql string) ([]Column, error)) Option {
 	return func(p *parser) { p.describe = f }
 }
 
+// Notes receives what a translation leaves out, each a line for the
+// analyst (render draws no chart: the answer is its table).
+func Notes(n *[]string) Option { return func(p *parser) { p.notes = n } }
+
+func (p *parser) note(s string) {
+	if p.notes != nil {
+		*p.notes = append(*p.notes, s)
+	}
+}
+
 // columns are the columns of a CTE, or nil without Describe.
-func (p *parser) columns(cte string) ([]string, error) {
+func (p *parser) columns(cte string) ([]Column, error) {
 	if p.describe == nil {
 		return nil, nil
 	}
@@ -621,6 +638,13 @@ func (p *parser) primary() (string, error) {
 			}
 		}
 		if p.is("(") {
+			if fn, ok := p.funcs[t.text]; ok {
+				if fn.tabular {
+					return "", fmt.Errorf("kql: %s at %s is a tabular function, called where a value is wanted", t.text, t.pos())
+				}
+				e, err := p.callFunction(t, fn, "")
+				return "(" + e + ")", err
+			}
 			return p.call(t)
 		}
 		if s, ok := p.scalars[t.text]; ok {

@@ -17,6 +17,8 @@ var Prelude = []string{
 		`ELSE error('kql: cannot compare a value of type ' || typeof(x) || ' with a string') END`,
 	`CREATE OR REPLACE TEMP MACRO kql_number(x) AS CASE WHEN typeof(x) IN ('TINYINT', 'SMALLINT', 'INTEGER', 'BIGINT', 'HUGEINT', 'UTINYINT', 'USMALLINT', 'UINTEGER', 'UBIGINT', 'FLOAT', 'DOUBLE', '"NULL"') OR typeof(x) LIKE 'DECIMAL%' THEN x WHEN typeof(x) = 'BOOLEAN' THEN x::INTEGER ` +
 		`ELSE error('kql: cannot compare a value of type ' || typeof(x) || ' with a number') END`,
+	// Distinct elements in the order they first appear, as Kusto's set_*.
+	`CREATE OR REPLACE TEMP MACRO kql_distinct(l) AS list_filter(l, (x, i) -> list_position(l, x) = i)`,
 	`CREATE OR REPLACE TEMP MACRO kql_array_length(x) AS CASE WHEN typeof(x) LIKE '%[]' THEN len(x::JSON[]) ` +
 		`ELSE json_array_length(TRY_CAST(x AS JSON)) END`,
 	`CREATE OR REPLACE TEMP MACRO kql_indexof(s, needle, start) AS CASE WHEN s IS NULL OR needle IS NULL THEN NULL ` +

@@ -52,7 +52,7 @@ func Translate(q string, opts ...Option) (string, error) {
 
 // let reads one let statement.
 func (p *parser) let() error {
-	kw := p.next()
+	p.next() // let
 	name := p.next()
 	if name.kind != tIdent {
 		return fmt.Errorf("kql: expected a name after let at %s", name.pos())
@@ -61,10 +61,35 @@ func (p *parser) let() error {
 		return err
 	}
 	if p.is("(") && p.letFunction() {
-		return unsupported("let function "+name.text, kw)
+		if err := p.defineFunction(name); err != nil {
+			return err
+		}
+		if !p.accept(";") {
+			return fmt.Errorf("kql: expected \";\" after let %s at %s", name.text, p.peek().pos())
+		}
+		return nil
 	}
-	if p.is("view") {
-		return unsupported("let view "+name.text, kw)
+	if p.is("view") && p.ahead(1).text == "(" {
+		p.next() // a view is a function without parameters
+		if err := p.defineFunction(name); err != nil {
+			return err
+		}
+		if !p.accept(";") {
+			return fmt.Errorf("kql: expected \";\" after let %s at %s", name.text, p.peek().pos())
+		}
+		return nil
+	}
+	if fn, ok := p.isFunction(); ok && fn.tabular {
+		cte, err := p.pipeline()
+		if err != nil {
+			return err
+		}
+		p.tables[name.text] = cte
+		delete(p.scalars, name.text)
+		if !p.accept(";") {
+			return fmt.Errorf("kql: expected \";\" after let %s at %s", name.text, p.peek().pos())
+		}
+		return nil
 	}
 	if p.tabular() {
 		cte, err := p.pipeline()
@@ -136,6 +161,8 @@ func (p *parser) tabular() bool {
 	switch strings.ToLower(t.text) {
 	case "true", "false", "null", "dynamic", "toscalar":
 		return false
+	case "datatable", "union", "range", "print", "search":
+		return k == 0 || after.kind != tOp || after.text != "("
 	}
 	return after.kind == tOp && (after.text == "|" || after.text == ";" || after.text == ")")
 }
@@ -172,14 +199,34 @@ func (p *parser) source() (string, error) {
 	case "union":
 		p.next()
 		return p.union(t, "")
-	case "datatable", "print", "range", "search", "find", "externaldata", "evaluate":
+	case "datatable":
+		p.next()
+		return p.datatable(t)
+	case "print":
+		p.next()
+		return p.print()
+	case "range":
+		p.next()
+		return p.rangeSource()
+	case "search":
+		p.next()
+		return p.search("")
+	case "find", "externaldata", "evaluate":
 		return "", unsupported("operator "+t.text, t)
+	}
+	if fn, ok := p.isFunction(); ok {
+		p.next()
+		if !fn.tabular {
+			return "", fmt.Errorf("kql: %s at %s is a scalar function, called where a table is wanted", t.text, t.pos())
+		}
+		return p.callFunction(t, fn, "")
 	}
 	p.next()
 	if p.is("(") {
 		return "", unsupported("function call "+t.text+"() as a table", t)
 	}
 	if cte, ok := p.tables[t.text]; ok {
+
 		return cte, nil
 	}
 	return p.addCTE("SELECT * FROM " + ident(t.text)), nil
@@ -271,13 +318,38 @@ func (p *parser) operator(op token, prev string, isList *bool) (string, error) {
 		return "SELECT * FROM " + prev + " ORDER BY " + keys + " LIMIT " + n, err
 	case "summarize":
 		return p.summarize(prev, isList)
-	case "join", "lookup":
-		if strings.EqualFold(op.text, "lookup") {
-			return "", unsupported("operator lookup", op)
-		}
+	case "join":
 		return p.join(op, prev)
 	case "union":
 		return p.unionSQL(op, prev)
+	case "lookup":
+		return p.lookup(op, prev)
+	case "project-reorder", "project-keep":
+		return p.reorder(op, prev, strings.EqualFold(op.text, "project-keep"))
+	case "serialize":
+		if p.is("|") || p.peek().kind == tEOF || p.is(")") || p.is(";") {
+			return "SELECT * FROM " + prev, nil
+		}
+		cols, err := p.assignments(false)
+		return "SELECT *, " + strings.Join(cols, ", ") + " FROM " + prev, err
+	case "render":
+		return p.render(op, prev)
+	case "getschema":
+		return p.getschema(op, prev)
+	case "search":
+		return p.search(prev)
+	case "top-nested":
+		return p.topNested(op, prev)
+	case "invoke":
+		name := p.next()
+		fn, ok := p.funcs[name.text]
+		if !ok || !fn.tabular {
+			return "", fmt.Errorf("kql: invoke wants a tabular function defined by let at %s, found %q", name.pos(), name.text)
+		}
+		cte, err := p.callFunction(name, fn, prev)
+		return "SELECT * FROM " + cte, err
+	case "evaluate":
+		return "", unsupported("evaluate "+p.peek().text+"()", p.peek())
 	case "parse", "parse-where":
 		return p.parse(op, prev)
 	case "mv-expand", "mvexpand":
@@ -515,49 +587,11 @@ func (p *parser) join(op token, prev string) (string, error) {
 		p.next()
 		p.next()
 	}
-	right, err := p.source()
+	right, k, err := p.joinRight()
 	if err != nil {
 		return "", err
 	}
-	if err := p.expect("on"); err != nil {
-		return "", err
-	}
-	var using, conds, leftKeys []string
-	for {
-		t := p.peek()
-		switch {
-		case t.kind == tIdent && (strings.EqualFold(t.text, "$left") || strings.EqualFold(t.text, "$right")):
-			a, err := p.sideColumn()
-			if err != nil {
-				return "", err
-			}
-			if err := p.expect("=="); err != nil {
-				return "", err
-			}
-			b, err := p.sideColumn()
-			if err != nil {
-				return "", err
-			}
-			if a.side == b.side {
-				return "", fmt.Errorf("kql: join condition compares two %s columns at %s", a.side, t.pos())
-			}
-			if a.side == "$right" {
-				a, b = b, a
-			}
-			conds = append(conds, `"$left".`+ident(a.col)+` = "$right".`+ident(b.col))
-			leftKeys = append(leftKeys, ident(a.col))
-		case t.kind == tIdent:
-			p.next()
-			using = append(using, ident(t.text))
-			conds = append(conds, `"$left".`+ident(t.text)+` = "$right".`+ident(t.text))
-			leftKeys = append(leftKeys, ident(t.text))
-		default:
-			return "", fmt.Errorf("kql: expected a join key at %s", t.pos())
-		}
-		if !p.accept(",") && !p.accept("and") {
-			break
-		}
-	}
+	using, conds, leftKeys := k.using, k.conds, k.left
 	left := prev
 	if kind == "innerunique" {
 		left = "(SELECT DISTINCT ON (" + strings.Join(leftKeys, ", ") + ") * FROM " + prev + ")"
@@ -568,7 +602,7 @@ func (p *parser) join(op token, prev string) (string, error) {
 	}
 	sel := "*"
 	if !strings.Contains(kind, "semi") && !strings.Contains(kind, "anti") {
-		s, err := p.joinColumns(prev, right)
+		s, err := p.joinColumns(prev, right, nil)
 		if err != nil {
 			return "", err
 		}
@@ -587,7 +621,7 @@ func (p *parser) join(op token, prev string) (string, error) {
 // renamed Name1 (Name2 where Name1 is taken too), keys included. It is ""
 // without Describe: then DuckDB keeps one copy of "on Col" keys and names
 // other duplicates Name_1.
-func (p *parser) joinColumns(left, right string) (string, error) {
+func (p *parser) joinColumns(left, right string, skip map[string]bool) (string, error) {
 	lc, err := p.columns(left)
 	if err != nil || lc == nil {
 		return "", err
@@ -599,18 +633,78 @@ func (p *parser) joinColumns(left, right string) (string, error) {
 	used := map[string]bool{}
 	var sel []string
 	for _, c := range lc {
-		used[strings.ToLower(c)] = true
-		sel = append(sel, `"$left".`+ident(c))
+		used[strings.ToLower(c.Name)] = true
+		sel = append(sel, `"$left".`+ident(c.Name))
 	}
 	for _, c := range rc {
-		name := c
+		if skip[strings.ToLower(c.Name)] {
+			continue
+		}
+		name := c.Name
 		for n := 1; used[strings.ToLower(name)]; n++ {
-			name = c + strconv.Itoa(n)
+			name = c.Name + strconv.Itoa(n)
 		}
 		used[strings.ToLower(name)] = true
-		sel = append(sel, `"$right".`+ident(c)+" AS "+ident(name))
+		sel = append(sel, `"$right".`+ident(c.Name)+" AS "+ident(name))
 	}
 	return strings.Join(sel, ", "), nil
+}
+
+// keys are a join's "on" keys: the conditions, the left key columns, the
+// right ones, and the names of "on Col" keys (the same on both sides).
+type keys struct{ conds, left, right, using []string }
+
+// joinRight reads "(right) on keys" of join and lookup.
+func (p *parser) joinRight() (string, keys, error) {
+	right, err := p.source()
+	if err != nil {
+		return "", keys{}, err
+	}
+	if err := p.expect("on"); err != nil {
+		return "", keys{}, err
+	}
+	k, err := p.joinKeys()
+	return right, k, err
+}
+
+// joinKeys reads "Col, $left.A == $right.B, ..." after on.
+func (p *parser) joinKeys() (keys, error) {
+	var k keys
+	for {
+		t := p.peek()
+		switch {
+		case t.kind == tIdent && (strings.EqualFold(t.text, "$left") || strings.EqualFold(t.text, "$right")):
+			a, err := p.sideColumn()
+			if err != nil {
+				return k, err
+			}
+			if err := p.expect("=="); err != nil {
+				return k, err
+			}
+			b, err := p.sideColumn()
+			if err != nil {
+				return k, err
+			}
+			if a.side == b.side {
+				return k, fmt.Errorf("kql: join condition compares two %s columns at %s", a.side, t.pos())
+			}
+			if a.side == "$right" {
+				a, b = b, a
+			}
+			k.conds = append(k.conds, `"$left".`+ident(a.col)+` = "$right".`+ident(b.col))
+			k.left, k.right = append(k.left, ident(a.col)), append(k.right, b.col)
+		case t.kind == tIdent:
+			p.next()
+			k.using = append(k.using, ident(t.text))
+			k.conds = append(k.conds, `"$left".`+ident(t.text)+` = "$right".`+ident(t.text))
+			k.left, k.right = append(k.left, ident(t.text)), append(k.right, t.text)
+		default:
+			return k, fmt.Errorf("kql: expected a join key at %s", t.pos())
+		}
+		if !p.accept(",") && !p.accept("and") {
+			return k, nil
+		}
+	}
 }
 
 type sideCol struct{ side, col string }
@@ -647,10 +741,23 @@ func (p *parser) mvExpand(op token, prev string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if p.is("to") {
-			return "", unsupported("mv-expand ... to typeof()", p.peek())
-		}
 		un := "unnest(CAST(CAST(" + e + " AS JSON) AS JSON[]))"
+		if p.accept("to") {
+			if !p.is("typeof") || p.ahead(1).text != "(" {
+				return "", fmt.Errorf("kql: expected typeof(...) after to at %s", p.peek().pos())
+			}
+			ty, err := p.typeOf(p.next())
+			if err != nil {
+				return "", err
+			}
+			switch t := typeName(ty); t {
+			case "JSON":
+			case "VARCHAR":
+				un = "json_extract_string(" + un + ", '$')"
+			default:
+				un = "TRY_CAST(json_extract_string(" + un + ", '$') AS " + t + ")"
+			}
+		}
 		switch {
 		case name != "":
 			add = append(add, un+" AS "+ident(name))
@@ -678,10 +785,26 @@ func (p *parser) mvExpand(op token, prev string) (string, error) {
 	if len(replace) > 0 {
 		sel = "* REPLACE (" + strings.Join(replace, ", ") + ")"
 	}
-	if len(add) > 0 {
-		if len(replace) > 0 {
-			return "", unsupported("mv-expand mixing named and unnamed columns", op)
+	if len(add) > 0 && len(replace) > 0 {
+		// A named column that exists already is replaced by the expansion.
+		cols, err := p.columns(prev)
+		if err != nil {
+			return "", err
 		}
+		var exclude []string
+		for _, c := range cols {
+			for _, n := range names {
+				if lit, _ := literal(n); strings.EqualFold(lit, c.Name) {
+					exclude = append(exclude, ident(c.Name))
+				}
+			}
+		}
+		sel = "*"
+		if len(exclude) > 0 {
+			sel += " EXCLUDE (" + strings.Join(exclude, ", ") + ")"
+		}
+		sel += " REPLACE (" + strings.Join(replace, ", ") + "), " + strings.Join(add, ", ")
+	} else if len(add) > 0 {
 		sel = "COLUMNS(c -> c NOT IN (" + strings.Join(names, ", ") + ")), " + strings.Join(add, ", ")
 	}
 	return "SELECT " + sel + " FROM " + prev, nil

@@ -17,14 +17,22 @@ import (
 // rewrites their expectations). Two commands:
 //
 //	translate: the KQL input's exact SQL, or "error: <message>";
-//	query [ordered]: the answer of the KQL input over the tables of
-//	testdata/setup.sql, one row a line, cells separated by " | ", sorted
-//	unless ordered.
+//	query [ordered] [columns]: the answer of the KQL input over the tables
+//	of testdata/setup.sql, one row a line, cells separated by " | ", sorted
+//	unless ordered, after a line of the column names with columns, and
+//	the translation's notes last.
 func TestTranslate(t *testing.T) {
 	db := setupDB(t)
 	datadriven.Walk(t, "testdata/translate", func(t *testing.T, path string) {
 		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
-			got, err := Translate(td.Input)
+			// query translates as stitch hunt does, asking DuckDB for
+			// columns; translate shows the SQL without them.
+			var notes []string
+			opts := []Option{Tables("Proc", "Net", "Users"), Notes(&notes)}
+			if td.Cmd == "query" {
+				opts = append(opts, Describe(describer(db)))
+			}
+			got, err := Translate(td.Input, opts...)
 			if err != nil {
 				return "error: " + err.Error()
 			}
@@ -39,12 +47,47 @@ func TestTranslate(t *testing.T) {
 				if !td.HasArg("ordered") {
 					slices.Sort(rows)
 				}
+				if td.HasArg("columns") {
+					cols, err := describer(db)(got)
+					if err != nil {
+						t.Fatal(err)
+					}
+					names := make([]string, len(cols))
+					for i, c := range cols {
+						names[i] = c.Name
+					}
+					rows = append([]string{strings.Join(names, " | ")}, rows...)
+				}
+				for _, n := range notes {
+					rows = append(rows, "note: "+n)
+				}
 				return strings.Join(rows, "\n")
 			}
 			t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
 			return ""
 		})
 	})
+}
+
+// describer is Describe over the test tables.
+func describer(db *sql.DB) func(string) ([]Column, error) {
+	return func(q string) ([]Column, error) {
+		rows, err := db.Query("DESCRIBE " + q)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []Column
+		for rows.Next() {
+			var c Column
+			var null, key, def, extra sql.NullString
+			if err := rows.Scan(&c.Name, &c.Type, &null, &key, &def, &extra); err != nil {
+				return nil, err
+			}
+			out = append(out, c)
+		}
+		return out, rows.Err()
+	}
 }
 
 func setupDB(t *testing.T) *sql.DB {
