@@ -181,6 +181,7 @@ hunting:
 		var acts actionList
 		if getJSON(pane.base+"/api/incidents?sort=alerts&limit=1", &incs) == nil && len(incs.Incidents) > 0 && incs.Incidents[0].AlertCount > 1 &&
 			getJSON(pane.base+"/api/actions?status=pending&limit=1", &acts) == nil && len(acts.Actions) > 0 {
+			waitQuiet(pane.base, deadline)
 			return nil
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -210,6 +211,25 @@ func readSources(root string) error {
 		}
 		return err
 	})
+}
+
+// waitQuiet waits until the view has not changed for two seconds (the
+// last stories' later alerts and actions are in), so that what a test reads
+// from the API is what its page shows.
+func waitQuiet(base string, deadline time.Time) {
+	var last string
+	quiet := 0
+	for time.Now().Before(deadline) && quiet < 4 {
+		var incs, acts struct{ Seq int64 }
+		getJSON(base+"/api/incidents?limit=1", &incs)
+		getJSON(base+"/api/actions?limit=1", &acts)
+		if now := fmt.Sprint(incs.Seq, acts.Seq); now == last {
+			quiet++
+		} else {
+			last, quiet = now, 0
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // waitStarted reads the run's stderr for its HTTP address and its embedded
