@@ -86,10 +86,8 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, p *auth.Principal, 
 	var body struct {
 		Comment string `json:"comment"`
 	}
-	if r.ContentLength != 0 {
-		if err := decodeBody(r, &body); err != nil {
-			return err
-		}
+	if err := decodeBody(r, &body, true); err != nil {
+		return err
 	}
 	if len(body.Comment) > maxComment || !utf8.ValidString(body.Comment) {
 		return errBadRequest("comment is longer than %d bytes or not UTF-8", maxComment)

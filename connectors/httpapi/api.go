@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -227,15 +228,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 // decodeBody reads a JSON body strictly: unknown keys and trailing data
-// are errors that say so.
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+// are errors that say so. An empty body is an error unless optional.
+func decodeBody(r *http.Request, v any, optional bool) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", mbe.Limit)}
 		}
+		return errBadRequest("read the body: %v", err)
+	}
+	if optional && len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return errBadRequest("the body is empty: send a JSON object")
 		}

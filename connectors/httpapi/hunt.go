@@ -30,7 +30,7 @@ const (
 
 func (a *API) hunt(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	var req huntRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBody(r, &req, false); err != nil {
 		return err
 	}
 	if strings.TrimSpace(req.Query) == "" || len(req.Query) > maxHuntQuery || !utf8.ValidString(req.Query) {

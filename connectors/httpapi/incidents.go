@@ -142,7 +142,7 @@ func (a *API) patchIncident(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		return err
 	}
 	var body incidentPatch
-	if err := decodeBody(r, &body); err != nil {
+	if err := decodeBody(r, &body, false); err != nil {
 		return err
 	}
 	if err := body.validate(); err != nil {

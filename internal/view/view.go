@@ -289,6 +289,9 @@ func merge(inc correlate.Incident, u *Update) Incident {
 	out := Incident{Incident: inc}
 	out.Alerts = slices.Clone(inc.Alerts)
 	out.Tags = slices.Clone(inc.Tags)
+	if out.Tags == nil {
+		out.Tags = []string{}
+	}
 	if u == nil {
 		out.Comments = []Comment{}
 		return out
