@@ -346,8 +346,19 @@ func (v *view) load(c *colData, spec fieldSpec) {
 		for k := range deps {
 			args[k] = deps[k].vals[i]
 		}
-		c.vals[i], c.present[i] = spec.derive(args)
+		c.vals[i], c.present[i] = safeDerive(spec.derive, args)
 	}
+}
+
+// safeDerive is derive with a panic (a value no derivation foresaw) read as
+// an absent field: one odd row never stops the stage.
+func safeDerive(derive func([]string) (string, bool), args []string) (val string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			val, ok = "", false
+		}
+	}()
+	return derive(args)
 }
 
 // readColumn reads a column of any normalized type as strings (numbers in

@@ -79,7 +79,9 @@ func genericSource(key string) (source, bool) {
 func genericField(name string) fieldSpec {
 	top := name == "EventID" || name == "Channel" || name == "Provider"
 	return derived(func(v []string) (string, bool) {
-		if v[0] == "" {
+		// Generic rows' JSON starts with its Channel (keys in order); the
+		// AdditionalFields of other DeviceEvents rows are not parsed.
+		if !strings.HasPrefix(v[0], `{"Channel":`) {
 			return "", false
 		}
 		p := parsers.Get()

@@ -17,7 +17,9 @@ import (
 //
 //	DeviceEvents | where ActionType == "WindowsEvent" and AdditionalFields has "5145"
 
-// ActionWindowsEvent is the ActionType of the generic rows.
+// ActionWindowsEvent is the ActionType of the generic rows. Their
+// AdditionalFields start with {"Channel": (encoding/json writes map keys in
+// order), which detection uses to skip other DeviceEvents rows cheaply.
 const ActionWindowsEvent = "WindowsEvent"
 
 // genericRow fills p with the generic DeviceEvents row of ev.
