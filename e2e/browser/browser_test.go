@@ -574,6 +574,9 @@ func TestIncidentPageShowsTitleAlertsAndGraph(t *testing.T) {
 	if title := text(b, `#incident-title`); title != want.Incident.DisplayName {
 		t.Errorf("title %q, want %q", title, want.Incident.DisplayName)
 	}
+	if title := get(b, "the tab's title", chromedp.Title()); title != want.Incident.DisplayName+" · stitch" {
+		t.Errorf("the tab is titled %q; want the incident's title", title)
+	}
 	count := get(b, "the alert count", chromedp.AttributeValue(css(`#alert-count`), "data-count"))
 	if count.Value != fmt.Sprint(len(want.Incident.Alerts)) {
 		t.Errorf("alert count %q, want %d", count.Value, len(want.Incident.Alerts))

@@ -65,6 +65,9 @@ async function route() {
     } catch (e) {
       showError(e);
     }
+    // The tab's title names the page, as a screen reader announces it.
+    const h1 = main.querySelector('h1');
+    document.title = (h1 ? h1.textContent.trim() + ' · ' : '') + 'stitch';
     if (!samePage) main.focus({preventScroll: true});
     return;
   }
