@@ -93,6 +93,7 @@ var telemetrySource = map[string]struct {
 	"file":    {"DeviceFileEvents", func(l string) string { return "lower(SHA256) = " + l + " OR lower(SHA1) = " + l }},
 	"ip":      {"DeviceNetworkEvents", func(l string) string { return "RemoteIP = " + l }},
 	"url":     {"UrlClickEvents", func(l string) string { return "lower(Url) = " + l }},
+	"app":     {"CloudAppEvents", func(l string) string { return "CAST(ApplicationId AS VARCHAR) = " + l }},
 }
 
 // telemetryRows is how many recent rows an entity page shows.
