@@ -233,6 +233,9 @@ func comparable(e, other string) string {
 		return "kql_string(" + e + ")"
 	}
 	if numberRE.MatchString(other) {
+		if strings.HasPrefix(e, "json_extract_string(") {
+			return "TRY_CAST(" + e + " AS DOUBLE)" // a dynamic member holds a number
+		}
 		return "kql_number(" + e + ")"
 	}
 	return e

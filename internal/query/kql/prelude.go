@@ -15,7 +15,7 @@ var Prelude = []string{
 	// of that kind, as Kusto requires (DuckDB would cast).
 	`CREATE OR REPLACE TEMP MACRO kql_string(x) AS CASE WHEN typeof(x) IN ('VARCHAR', 'JSON', '"NULL"') THEN x::VARCHAR ` +
 		`ELSE error('kql: cannot compare a value of type ' || typeof(x) || ' with a string') END`,
-	`CREATE OR REPLACE TEMP MACRO kql_number(x) AS CASE WHEN typeof(x) IN ('TINYINT', 'SMALLINT', 'INTEGER', 'BIGINT', 'HUGEINT', 'UTINYINT', 'USMALLINT', 'UINTEGER', 'UBIGINT', 'FLOAT', 'DOUBLE', '"NULL"') OR typeof(x) LIKE 'DECIMAL%' THEN x WHEN typeof(x) = 'BOOLEAN' THEN x::INTEGER ` +
+	`CREATE OR REPLACE TEMP MACRO kql_number(x) AS CASE WHEN typeof(x) IN ('TINYINT', 'SMALLINT', 'INTEGER', 'BIGINT', 'HUGEINT', 'UTINYINT', 'USMALLINT', 'UINTEGER', 'UBIGINT', 'FLOAT', 'DOUBLE', 'BOOLEAN', '"NULL"') OR typeof(x) LIKE 'DECIMAL%' THEN x ` +
 		`ELSE error('kql: cannot compare a value of type ' || typeof(x) || ' with a number') END`,
 	// Distinct elements in the order they first appear, as Kusto's set_*.
 	`CREATE OR REPLACE TEMP MACRO kql_distinct(l) AS list_filter(l, (x, i) -> list_position(l, x) = i)`,
