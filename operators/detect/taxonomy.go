@@ -185,6 +185,15 @@ var registryFields = initiating(map[string]fieldSpec{
 	"EventType":    registryEventType,
 })
 
+// imageLoadFields adds the loaded file's Sysmon fields that Windows input
+// keeps as promoted columns (normalize.ImageLoadExtras).
+func imageLoadFields(m map[string]fieldSpec) map[string]fieldSpec {
+	for _, k := range normalize.ImageLoadExtras {
+		m[k] = col(k)
+	}
+	return m
+}
+
 // sources are the supported logsources by category (or service).
 var sources = map[string]source{
 	"process_creation": {table: "DeviceProcessEvents", fields: map[string]fieldSpec{
@@ -227,10 +236,10 @@ var sources = map[string]source{
 			return strconv.FormatBool(v[0] != "InboundConnectionAccepted"), v[0] != ""
 		}, "ActionType"),
 	})},
-	"image_load": {table: "DeviceImageLoadEvents", fields: initiating(map[string]fieldSpec{
+	"image_load": {table: "DeviceImageLoadEvents", fields: initiating(imageLoadFields(map[string]fieldSpec{
 		"ImageLoaded": col("FolderPath"),
 		"Hashes":      hashes("SHA1", "MD5", "SHA256"),
-	})},
+	}))},
 	"dns_query": {table: "DeviceEvents", actions: []string{"DnsQueryResponse"}, fields: initiating(map[string]fieldSpec{
 		"QueryName": dnsQueryName,
 	})},

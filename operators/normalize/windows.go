@@ -38,6 +38,10 @@ var LogonTypes = map[string]string{
 	"10": "RemoteInteractive", "11": "CachedInteractive",
 }
 
+// ImageLoadExtras are the Sysmon 7 fields of the loaded file that
+// DeviceImageLoadEvents has no column for.
+var ImageLoadExtras = []string{"Signed", "Signature", "SignatureStatus", "Description", "Product", "Company", "OriginalFileName", "FileVersion"}
+
 // LogonEvents maps the Security event ids DeviceLogonEvents expresses to
 // its ActionType.
 var LogonEvents = map[string]string{"4624": "LogonSuccess", "4625": "LogonFailed"}
@@ -167,6 +171,12 @@ func sysmonRow(id string, d map[string]string, p map[string]any) (string, error)
 		p["ActionType"] = "ImageLoaded"
 		setPath(p, "FolderPath", "FileName", d["ImageLoaded"])
 		setHashes(p, "", d["Hashes"])
+		// The loaded file's signature and version information have no
+		// Defender column: kept under Sysmon's names (promoted columns of
+		// the tenant's DeviceImageLoadEvents).
+		for _, k := range ImageLoadExtras {
+			p[k] = d[k]
+		}
 		return "DeviceImageLoadEvents", nil
 	case "11", "23", "26":
 		setInitiating(p, d)
