@@ -316,6 +316,7 @@ type incidentDetail struct {
 		} `json:"alerts"`
 		ImpactedAssets struct {
 			Devices []string `json:"devices"`
+			IPs     []string `json:"ips"`
 		} `json:"impactedAssets"`
 	} `json:"incident"`
 	Graph struct {
@@ -672,6 +673,20 @@ func TestHeaderSearchOpensTheEntity(t *testing.T) {
 		t.Errorf("the page of device %s lists no incident; %s names it", device, inc.Incident.ID)
 	}
 	b.shot("entity")
+
+	// An exact IP goes straight to its page, with no suggestion picked.
+	if len(inc.Incident.ImpactedAssets.IPs) == 0 {
+		return
+	}
+	ip := inc.Incident.ImpactedAssets.IPs[0]
+	b.open("/incidents")
+	b.do("search an exact IP",
+		chromedp.WaitVisible(css(`#queue-table table`)),
+		chromedp.SendKeys(css(`#search-q`), ip+kb.Enter),
+		chromedp.WaitVisible(css(`#entity-title`)))
+	if heading := text(b, `#entity-title`); !strings.Contains(heading, ip) || !strings.HasPrefix(strings.ToLower(heading), "ip ") {
+		t.Errorf("searching %s opened %q; want its page", ip, heading)
+	}
 }
 
 func TestActionCenterApprovesAPendingAction(t *testing.T) {

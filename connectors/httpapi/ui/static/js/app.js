@@ -58,9 +58,9 @@ async function route() {
       return;
     }
     lastPath = path;
-    const params = m.slice(1).map(decodeURIComponent);
     fill(main, h('p', {class: 'muted'}, 'Loading…'));
     try {
+      const params = m.slice(1).map(decodeURIComponent); // throws on a malformed %
       cleanup = (await page.render(main, params, query, ctx)) || null;
     } catch (e) {
       showError(e);
