@@ -117,6 +117,9 @@ func TestRunEmbeddedShowsProgressAndMetrics(t *testing.T) {
 		"/healthz": "ok",
 		"/readyz":  "ready",
 		"/metrics": "stitch_rows_normalized_total{table=",
+		// The API, on loopback as admin with no auth.tokens.
+		"/api/me":        `"role":"admin"`,
+		"/api/incidents": `"incidents":[`,
 	} {
 		resp, err := http.Get(base + path)
 		if err != nil {
