@@ -269,3 +269,31 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 		}
 	}
 }
+
+// TestTimeModifiers: minute ... year take a part of a date field (the
+// event's UtcTime), compared as a number, alone or with lt/lte/gt/gte.
+func TestTimeModifiers(t *testing.T) {
+	at := func(ts string) map[string]any { return map[string]any{"Timestamp": ts, "FolderPath": `C:\x\a.exe`} }
+	rows := []map[string]any{at("2026-01-02T03:04:05Z"), at("2026-01-02T23:30:00Z"), at("2025-12-29T12:00:00Z")}
+	for _, c := range []struct {
+		sel  string
+		want []int
+	}{
+		{"UtcTime|hour: 3", []int{0}},
+		{"UtcTime|hour|gte: 22", []int{1}},
+		{"UtcTime|minute: [4, 30]", []int{0, 1}},
+		{"UtcTime|year: 2025", []int{2}},
+		{"UtcTime|week: 1", []int{0, 1, 2}}, // ISO week 1 of 2026 starts on 29 December 2025
+		{"UtcTime|month|lt: 12", []int{0, 1}},
+	} {
+		got := matches(t, rule("  sel:\n    "+c.sel+"\n  condition: sel\n"), rows...)
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: rows %v, want %v", c.sel, got, c.want)
+		}
+	}
+	s := NewSet()
+	s.Add("r.yml", []byte(rule("  sel:\n    UtcTime|hour|contains: 3\n  condition: sel\n")))
+	if len(s.Problems) != 1 || !strings.Contains(s.Problems[0].Reason, "hour") {
+		t.Errorf("hour with contains: %v", s.Problems)
+	}
+}

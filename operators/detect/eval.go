@@ -34,7 +34,7 @@ func cost(n node) int {
 				c++
 			case opContains:
 				c += 3
-			case opGlob, opCIDR:
+			case opGlob, opCIDR, opTime:
 				c += 6
 			default: // regular expressions
 				c += 20
@@ -170,18 +170,10 @@ func (m *valueMatcher) match(v *view, c *colData, i int) bool {
 		return err == nil && m.pfx.Contains(a.Unmap())
 	case opLT, opLTE, opGT, opGTE:
 		n, ok := c.number(i)
-		if !ok {
-			return false
-		}
-		switch m.op {
-		case opLT:
-			return n < m.num
-		case opLTE:
-			return n <= m.num
-		case opGT:
-			return n > m.num
-		}
-		return n >= m.num
+		return ok && compare(m.op, n, m.num)
+	case opTime:
+		n, ok := timePart(c.vals[i], m.part)
+		return ok && compare(m.cmp, n, m.num)
 	case opFieldRef:
 		o := v.col(m.ref)
 		if !o.present[i] {
@@ -440,4 +432,54 @@ func (e *Evaluator) Eval(b normalize.Batch, match func(r *Rule, row int)) {
 		}
 	}
 	e.v.rec = nil
+}
+
+// compare applies a numeric comparison (opEq, opLT, opLTE, opGT, opGTE).
+func compare(o op, n, num float64) bool {
+	switch o {
+	case opLT:
+		return n < num
+	case opLTE:
+		return n <= num
+	case opGT:
+		return n > num
+	case opGTE:
+		return n >= num
+	}
+	return n == num
+}
+
+// timeLayouts are the date forms a field may hold: RFC 3339 (how time
+// columns read), and the zone-less forms of Windows events.
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", "2006-01-02"}
+
+// timePart extracts a component of a date as the time modifiers name it
+// (week: the ISO week), in the date's own zone.
+func timePart(s, part string) (float64, bool) {
+	var t time.Time
+	var err error
+	for _, l := range timeLayouts {
+		if t, err = time.Parse(l, s); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return 0, false
+	}
+	switch part {
+	case "minute":
+		return float64(t.Minute()), true
+	case "hour":
+		return float64(t.Hour()), true
+	case "day":
+		return float64(t.Day()), true
+	case "week":
+		_, w := t.ISOWeek()
+		return float64(w), true
+	case "month":
+		return float64(t.Month()), true
+	case "year":
+		return float64(t.Year()), true
+	}
+	return 0, false
 }

@@ -172,6 +172,7 @@ func initiating(extra map[string]fieldSpec) map[string]fieldSpec {
 		"User":        account("InitiatingProcessAccountDomain", "InitiatingProcessAccountName"),
 		"CommandLine": col("InitiatingProcessCommandLine"),
 		"Computer":    col("DeviceName"),
+		"UtcTime":     col("Timestamp"),
 	}
 	for k, v := range extra {
 		m[k] = v
@@ -214,6 +215,7 @@ var sources = map[string]source{
 		"Hashes":            hashes("SHA1", "MD5", "SHA256"),
 		"sha1":              col("SHA1"), "md5": col("MD5"), "sha256": col("SHA256"),
 		"Computer": col("DeviceName"),
+		"UtcTime":  col("Timestamp"),
 	}},
 	"file_event":  {table: "DeviceFileEvents", actions: []string{"FileCreated", "FileModified"}, fields: initiating(map[string]fieldSpec{"TargetFilename": col("FolderPath")})},
 	"file_change": {table: "DeviceFileEvents", actions: []string{"FileModified"}, fields: initiating(map[string]fieldSpec{"TargetFilename": col("FolderPath")})},
@@ -256,6 +258,7 @@ var sources = map[string]source{
 		"WorkstationName":  col("RemoteDeviceName"),
 		"ProcessName":      col("InitiatingProcessFolderPath"),
 		"Computer":         col("DeviceName"),
+		"TimeCreated":      col("Timestamp"),
 	}},
 }
 

@@ -35,6 +35,7 @@ const (
 	opAbsent
 	opNull     // field null or empty
 	opFieldRef // equal to another field of the row
+	opTime     // a component of a date (minute ... year) compared as a number (cmp)
 )
 
 type valueMatcher struct {
@@ -50,6 +51,10 @@ type valueMatcher struct {
 	num     float64
 	cased   bool
 	ref     int // slot of the referenced field (opFieldRef)
+	// part and cmp: opTime's component of the date and comparison (opEq,
+	// opLT, ...) with num.
+	part string
+	cmp  op
 }
 
 // fieldMatch is one `Field|modifiers: values` line of a selection.
@@ -66,9 +71,6 @@ var encoders = map[string]bool{"base64": true, "base64offset": true, "wide": tru
 // unsupportedModifiers are in the specification but cannot be evaluated
 // here, with the reason.
 var unsupportedModifiers = map[string]string{
-	"minute": "time modifiers are not supported", "hour": "time modifiers are not supported",
-	"day": "time modifiers are not supported", "week": "time modifiers are not supported",
-	"month": "time modifiers are not supported", "year": "time modifiers are not supported",
 }
 
 // compileValues builds the matchers of one field line. resolve finds the
@@ -77,6 +79,7 @@ func compileValues(mods []string, values []any, resolve func(string) (int, error
 	var fm fieldMatch
 	var comparator string
 	var cased, exists, fieldref, expand bool
+	var timePart string
 	var reFlags string
 	var transforms []string
 	for i, m := range mods {
@@ -103,6 +106,11 @@ func compileValues(mods []string, values []any, resolve func(string) (int, error
 			fieldref = true
 		case "expand":
 			expand = true
+		case "minute", "hour", "day", "week", "month", "year":
+			if timePart != "" {
+				return fm, fmt.Errorf("modifiers %s and %s both take a part of the date", timePart, m)
+			}
+			timePart = m
 		default:
 			if encoders[m] {
 				if comparator == "re" || comparator == "cidr" {
@@ -135,6 +143,20 @@ func compileValues(mods []string, values []any, resolve func(string) (int, error
 			fm.vals = []valueMatcher{{op: opExists}}
 		} else {
 			fm.vals = []valueMatcher{{op: opAbsent}}
+		}
+		return fm, nil
+	}
+	if timePart != "" {
+		if len(transforms) > 0 || fieldref || (comparator != "" && !strings.HasPrefix(comparator, "l") && !strings.HasPrefix(comparator, "g")) {
+			return fm, fmt.Errorf("modifier %s compares a number: only lt, lte, gt, gte may join it", timePart)
+		}
+		cmp := map[string]op{"": opEq, "lt": opLT, "lte": opLTE, "gt": opGT, "gte": opGTE}[comparator]
+		for _, v := range values {
+			n, err := strconv.ParseFloat(strings.TrimSpace(fmt.Sprint(v)), 64)
+			if err != nil {
+				return fm, fmt.Errorf("modifier %s needs a number, not %v", timePart, v)
+			}
+			fm.vals = append(fm.vals, valueMatcher{op: opTime, part: timePart, cmp: cmp, num: n})
 		}
 		return fm, nil
 	}
