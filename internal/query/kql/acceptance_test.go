@@ -230,4 +230,4 @@ const acceptanceNotes = "## Known differences from Kusto\n\n" +
 	"- Kusto's absent strings are \"\" in the views of the normalized tables' string columns; a column made by the query (extend, parse) is null where Kusto would give \"\" only where a function returns null.\n" +
 	"- `render` draws no chart: the answer is the table, and `stitch hunt` says the chart was left out.\n" +
 	"- `serialize`, `prev()`, `next()` and `row_number()` follow the order rows come in (after `sort`, the sorted order).\n" +
-	"- Not translated (refused with the construct and its position): `make-series`, `evaluate` (`bag_unpack`, `pivot` and the other plugins), `find`, `externaldata`, `top-nested ... with others`, `mv-expand limit`, `search` of more than one term.\n"
+	"- Not translated (refused with the construct and its position): the `series_*` functions of time-series analysis (`make-series` is), `evaluate` (`bag_unpack`, `pivot` and the other plugins), `find`, `externaldata`, `top-nested ... with others`, `mv-expand limit`, `search` of more than one term, queries separated by a blank line (Kusto Explorer runs the one at the cursor; here the text is one query).\n"

@@ -398,3 +398,123 @@ func (p *parser) topNested(op token, prev string) (string, error) {
 	}
 	return sel, nil
 }
+
+// makeSeries reads "make-series [Name =] Agg [default = v], ... on Axis
+// [from a] [to b] step s [by cols]": per group, one row whose aggregates
+// are arrays over the bins of Axis from a up to b (or the data's first and
+// last), a bin without rows holding the default (0 unless given).
+func (p *parser) makeSeries(op token, prev string) (string, error) {
+	type series struct{ name, agg, def string }
+	var aggs []series
+	for !p.is("on") {
+		start := p.i
+		name := ""
+		if p.peek().kind == tIdent && p.ahead(1).text == "=" {
+			name = p.next().text
+			p.next()
+			start = p.i
+		}
+		agg, err := p.expr()
+		if err != nil {
+			return "", err
+		}
+		if name == "" {
+			if name = p.defaultName(start, true); name == "" {
+				return "", unsupported("make-series of an unnamed aggregate", p.toks[start])
+			}
+		}
+		def := "0"
+		if p.is("default") && p.ahead(1).text == "=" {
+			p.next()
+			p.next()
+			if def, err = p.additive(); err != nil {
+				return "", err
+			}
+		}
+		aggs = append(aggs, series{name, agg, def})
+		if !p.accept(",") {
+			break
+		}
+	}
+	if err := p.expect("on"); err != nil {
+		return "", err
+	}
+	axisTok := p.peek()
+	if axisTok.kind != tIdent || p.ahead(1).text == "(" {
+		return "", unsupported("make-series on an expression", axisTok)
+	}
+	p.next()
+	axis := ident(axisTok.text)
+	var from, to, step string
+	var err error
+	if p.accept("from") {
+		if from, err = p.additive(); err != nil {
+			return "", err
+		}
+	}
+	if p.accept("to") {
+		if to, err = p.additive(); err != nil {
+			return "", err
+		}
+	}
+	if err := p.expect("step"); err != nil {
+		return "", err
+	}
+	if step, err = p.additive(); err != nil {
+		return "", err
+	}
+	var by, byNames []string
+	if p.accept("by") {
+		if by, err = p.assignments(false); err != nil {
+			return "", err
+		}
+		for _, b := range by {
+			if i := strings.LastIndex(b, " AS "); i >= 0 {
+				byNames = append(byNames, b[i+4:])
+			} else {
+				byNames = append(byNames, b)
+			}
+		}
+	}
+	// Without from and to, the bins span the data, the first aligned on
+	// the step as bin() aligns it.
+	if from == "" {
+		from = "(SELECT floor(min(" + axis + ") / " + step + ") * " + step + " FROM " + prev + ")"
+		if isInterval(step) {
+			from = "(SELECT time_bucket(" + step + ", min(" + axis + ")) FROM " + prev + ")"
+		}
+	}
+	if to == "" {
+		to = "(SELECT max(" + axis + ") FROM " + prev + ") + " + step
+	}
+	// Bins start at from, every step, up to (not including) to.
+	bin := "(" + from + " + floor((" + axis + " - " + from + ") / " + step + ") * " + step + ")"
+	if isInterval(step) {
+		bin = "time_bucket(" + step + ", " + axis + ", " + from + ")"
+	}
+	bins := p.addCTE("SELECT unnest(generate_series(" + from + ", " + to + ", " + step + ")) AS b")
+	bins = p.addCTE("SELECT b FROM " + bins + " WHERE b < " + to)
+	groupSel := append(append([]string{}, by...), bin+" AS b")
+	var vals []string
+	for _, a := range aggs {
+		vals = append(vals, a.agg+" AS "+ident(a.name))
+	}
+	data := p.addCTE("SELECT " + strings.Join(append(groupSel, vals...), ", ") + " FROM " + prev + " WHERE " + axis + " >= " + from + " AND " + axis + " < " + to + " GROUP BY ALL")
+	grid := "SELECT b FROM " + bins
+	using := "b"
+	if len(byNames) > 0 {
+		grid = "SELECT * FROM (SELECT DISTINCT " + strings.Join(byNames, ", ") + " FROM " + data + ") CROSS JOIN " + bins
+		using = strings.Join(byNames, ", ") + ", b"
+	}
+	var lists []string
+	for _, a := range aggs {
+		lists = append(lists, "list(coalesce("+ident(a.name)+", "+a.def+") ORDER BY b) AS "+ident(a.name))
+	}
+	lists = append(lists, "list(b ORDER BY b) AS "+axis)
+	sel := append(append([]string{}, byNames...), lists...)
+	q := "SELECT " + strings.Join(sel, ", ") + " FROM (" + grid + ") LEFT JOIN " + data + " USING (" + using + ")"
+	if len(byNames) > 0 {
+		q += " GROUP BY " + strings.Join(byNames, ", ")
+	}
+	return q, nil
+}

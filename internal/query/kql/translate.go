@@ -189,6 +189,17 @@ func (p *parser) source() (string, error) {
 		p.next()
 		return p.source()
 	}
+	if t.kind == tOp && t.text == "." && strings.EqualFold(p.ahead(1).text, "show") && strings.EqualFold(p.ahead(2).text, "tables") {
+		p.i += 3
+		if len(p.known) == 0 {
+			return p.addCTE(`SELECT CAST(NULL AS VARCHAR) AS "TableName" WHERE false`), nil
+		}
+		rows := make([]string, len(p.known))
+		for i, name := range p.known {
+			rows[i] = "(" + sqlString(name) + ")"
+		}
+		return p.addCTE(`SELECT * FROM (VALUES ` + strings.Join(rows, ", ") + `) AS t("TableName")`), nil
+	}
 	if t.kind != tIdent {
 		if t.kind == tEOF {
 			return "", fmt.Errorf("kql: expected a table name at %s, found the end of the query", t.pos())
@@ -338,6 +349,8 @@ func (p *parser) operator(op token, prev string, isList *bool) (string, error) {
 		return p.getschema(op, prev)
 	case "search":
 		return p.search(prev)
+	case "make-series":
+		return p.makeSeries(op, prev)
 	case "top-nested":
 		return p.topNested(op, prev)
 	case "invoke":
