@@ -351,6 +351,25 @@ func getJSON(u string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// patch changes an incident through the API as the admin.
+func patch(t *testing.T, u, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPatch, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PATCH %s: %s", u, resp.Status)
+	}
+}
+
 func mustGet(t *testing.T, u string, v any) {
 	t.Helper()
 	if err := getJSON(u, v); err != nil {
@@ -546,6 +565,13 @@ func TestQueueListsTheIncidents(t *testing.T) {
 	if strings.Join(checked, ",") != "high" {
 		t.Errorf("the filters checked are %v; want the URL's severity high", checked)
 	}
+
+	// Live: a change made elsewhere shows in the open queue, unreloaded.
+	b.open("/incidents")
+	last := want.Incidents[len(want.Incidents)-1].ID
+	b.do("wait for the rows", chromedp.WaitVisible(css(fmt.Sprintf(`tr[data-id=%q]`, last))))
+	patch(t, base+"/api/incidents/"+url.PathEscape(last), `{"status":"resolved","comment":"resolved elsewhere while the queue was open"}`)
+	b.do("the queue shows the change", chromedp.WaitVisible(css(fmt.Sprintf(`tr[data-id=%q] .badge-status-resolved`, last))))
 }
 
 // biggest is the API's incident of the most alerts.
