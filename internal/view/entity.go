@@ -255,6 +255,15 @@ func canonical(r Ref) (Ref, bool) {
 		e, ok = correlate.URL(r.ID)
 	case "mailbox":
 		e, ok = correlate.Mailbox(r.ID)
+	case "device":
+		// A name as impactedAssets has it: lower case, its first label.
+		e, ok = correlate.DeviceName(r.ID)
+	case "user":
+		if strings.Contains(r.ID, "@") {
+			e, ok = correlate.UserUPN(r.ID)
+		} else {
+			return r, true
+		}
 	default:
 		return r, true
 	}

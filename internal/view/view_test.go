@@ -93,6 +93,12 @@ func TestPagesVisitEveryIncidentOnce(t *testing.T) {
 	if found = x.Search(Everything, "10.0.2.2", "", 5); found.Exact == nil || found.Exact.Type != "ip" {
 		t.Errorf("an exact IP: %+v", found.Exact)
 	}
+	// A device however it is written: WS-5, ws-5.contoso.local.
+	for _, id := range []string{"ws-5", "WS-5", "ws-5.contoso.local"} {
+		if page, ok := x.Entity(tenantScope("t1"), Ref{Type: "device", ID: id}); !ok || page.Entity.ID != "ws-5" || len(page.Incidents) == 0 {
+			t.Errorf("device %s: %v %+v", id, ok, page.Entity)
+		}
+	}
 }
 
 // The queue of 10k incidents answers a page, a filtered page and a search
