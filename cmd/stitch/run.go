@@ -115,15 +115,15 @@ func runCmd(ctx context.Context, args []string) error {
 			return true, ""
 		}),
 		httpapi.Status(func() any { return p.Totals() })}
-	if cfg.HTTP.Pprof { // on loopback only: Validate refused it elsewhere
-		hopts = append(hopts, httpapi.Pprof())
-	}
 	api, closeAPI, err := newAPI(cfg, p, log)
 	if err != nil {
 		return err
 	}
 	defer closeAPI()
 	hopts = append(hopts, httpapi.WithAPI(api))
+	if cfg.HTTP.Pprof { // admin tokens, or loopback without tokens (Validate)
+		hopts = append(hopts, httpapi.Pprof(api))
+	}
 	srv, err := httpapi.Listen(cfg.HTTP.Addr, p.Metrics().Registry, hopts...)
 	if err != nil {
 		return err

@@ -37,7 +37,7 @@ type Config struct {
 // HTTPConfig is the operational endpoint.
 type HTTPConfig struct {
 	Addr  string `yaml:"addr" default:"127.0.0.1:8080" flag:"http" env:"STITCH_HTTP_ADDR" doc:"Address of '/metrics', '/healthz', '/readyz' and '/status'."`
-	Pprof bool   `yaml:"pprof" default:"false" doc:"Serve Go's profiler (net/http/pprof) under '/debug/pprof/' on http.addr. Refused unless http.addr is a loopback address: the API has no authentication yet."`
+	Pprof bool   `yaml:"pprof" default:"false" doc:"Serve Go's profiler (net/http/pprof) under '/debug/pprof/' on http.addr. Only admin tokens (auth.tokens) may read it; with no tokens it is refused unless http.addr is a loopback address, and answers only loopback requests."`
 }
 
 // AuthConfig is who may use the API (/api/) on http.addr, and what each
@@ -122,7 +122,7 @@ func (c *Config) Validate() error {
 	if err := auth.Validate(c.Auth.Tokens, c.Auth.DeviceGroups); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.HTTP.validatePprof(); err != nil {
+	if err := c.HTTP.validatePprof(len(c.Auth.Tokens)); err != nil {
 		bad("http.pprof", err.Error())
 	}
 	if c.Log.ProgressEvery < 0 {
@@ -161,11 +161,12 @@ func (l LogConfig) level() (slog.Level, error) {
 	return v, nil
 }
 
-// validatePprof refuses the profiler on an address others can reach: its
-// profiles show the process's code paths, memory and command line. Until
-// the API has authentication, only a loopback address may serve it.
-func (h HTTPConfig) validatePprof() error {
-	if !h.Pprof {
+// validatePprof refuses the profiler on an address others can reach
+// unless the API's tokens guard it: its profiles show the process's code
+// paths, memory and command line. With tokens, only an admin token may
+// read them (httpapi.Pprof); without, only loopback requests.
+func (h HTTPConfig) validatePprof(tokens int) error {
+	if !h.Pprof || tokens > 0 {
 		return nil
 	}
 	host, _, err := net.SplitHostPort(h.Addr)
@@ -178,5 +179,5 @@ func (h HTTPConfig) validatePprof() error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("on, but http.addr %q is not a loopback address: the API has no authentication yet, so the profiler is served only on 127.0.0.1 or ::1", h.Addr)
+	return fmt.Errorf("on, but http.addr %q is not a loopback address and no auth.tokens are configured: the profiler is served only on 127.0.0.1 or ::1, or to admin tokens", h.Addr)
 }
