@@ -322,13 +322,7 @@ func (p *parser) topNested(op token, prev string) (string, error) {
 		if err := p.expect("of"); err != nil {
 			return "", err
 		}
-		start := p.i
-		name := ""
-		if p.peek().kind == tIdent && p.ahead(1).text == "=" {
-			name = p.next().text
-			p.next()
-			start = p.i
-		}
+		name, start := p.named()
 		col, err := p.additive()
 		if err != nil {
 			return "", err
@@ -407,13 +401,7 @@ func (p *parser) makeSeries(op token, prev string) (string, error) {
 	type series struct{ name, agg, def string }
 	var aggs []series
 	for !p.is("on") {
-		start := p.i
-		name := ""
-		if p.peek().kind == tIdent && p.ahead(1).text == "=" {
-			name = p.next().text
-			p.next()
-			start = p.i
-		}
+		name, start := p.named()
 		agg, err := p.expr()
 		if err != nil {
 			return "", err
@@ -517,4 +505,15 @@ func (p *parser) makeSeries(op token, prev string) (string, error) {
 		q += " GROUP BY " + strings.Join(byNames, ", ")
 	}
 	return q, nil
+}
+
+// named reads an optional "Name =" before an expression: the name ("" if
+// none) and where the expression starts.
+func (p *parser) named() (string, int) {
+	if p.peek().kind == tIdent && p.ahead(1).kind == tOp && p.ahead(1).text == "=" {
+		name := p.next().text
+		p.next()
+		return name, p.i
+	}
+	return "", p.i
 }
