@@ -1,18 +1,23 @@
-// Package kql translates a subset of the Kusto Query Language, as used by
-// advanced-hunting queries, into DuckDB SQL over the hunting views.
+// Package kql translates the Kusto Query Language, as advanced-hunting
+// queries use it, into DuckDB SQL over the hunting views.
 //
-// Statements: let (scalars, dynamic lists, tabular expressions, all becoming
-// CTEs or inlined values) followed by one tabular expression.
+// Statements: let (scalars, dynamic values, tabular expressions, user
+// functions and views) followed by one tabular expression.
+// Sources: tables (and union's wildcard names), lets, datatable, print,
+// range, search, .show tables, function calls.
 // Tabular operators: where/filter, project, project-away, project-rename,
-// extend, summarize (count, countif, dcount, dcountif, min, max, sum, sumif,
-// avg, make_set, make_list, any, arg_max/arg_min alone, bin), distinct,
-// count, take/limit, top, sort/order by, join (innerunique, inner,
-// leftouter, rightouter, fullouter, leftsemi, leftanti, rightsemi,
-// rightanti; on Col or $left.A == $right.B), mv-expand.
-// Expressions: ==, !=, <, >, <=, >=, =~, !~, has, has_cs, contains,
-// startswith, endswith (and their ! forms), in, in~, !in, !in~, has_any,
-// has_all, matches regex, between, and, or, not(), arithmetic, dynamic
-// member access (x.a.b, x['a'], x[0]) and the functions listed in call().
+// project-reorder, project-keep, extend, summarize (the aggregates of
+// functions.go; arg_max/arg_min alone or beside others), distinct, count,
+// take/limit, top, top-nested, sort/order by, join (every kind; on Col or
+// $left.A == $right.B; Kusto's Name1 columns), lookup, union, parse,
+// parse-where, mv-expand (to typeof), make-series, serialize, getschema,
+// invoke, render (left out, with a note).
+// Expressions: ==, !=, <>, <, >, <=, >=, =~, !~, has, hasprefix,
+// hassuffix, contains, startswith, endswith (and their _cs, ! and not
+// forms), in, in~, !in, !in~, has_any, has_all, matches regex, between,
+// and, or, not(), arithmetic (integer division stays integer), dynamic
+// member access (x.a.b, x['a'], x[0]), ['Column Name'] and the functions
+// of functions.go, some through the macros of Prelude.
 // Anything else is an error naming the construct and its line:column.
 package kql
 
