@@ -732,4 +732,3 @@ func (p *parser) items(closing string) ([]string, error) {
 	}
 	return items, p.expect(closing)
 }
-
