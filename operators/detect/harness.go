@@ -29,6 +29,7 @@ var KeyColumns = []string{
 	"InitiatingProcessCommandLine", "RegistryKey", "RegistryValueName", "RegistryValueData",
 	"RemoteIP", "RemotePort", "RemoteUrl", "SHA256",
 	"AccountUpn", "AccountId", "AccountObjectId", "IPAddress", "Application", "OAuthAppId", "ObjectName",
+	"InitiatingProcessAccountDomain", "InitiatingProcessAccountName",
 }
 
 // Tester runs rules offline over input records of every shape the

@@ -68,11 +68,6 @@ type fieldMatch struct {
 // modifiers that transform a value before comparison, in order.
 var encoders = map[string]bool{"base64": true, "base64offset": true, "wide": true, "utf16le": true, "utf16be": true, "utf16": true, "windash": true}
 
-// unsupportedModifiers are in the specification but cannot be evaluated
-// here, with the reason.
-var unsupportedModifiers = map[string]string{
-}
-
 // compileValues builds the matchers of one field line. resolve finds the
 // slot of a field named by fieldref.
 func compileValues(mods []string, values []any, resolve func(string) (int, error), placeholders map[string][]string) (fieldMatch, error) {
@@ -118,9 +113,6 @@ func compileValues(mods []string, values []any, resolve func(string) (int, error
 				}
 				transforms = append(transforms, m)
 				continue
-			}
-			if why, ok := unsupportedModifiers[m]; ok {
-				return fm, unsupportedError{fmt.Sprintf("modifier %s: %s", m, why)}
 			}
 			return fm, fmt.Errorf("unknown modifier %q (position %d)", m, i+1)
 		}
