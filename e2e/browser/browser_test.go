@@ -117,7 +117,9 @@ func startPane() error {
 	// playbooks' automation is semi for devices).
 	in := filepath.Join(tmp, "scenario.jsonl")
 	if err := simulator.WriteFile(in, 3000, simulator.Seed(7), simulator.Tenants(1), simulator.Devices(20), simulator.Users(10),
-		simulator.EventsPerSecond(5), simulator.AttackAtStart(), simulator.AttackEvery(1000)); err != nil {
+		simulator.EventsPerSecond(5), simulator.AttackAtStart(), simulator.AttackEvery(1000),
+		// Recent, as a person's would be: entity pages show the last 30 days.
+		simulator.Start(time.Now().Add(-time.Hour).Truncate(time.Second))); err != nil {
 		return err
 	}
 	cfg := filepath.Join(tmp, "stitch.yaml")
@@ -134,7 +136,6 @@ normalize:
   batch_age: 200ms
 hunting:
   roll_age: 1s
-  # The simulator's events are from 2024: keep them.
   retention_every: 0s
 `), 0o644); err != nil {
 		return err
@@ -697,6 +698,9 @@ func TestHeaderSearchOpensTheEntity(t *testing.T) {
 	}
 	if n := eval[int](b, `document.querySelectorAll('main table')[0].querySelectorAll('tbody a').length`); n == 0 {
 		t.Errorf("the page of device %s lists no incident; %s names it", device, inc.Incident.ID)
+	}
+	if n := eval[int](b, `document.querySelectorAll('table.results tbody tr:not(:has(td.empty))').length`); n == 0 {
+		t.Errorf("the page of device %s shows no recent telemetry", device)
 	}
 	b.shot("entity")
 
