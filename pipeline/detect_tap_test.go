@@ -205,3 +205,36 @@ func TestSysmonEventsRaiseAlerts(t *testing.T) {
 		t.Fatalf("incidents %+v: want one with the product alert and the custom one", incs)
 	}
 }
+
+// TestWindowsDeadLetterReasons: a Windows event that cannot be read is a
+// dead letter saying why (bad_event, bad_timestamp), with its own bytes,
+// not a missing_category; one of no dedicated table is a generic DeviceEvents
+// row, not a dead letter.
+func TestWindowsDeadLetterReasons(t *testing.T) {
+	dir := t.TempDir()
+	lines := []string{
+		`{"EventID":4624,"Channel":"Security","Hostname":"ws1","TimeCreated":"2020-10-19 02:56:14.283","TargetUserName":"bob","LogonType":"3"}`,
+		`{"EventID":5145,"Channel":"Security","Hostname":"ws1","TimeCreated":"2020-10-19 02:56:15","RelativeTargetName":"svcctl"}`,
+		`{"EventID":"x","Channel":"Security","Hostname":"ws1","TimeCreated":"2020-10-19 02:56:14"}`,
+		`{"EventID":4624,"Channel":"Security","Hostname":"ws1"}`,
+	}
+	in := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Default()
+	cfg.State.Dir = filepath.Join(dir, "state")
+	cfg.Hunting.Enabled = false
+	sum, out, _ := replay(t, cfg, in)
+	if sum.Normalized["DeviceLogonEvents"] != 1 || sum.Normalized["DeviceEvents"] != 1 {
+		t.Errorf("normalized %v, want the logon and the generic 5145 row", sum.Normalized)
+	}
+	dls := readDeadLetters(t, out)
+	reasons := map[string]string{}
+	for _, d := range dls {
+		reasons[d["reason"].(string)] = d["value"].(string)
+	}
+	if len(dls) != 2 || reasons["bad_event"] != lines[2] || reasons["bad_timestamp"] != lines[3] {
+		t.Errorf("dead letters %v: want bad_event and bad_timestamp with the records' bytes", dls)
+	}
+}

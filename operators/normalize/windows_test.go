@@ -246,3 +246,32 @@ func TestSentinelCloudRows(t *testing.T) {
 		t.Errorf("OfficeActivity row without a time: %+v, want bad_timestamp", dl)
 	}
 }
+
+// FuzzAddLog: whatever the bytes, AddLog never panics, and it either leaves
+// a record to Add untouched or makes it exactly one row or dead letter.
+func FuzzAddLog(f *testing.F) {
+	for _, s := range []string{
+		`{"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"h","UtcTime":"2020-10-19 02:56:14.283","Image":"C:\\a.exe"}`,
+		`{"Event":{"System":{"EventID":{"#text":4624},"Channel":"Security","Computer":"h","TimeCreated":{"#attributes":{"SystemTime":"2025-01-01T00:00:00Z"}}},"EventData":{"LogonType":3}}}`,
+		`{"EventID":4624,"Type":"SecurityEvent","Computer":"dc","TimeGenerated":"2021-08-02T13:08:45Z","ProcessId_string":"0x1"}`,
+		`{"Type":"OfficeActivity","Operation":"MailItemsAccessed","UserId":"a@b","TimeGenerated":"2021-08-02T13:32:07Z","Client_IPAddress":"1.2.3.4:5"}`,
+		`{"OperationName":"x","LoggedByService":"y","InitiatedBy":"{\"user\":{\"id\":1}}","TargetResources":"[1]","TimeGenerated":"2021-08-02T13:32:07Z"}`,
+		`{"EventID":[],"Channel":{},"Hostname":7}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		n := New(WithDefaultTenant("t1"))
+		defer n.Close()
+		rows, dead := 0, 0
+		emit := func(b Batch) { rows += int(b.Record.NumRows()); b.Release() }
+		took := n.AddLog(Input{Value: raw}, emit, func(DeadLetter) { dead++ })
+		n.Flush(emit)
+		switch {
+		case !took && (rows != 0 || dead != 0 || n.Stats().Records != 0):
+			t.Fatalf("left to Add, yet %d rows, %d dead letters, stats %+v", rows, dead, n.Stats())
+		case took && rows+dead != 1:
+			t.Fatalf("taken: %d rows and %d dead letters, want one of them", rows, dead)
+		}
+	})
+}
