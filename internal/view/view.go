@@ -8,7 +8,9 @@
 package view
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,10 +109,39 @@ func (x *Index) PutIncident(inc correlate.Incident) {
 	} else if inc.Version <= e.inc.Version {
 		return
 	}
+	what := versionChange(e.inc, inc)
 	e.inc = inc
 	e.history = appendHistory(e.history, Change{Version: inc.Version, Revision: e.revision(), Source: SourceCorrelate,
-		Time: inc.LastUpdateDateTime, Status: inc.Status, Severity: inc.Severity, AlertCount: len(inc.Alerts)})
+		Time: inc.LastUpdateDateTime, Status: inc.Status, Severity: inc.Severity, AlertCount: len(inc.Alerts), Change: what})
 	x.refresh(e)
+}
+
+// versionChange says in words what a correlator version changed from the
+// one before it (the first: what it began with).
+func versionChange(prev, inc correlate.Incident) string {
+	if prev.Version == 0 {
+		return fmt.Sprintf("created with %d alert(s)", len(inc.Alerts))
+	}
+	var parts []string
+	if n := len(inc.Alerts) - len(prev.Alerts); n > 0 {
+		parts = append(parts, fmt.Sprintf("+%d alert(s)", n))
+	}
+	if inc.Severity != prev.Severity {
+		parts = append(parts, "severity "+prev.Severity+" → "+inc.Severity)
+	}
+	if inc.Status != prev.Status {
+		parts = append(parts, "status "+prev.Status+" → "+inc.Status)
+	}
+	if inc.RedirectIncidentID != nil && (prev.RedirectIncidentID == nil || *prev.RedirectIncidentID != *inc.RedirectIncidentID) {
+		parts = append(parts, "merged into "+*inc.RedirectIncidentID)
+	}
+	if n := len(inc.CorrelationReasons) - len(prev.CorrelationReasons); n > 0 {
+		parts = append(parts, fmt.Sprintf("+%d link(s)", n))
+	}
+	if len(parts) == 0 {
+		return "updated"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // PutUpdate records an analysts' revision of an incident; an older one than
