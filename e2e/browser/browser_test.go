@@ -778,9 +778,11 @@ func TestAnalystClassifiesAnIncident(t *testing.T) {
 	const comment = "triaged in the browser test"
 	b.do("set the status, classification and a comment",
 		chromedp.WaitVisible(css(`form.manage`)),
+		// Typing first, as a person would: the page stops redrawing a
+		// form being filled in (a live update would reset the selects).
+		chromedp.SendKeys(css(`form.manage textarea[name=comment]`), comment),
 		chromedp.SetValue(css(`form.manage select[name=status]`), "inProgress"),
 		chromedp.SetValue(css(`form.manage select[name=classification]`), "truePositive"),
-		chromedp.SendKeys(css(`form.manage textarea[name=comment]`), comment),
 		chromedp.Click(css(`form.manage button.primary`)),
 		chromedp.WaitVisible(css(`.incident-head .badge-status-inProgress`)),
 		chromedp.WaitVisible(css(`ul.comments li`)))

@@ -24,7 +24,8 @@ export async function render(main, [id], query, ctx) {
   // Live: a new alert or action shows without a reload; a form being
   // filled in is never redrawn under the person typing.
   st.timer = setInterval(async () => {
-    if (document.hidden || main.querySelector('form.editing')) return;
+    const form = main.querySelector('form.manage');
+    if (document.hidden || (form && (form.classList.contains('editing') || form.contains(document.activeElement)))) return;
     try {
       const d = await api('incidents/' + seg(id));
       if (JSON.stringify(d) !== JSON.stringify(st.data)) { st.data = d; draw(true); }
@@ -152,7 +153,7 @@ function manageForm(inc) {
     h('label', {}, 'Tags (comma-separated)', h('input', {name: 'tags', value: (inc.tags || []).filter(t => !t.startsWith('stitch:')).join(', ')})),
     h('label', {}, 'Comment', h('textarea', {name: 'comment', rows: '3', maxlength: '4096'})),
     h('div', {class: 'buttons'}, h('button', {class: 'primary'}, 'Save'), h('span', {class: 'error', role: 'alert'})));
-  form.addEventListener('input', () => form.classList.add('editing'));
+  for (const ev of ['input', 'change']) form.addEventListener(ev, () => form.classList.add('editing'));
   form.addEventListener('submit', async e => {
     e.preventDefault();
     const f = form.elements, body = {};
