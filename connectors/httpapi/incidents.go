@@ -150,11 +150,10 @@ func (a *API) patchIncident(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	}
 	a.patching.Lock()
 	defer a.patching.Unlock()
-	inc, ok := a.View.Incident(p, id)
+	inc, prev, ok := a.View.Incident(p, id)
 	if !ok {
 		return errNotFound("no incident %s in your tenants", id)
 	}
-	prev, _ := a.View.Update(p, id)
 	u := view.Update{IncidentID: id, TenantID: inc.TenantID}
 	if prev != nil {
 		u = *prev
@@ -202,6 +201,6 @@ func (a *API) patchIncident(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	// the answer (and the next request) show it.
 	a.View.PutUpdate(u)
 	a.Log.Info("audit: incident changed", "incident", id, "tenant", inc.TenantID, "by", p.Name, "revision", u.Revision, "change", u.Change)
-	merged, _ := a.View.Incident(p, id)
+	merged, _, _ := a.View.Incident(p, id)
 	return writeJSON(w, http.StatusOK, map[string]any{"incident": merged})
 }

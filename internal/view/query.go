@@ -287,27 +287,16 @@ func actionView(a *respond.Action) ActionView {
 	return v
 }
 
-// Incident is the merged incident of an id in scope.
-func (x *Index) Incident(s Scope, id string) (Incident, bool) {
+// Incident is the merged incident of an id in scope, and the analysts'
+// latest revision of it (nil: none yet).
+func (x *Index) Incident(s Scope, id string) (Incident, *Update, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	e := x.incidents[id]
 	if e == nil || !e.visible(s) {
-		return Incident{}, false
+		return Incident{}, nil, false
 	}
-	return e.merged, true
-}
-
-// Update is the analysts' latest revision of an incident in scope (nil:
-// none yet).
-func (x *Index) Update(s Scope, id string) (*Update, bool) {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	e := x.incidents[id]
-	if e == nil || !e.visible(s) {
-		return nil, false
-	}
-	return e.upd, true
+	return e.merged, e.upd, true
 }
 
 // Detail is the page of an incident in scope.
