@@ -82,6 +82,11 @@ func (n *Normalizer) AddLog(in Input, emit func(Batch), dead func(DeadLetter)) b
 		}
 	} else if kind := sentinelKind(root); kind != "" {
 		table, props, ts, err = sentinelRow(kind, root)
+	} else if typ := otherSentinelLog(root); typ != "" {
+		n.records++
+		n.bytes += int64(len(v))
+		n.deadLetter(in, -1, v, ReasonUnknownTable, fmt.Sprintf("a row of Sentinel's %s log: no table takes it (read are SecurityEvent, Event, AuditLogs, OfficeActivity, and the advanced-hunting tables)", typ), dead)
+		return true
 	} else {
 		return false
 	}

@@ -163,3 +163,15 @@ func clientIP(s string) string {
 	}
 	return s
 }
+
+// otherSentinelLog names the log of a Sentinel export row that AddLog does
+// not read (SigninLogs, AzureActivity, ...): a Type that is no
+// advanced-hunting table, beside TimeGenerated. "" for anything else,
+// which Add judges (a Type naming a table is an export row of it).
+func otherSentinelLog(root *fastjson.Value) string {
+	typ := str(root.Get("Type"))
+	if typ == "" || root.Get("TimeGenerated") == nil || tableIndex[typ] != nil {
+		return ""
+	}
+	return typ
+}

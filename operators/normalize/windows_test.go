@@ -168,6 +168,7 @@ func TestWindowsDeadLetters(t *testing.T) {
 		{`{"EventID":4624,"Channel":"Security","TimeGenerated":"2021-08-02T13:08:45Z","Type":"SecurityEvent"}`, ReasonBadEvent, "names no host"},
 		{`{"EventID":4624,"Channel":"Security","Hostname":"h"}`, ReasonBadTimestamp, "has no time"},
 		{`{"EventID":4624,"Channel":"Security","Hostname":"h","TimeCreated":"yesterday"}`, ReasonBadTimestamp, "yesterday"},
+		{`{"TimeGenerated":"2021-08-02T13:08:45Z","Type":"SigninLogs","OperationName":"Sign-in activity","UserPrincipalName":"a@b"}`, ReasonUnknownTable, "Sentinel's SigninLogs log"},
 	}
 	for _, c := range cases {
 		_, _, dl := windowsRows(t, []byte(c.raw))
@@ -199,6 +200,7 @@ func TestWindowsDeadLetters(t *testing.T) {
 		`{"records":[{"EventID":1}]}`,
 		`{"EventID":1}`,
 		`not json "EventID"`,
+		`{"Type":"DeviceProcessEvents","TimeGenerated":"2021-08-02T13:08:45Z","ActionType":"ProcessCreated","OperationName":"x"}`,
 	} {
 		if n.AddLog(Input{Value: []byte(raw)}, func(Batch) {}, func(DeadLetter) {}) {
 			t.Errorf("%s taken for a Windows event", raw)
