@@ -35,7 +35,8 @@ import (
 	"github.com/stitch-xdr/stitch/internal/simulator"
 )
 
-var screenshots = flag.Bool("screenshots", os.Getenv("STITCH_SCREENSHOTS") != "", "write docs/pane-*.png from the pages (or set STITCH_SCREENSHOTS=1)")
+var screenshots = flag.Bool("screenshots", os.Getenv("STITCH_SCREENSHOTS") != "" && os.Getenv("STITCH_SCREENSHOTS") != "0",
+	"write docs/pane-*.png from the pages (or set STITCH_SCREENSHOTS=1)")
 
 // chromium is the browser's path, or why there is none.
 var chromium, noChromium = findChromium()
