@@ -178,8 +178,8 @@ func TestHuntCommand(t *testing.T) {
 	})
 
 	t.Run("errors", func(t *testing.T) {
-		_, stderr, code := stitch("hunt", "--dir", hunt, "--kql", "DeviceProcessEvents\n| evaluate bag_unpack(AdditionalFields)")
-		if code != 1 || !strings.Contains(stderr, "unsupported evaluate bag_unpack() at 2:12") {
+		_, stderr, code := stitch("hunt", "--dir", hunt, "--kql", "DeviceProcessEvents\n| evaluate autocluster()")
+		if code != 1 || !strings.Contains(stderr, "unsupported evaluate autocluster() at 2:12") {
 			t.Errorf("unsupported KQL: exit %d, stderr %q", code, stderr)
 		}
 		if _, _, code := stitch("hunt", "--dir", hunt, "--format", "xml", "SELECT 1"); code != 2 {

@@ -173,7 +173,7 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 	stmt := q
 	var notes []string
 	if cfg.lang == KQL {
-		if stmt, err = kql.Translate(q, kql.Tables(tables...), kql.Describe(v.describe), kql.Notes(&notes)); err != nil {
+		if stmt, err = kql.Translate(q, kql.Tables(tables...), kql.Describe(v.describe), kql.Values(v.values), kql.Notes(&notes)); err != nil {
 			return nil, err
 		}
 	}

@@ -115,6 +115,29 @@ func (v *views) describe(q string) ([]kql.Column, error) {
 	return cols, nil
 }
 
+// values is kql.Values's function: the first column of a query, as text.
+func (v *views) values(q string) ([]string, error) {
+	if err := v.ensure(q); err != nil {
+		return nil, err
+	}
+	rows, err := v.conn.QueryContext(v.ctx, q)
+	if err != nil {
+		return nil, v.explain(duckErr(err))
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s sql.NullString
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("hunting: %w", err)
+		}
+		if s.Valid {
+			out = append(out, s.String)
+		}
+	}
+	return out, rows.Err()
+}
+
 var missingTableRE = regexp.MustCompile(`Table with name (\S+) does not exist`)
 
 // explain turns DuckDB's "Table with name X does not exist" (with its

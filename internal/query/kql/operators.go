@@ -517,3 +517,95 @@ func (p *parser) named() (string, int) {
 	}
 	return "", p.i
 }
+
+// maxDerived bounds the columns bag_unpack and pivot may make from data.
+const maxDerived = 1000
+
+// evaluate reads "evaluate bag_unpack(Col [, prefix])" and "evaluate
+// pivot(Col [, agg] [, by...])". Both make columns from values in the
+// data, which Translate reads through Values.
+func (p *parser) evaluate(op token, prev string) (string, error) {
+	plugin := p.next()
+	name := strings.ToLower(plugin.text)
+	if (name != "bag_unpack" && name != "pivot") || !p.is("(") {
+		return "", unsupported("evaluate "+plugin.text+"()", plugin)
+	}
+	if p.values == nil {
+		return "", unsupported("evaluate "+plugin.text+"() without the data (Translate without Values)", plugin)
+	}
+	p.next()
+	colTok := p.next()
+	if colTok.kind != tIdent {
+		return "", fmt.Errorf("kql: expected a column name at %s", colTok.pos())
+	}
+	col := ident(colTok.text)
+	var args []string
+	for p.accept(",") {
+		e, err := p.expr()
+		if err != nil {
+			return "", err
+		}
+		args = append(args, e)
+	}
+	if err := p.expect(")"); err != nil {
+		return "", err
+	}
+	if name == "bag_unpack" {
+		prefix := ""
+		if len(args) > 0 {
+			prefix, _ = literal(args[0])
+		}
+		keys, err := p.values("SELECT DISTINCT unnest(json_keys(TRY_CAST(" + col + " AS JSON))) FROM " + prev + " ORDER BY 1 LIMIT " + strconv.Itoa(maxDerived+1))
+		if err != nil {
+			return "", err
+		}
+		if len(keys) > maxDerived {
+			return "", fmt.Errorf("kql: bag_unpack at %s would make more than %d columns", plugin.pos(), maxDerived)
+		}
+		sel := []string{"* EXCLUDE (" + col + ")"}
+		for _, k := range keys {
+			sel = append(sel, "json_extract_string("+col+", "+sqlString("$."+jsonKey(k))+") AS "+ident(prefix+k))
+		}
+		return "SELECT " + strings.Join(sel, ", ") + " FROM " + prev, nil
+	}
+	// pivot: a column per value of Col, the aggregate (count()) of its rows
+	// for each group of the other columns (or of the given ones).
+	agg := "count(*)"
+	if len(args) > 0 {
+		agg = args[0]
+	}
+	var by []string
+	if len(args) > 1 {
+		by = args[1:]
+	} else {
+		cols, err := p.columns(prev)
+		if err != nil {
+			return "", err
+		}
+		for _, c := range cols {
+			if !strings.EqualFold(c.Name, colTok.text) && !strings.Contains(agg, ident(c.Name)) {
+				by = append(by, ident(c.Name))
+			}
+		}
+	}
+	vals, err := p.values("SELECT DISTINCT CAST(" + col + " AS VARCHAR) FROM " + prev + " WHERE " + col + " IS NOT NULL ORDER BY 1 LIMIT " + strconv.Itoa(maxDerived+1))
+	if err != nil {
+		return "", err
+	}
+	if len(vals) > maxDerived {
+		return "", fmt.Errorf("kql: pivot at %s would make more than %d columns", plugin.pos(), maxDerived)
+	}
+	sel := append([]string{}, by...)
+	for _, v := range vals {
+		f := agg
+		if i := strings.Index(f, "("); i > 0 {
+			f = f[:strings.LastIndex(f, ")")] + ") FILTER (WHERE CAST(" + col + " AS VARCHAR) = " + sqlString(v) + ")"
+		}
+		sel = append(sel, f+" AS "+ident(v))
+	}
+	q := "SELECT " + strings.Join(sel, ", ") + " FROM " + prev
+	if len(by) > 0 {
+		q += " GROUP BY ALL"
+	}
+	return q, nil
+}

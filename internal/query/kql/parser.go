@@ -33,6 +33,17 @@ type parser struct {
 	notes *[]string
 	// funcs are the user-defined functions (let f = (...) {...}).
 	funcs map[string]*function
+	// values, where set, runs a query and gives its first column.
+	values func(sql string) ([]string, error)
+}
+
+// Values lets Translate read values from the data (the keys bag_unpack
+// makes columns of, the values pivot does) by running a query over the
+// same tables and giving its first column as text.
+func Values(f func(sql string) ([]string, error)) Option {
+	return func(p *parser) {
+		p.values = func(q string) ([]string, error) { return f(p.with(q)) }
+	}
 }
 
 // Column is a column of a query: its name and DuckDB type.

@@ -362,7 +362,7 @@ func (p *parser) operator(op token, prev string, isList *bool) (string, error) {
 		cte, err := p.callFunction(name, fn, prev)
 		return "SELECT * FROM " + cte, err
 	case "evaluate":
-		return "", unsupported("evaluate "+p.peek().text+"()", p.peek())
+		return p.evaluate(op, prev)
 	case "parse", "parse-where":
 		return p.parse(op, prev)
 	case "mv-expand", "mvexpand":

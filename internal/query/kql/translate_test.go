@@ -30,7 +30,7 @@ func TestTranslate(t *testing.T) {
 			var notes []string
 			opts := []Option{Tables("Proc", "Net", "Users"), Notes(&notes)}
 			if td.Cmd == "query" {
-				opts = append(opts, Describe(describer(db)))
+				opts = append(opts, Describe(describer(db)), Values(func(q string) ([]string, error) { return queryRows(db, q) }))
 			}
 			got, err := Translate(td.Input, opts...)
 			if err != nil {
