@@ -5,6 +5,9 @@ package kql
 // internal/query runs it before the lockdown.
 var Prelude = []string{
 	"SET integer_division = true",
+	// Kusto's datetimes are UTC: startofday(), bin(x, 1d) and the like cut
+	// days at UTC midnight whatever the machine's zone.
+	"SET TimeZone = 'UTC'",
 	// tostring(): "" for null, JSON text for lists, structs and JSON
 	// objects, the string itself for a JSON string.
 	`CREATE OR REPLACE TEMP MACRO kql_tostring(x) AS CASE WHEN x IS NULL THEN '' ` +
