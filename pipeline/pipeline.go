@@ -341,12 +341,19 @@ func (p *Pipeline) newStage(sc *StageContext, proc Processor, tickEach time.Dura
 	if sc.stores != nil {
 		opts = append(opts, sc.stores.kafkaOpts()...) // restore on assignment, changelog partitions
 	}
-	sess, err := kgo.NewGroupTransactSession(opts...)
+	open := func() (*kgo.GroupTransactSession, error) {
+		sess, err := kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: kafka session: %w", sc.Name, err)
+		}
+		return sess, nil
+	}
+	sess, err := open()
 	if err != nil {
-		return nil, fmt.Errorf("%s: kafka session: %w", sc.Name, err)
+		return nil, err
 	}
 	return &stage{
-		name: sc.Name, sess: sess, proc: proc, stores: sc.stores,
+		name: sc.Name, sess: sess, reopen: open, proc: proc, stores: sc.stores,
 		interval: p.cfg.Kafka.CommitInterval.D(), tickEach: tickEach, maxPoll: p.cfg.Kafka.MaxPollRecords,
 		metrics: p.metrics, totals: p.totals, log: p.log, ready: sc.readyFunc(),
 	}, nil

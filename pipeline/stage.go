@@ -15,8 +15,11 @@ import (
 // rebalance or an error aborts, so that the input is processed again from the
 // last commit (exactly-once to read-committed consumers).
 type stage struct {
-	name     string
-	sess     *kgo.GroupTransactSession
+	name string
+	sess *kgo.GroupTransactSession
+	// reopen makes a new session of the stage (same group, same
+	// transactional id) when a transaction cannot end: see Run.
+	reopen   func() (*kgo.GroupTransactSession, error)
 	proc     Processor
 	stores   *stateful // nil: the stage keeps no state
 	interval time.Duration
@@ -46,7 +49,7 @@ func (s *stage) Run(ctx context.Context) error {
 	}()
 	t := &txn{sess: s.sess, tally: newTally()}
 	lastTick := time.Now()
-	var failures int
+	var failures, reopens int
 	for ctx.Err() == nil {
 		if s.stores != nil {
 			s.stores.beginTxn()
@@ -143,8 +146,35 @@ func (s *stage) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("%s: end transaction: %w", s.name, err)
+			// The broker went away or fenced the producer (a coordinator
+			// that restarted aborts what was open and bumps the epoch):
+			// the transaction is aborted, or committed without the answer
+			// reaching us. Either way the way on is Kafka Streams' after a
+			// fenced producer: leave the group and join again with a new
+			// session, which starts from the last committed offsets and
+			// restores the stores from their changelogs past the local
+			// commit (so a commit whose answer was lost is not lost).
+			reopens++
+			if s.reopen == nil || reopens > maxReopens {
+				return fmt.Errorf("%s: end transaction: %w", s.name, err)
+			}
+			s.log.Error("transaction could not end; starting the stage's Kafka session again from its last commit",
+				"stage", s.name, "err", err, "attempt", reopens)
+			s.metrics.StageErrors.WithLabelValues(s.name).Inc()
+			s.sess.Close()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff(reopens)):
+			}
+			sess, rerr := s.reopen()
+			if rerr != nil {
+				return fmt.Errorf("%s: end transaction: %w (and a new session: %v)", s.name, err, rerr)
+			}
+			s.sess, t.sess = sess, sess
+			continue
 		}
+		reopens = 0
 		if perr != nil {
 			failures++
 			s.metrics.StageErrors.WithLabelValues(s.name).Inc()
@@ -168,6 +198,11 @@ func (s *stage) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// maxReopens is how many sessions in a row a stage starts again after a
+// transaction that could not end, before it gives up (a broker gone for
+// good): with backoff, about a minute.
+const maxReopens = 8
 
 func (s *stage) process(ctx context.Context, r *kgo.Record, t *txn) error {
 	if s.stores != nil {
