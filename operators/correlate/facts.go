@@ -324,8 +324,14 @@ func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int
 		}
 	}
 	lk := linker{f: f, seen: map[string]bool{}}
-	seen := map[sightingKey][]string{}
+	// Sightings of the batch, in first-seen order: the row loop looks each
+	// (bucket, entity) up by a key built in scratch space, and allocates
+	// only for one it has not seen (most rows repeat a few entities).
+	at := map[string]int{}
 	var order []sightingKey
+	var seen [][]string
+	var scratch []byte
+	var obsKeys []string
 	var ids, observers, ents []Entity
 	for i := 0; i < n; i++ {
 		if ts.IsNull(i) {
@@ -370,22 +376,30 @@ func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int
 			ents = append(ents, e)
 		}
 		b := state.Bucket(ts.Value(i), PrevalenceBucket)
+		obsKeys = obsKeys[:0]
+		for _, o := range observers {
+			obsKeys = append(obsKeys, o.Key())
+		}
 		for _, e := range ents {
-			k := sightingKey{e.Key(), b}
-			obs, ok := seen[k]
+			scratch = append(append(append(state.AppendInt64(scratch[:0], b), e.Kind...), ':'), e.Value...)
+			j, ok := at[string(scratch)]
 			if !ok {
-				order = append(order, k)
+				j = len(order)
+				at[string(scratch)] = j
+				order = append(order, sightingKey{e.Key(), b})
+				seen = append(seen, nil)
 			}
-			for _, o := range observers {
-				if len(obs) < MaxObservers && !slices.Contains(obs, o.Key()) {
-					obs = append(obs, o.Key())
+			obs := seen[j]
+			for _, o := range obsKeys {
+				if len(obs) < MaxObservers && !slices.Contains(obs, o) {
+					obs = append(obs, o)
 				}
 			}
-			seen[k] = obs
+			seen[j] = obs
 		}
 	}
-	for _, k := range order {
-		f.Sightings = append(f.Sightings, Sighting{Entity: k.entity, Bucket: k.bucket, Observers: seen[k]})
+	for j, k := range order {
+		f.Sightings = append(f.Sightings, Sighting{Entity: k.entity, Bucket: k.bucket, Observers: seen[j]})
 	}
 }
 
