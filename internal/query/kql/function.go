@@ -16,6 +16,9 @@ type function struct {
 	tabular bool
 }
 
+// maxCalls bounds how deep user functions may call each other.
+const maxCalls = 32
+
 type param struct {
 	name    string
 	tabular bool
@@ -137,6 +140,11 @@ func (p *parser) callFunction(name token, fn *function, input string) (string, e
 	if err := p.expect("("); err != nil {
 		return "", err
 	}
+	// Kusto refuses recursion; a function that calls itself would never end.
+	if p.calls++; p.calls > maxCalls {
+		return "", fmt.Errorf("kql: %s at %s: functions call each other more than %d deep (recursion is not allowed)", name.text, name.pos(), maxCalls)
+	}
+	defer func() { p.calls-- }()
 	params := fn.params
 	bound := map[string]string{} // tabular parameter: CTE
 	scalars := map[string]string{}

@@ -224,6 +224,9 @@ func bracketName(r []rune, i int, out []token) bool {
 	for e < len(r) && r[e] != q && r[e] != '\n' {
 		e++
 	}
+	if e >= len(r) || r[e] != q {
+		return false
+	}
 	for e++; e < len(r) && r[e] == ' '; e++ {
 	}
 	if e >= len(r) || r[e] != ']' {

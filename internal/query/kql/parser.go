@@ -33,6 +33,7 @@ type parser struct {
 	notes *[]string
 	// funcs are the user-defined functions (let f = (...) {...}).
 	funcs map[string]*function
+	calls int // how deep in user function calls
 	// values, where set, runs a query and gives its first column.
 	values func(sql string) ([]string, error)
 }
