@@ -291,14 +291,11 @@ function withAlertLinks(graph) {
     select('alerts');
     const row = document.querySelector(`tr[data-alert="${CSS.escape(e.detail)}"]`);
     if (!row) return;
-    // After the key that chose the node is done with: its Enter must not
-    // reach the summary, which it would close.
-    setTimeout(() => {
-      const d = row.querySelector('details');
-      d.open = true;
-      d.querySelector('summary').focus();
-      row.scrollIntoView({block: 'nearest'});
-    }, 0);
+    row.querySelector('details').open = true;
+    // Focus the row, not the summary: the Enter that chose the node may
+    // still be on its way, and on a summary it would close the alert.
+    row.tabIndex = -1;
+    row.focus();
   });
   return graph;
 }
