@@ -84,6 +84,11 @@ func TestDetectionAlertsJoinIncidents(t *testing.T) {
 	for _, inc := range incs {
 		var ids []string
 		for _, a := range inc.Alerts {
+			if a.ServiceSource == "stitch" && a.DetectionSource != "customDetection" {
+				// stitch's own response alerts (a blocked file seen on
+				// host1 after the product alert): not what this test is about
+				continue
+			}
 			ids = append(ids, a.ID)
 			if a.DetectionSource != "customDetection" {
 				continue
@@ -97,7 +102,7 @@ func TestDetectionAlertsJoinIncidents(t *testing.T) {
 			}
 		}
 		hasProduct := slices.Contains(ids, "da-1")
-		if hasProduct && len(inc.Alerts) != 2 || !hasProduct && len(inc.Alerts) != 1 {
+		if hasProduct && len(ids) != 2 || !hasProduct && len(ids) != 1 {
 			t.Errorf("incident %s has alerts %v: want the product alert with host1's custom alert, and host2's alone", inc.ID, ids)
 		}
 	}
