@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,6 +49,9 @@ type Stage struct {
 	// its offsets beside its files, not in a transaction). Exactly one of
 	// Processor and Sink is set.
 	Sink func(*StageContext) (Runner, error)
+	// Position says where a Sink keeps its place in its inputs (stitch
+	// topology prints it; empty: beside its output, as the hunting sink).
+	Position string
 	// Progress is the stage's part of the progress line, from its committed
 	// counters (nil: none).
 	Progress func(StageSnapshot) string
@@ -112,8 +116,10 @@ type StageInfo struct {
 	Group   string   `json:"group"`
 	// TransactionalID is the prefix of the stage's transactional ids: each
 	// process appends its instance id (kept in its state directory).
-	TransactionalID string      `json:"transactional_id_prefix,omitempty"`
-	Stores          []StoreInfo `json:"stores"`
+	TransactionalID string `json:"transactional_id_prefix,omitempty"`
+	// Position is where a stage without transactions keeps its place.
+	Position string      `json:"position,omitempty"`
+	Stores   []StoreInfo `json:"stores"`
 }
 
 // StoreInfo is a stage's state store and its changelog topics.
@@ -168,6 +174,8 @@ func Describe(cfg Config, extra ...Stage) (*Topology, error) {
 		si := StageInfo{Name: d.Name, Doc: d.Doc, Group: group, Inputs: d.Inputs(cfg), Stores: []StoreInfo{}, Outputs: []string{}}
 		if d.Processor != nil {
 			si.TransactionalID = group + "-"
+		} else {
+			si.Position = cmp.Or(d.Position, "offsets kept beside its output")
 		}
 		for _, in := range si.Inputs {
 			t.input[in] = true
@@ -268,7 +276,7 @@ func (t *Topology) WriteText(w io.Writer) error {
 		if s.TransactionalID != "" {
 			fmt.Fprintf(&b, "  transactional id: %s<instance>\n", s.TransactionalID)
 		} else {
-			b.WriteString("  transactional id: none (offsets kept beside its output)\n")
+			fmt.Fprintf(&b, "  transactional id: none (%s)\n", s.Position)
 		}
 		fmt.Fprintf(&b, "  inputs:           %s\n", listOrNone(s.Inputs))
 		fmt.Fprintf(&b, "  outputs:          %s\n", listOrNone(s.Outputs))

@@ -46,6 +46,8 @@ func viewStage() Stage {
 			return []Output{{Topic: kafka.TopicSpec{Name: UpdatesTopic(c), Configs: map[string]string{"cleanup.policy": "compact"}}}}
 		},
 		Sink: func(sc *StageContext) (Runner, error) { return newViewSink(sc) },
+		Position: "reads every partition in every process, from the start: the view is rebuilt from the compacted topics; " +
+			"the group only records how far it got, for lag",
 	}
 }
 
