@@ -688,10 +688,12 @@ func TestHeaderSearchOpensTheEntity(t *testing.T) {
 	// Clear what the key event typed, if anything: chromedp sends the
 	// character apart from the key, which preventDefault cannot stop.
 	eval[string](b, `document.getElementById('search-q').value = ''`)
-	b.do("search a device from the header",
-		chromedp.SendKeys(css(`#search-q`), device),
-		chromedp.WaitVisible(css(`#search-list li[role=option]`)),
-		chromedp.KeyEvent(kb.ArrowDown), // the first suggestion
+	b.do("type a device's name in the header", chromedp.SendKeys(css(`#search-q`), device))
+	// The suggestions for the whole name, not for a prefix typed earlier.
+	get(b, "suggestions for "+device, chromedp.Poll[bool](fmt.Sprintf(
+		`[...document.querySelectorAll('#search-list li[role=option]')].some(li => li.textContent.includes(%q))`, device)))
+	b.do("pick the first suggestion",
+		chromedp.KeyEvent(kb.ArrowDown),
 		chromedp.KeyEvent(kb.Enter),
 		chromedp.WaitVisible(css(`#entity-title`)))
 	if heading := text(b, `#entity-title`); !strings.Contains(heading, device) {
