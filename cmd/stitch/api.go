@@ -40,8 +40,9 @@ func newAPI(cfg appconfig.Config, p *pipeline.Pipeline, log *slog.Logger) (api *
 		Updates: pipeline.UpdatesTopic(cfg.Config), HuntingDir: cfg.HuntingDir(), Log: log}, cl.Close, nil
 }
 
-// announceAPI says where the API is and who may use it.
+// announceAPI says where the pane and the API are and who may use them.
 func announceAPI(addr string, tokens int) {
+	fmt.Fprintf(os.Stderr, "stitch: the pane (incidents, actions, hunting) on http://%s/\n", addr)
 	if tokens == 0 {
 		fmt.Fprintf(os.Stderr, "stitch: API on http://%s/api/ (no auth.tokens: it answers only loopback requests, as admin; 'stitch token create' makes tokens)\n", addr)
 		return
