@@ -1,8 +1,12 @@
 package pipeline
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stitch-xdr/stitch/state"
 )
 
 // Metrics are the pipeline's Prometheus series. Names follow the Prometheus
@@ -33,6 +37,8 @@ type Metrics struct {
 	RestoreRecords     prometheus.Counter     // changelog records applied to restore state
 	Restoring          prometheus.Gauge       // facts partitions being restored now
 	StageCounts        *prometheus.CounterVec // stage, counter, label: counters without a series of their own
+	// StateBytes is the size of each state store (watchStore).
+	StateBytes *prometheus.GaugeVec
 }
 
 // count feeds a committed stage counter (Txn.Count) to its series.
@@ -119,13 +125,49 @@ func newMetrics(arrowBytes func() float64) *Metrics {
 		StageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stitch_stage_errors_total", Help: "Errors a stage recovered from by aborting and retrying, by stage.",
 		}, []string{"stage"}),
+		StateBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stitch_state_bytes", Help: "Size of each state store (kind disk: every file of the Pebble store; live: the data still referenced), sampled every few seconds.",
+		}, []string{"store", "kind"}),
 	}
 	m.ArrowBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "stitch_arrow_allocated_bytes", Help: "Bytes currently allocated for Arrow buffers.",
 	}, arrowBytes)
 	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Normalized, m.DeadLetters, m.BatchRows, m.BatchBytes,
 		m.InputRecordBytes, m.Latency, m.Transactions, m.ConsumerLag, m.ArrowBytes, m.IncidentVersions,
-		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.HuntingQuarantined, m.StageErrors, m.RestoreRecords, m.Restoring, m.StageCounts,
+		m.HuntingRows, m.HuntingSegments, m.HuntingRemoved, m.HuntingQuarantined, m.StageErrors, m.RestoreRecords, m.Restoring, m.StageCounts, m.StateBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watchStore samples the size of a state store into StateBytes every few
+// seconds until the returned stop is called (before the store closes), which
+// also removes its series.
+func (m *Metrics) watchStore(name string, st *state.Store) (stop func()) {
+	sample := func() {
+		sm := st.Metrics()
+		m.StateBytes.WithLabelValues(name, "disk").Set(float64(sm.DiskBytes))
+		m.StateBytes.WithLabelValues(name, "live").Set(float64(sm.LiveBytes))
+	}
+	sample()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				sample()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		m.StateBytes.DeleteLabelValues(name, "disk")
+		m.StateBytes.DeleteLabelValues(name, "live")
+	}
 }

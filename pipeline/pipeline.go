@@ -220,6 +220,7 @@ func (sc *StageContext) OpenStore(name string) (*state.Store, error) {
 		return nil, fmt.Errorf("open %s state in %s: %w", name, dir, err)
 	}
 	sc.OnClose(func() { st.Close() })
+	sc.OnClose(sc.Metrics.watchStore(name, st)) // closers run last first: sampling stops before the store closes
 	return st, nil
 }
 
