@@ -154,7 +154,11 @@ func (p *parser) call(name token) (string, error) {
 	case "strlen":
 		return "length(" + arg(0) + ")", nil
 	case "strcat":
-		return "concat(" + all + ")", nil
+		strs := make([]string, len(args))
+		for i, a := range args {
+			strs[i] = str(a)
+		}
+		return "concat(" + strings.Join(strs, ", ") + ")", nil
 	case "strcat_delim":
 		return "concat_ws(" + all + ")", nil
 	case "strcat_array":

@@ -380,7 +380,7 @@ func (p *parser) comparisonOp(left string, neg bool) (string, error) {
 		}
 		if sub != "" {
 			if op == "in~" {
-				return wrap("(lower(" + left + ") IN (SELECT lower(x) FROM (" + sub + ") AS l(x)))")
+				return wrap("(lower(" + str(left) + ") IN (SELECT lower(x) FROM (" + sub + ") AS l(x)))")
 			}
 			return wrap("(" + left + " IN (" + sub + "))")
 		}
@@ -388,7 +388,7 @@ func (p *parser) comparisonOp(left string, neg bool) (string, error) {
 			for i := range list {
 				list[i] = "lower(" + list[i] + ")"
 			}
-			left = "lower(" + left + ")"
+			left = "lower(" + str(left) + ")"
 		}
 		if len(list) == 0 {
 			return wrap("FALSE")

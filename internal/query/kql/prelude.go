@@ -9,10 +9,12 @@ var Prelude = []string{
 	// days at UTC midnight whatever the machine's zone.
 	"SET TimeZone = 'UTC'",
 	// tostring(): "" for null, JSON text for lists, structs and JSON
-	// objects, the string itself for a JSON string.
+	// objects, the string itself for a JSON string, ISO 8601 for a datetime
+	// (2024-05-01T10:00:00Z, as Kusto writes it).
 	`CREATE OR REPLACE TEMP MACRO kql_tostring(x) AS CASE WHEN x IS NULL THEN '' ` +
 		`WHEN typeof(x) = 'JSON' AND json_type(x::JSON) = 'VARCHAR' THEN x::JSON->>'$' ` +
 		`WHEN typeof(x) LIKE '%[]' OR typeof(x) LIKE 'STRUCT%' OR typeof(x) LIKE 'MAP%' THEN to_json(x)::VARCHAR ` +
+		`WHEN typeof(x) LIKE 'TIMESTAMP%' THEN regexp_replace(CAST(x AS VARCHAR), '^([0-9-]+) ([0-9:.]+)(\+00)?$', '\1T\2Z') ` +
 		`ELSE CAST(x AS VARCHAR) END`,
 	// A comparison with a string or number literal: the other side must be
 	// of that kind, as Kusto requires (DuckDB would cast).
