@@ -31,6 +31,12 @@ type Config struct {
 	Correlate CorrelateConfig `yaml:"correlate"`
 	Respond   RespondConfig   `yaml:"respond"`
 	Detect    DetectConfig    `yaml:"detect"`
+	Runtime   RuntimeConfig   `yaml:"runtime"`
+}
+
+// RuntimeConfig tunes the Go runtime of a process running the pipeline.
+type RuntimeConfig struct {
+	MemoryLimitBytes int64 `yaml:"memory_limit_bytes" default:"805306368" doc:"Soft limit of the Go heap while the pipeline runs (runtime/debug.SetMemoryLimit): the garbage collector works harder as the heap nears it, so peak memory follows the configured buffers (hunting.max_open_files, hunting.max_buffered_bytes, kafka.max_buffered_bytes) rather than twice the live heap. Set it above what they add up to; 0: no limit. GOMEMLIMIT in the environment wins."`
 }
 
 // KafkaConfig says which cluster to use and how the pipeline consumes it.
@@ -195,6 +201,7 @@ func (c *Config) Validate() error {
 		{"state.cache_bytes", c.State.CacheBytes, 0},
 		{"state.memtable_bytes", c.State.MemtableBytes, 1},
 		{"normalize.deadletter_max_bytes", int64(c.Normalize.DeadLetterMaxBytes), 0},
+		{"runtime.memory_limit_bytes", c.Runtime.MemoryLimitBytes, 0},
 		{"hunting.roll_bytes", c.Hunting.RollBytes, 1},
 	} {
 		if r.v < r.min {

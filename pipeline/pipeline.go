@@ -371,6 +371,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.checkIdentity(ctx); err != nil {
 		return err
 	}
+	defer p.limitMemory()()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
