@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -14,10 +13,10 @@ import (
 // Sigma correlation rules (sigma-correlation-rules-specification.md):
 // event_count, value_count, temporal and temporal_ordered over the matches
 // of other rules (or correlations), grouped by fields (with aliases) within
-// a timespan. This file parses them and evaluates them over a stream of
-// matches in memory (Correlator), which `stitch rules test` uses; the
-// pipeline does not run them yet (their windows need changelogged state
-// keyed by tenant, as the correlator's).
+// a timespan. This file parses them and resolves the fields they read;
+// windows.go evaluates them over windows in a key-value store: a map for
+// `stitch rules test` (Correlator), the detect-correlate stage's
+// changelogged store in the pipeline.
 
 // Correlation is a compiled correlation rule.
 type Correlation struct {
@@ -179,32 +178,29 @@ type CorrelationMatch struct {
 	Events int
 }
 
-type corrEvent struct {
-	t     time.Time
-	ref   int
-	value string
-}
-
-type window struct {
-	group  map[string]string
-	events []corrEvent
-}
-
-// Correlator evaluates a set's correlation rules over its matches, in
-// memory.
+// Correlator evaluates a set's correlation rules over its matches, with
+// its windows in memory (windows.go).
 type Correlator struct {
-	set   *Set
-	ev    *Evaluator
-	state map[string]*window
+	set *Set
+	ev  *Evaluator
+	win *Windows
 	// Fire receives every correlation that fires.
 	Fire func(CorrelationMatch)
 }
 
-// NewCorrelator resolves the set's correlation rules (the fields they
-// group by become fields of the rules they refer to) and returns their
-// evaluator over ev's matches; problems are the correlations that cannot
-// run.
+// NewCorrelator resolves the set's correlation rules (ResolveCorrelations)
+// and returns their evaluator over ev's matches; problems are the
+// correlations that cannot run.
 func (s *Set) NewCorrelator(ev *Evaluator) (*Correlator, []Problem) {
+	probs := s.ResolveCorrelations()
+	return &Correlator{set: s, ev: ev, win: s.NewWindows(memKV{})}, probs
+}
+
+// ResolveCorrelations makes the fields the correlation rules group by (and
+// value_count's field) fields of the rules they refer to, so that the
+// evaluator reads them, and drops the correlations that cannot run: call
+// it once, before the first Eval. Problems are the correlations dropped.
+func (s *Set) ResolveCorrelations() []Problem {
 	var probs []Problem
 	var ok []*Correlation
 	for _, c := range s.Correlations {
@@ -215,7 +211,7 @@ func (s *Set) NewCorrelator(ev *Evaluator) (*Correlator, []Problem) {
 		ok = append(ok, c)
 	}
 	s.Correlations = ok
-	return &Correlator{set: s, ev: ev, state: map[string]*window{}}, probs
+	return probs
 }
 
 // resolve checks that c's references exist and gives each referred rule a
@@ -280,98 +276,13 @@ func (s *Set) fieldSlot(r *Rule, field string) (int, error) {
 // Observe feeds one match (rule r on row of the batch ev is evaluating, at
 // time t) to the correlations that refer to r.
 func (c *Correlator) Observe(tenant string, r *Rule, row int, t time.Time) {
-	for _, cr := range c.set.Correlations {
-		for i, ref := range cr.Refs {
-			if !refers(ref, r.ID, r.Name) {
-				continue
-			}
-			read := func(f string) string {
-				slot, ok := r.fieldSlots[cr.fieldOf(f, r.ID, r.Name)]
-				if !ok {
-					return ""
-				}
-				s, _ := c.ev.value(slot, row)
-				return s
-			}
-			c.add(cr, tenant, i, t, read)
-		}
-	}
-}
-
-func (c *Correlator) add(cr *Correlation, tenant string, ref int, t time.Time, read func(string) string) {
-	group := map[string]string{}
-	var key strings.Builder
-	key.WriteString(cr.ID + "\x00" + cr.Title + "\x00" + tenant)
-	for _, g := range cr.GroupBy {
-		v := read(g)
-		group[g] = v
-		key.WriteString("\x00" + strings.ToLower(v))
-	}
-	value := ""
-	if cr.Field != "" {
-		value = read(cr.Field)
-	}
-	w := c.state[key.String()]
-	if w == nil {
-		w = &window{group: group}
-		c.state[key.String()] = w
-	}
-	w.events = append(w.events, corrEvent{t: t, ref: ref, value: value})
-	sort.SliceStable(w.events, func(i, j int) bool { return w.events[i].t.Before(w.events[j].t) })
-	newest := w.events[len(w.events)-1].t
-	k := 0
-	for k < len(w.events) && w.events[k].t.Before(newest.Add(-cr.Timespan)) {
-		k++
-	}
-	w.events = w.events[k:]
-	if !c.fires(cr, w.events) {
+	if !c.set.Correlated(r) {
 		return
 	}
-	m := CorrelationMatch{Rule: cr, Tenant: tenant, Group: w.group, First: w.events[0].t, Last: newest, Events: len(w.events)}
-	delete(c.state, key.String()) // fires again only on new events
-	if c.Fire != nil {
-		c.Fire(m)
-	}
-	// Chained correlations see the firing as an event of this rule, with
-	// its group as the event's fields.
-	for _, o := range c.set.Correlations {
-		for i, ref := range o.Refs {
-			if refers(ref, cr.ID, cr.Name) {
-				c.add(o, tenant, i, newest, func(f string) string { return m.Group[o.fieldOf(f, cr.ID, cr.Name)] })
-			}
+	fired, _ := c.win.Observe(tenant, c.set.Event(c.ev, r, row, t, nil)) // in memory: only a bad tenant fails
+	for _, f := range fired {
+		if c.Fire != nil {
+			c.Fire(f.Match)
 		}
 	}
-}
-
-func (c *Correlator) fires(cr *Correlation, evs []corrEvent) bool {
-	switch cr.Type {
-	case "event_count":
-		return cr.met(len(evs))
-	case "value_count":
-		seen := map[string]bool{}
-		for _, e := range evs {
-			if e.value != "" {
-				seen[strings.ToLower(e.value)] = true
-			}
-		}
-		return cr.met(len(seen))
-	case "temporal":
-		seen := map[int]bool{}
-		for _, e := range evs {
-			seen[e.ref] = true
-		}
-		if len(cr.conds) > 0 {
-			return cr.met(len(seen))
-		}
-		return len(seen) == len(cr.Refs)
-	case "temporal_ordered":
-		next := 0
-		for _, e := range evs {
-			if next < len(cr.Refs) && e.ref == next {
-				next++
-			}
-		}
-		return next == len(cr.Refs)
-	}
-	return false
 }
