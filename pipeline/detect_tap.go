@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -35,14 +36,25 @@ const CountDetections = "detections"
 // key once; the keys sent are remembered once their transaction committed,
 // and forgotten when their window is two windows old. A key lost to a
 // restart costs one fact the correlator recognises (same alert id).
+//
+// Correlation rules: every match of a rule a correlation rule refers to,
+// suppressed or not, is also sent as a detect.Event to DetectMatchesTopic,
+// keyed by tenant, in Flush; the detect-correlate stage keeps their windows
+// (detect_correlate_stage.go).
 func detectTap() Tap {
 	return Tap{
 		Name:    "detect",
 		Enabled: func(c Config) bool { return c.Detect.Enabled && len(c.Detect.Rules) > 0 && c.Correlate.Enabled },
 		// The facts topic, which the facts tap declares too (Describe lists
 		// a topic once).
-		Outputs: func(c Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: c.Topics.Facts}}} },
-		New:     newDetectTap,
+		Outputs: func(c Config) []Output {
+			out := []Output{{Topic: kafka.TopicSpec{Name: c.Topics.Facts}}}
+			if hasCorrelations(c) {
+				out = append(out, Output{Topic: kafka.TopicSpec{Name: DetectMatchesTopic}})
+			}
+			return out
+		},
+		New: newDetectTap,
 	}
 }
 
@@ -58,19 +70,24 @@ func newDetectTap(sc *StageContext) (BatchTap, error) {
 	for _, p := range set.Problems {
 		log.Warn("detect: rule not loaded", "file", p.File, "line", p.Line, "unsupported", p.Unsupported, "reason", p.Reason, "title", p.Title)
 	}
-	for _, c := range set.Correlations {
-		log.Warn("detect: correlation rule not run: the pipeline does not evaluate correlation rules yet (stitch rules test does)", "file", c.File, "title", c.Title)
+	for _, p := range set.ResolveCorrelations() {
+		log.Warn("detect: correlation rule not run", "file", p.File, "line", p.Line, "unsupported", p.Unsupported, "reason", p.Reason, "title", p.Title)
 	}
-	log.Info("detect: rules loaded", "rules", len(set.Rules), "not_loaded", len(set.Problems), "tables", set.Tables())
-	return &detectWriter{
+	log.Info("detect: rules loaded", "rules", len(set.Rules), "correlations", len(set.Correlations), "not_loaded", len(set.Problems), "tables", set.Tables())
+	d := &detectWriter{
 		topic: sc.Config.Topics.Facts, suppress: sc.Config.Detect.Suppress.D(),
-		eval: set.NewEvaluator(), sent: map[string]time.Time{}, pending: map[string]time.Time{},
-	}, nil
+		set: set, eval: set.NewEvaluator(), sent: map[string]time.Time{}, pending: map[string]time.Time{},
+	}
+	if len(set.Correlations) > 0 && hasCorrelations(sc.Config) {
+		d.matchTopic = DetectMatchesTopic
+	}
+	return d, nil
 }
 
 type detectWriter struct {
 	topic    string
 	suppress time.Duration
+	set      *detect.Set
 	eval     *detect.Evaluator
 	// sent are the suppression keys of committed alerts, by match time.
 	sent map[string]time.Time
@@ -79,12 +96,24 @@ type detectWriter struct {
 	facts   []*correlate.Facts
 	// newest is the latest alert time seen: the clock that expires keys.
 	newest time.Time
+	// matchTopic receives the matches correlation rules read (empty: no
+	// correlation rules); matches are the open transaction's, by tenant.
+	matchTopic string
+	matches    []*detect.Events
 }
 
 func (d *detectWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
 	var f *correlate.Facts
+	var m *detect.Events
 	d.eval.Eval(b, func(r *detect.Rule, row int) {
 		a := detect.NewAlert(r, b, row, d.suppress)
+		if d.matchTopic != "" && d.set.Correlated(r) {
+			if m == nil {
+				m = &detect.Events{Tenant: b.Tenant}
+				d.matches = append(d.matches, m)
+			}
+			m.Events = append(m.Events, d.set.Event(d.eval, r, row, a.Info.Time, a.Evidence))
+		}
 		if _, ok := d.sent[a.Key]; ok {
 			return
 		}
@@ -121,6 +150,15 @@ func (d *detectWriter) Flush(ctx context.Context, tx Txn) error {
 	}
 	clear(d.facts)
 	d.facts = d.facts[:0]
+	for _, m := range d.matches {
+		v, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode detection matches: %w", err)
+		}
+		tx.Produce(ctx, &kgo.Record{Topic: d.matchTopic, Key: []byte(m.Tenant), Value: v})
+	}
+	clear(d.matches)
+	d.matches = d.matches[:0]
 	return nil
 }
 
@@ -142,5 +180,7 @@ func (d *detectWriter) Committed() {
 func (d *detectWriter) Aborted() {
 	clear(d.facts)
 	d.facts = d.facts[:0]
+	clear(d.matches)
+	d.matches = d.matches[:0]
 	clear(d.pending)
 }
