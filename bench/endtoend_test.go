@@ -95,7 +95,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Logf("stitch: every output committed after %s (stopped after %s), %.0f records/s, peak RSS %.0f MiB, heap %.0f MiB; %d rows to Parquet, %d incidents versions, %d dead letters",
 			res.committed.Round(time.Millisecond), res.stopped.Round(time.Millisecond), rate, rss, heap,
 			res.totals.HuntingTotal(), res.totals.IncidentVersions, res.totals.DeadTotal())
-		b.Logf("stitch CPU %.1f s, broker's %.1f s", cpu2-cpu1, bcpu2-bcpu1)
+		b.Logf("stitch CPU %.1f s, broker's %.1f s; changelog records per input record: window %.3f, timeless %.3f",
+			cpu2-cpu1, bcpu2-bcpu1, float64(res.totals.RecordsOut[cfg.Topics.WindowChangelog])/float64(n),
+			float64(res.totals.RecordsOut[cfg.Topics.Changelog])/float64(n))
 		b.Logf("ratio stitch/copy: %.3f", rate/copyRate)
 		b.ReportMetric(copyRate, "copy-records/s")
 		b.ReportMetric(rate, "stitch-records/s")

@@ -99,13 +99,17 @@ type Correlator struct {
 	// parts is the facts partition of each tenant seen (see WithPartitioner).
 	parts map[string]int32
 	// linked are identity links already applied by committed transactions
-	// (see tx.link): a cache, so it is bounded and dropped when full.
-	linked map[string]struct{}
+	// (see tx.link), sighted the sightings they recorded (see
+	// tx.recordSighting): caches, so each is bounded and dropped when full.
+	linked, sighted map[string]struct{}
 }
 
-// maxLinked bounds the cache of applied identity links (about 100 bytes
-// each).
-const maxLinked = 1 << 17
+// maxLinked and maxSighted bound the caches of applied identity links and
+// recorded sightings (about 100 bytes an entry).
+const (
+	maxLinked  = 1 << 17
+	maxSighted = 1 << 18
+)
 
 // pending is an open transaction: its batch, the offsets it covers, and what
 // Abort puts back in memory.
@@ -116,6 +120,7 @@ type pending struct {
 	marks   map[int32]time.Time
 	parts   []string            // tenants whose partition it recorded
 	linked  map[string]struct{} // identity links it applied (Correlator.linked once it commits)
+	sighted map[string]struct{} // sightings it recorded (Correlator.sighted once it commits)
 }
 
 // New returns a correlator over store.
@@ -232,21 +237,24 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 	if err := p.b.Commit(c.cfg.sync); err != nil {
 		return fmt.Errorf("correlate: commit transaction: %w", err)
 	}
-	c.committedLinks(p)
+	c.linked = keepCommitted(c.linked, p.linked, maxLinked)
+	c.sighted = keepCommitted(c.sighted, p.sighted, maxSighted)
 	return nil
 }
 
-// committedLinks keeps the links of a committed transaction in the cache.
-func (c *Correlator) committedLinks(p *pending) {
-	if len(c.linked)+len(p.linked) > maxLinked {
-		c.linked = nil
+// keepCommitted adds a committed transaction's entries to a cache, which
+// starts over when it would pass max.
+func keepCommitted(cache, committed map[string]struct{}, max int) map[string]struct{} {
+	if len(cache)+len(committed) > max {
+		cache = nil
 	}
-	if c.linked == nil {
-		c.linked = make(map[string]struct{}, len(p.linked))
+	if cache == nil {
+		cache = make(map[string]struct{}, len(committed))
 	}
-	for k := range p.linked {
-		c.linked[k] = struct{}{}
+	for k := range committed {
+		cache[k] = struct{}{}
 	}
+	return cache
 }
 
 // seal stages the offsets the transaction covers and the watermarks of their

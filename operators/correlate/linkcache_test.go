@@ -3,6 +3,8 @@ package correlate
 import (
 	"testing"
 	"time"
+
+	"github.com/stitch-xdr/stitch/state"
 )
 
 // The cache of applied identity links skips only links a committed (or the
@@ -60,5 +62,54 @@ func TestLinkCacheFollowsCommits(t *testing.T) {
 	apply(true) // a repeat: skipped, and still joined
 	if !joined() {
 		t.Fatal("repeat undid the link")
+	}
+}
+
+// A sighting recorded by a committed transaction is not written (nor sent
+// to the changelog) again; one of an aborted transaction is.
+func TestSightingCacheFollowsCommits(t *testing.T) {
+	c, st := openCorrelator(t, t.TempDir())
+	defer st.Close()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := &Facts{Tenant: "t1", MaxTime: at, Sightings: []Sighting{
+		{Entity: "ip:203.0.113.7", Bucket: 20000, Observers: []string{"device:d1", "device:d2"}},
+	}}
+	changes := func(commit bool) int {
+		t.Helper()
+		if err := c.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(0, f); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(0, f); err != nil { // the open transaction's repeat
+			t.Fatal(err)
+		}
+		n := 0
+		if err := c.Changes(func(_ bool, key, _ []byte) error {
+			if tenant, bucketed, ok := state.KeyTenant(key); ok && bucketed && string(tenant) == "t1" {
+				n++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := c.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			c.Abort()
+		}
+		return n
+	}
+	if n := changes(false); n != 2 {
+		t.Fatalf("first transaction wrote %d sightings, want 2", n)
+	}
+	if n := changes(true); n != 2 {
+		t.Fatalf("after an abort, %d sightings written, want 2 again", n)
+	}
+	if n := changes(true); n != 0 {
+		t.Fatalf("committed sightings written again: %d", n)
 	}
 }

@@ -29,14 +29,31 @@ func (t *tx) recordSighting(s Sighting) error {
 	if !ok || !tracked(e.Kind) {
 		return nil
 	}
+	p := t.c.pend
 	for _, o := range s.Observers {
 		k := state.BucketKey(t.buf[:0], spaceSightings, s.Bucket, t.tenant)
 		k = state.AppendString(k, s.Entity)
 		k = append(k, o...)
 		t.buf = k
+		// Every batch of a busy entity names the same observers again:
+		// one recorded by a committed transaction (or this one) is in the
+		// store already, and writing it again would only add a changelog
+		// record. (Sightings are deleted only with their whole bucket,
+		// once it is past every window; a late one of such a bucket
+		// counts nowhere either way.)
+		if _, ok := t.c.sighted[string(k)]; ok {
+			continue
+		}
+		if _, ok := p.sighted[string(k)]; ok {
+			continue
+		}
 		if err := t.b.Set(k, nil); err != nil {
 			return err
 		}
+		if p.sighted == nil {
+			p.sighted = map[string]struct{}{}
+		}
+		p.sighted[string(k)] = struct{}{}
 	}
 	return nil
 }
