@@ -15,25 +15,7 @@ func TestLinkCacheFollowsCommits(t *testing.T) {
 	defer st.Close()
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	link := &Facts{Tenant: "t1", MaxTime: at, Links: [][]string{{"user:upn:alice@contoso.com", "user:sid:S-1-5-21-1"}}}
-	apply := func(commit bool) {
-		t.Helper()
-		if err := c.Begin(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Apply(0, link); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Apply(0, link); err != nil { // the open transaction's repeat
-			t.Fatal(err)
-		}
-		if commit {
-			if err := c.Commit(); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			c.Abort()
-		}
-	}
+	apply := func(commit bool) { applyTwice(t, c, link, commit, nil) }
 	joined := func() bool {
 		t.Helper()
 		if err := c.Begin(); err != nil {
@@ -76,31 +58,17 @@ func TestSightingCacheFollowsCommits(t *testing.T) {
 	}}
 	changes := func(commit bool) int {
 		t.Helper()
-		if err := c.Begin(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Apply(0, f); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Apply(0, f); err != nil { // the open transaction's repeat
-			t.Fatal(err)
-		}
 		n := 0
-		if err := c.Changes(func(_ bool, key, _ []byte) error {
-			if tenant, bucketed, ok := state.KeyTenant(key); ok && bucketed && string(tenant) == "t1" {
-				n++
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			if err := c.Commit(); err != nil {
+		applyTwice(t, c, f, commit, func() {
+			if err := c.Changes(func(_ bool, key, _ []byte) error {
+				if tenant, bucketed, ok := state.KeyTenant(key); ok && bucketed && string(tenant) == "t1" {
+					n++
+				}
+				return nil
+			}); err != nil {
 				t.Fatal(err)
 			}
-		} else {
-			c.Abort()
-		}
+		})
 		return n
 	}
 	if n := changes(false); n != 2 {
@@ -111,5 +79,29 @@ func TestSightingCacheFollowsCommits(t *testing.T) {
 	}
 	if n := changes(true); n != 0 {
 		t.Fatalf("committed sightings written again: %d", n)
+	}
+}
+
+// applyTwice applies f twice in one transaction (the second a repeat the
+// caches must see), calls before, then commits or aborts.
+func applyTwice(t *testing.T, c *Correlator, f *Facts, commit bool, before func()) {
+	t.Helper()
+	if err := c.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := c.Apply(0, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if before != nil {
+		before()
+	}
+	if !commit {
+		c.Abort()
+		return
+	}
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }
