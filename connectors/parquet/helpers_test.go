@@ -3,7 +3,6 @@ package parquet
 import (
 	"context"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -133,17 +132,27 @@ func cell(col arrow.Array, i int) any {
 	return col.ValueStr(i)
 }
 
+// countStaged counts the staged files of every instance (not their locks).
 func countStaged(t *testing.T, dir string) int {
 	t.Helper()
-	es, err := os.ReadDir(filepath.Join(dir, stagingDir))
+	n := 0
+	err := filepath.WalkDir(filepath.Join(dir, stagingDir), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && d.Name() != lockName {
+			n++
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(es)
+	return n
 }
 
 // crash abandons a writer the way a killed process would: nothing is
-// finished or committed, and the directory lock is released.
+// finished or committed, and its locks are released.
 func crash(w *Writer) {
 	for _, pf := range w.open {
 		// Finishing frees the encoder's memory (the checked allocator
@@ -155,6 +164,6 @@ func crash(w *Writer) {
 		}
 		pf.f.Close()
 	}
-	w.lock.Close()
+	w.unlock()
 	w.closed = true
 }

@@ -13,20 +13,33 @@
 // finished to open another), and their row groups buffer about
 // MaxBufferedBytes of input together.
 //
-// How exactly-once works: Write stages rows in files under <dir>/_staging
-// (named *.parquet.tmp, invisible to readers). Commit finishes and fsyncs
-// them, writes a manifest naming the offset ranges and the files
-// (_manifest/<segment>.pending.json, atomically), renames the files into
-// their partitions, records the next offset per topic-partition in
-// _manifest/offsets.json and only then drops the manifest. A crash before the
-// manifest leaves staged files that Open deletes (the rows are re-read from
-// Resume); a crash after it is completed by Open, which redoes the renames.
-// Either way each input offset lands in the partitions once.
+// Several writers (one per instance of a scaled-out pipeline, Instance)
+// may share one directory, a network file system's say: what a writer
+// keeps of its progress belongs to the input partition, not to the writer,
+// so a Kafka partition that moves between instances continues in place.
+//
+//	_manifest/partitions/<topic>/<partition>/commit.json  the partition's last commit
+//	_manifest/partitions/<topic>/<partition>/LOCK         held by the writer that owns it
+//	_staging/<instance>/*.parquet.tmp                     a writer's files being written
+//	_staging/<instance>/LOCK                              held by the writer of that instance
+//	_manifest/LOCK                                        shared by every writer (see legacy.go)
+//
+// How exactly-once works: a writer writes only partitions it owns (Own,
+// an exclusive lock on the partition's LOCK). Write stages rows in files
+// under its staging directory (invisible to readers), one file per table,
+// tenant, hour and input partition. Commit finishes and fsyncs them and,
+// for each input partition of the segment, atomically writes its
+// commit.json: the next offset to read and the files that hold its rows.
+// That is the partition's commit point; only then are the files renamed
+// into their partitions. A crash before a partition's commit.json leaves
+// staged files that the instance's next Open deletes (the rows are read
+// again from the offset); a crash after it is completed by whoever owns
+// the partition next (Own redoes the renames), or by the instance's next
+// Open. Either way each input offset lands in the partitions once.
 package parquet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -37,7 +50,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -71,8 +83,6 @@ const (
 	// quarantineDir holds the files of committed segments that could not
 	// be published, each with a .reason.json beside it.
 	quarantineDir = "_quarantine"
-	offsetsFile   = "offsets.json"
-	pendingExt    = ".pending.json"
 	tmpExt        = ".tmp"
 )
 
@@ -86,6 +96,8 @@ type config struct {
 	mem          memory.Allocator
 	log          *slog.Logger
 	quarantined  func(file, reason string)
+	instance     string
+	hook         func(event string, tp TopicPartition) error
 }
 
 // Option configures a Writer.
@@ -124,6 +136,19 @@ func OnQuarantine(f func(file, reason string)) Option {
 	return func(c *config) { c.quarantined = f }
 }
 
+// Instance names this writer among those sharing the directory (the
+// pipeline's instance id; default "default"): its staging directory, and
+// part of its files' names. Two live writers never share an instance.
+func Instance(id string) Option { return func(c *config) { c.instance = id } }
+
+// Hook is called at the points of a commit where a crash matters:
+// "committed" after a partition's commit.json is written and before its
+// files are renamed. An error returned stops the commit there as a crash
+// would (tests kill the process at it).
+func Hook(f func(event string, tp TopicPartition) error) Option {
+	return func(c *config) { c.hook = f }
+}
+
 // Clock replaces time.Now (tests).
 func Clock(f func() time.Time) Option { return func(c *config) { c.clock = f } }
 
@@ -134,18 +159,20 @@ func Allocator(mem memory.Allocator) Option { return func(c *config) { c.mem = m
 func Logger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // Writer writes batches into hunting partitions. It is not safe for
-// concurrent use; one Writer owns a directory at a time (a lock file enforces
-// it).
+// concurrent use; writers of different instances may share a directory,
+// each writing the input partitions it owns (lock files enforce it).
 type Writer struct {
-	dir  string
-	cfg  config
-	lock *os.File
+	dir      string
+	cfg      config
+	instance string // path element of cfg.instance
+	rootLock *os.File
+	instLock *os.File
+	owned    map[TopicPartition]*os.File // the partitions' LOCKs held
 
-	next map[TopicPartition]int64 // committed: next offset to read
+	next map[TopicPartition]int64 // committed: next offset to read (owned: current; others: as last seen)
 
 	// The pending segment.
 	ranges   map[TopicPartition]*offsetRange
-	segID    string
 	started  time.Time
 	fileSeq  int
 	open     map[partKey]*partFile
@@ -165,9 +192,13 @@ type Writer struct {
 
 var errCrash = errors.New("parquet: simulated crash")
 
+// partKey is one file of a segment: the input partition is part of it so
+// that each file holds the rows of one input partition, committed (and
+// published by a new owner) with it.
 type partKey struct {
 	table, tenant string
 	hour          int64 // hours since the Unix epoch, UTC
+	tp            TopicPartition
 }
 
 type partFile struct {
@@ -196,22 +227,15 @@ type manifestFile struct {
 	Final  string `json:"final"`
 	Rows   int64  `json:"rows"`
 	Bytes  int64  `json:"bytes"`
+
+	tp TopicPartition // the input partition whose rows it holds
 }
 
-type manifest struct {
-	Segment string         `json:"segment"`
-	Ranges  []offsetRange  `json:"ranges"`
-	Files   []manifestFile `json:"files"`
-	Created time.Time      `json:"created"`
-}
-
-type offsetsState struct {
-	Next []offsetRange `json:"next"` // First holds the next offset; Last is unused
-}
-
-// Open opens (creating if needed) the hunting directory dir for writing,
-// completes segments a crash left between manifest and renames, and deletes
-// staged files that no manifest covers.
+// Open opens (creating if needed) the hunting directory dir for writing as
+// one instance (Instance), moves a directory of the single-writer layout
+// to this one (legacy.go), completes the commits this instance left
+// between a partition's commit.json and its renames, and deletes its
+// staged files that no commit covers.
 func Open(dir string, opts ...Option) (*Writer, error) {
 	cfg := config{
 		rollBytes:    128 << 20,
@@ -222,6 +246,7 @@ func Open(dir string, opts ...Option) (*Writer, error) {
 		clock:        time.Now,
 		mem:          memory.DefaultAllocator,
 		log:          slog.Default(),
+		instance:     "default",
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -229,31 +254,56 @@ func Open(dir string, opts ...Option) (*Writer, error) {
 	if cfg.rowGroupRows <= 0 || cfg.rollBytes <= 0 || cfg.maxOpen <= 0 || cfg.maxBuffered <= 0 {
 		return nil, fmt.Errorf("parquet: RowGroupRows, RollBytes, MaxOpenFiles and MaxBufferedBytes must be positive")
 	}
-	for _, d := range []string{dir, filepath.Join(dir, manifestDir), filepath.Join(dir, stagingDir)} {
+	if cfg.instance == "" {
+		return nil, fmt.Errorf("parquet: empty instance")
+	}
+	w := &Writer{dir: dir, cfg: cfg, instance: safeName(cfg.instance), owned: map[TopicPartition]*os.File{}, next: map[TopicPartition]int64{}}
+	for _, d := range []string{dir, filepath.Join(dir, manifestDir, partitionsDir), w.stagingDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("parquet: open %s: %w", dir, err)
 		}
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, manifestDir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("parquet: open lock: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("parquet: %s is in use by another writer: %w", dir, err)
-	}
-	w := &Writer{dir: dir, cfg: cfg, lock: lock, next: map[TopicPartition]int64{}}
 	w.resetSegment()
-	if err := w.recover(); err != nil {
-		lock.Close()
+	if err := w.attach(); err != nil {
+		w.unlock()
 		return nil, err
 	}
 	return w, nil
 }
 
+// attach locks the directory for this instance and recovers what its
+// last run left.
+func (w *Writer) attach() error {
+	var err error
+	if w.rootLock, err = w.lockRoot(); err != nil {
+		return err
+	}
+	if w.instLock, err = lockFile(filepath.Join(w.stagingDir(), lockName)); err != nil {
+		if errors.Is(err, errBusy) {
+			return fmt.Errorf("parquet: %s is in use by another writer of instance %q (two processes with one instance id?)", w.dir, w.cfg.instance)
+		}
+		return fmt.Errorf("parquet: lock instance %q: %w", w.cfg.instance, err)
+	}
+	commits, err := w.readCommits()
+	if err != nil {
+		return err
+	}
+	for _, c := range commits {
+		w.next[TopicPartition{c.Topic, c.Partition}] = c.Next
+	}
+	if err := w.recoverOwn(commits); err != nil {
+		return err
+	}
+	// Read again: recoverOwn completed some, and only this instance writes
+	// commits that name its staging directory.
+	if commits, err = w.readCommits(); err != nil {
+		return err
+	}
+	return w.dropUncommitted(commits)
+}
+
 func (w *Writer) resetSegment() {
 	w.ranges = map[TopicPartition]*offsetRange{}
-	w.segID = ""
 	w.fileSeq = 0
 	w.open = map[partKey]*partFile{}
 	w.finished = nil
@@ -263,58 +313,10 @@ func (w *Writer) resetSegment() {
 	w.broken = nil
 }
 
-func (w *Writer) recover() error {
-	mdir := filepath.Join(w.dir, manifestDir)
-	if data, err := os.ReadFile(filepath.Join(mdir, offsetsFile)); err == nil {
-		var st offsetsState
-		if err := json.Unmarshal(data, &st); err != nil {
-			return fmt.Errorf("parquet: read %s: %w", offsetsFile, err)
-		}
-		for _, r := range st.Next {
-			w.next[TopicPartition{r.Topic, r.Partition}] = r.First
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("parquet: read offsets: %w", err)
-	}
-	pending, err := filepath.Glob(filepath.Join(mdir, "*"+pendingExt))
-	if err != nil {
-		return fmt.Errorf("parquet: list manifests: %w", err)
-	}
-	sort.Strings(pending)
-	for _, p := range pending {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return fmt.Errorf("parquet: read manifest: %w", err)
-		}
-		var m manifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			// A manifest is written to a temporary name and renamed, so a
-			// torn one means the disk lied: refuse rather than guess.
-			return fmt.Errorf("parquet: manifest %s is corrupt: %w", p, err)
-		}
-		w.cfg.log.Info("hunting: completing segment left by a crash", "segment", m.Segment, "files", len(m.Files))
-		if err := w.complete(p, &m); err != nil {
-			return err
-		}
-	}
-	// Whatever is still staged was never covered by a manifest: its offsets
-	// will be read again from Resume.
-	staged, err := os.ReadDir(filepath.Join(w.dir, stagingDir))
-	if err != nil {
-		return fmt.Errorf("parquet: list staging: %w", err)
-	}
-	for _, e := range staged {
-		p := filepath.Join(w.dir, stagingDir, e.Name())
-		if err := os.Remove(p); err != nil {
-			return fmt.Errorf("parquet: drop uncommitted %s: %w", p, err)
-		}
-		w.cfg.log.Info("hunting: dropped uncommitted file", "file", e.Name())
-	}
-	return nil
-}
-
 // Resume returns, per topic-partition, the next offset to read: everything
-// before it is durably in the partitions.
+// before it is committed (published, or published by the partition's next
+// owner). For partitions this writer does not own it is the offset as last
+// seen (at Open); Own returns the current one.
 func (w *Writer) Resume() map[TopicPartition]int64 {
 	out := make(map[TopicPartition]int64, len(w.next))
 	for k, v := range w.next {
@@ -356,13 +358,24 @@ func (w *Writer) WriteContext(ctx context.Context, src Source, b normalize.Batch
 		return fmt.Errorf("parquet: writer unusable after earlier error (Abort or reopen): %w", w.broken)
 	}
 	tp := TopicPartition{src.Topic, src.Partition}
+	if w.owned[tp] == nil {
+		// A writer alone in its directory (tests, tools) owns what it
+		// writes; the sink owns its partitions on assignment.
+		if _, busy, err := w.Own(tp); err != nil {
+			return err
+		} else if len(busy) > 0 {
+			return fmt.Errorf("parquet: %s/%d: %w", tp.Topic, tp.Partition, ErrOwned)
+		}
+	}
 	if n, ok := w.next[tp]; ok && src.Offset < n {
 		return nil
 	}
-	if r, ok := w.ranges[tp]; ok && src.Offset < r.Last {
+	r, ok := w.ranges[tp]
+	if ok && src.Offset < r.Last {
 		return fmt.Errorf("parquet: offset %d of %s/%d goes back (segment at %d)", src.Offset, src.Topic, src.Partition, r.Last)
 	}
-	if b.Record != nil && b.Record.NumRows() > 0 {
+	hasRows := b.Record != nil && b.Record.NumRows() > 0
+	if hasRows {
 		if err := checkBatch(b); err != nil {
 			return err
 		}
@@ -370,30 +383,29 @@ func (w *Writer) WriteContext(ctx context.Context, src Source, b normalize.Batch
 			defer rec.Release()
 			b.Record = rec
 		}
+	}
+	if !ok {
+		if len(w.ranges) == 0 {
+			w.started = w.cfg.clock()
+		}
+		// The range first: its first offset names the partition's files.
+		r = &offsetRange{Topic: src.Topic, Partition: src.Partition, First: src.Offset, Last: src.Offset}
+		w.ranges[tp] = r
+	}
+	if hasRows {
 		if err := w.writeRecord(ctx, src, b); err != nil {
 			w.broken = err
 			return err
 		}
 		w.bytes += b.Bytes
 	}
-	if len(w.ranges) == 0 {
-		w.started = w.cfg.clock()
-	}
-	if r, ok := w.ranges[tp]; ok {
-		r.Last = src.Offset
-	} else {
-		w.ranges[tp] = &offsetRange{Topic: src.Topic, Partition: src.Partition, First: src.Offset, Last: src.Offset}
-	}
+	r.Last = src.Offset
 	return nil
 }
 
 func (w *Writer) writeRecord(ctx context.Context, src Source, b normalize.Batch) error {
 	rec := b.Record
-	if w.segID == "" {
-		// Deterministic and unique: no other segment can start at this
-		// offset, because committing it moves Resume past it.
-		w.segID = safeName(fmt.Sprintf("%s-%d-%d", src.Topic, src.Partition, src.Offset))
-	}
+	tp := TopicPartition{src.Topic, src.Partition}
 	hours := rowHours(w.hours, rec, b.MinTime)
 	w.hours = hours
 	lo := 0
@@ -405,7 +417,7 @@ func (w *Writer) writeRecord(ctx context.Context, src Source, b normalize.Batch)
 		for hi < len(hours) && hours[hi] == hours[lo] {
 			hi++
 		}
-		key := partKey{table: b.Table, tenant: b.Tenant, hour: hours[lo]}
+		key := partKey{table: b.Table, tenant: b.Tenant, hour: hours[lo], tp: tp}
 		pf, err := w.file(key, rec.Schema())
 		if err != nil {
 			return err
@@ -540,15 +552,18 @@ func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
 		w.evicted = true
 	}
 	t := time.Unix(key.hour*3600, 0).UTC()
-	// The name carries its own table; the segment (named after the first
-	// source it read, often another table's topic) only as a hash, which
-	// keeps names unique across segments.
-	name := fmt.Sprintf("part-%s-%016x-%04d.parquet", key.table, fnv64(w.segID), w.fileSeq)
+	// The name carries its own table; the instance and the partition's
+	// segment (its input partition and first offset) only as a hash, which
+	// keeps names unique across segments and instances: no other segment
+	// of the partition starts at that offset (committing it moves Resume
+	// past it), and the partition has one owner at a time.
+	seg := w.segment(key.tp)
+	name := fmt.Sprintf("part-%s-%016x-%04d.parquet", key.table, fnv64(w.instance+"/"+seg), w.fileSeq)
 	w.fileSeq++
 	pf := &partFile{
 		key:    key,
 		schema: schema,
-		staged: filepath.Join(stagingDir, name+tmpExt),
+		staged: filepath.Join(stagingDir, w.instance, name+tmpExt),
 		used:   w.tick,
 		final: filepath.Join(key.table, "tenant="+TenantElement(key.tenant),
 			"date="+t.Format("2006-01-02"), "hour="+t.Format("15"), name),
@@ -607,7 +622,7 @@ func (w *Writer) finish(pf *partFile) error {
 	if err != nil {
 		return fmt.Errorf("parquet: finish %s: %w", pf.final, err)
 	}
-	w.finished = append(w.finished, manifestFile{Staged: pf.staged, Final: pf.final, Rows: pf.rows, Bytes: pf.cw.n})
+	w.finished = append(w.finished, manifestFile{Staged: pf.staged, Final: pf.final, Rows: pf.rows, Bytes: pf.cw.n, tp: pf.key.tp})
 	return nil
 }
 
@@ -634,118 +649,136 @@ func (w *Writer) Commit() error {
 			return err
 		}
 	}
-	m := manifest{Segment: w.segID, Files: w.finished, Created: w.cfg.clock().UTC()}
-	if m.Segment == "" { // only empty batches: still move the offsets on
-		r := w.firstRange()
-		m.Segment = safeName(fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.First))
+	tps := make([]TopicPartition, 0, len(w.ranges))
+	for tp := range w.ranges {
+		if w.owned[tp] == nil {
+			// Release refuses a partition with rows pending, so this is a
+			// bug: committing without the lock could race its new owner.
+			w.broken = fmt.Errorf("parquet: commit of %s/%d, which this writer does not own", tp.Topic, tp.Partition)
+			return w.broken
+		}
+		tps = append(tps, tp)
 	}
-	for _, r := range w.ranges {
-		m.Ranges = append(m.Ranges, *r)
+	sortPartitions(tps)
+	files := map[TopicPartition][]manifestFile{}
+	for _, f := range w.finished {
+		files[f.tp] = append(files[f.tp], f)
 	}
-	sort.Slice(m.Ranges, func(i, j int) bool {
-		a, b := m.Ranges[i], m.Ranges[j]
-		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
-	})
-	data, err := json.Marshal(&m)
-	if err != nil {
-		return fmt.Errorf("parquet: encode manifest: %w", err)
+	created := w.cfg.clock().UTC()
+	commits := make([]*partitionCommit, 0, len(tps))
+	for _, tp := range tps {
+		r := w.ranges[tp]
+		c := &partitionCommit{Topic: tp.Topic, Partition: tp.Partition, Next: r.Last + 1, Segment: w.segment(tp),
+			Instance: w.cfg.instance, Created: created, Files: files[tp]}
+		if err := w.writeCommit(c); err != nil {
+			w.broken = err
+			w.committedSome(commits)
+			return err
+		}
+		commits = append(commits, c)
+		if w.cfg.hook != nil {
+			if err := w.cfg.hook("committed", tp); err != nil {
+				w.broken = err
+				w.committedSome(commits)
+				return err
+			}
+		}
 	}
-	mpath := filepath.Join(w.dir, manifestDir, m.Segment+pendingExt)
-	if err := writeAtomic(mpath, data); err != nil {
-		w.broken = err
-		return err
-	}
-	if w.crashAfterManifest { // tests: die between manifest and renames
+	if w.crashAfterManifest { // tests: die between the commits and the renames
 		w.broken = errCrash
+		w.committedSome(commits)
 		return errCrash
 	}
-	if err := w.complete(mpath, &m); err != nil {
+	w.committedSome(commits)
+	if _, err := w.publish(commits); err != nil {
 		w.broken = err
 		return err
 	}
 	var rows int64
-	for _, f := range m.Files {
+	for _, f := range w.finished {
 		rows += f.Rows
 	}
-	w.cfg.log.Debug("hunting: committed segment", "segment", m.Segment, "files", len(m.Files), "rows", rows)
+	w.cfg.log.Debug("hunting: committed segment", "partitions", len(commits), "files", len(w.finished), "rows", rows)
 	w.resetSegment()
 	return nil
 }
 
-func (w *Writer) firstRange() *offsetRange {
-	var first *offsetRange
-	for _, r := range w.ranges {
-		if first == nil || r.Topic < first.Topic || r.Topic == first.Topic && r.Partition < first.Partition {
-			first = r
+// committedSome records that the partitions of commits are committed, also
+// when the rest of the segment is not: their offsets move on, and their
+// files are no longer the segment's to drop (Abort) but the commit's to
+// publish (here, or by whoever owns the partition next).
+func (w *Writer) committedSome(commits []*partitionCommit) {
+	done := map[TopicPartition]bool{}
+	for _, c := range commits {
+		tp := TopicPartition{c.Topic, c.Partition}
+		done[tp] = true
+		w.next[tp] = c.Next
+		delete(w.ranges, tp)
+	}
+	if w.broken == nil {
+		return
+	}
+	kept := w.finished[:0]
+	for _, f := range w.finished {
+		if !done[f.tp] {
+			kept = append(kept, f)
 		}
 	}
-	return first
+	w.finished = kept
 }
 
-// complete does the part of a commit that is safe to redo: renames, the
-// offsets checkpoint, and dropping the manifest.
-func (w *Writer) complete(mpath string, m *manifest) error {
+// segment names the pending segment's part of a partition: the partition
+// and its first offset in it.
+func (w *Writer) segment(tp TopicPartition) string {
+	first := int64(0)
+	if r, ok := w.ranges[tp]; ok {
+		first = r.First
+	}
+	return safeName(fmt.Sprintf("%s-%d-%d", tp.Topic, tp.Partition, first))
+}
+
+// publish does the part of a commit that is safe to redo: it renames the
+// commits' staged files into their partitions (those still staged) and
+// syncs the directories. It returns how many it renamed.
+func (w *Writer) publish(commits []*partitionCommit) (int, error) {
 	dirs := map[string]bool{}
-	for _, f := range m.Files {
-		staged, final := filepath.Join(w.dir, f.Staged), filepath.Join(w.dir, f.Final)
-		if err := renameInto(staged, final); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				if _, serr := os.Stat(final); serr == nil {
-					continue // renamed before the crash
-				}
-				// Neither staged nor final: retention removed the partition.
-				w.cfg.log.Warn("hunting: committed file is gone", "file", f.Final)
+	renamed := 0
+	for _, c := range commits {
+		for _, f := range c.Files {
+			staged, final := filepath.Join(w.dir, f.Staged), filepath.Join(w.dir, f.Final)
+			if _, err := os.Stat(staged); errors.Is(err, os.ErrNotExist) {
+				// Published already (or quarantined, or published and then
+				// removed by retention): a commit.json keeps naming its
+				// files after they are renamed.
 				continue
 			}
-			// A file that cannot be published must not stop the pipeline
-			// (nor every restart, which would redo this manifest): it is
-			// set aside with its reason. Only when even that fails (the
-			// disk itself) is the commit an error, retried by a restart.
-			if qerr := w.quarantine(m.Segment, f, err); qerr != nil {
-				return fmt.Errorf("parquet: publish %s: %w (quarantine: %v)", f.Final, err, qerr)
+			if err := renameInto(staged, final); err != nil {
+				// A file that cannot be published must not stop the
+				// pipeline (nor every new owner, which would redo this
+				// commit): it is set aside with its reason. Only when even
+				// that fails (the disk itself) is the commit an error.
+				if qerr := w.quarantine(c.Segment, f, err); qerr != nil {
+					return 0, fmt.Errorf("parquet: publish %s: %w (quarantine: %v)", f.Final, err, qerr)
+				}
+				continue
 			}
-			continue
+			renamed++
+			dirs[filepath.Dir(staged)] = true
+			for d := filepath.Dir(final); d != w.dir && len(d) > len(w.dir); d = filepath.Dir(d) {
+				dirs[d] = true
+			}
 		}
-		for d := filepath.Dir(final); d != w.dir && len(d) > len(w.dir); d = filepath.Dir(d) {
-			dirs[d] = true
-		}
+	}
+	if renamed == 0 {
+		return 0, nil
 	}
 	dirs[w.dir] = true
-	dirs[filepath.Join(w.dir, stagingDir)] = true
 	for d := range dirs {
 		if err := syncDir(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("parquet: sync %s: %w", d, err)
+			return 0, fmt.Errorf("parquet: sync %s: %w", d, err)
 		}
 	}
-	for _, r := range m.Ranges {
-		tp := TopicPartition{r.Topic, r.Partition}
-		if n, ok := w.next[tp]; !ok || r.Last+1 > n {
-			w.next[tp] = r.Last + 1
-		}
-	}
-	if err := w.saveOffsets(); err != nil {
-		return err
-	}
-	if err := os.Remove(mpath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("parquet: drop manifest: %w", err)
-	}
-	return nil
-}
-
-func (w *Writer) saveOffsets() error {
-	st := offsetsState{Next: make([]offsetRange, 0, len(w.next))}
-	for tp, n := range w.next {
-		st.Next = append(st.Next, offsetRange{Topic: tp.Topic, Partition: tp.Partition, First: n})
-	}
-	sort.Slice(st.Next, func(i, j int) bool {
-		a, b := st.Next[i], st.Next[j]
-		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
-	})
-	data, err := json.Marshal(&st)
-	if err != nil {
-		return fmt.Errorf("parquet: encode offsets: %w", err)
-	}
-	return writeAtomic(filepath.Join(w.dir, manifestDir, offsetsFile), data)
+	return renamed, nil
 }
 
 // Abort drops the pending segment: staged files are deleted and Resume is
@@ -764,7 +797,8 @@ func (w *Writer) Abort() error {
 	return errors.Join(errs...)
 }
 
-// Close commits the pending segment and releases the directory.
+// Close commits the pending segment and releases the directory and the
+// partitions it owns.
 func (w *Writer) Close() error {
 	if w.closed {
 		return nil
@@ -774,7 +808,8 @@ func (w *Writer) Close() error {
 		err = errors.Join(err, w.Abort())
 	}
 	w.closed = true
-	return errors.Join(err, w.lock.Close())
+	w.unlock()
+	return err
 }
 
 func removeIfExists(p string) error {
