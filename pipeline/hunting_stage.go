@@ -56,6 +56,13 @@ func idleRollAfter(commitInterval time.Duration) time.Duration {
 // consumer seeks to the manifest's offsets, so no row is lost or written
 // twice across restarts. Group offsets are committed after each segment only
 // so that lag is visible to operators.
+//
+// Several instances may share hunting.dir: the writer owns (locks) the
+// partitions the group assigns this instance, and their offsets live with
+// the partition in the directory, not with the instance. A partition whose
+// previous owner has not let go yet (it is still committing, or its
+// process is gone but its lock not yet) is paused until the writer owns
+// it.
 type huntingSink struct {
 	p  *Pipeline
 	sc *StageContext
@@ -70,11 +77,20 @@ type huntingSink struct {
 	// partial says a stop left records of the last poll unwritten: the
 	// group's offsets must not move past them (onAssigned would skip them).
 	partial bool
+	// waiting: assigned partitions another writer still owns, paused, with
+	// the group's offset for each (-1: none); since: when the wait began.
+	waiting map[parquet.TopicPartition]int64
+	since   time.Time
+	tried   time.Time
 }
+
+// huntingTestOptions are added to the writer's options (tests: a hook that
+// kills the process at a commit point).
+var huntingTestOptions []parquet.Option
 
 func newHuntingSink(sc *StageContext) (*huntingSink, error) {
 	p := sc.p
-	w, err := parquet.Open(p.cfg.HuntingDir(),
+	w, err := parquet.Open(p.cfg.HuntingDir(), append([]parquet.Option{
 		parquet.RollBytes(p.cfg.Hunting.RollBytes),
 		parquet.RollAge(p.cfg.Hunting.RollAge.D()),
 		parquet.MaxOpenFiles(p.cfg.Hunting.MaxOpenFiles),
@@ -82,11 +98,13 @@ func newHuntingSink(sc *StageContext) (*huntingSink, error) {
 		parquet.OnQuarantine(func(string, string) { p.metrics.HuntingQuarantined.Inc() }),
 		parquet.Allocator(p.mem),
 		parquet.Logger(p.log),
-	)
+		parquet.Instance(p.instance),
+	}, huntingTestOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("open hunting writer: %w", err)
 	}
-	h := &huntingSink{p: p, sc: sc, w: w, assigned: map[string]map[int32]bool{}, pending: map[string]int64{}, consumed: map[string]int64{}}
+	h := &huntingSink{p: p, sc: sc, w: w, assigned: map[string]map[int32]bool{}, pending: map[string]int64{}, consumed: map[string]int64{},
+		waiting: map[parquet.TopicPartition]int64{}}
 	h.ready = sc.readyFunc()
 	opts, err := p.clientOpts(sc.Name)
 	if err != nil {
@@ -125,14 +143,27 @@ func newHuntingSink(sc *StageContext) (*huntingSink, error) {
 	return h, nil
 }
 
-// onAssigned seeks each new partition to the later of two marks: the offset
-// after the last segment this process committed for it (its manifest), and
-// the group's committed offset. The manifest wins after a crash between a
-// segment and the group commit; the group wins when the partition went to
-// another process and came back (a -> b -> a), or a would write again the
-// rows b committed meanwhile.
+// onAssigned owns each new partition in the writer and seeks it to the
+// later of two marks: the offset after the partition's last commit in the
+// hunting directory, and the group's committed offset. The directory wins
+// after a crash between a segment and the group commit; the group wins when
+// the partition went to a process with another hunting directory and came
+// back (a -> b -> a), or a would write again the rows b committed meanwhile.
+// A partition another writer of a shared directory still owns is paused
+// and owned later (ownWaiting).
 func (h *huntingSink) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	resume := h.w.Resume()
+	var tps []parquet.TopicPartition
+	for topic, parts := range assigned {
+		for _, p := range parts {
+			tps = append(tps, parquet.TopicPartition{Topic: topic, Partition: p})
+		}
+	}
+	resume, busy, err := h.w.Own(tps...)
+	if err != nil {
+		// Not a wait that time ends (a commit.json that cannot be read):
+		// the next write of the partition fails and stops the sink, named.
+		h.p.log.Error("hunting: own assigned partitions", "err", err)
+	}
 	group := map[string]map[int32]int64{}
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	offs, err := kadm.NewClient(cl).FetchOffsets(fctx, h.sc.Group)
@@ -148,6 +179,25 @@ func (h *huntingSink) onAssigned(ctx context.Context, cl *kgo.Client, assigned m
 				group[o.Topic][o.Partition] = o.At
 			}
 		})
+	}
+	isBusy := map[parquet.TopicPartition]bool{}
+	pause := map[string][]int32{}
+	for _, tp := range busy {
+		isBusy[tp] = true
+		g, known := group[tp.Topic][tp.Partition]
+		if !known {
+			g = -1
+		}
+		if len(h.waiting) == 0 {
+			h.since = time.Now()
+		}
+		h.waiting[tp] = g
+		pause[tp.Topic] = append(pause[tp.Topic], tp.Partition)
+	}
+	if len(pause) > 0 {
+		// Before any fetch of them begins (OnPartitionsAssigned runs first).
+		cl.PauseFetchPartitions(pause)
+		h.p.log.Info("hunting: partitions still owned by another writer of the directory; paused until it lets go", "partitions", len(busy))
 	}
 	set := map[string]map[int32]kgo.EpochOffset{}
 	h.mu.Lock()
@@ -176,19 +226,87 @@ func (h *huntingSink) onAssigned(ctx context.Context, cl *kgo.Client, assigned m
 	}
 }
 
+// ownWaiting tries again to own the partitions paused in onAssigned; those
+// it gets are sought like onAssigned's and resumed. It runs between polls,
+// while no rebalance can.
+func (h *huntingSink) ownWaiting(cl *kgo.Client) {
+	if len(h.waiting) == 0 || time.Since(h.tried) < 200*time.Millisecond {
+		return
+	}
+	h.tried = time.Now()
+	tps := make([]parquet.TopicPartition, 0, len(h.waiting))
+	for tp := range h.waiting {
+		tps = append(tps, tp)
+	}
+	next, busy, err := h.w.Own(tps...)
+	if err != nil {
+		h.p.log.Error("hunting: own assigned partitions", "err", err)
+		return
+	}
+	still := map[parquet.TopicPartition]bool{}
+	for _, tp := range busy {
+		still[tp] = true
+	}
+	set := map[string]map[int32]kgo.EpochOffset{}
+	resume := map[string][]int32{}
+	for _, tp := range tps {
+		if still[tp] {
+			continue
+		}
+		// Paused since its assignment, so nothing of it was fetched; seek
+		// anyway, from the start when neither mark is known.
+		off := max(h.waiting[tp], 0)
+		if n, ok := next[tp]; ok && n > off {
+			off = n
+		}
+		delete(h.waiting, tp)
+		if set[tp.Topic] == nil {
+			set[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		set[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		resume[tp.Topic] = append(resume[tp.Topic], tp.Partition)
+	}
+	if len(set) > 0 {
+		cl.SetOffsets(set)
+		cl.ResumeFetchPartitions(resume)
+		h.p.log.Info("hunting: owned partitions another writer let go", "partitions", len(tps)-len(busy))
+	}
+	if len(h.waiting) > 0 && time.Since(h.since) > 30*time.Second {
+		h.p.log.Warn("hunting: partitions still owned by another writer of the directory", "partitions", len(h.waiting), "waiting", time.Since(h.since).Round(time.Second))
+		h.since = time.Now()
+	}
+}
+
 // onRevoked commits the open segment before the partitions move, so that
-// their new owner starts exactly after it.
+// their new owner starts exactly after it, then lets the writer's
+// ownership of them go.
 func (h *huntingSink) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	if err := h.commit(ctx, cl); err != nil {
 		h.p.log.Error("hunting: commit on revoke", "err", err)
 	}
+	var tps []parquet.TopicPartition
+	unpause := map[string][]int32{}
 	h.mu.Lock()
 	for topic, parts := range revoked {
 		for _, p := range parts {
 			delete(h.assigned[topic], p)
+			tp := parquet.TopicPartition{Topic: topic, Partition: p}
+			tps = append(tps, tp)
+			if _, ok := h.waiting[tp]; ok {
+				delete(h.waiting, tp)
+				unpause[topic] = append(unpause[topic], p)
+			}
 		}
 	}
 	h.mu.Unlock()
+	if len(unpause) > 0 {
+		cl.ResumeFetchPartitions(unpause) // a later assignment starts unpaused
+	}
+	if err := h.w.Release(tps...); err != nil {
+		// The commit above failed: the writer is unusable now, and the
+		// next commit stops the sink.
+		h.p.log.Error("hunting: release revoked partitions", "err", err)
+	}
 }
 
 func (h *huntingSink) commit(ctx context.Context, cl *kgo.Client) error {
@@ -255,6 +373,7 @@ func (h *huntingSink) Run(ctx context.Context) error {
 			return nil
 		}
 		h.ready()
+		h.ownWaiting(h.cl)
 		fetches.EachError(func(topic string, p int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
