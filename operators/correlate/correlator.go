@@ -102,6 +102,7 @@ type Correlator struct {
 	// (see tx.link), sighted the sightings they recorded (see
 	// tx.recordSighting): caches, so each is bounded and dropped when full.
 	linked, sighted map[string]struct{}
+	observers       map[string]observerCount // beside sighted: per bucket and entity
 }
 
 // maxLinked and maxSighted bound the caches of applied identity links and
@@ -121,6 +122,8 @@ type pending struct {
 	parts   []string            // tenants whose partition it recorded
 	linked  map[string]struct{} // identity links it applied (Correlator.linked once it commits)
 	sighted map[string]struct{} // sightings it recorded (Correlator.sighted once it commits)
+	// observers counts the observers it recorded per bucket and entity.
+	observers map[string]observerCount
 }
 
 // New returns a correlator over store.
@@ -238,7 +241,7 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 		return fmt.Errorf("correlate: commit transaction: %w", err)
 	}
 	c.linked = keepCommitted(c.linked, p.linked, maxLinked)
-	c.sighted = keepCommitted(c.sighted, p.sighted, maxSighted)
+	c.keepSightings(p)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package correlate
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -103,5 +104,45 @@ func applyTwice(t *testing.T, c *Correlator, f *Facts, commit bool, before func(
 	}
 	if err := c.Commit(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Once a bucket holds more than the threshold of devices seeing an entity,
+// more observers of it there are not recorded: they cannot change whether
+// it is prevalent.
+func TestSaturatedBucketRecordsNoMoreObservers(t *testing.T) {
+	c, st := openCorrelator(t, t.TempDir()) // threshold 10
+	defer st.Close()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sighting := func(from, to int) *Facts {
+		s := Sighting{Entity: "ip:203.0.113.7", Bucket: 20000}
+		for i := from; i < to; i++ {
+			s.Observers = append(s.Observers, fmt.Sprintf("device:d%d", i))
+		}
+		return &Facts{Tenant: "t1", MaxTime: at, Sightings: []Sighting{s}}
+	}
+	written := func(f *Facts) int {
+		t.Helper()
+		n := 0
+		applyTwice(t, c, f, true, func() {
+			if err := c.Changes(func(_ bool, key, _ []byte) error {
+				if _, bucketed, ok := state.KeyTenant(key); ok && bucketed {
+					n++
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		return n
+	}
+	if n := written(sighting(0, 5)); n != 5 {
+		t.Fatalf("%d of 5 observers written", n)
+	}
+	if n := written(sighting(5, 20)); n != 6 {
+		t.Fatalf("%d observers written past 5, want 6 (to 11, over the threshold of 10)", n)
+	}
+	if n := written(sighting(20, 30)); n != 0 {
+		t.Fatalf("%d observers written to a saturated bucket", n)
 	}
 }

@@ -24,16 +24,35 @@ func tracked(k Kind) bool {
 	return k != KindDevice && k != KindUser && k != KindMailMessage
 }
 
+// observerCount is how many distinct devices and users a process knows it
+// recorded as observers of one entity in one bucket (see recordSighting).
+type observerCount struct{ devices, users int }
+
+func (c observerCount) over(n int) bool { return c.devices > n || c.users > n }
+
 func (t *tx) recordSighting(s Sighting) error {
 	e, ok := ParseEntity(s.Entity)
 	if !ok || !tracked(e.Kind) {
 		return nil
 	}
 	p := t.c.pend
+	pk := state.AppendString(state.BucketKey(t.buf[:0], spaceSightings, s.Bucket, t.tenant), s.Entity)
+	t.buf = pk
+	// A bucket that already holds more than the threshold of devices or of
+	// users of the entity makes it prevalent in every window that holds the
+	// bucket, and no window reads part of a bucket: more observers there
+	// cannot change a decision, so they are not recorded (nor sent to the
+	// changelog). The counts are of what this process recorded, never more
+	// than the store holds.
+	n := t.c.cfg.prevalenceN
+	known := t.c.observers[string(pk)]
+	pend := p.observers[string(pk)]
+	if (observerCount{known.devices + pend.devices, known.users + pend.users}).over(n) {
+		return nil
+	}
+	plen := len(pk)
 	for _, o := range s.Observers {
-		k := state.BucketKey(t.buf[:0], spaceSightings, s.Bucket, t.tenant)
-		k = state.AppendString(k, s.Entity)
-		k = append(k, o...)
+		k := append(t.buf[:plen], o...)
 		t.buf = k
 		// Every batch of a busy entity names the same observers again:
 		// one recorded by a committed transaction (or this one) is in the
@@ -51,11 +70,38 @@ func (t *tx) recordSighting(s Sighting) error {
 			return err
 		}
 		if p.sighted == nil {
-			p.sighted = map[string]struct{}{}
+			p.sighted, p.observers = map[string]struct{}{}, map[string]observerCount{}
 		}
 		p.sighted[string(k)] = struct{}{}
+		if strings.HasPrefix(o, "device:") {
+			pend.devices++
+		} else {
+			pend.users++
+		}
+		p.observers[string(k[:plen])] = pend
+		if (observerCount{known.devices + pend.devices, known.users + pend.users}).over(n) {
+			break
+		}
 	}
 	return nil
+}
+
+// keepSightings adds a committed transaction's recorded sightings and
+// observer counts to the caches. Both start over together when either
+// would pass maxSighted: a count must never include an observer that the
+// sightings cache no longer holds, or a rewrite would count it twice.
+func (c *Correlator) keepSightings(p *pending) {
+	if len(c.sighted)+len(p.sighted) > maxSighted || len(c.observers)+len(p.observers) > maxSighted {
+		c.sighted, c.observers = nil, nil
+	}
+	c.sighted = keepCommitted(c.sighted, p.sighted, maxSighted)
+	if c.observers == nil {
+		c.observers = make(map[string]observerCount, len(p.observers))
+	}
+	for k, v := range p.observers {
+		w := c.observers[k]
+		c.observers[k] = observerCount{w.devices + v.devices, w.users + v.users}
+	}
 }
 
 // prevalent says whether e was seen by more than the threshold of devices
