@@ -46,7 +46,8 @@ const (
 )
 
 // CountCorrelations counts the correlation rules that fired, by title (a
-// counter of the detect-correlate stage).
+// counter of the detect-correlate stage), those that only feed another
+// correlation (no alert of their own) included.
 const CountCorrelations = "correlations"
 
 // ruleCorrelations caches, per rule paths, whether the rules hold
@@ -139,12 +140,15 @@ func (p *detectCorrelateProc) Process(ctx context.Context, r *kgo.Record, tx Txn
 			return fmt.Errorf("detect-correlate: %w", err)
 		}
 		for _, x := range fired {
+			tx.Count(CountCorrelations, x.Match.Rule.Title, 1)
+			if !x.Standalone {
+				continue // it feeds another correlation only
+			}
 			f.Alerts = append(f.Alerts, x.Alert.Info)
 			f.Evidence = append(f.Evidence, x.Alert.Evidence...)
 			if x.Alert.Info.Time.After(f.MaxTime) {
 				f.MaxTime = x.Alert.Info.Time
 			}
-			tx.Count(CountCorrelations, x.Match.Rule.Title, 1)
 		}
 	}
 	if len(f.Alerts) == 0 {

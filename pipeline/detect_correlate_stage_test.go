@@ -3,9 +3,9 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +17,17 @@ import (
 )
 
 // The example of the Sigma correlation specification: many failed logons
-// of a user (a correlation of its own), then a success of that user.
+// of a user (a correlation of its own), then a success of that user. The
+// rules the outer correlation refers to are alerts of their own too
+// (generate: the successes, and the intermediate correlation); the
+// failures are not.
 const bruteForceRules = `title: Brute force then success
 id: 9a1c7f10-0000-4000-8000-00000000c0r1
 level: high
 tags: [attack.credential-access, attack.t1110]
 correlation:
   type: temporal_ordered
+  generate: true
   rules: [many_failed, successful_login]
   group-by: [TargetUserName]
   timespan: 10m
@@ -64,7 +68,7 @@ detection:
 func logonEvent(min int, id int, host, user string) string {
 	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).Add(time.Duration(min) * time.Minute).Format("2006-01-02 15:04:05")
 	b, _ := json.Marshal(map[string]any{"EventID": id, "Channel": "Security", "Hostname": host, "TimeCreated": ts,
-		"TargetUserName": user, "TargetDomainName": "CORP", "LogonType": "3", "IpAddress": "10.0.0.9"})
+		"TargetUserName": user, "TargetDomainName": "CORP", "LogonType": "3", "IpAddress": "10.0.0." + host[len(host)-1:]})
 	return string(b)
 }
 
@@ -80,12 +84,12 @@ func writeRules(t *testing.T, dir string) string {
 	return p
 }
 
-// TestCorrelationRuleAlertsJoinIncidents: replayed Windows logons raise
-// the base rules' alerts in the detection tap and, through the
-// detect-correlate stage, the correlation rules' alerts: bob's three
+// TestCorrelationRuleAlertsJoinIncidents: replayed Windows logons go
+// through the detection tap to the detect-correlate stage: bob's three
 // failures then success fire both correlations (the chain), alice's two
-// failures fire none; the correlation alerts join the incident of bob's
-// logons on dc1.
+// failures fire none. Both correlation alerts join the incident of bob's
+// successful logon on dc1 (an alert of its own: generate); the failures
+// raise no alert.
 func TestCorrelationRuleAlertsJoinIncidents(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Default()
@@ -115,22 +119,26 @@ func TestCorrelationRuleAlertsJoinIncidents(t *testing.T) {
 	var found []correlate.Alert
 	for _, inc := range liveIncidents(t, out) {
 		for _, a := range inc.Alerts {
+			if a.Title == "Failed logon" {
+				t.Errorf("alert %q raised: a rule a correlation refers to is no alert without generate", a.Title)
+			}
 			if !strings.HasPrefix(a.ID, "sigma-corr-") {
 				continue
 			}
 			found = append(found, a)
 			if a.DetectionSource != "customDetection" || len(a.Evidence) == 0 {
-				t.Errorf("correlation alert %+v: want customDetection with evidence", a)
-			}
-			hasBase := false
-			for _, o := range inc.Alerts {
-				hasBase = hasBase || o.Title == "Failed logon"
-			}
-			if !hasBase {
-				t.Errorf("correlation alert %q is not in the incident of bob's logons: %+v", a.Title, inc.Alerts)
+				t.Errorf("correlation alert %+v: want customDetection, with evidence", a)
 			}
 			if a.Title == "Brute force then success" && (a.Severity != "high" || a.Category != "CredentialAccess") {
 				t.Errorf("correlation alert %+v: want the rule's level and tactic", a)
+			}
+			var titles []string
+			for _, o := range inc.Alerts {
+				titles = append(titles, o.Title)
+			}
+			slices.Sort(titles)
+			if !slices.Equal(titles, []string{"Brute force then success", "Many failed logons", "Successful logon"}) {
+				t.Errorf("correlation alert's incident has %v: want both correlations with bob's successful logon", titles)
 			}
 		}
 	}
@@ -140,8 +148,9 @@ func TestCorrelationRuleAlertsJoinIncidents(t *testing.T) {
 }
 
 // TestCorrelationWindowSurvivesRestart: two of bob's failures are consumed
-// by one run, the third by a run on a new state directory: the window is
-// restored from the stage's changelog, so the third fires the rule, once.
+// by one run, the third and his success by a run on a new state directory:
+// the window is restored from the stage's changelog, so the chain fires,
+// and its alert is produced once.
 func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the pipeline twice")
@@ -189,9 +198,9 @@ func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 	if n := st.Sum(CountCorrelations); n != 0 || st.RecordsOut[DetectCorrelateLog] == 0 {
 		t.Fatalf("first run: %d correlations, %d changelog records: want none fired and the window logged", n, st.RecordsOut[DetectCorrelateLog])
 	}
-	second := run(filepath.Join(dir, "b"), logonEvent(2, 4625, "dc1", "bob"))
-	if got := second.Stages["detect-correlate"].Counters[CountCorrelations]; got["Many failed logons"] != 1 {
-		t.Fatalf("second run fired %v: want the restored window to fire 'Many failed logons'", got)
+	second := run(filepath.Join(dir, "b"), logonEvent(2, 4625, "dc1", "bob"), logonEvent(3, 4624, "dc1", "bob"))
+	if got := second.Stages["detect-correlate"].Counters[CountCorrelations]; got["Many failed logons"] != 1 || got["Brute force then success"] != 1 {
+		t.Fatalf("second run fired %v: want the restored window to fire the chain", got)
 	}
 	var alerts []string
 	if _, err := kafka.Drain(ctx, kafka.ClientConfig{Brokers: addrs}, cfg.Topics.Facts, 300*time.Millisecond, func(r *kgo.Record) error {
@@ -201,14 +210,15 @@ func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 		}
 		for _, a := range f.Alerts {
 			if strings.HasPrefix(a.ID, "sigma-corr-") {
-				alerts = append(alerts, fmt.Sprintf("%s %s", a.Title, a.ID))
+				alerts = append(alerts, a.Title)
 			}
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(alerts) != 1 {
-		t.Fatalf("correlation alerts on the facts topic: %v, want one", alerts)
+	slices.Sort(alerts)
+	if !slices.Equal(alerts, []string{"Brute force then success", "Many failed logons"}) {
+		t.Fatalf("correlation alerts on the facts topic: %v, want each of the chain's once", alerts)
 	}
 }

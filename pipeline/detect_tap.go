@@ -38,9 +38,10 @@ const CountDetections = "detections"
 // restart costs one fact the correlator recognises (same alert id).
 //
 // Correlation rules: every match of a rule a correlation rule refers to,
-// suppressed or not, is also sent as a detect.Event to DetectMatchesTopic,
+// suppressed or not, is sent as a detect.Event to DetectMatchesTopic,
 // keyed by tenant, in Flush; the detect-correlate stage keeps their windows
-// (detect_correlate_stage.go).
+// (detect_correlate_stage.go). Such a rule raises alerts of its own only
+// where a correlation referring to it says generate: true, as Sigma says.
 func detectTap() Tap {
 	return Tap{
 		Name:    "detect",
@@ -80,6 +81,10 @@ func newDetectTap(sc *StageContext) (BatchTap, error) {
 	}
 	if len(set.Correlations) > 0 && hasCorrelations(sc.Config) {
 		d.matchTopic = DetectMatchesTopic
+		d.correlated, d.standalone = map[*detect.Rule]bool{}, map[*detect.Rule]bool{}
+		for _, r := range set.Rules {
+			d.correlated[r], d.standalone[r] = set.Correlated(r), set.Standalone(r)
+		}
 	}
 	return d, nil
 }
@@ -100,6 +105,9 @@ type detectWriter struct {
 	// correlation rules); matches are the open transaction's, by tenant.
 	matchTopic string
 	matches    []*detect.Events
+	// correlated rules' matches go to matchTopic; only standalone ones
+	// are alerts of their own.
+	correlated, standalone map[*detect.Rule]bool
 }
 
 func (d *detectWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
@@ -107,12 +115,15 @@ func (d *detectWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) err
 	var m *detect.Events
 	d.eval.Eval(b, func(r *detect.Rule, row int) {
 		a := detect.NewAlert(r, b, row, d.suppress)
-		if d.matchTopic != "" && d.set.Correlated(r) {
+		if d.matchTopic != "" && d.correlated[r] {
 			if m == nil {
 				m = &detect.Events{Tenant: b.Tenant}
 				d.matches = append(d.matches, m)
 			}
 			m.Events = append(m.Events, d.set.Event(d.eval, r, row, a.Info.Time, a.Evidence))
+			if !d.standalone[r] {
+				return // only the correlation is an alert (Sigma's generate: false)
+			}
 		}
 		if _, ok := d.sent[a.Key]; ok {
 			return

@@ -30,8 +30,11 @@ type Correlation struct {
 	Field string
 	// Aliases: alias → rule name → field.
 	Aliases map[string]map[string]string
-	File    string
-	Line    int
+	// Generate: the rules it refers to raise their own alerts too (by
+	// default only the correlation does).
+	Generate bool
+	File     string
+	Line     int
 
 	conds []countCond
 }
@@ -70,7 +73,7 @@ func parseCorrelation(file string, root *yaml.Node) (*Correlation, *Problem) {
 	cr := doc.Correlation
 	c.ID, c.Title, c.Name, c.Level, c.Tags = doc.ID, doc.Title, doc.Name, doc.Level, doc.Tags
 	c.Techniques = techniques(doc.Tags)
-	c.Type, c.Refs, c.GroupBy, c.Aliases = cr.Type, cr.Rules, cr.GroupBy, cr.Aliases
+	c.Type, c.Refs, c.GroupBy, c.Aliases, c.Generate = cr.Type, cr.Rules, cr.GroupBy, cr.Aliases, cr.Generate
 	switch {
 	case c.Title == "":
 		return nil, prob("no title")

@@ -83,6 +83,9 @@ func (s *Set) NewWindows(kv KV) *Windows { return &Windows{set: s, kv: kv} }
 type Fired struct {
 	Match CorrelationMatch
 	Alert Alert
+	// Standalone: the alert is raised (false for a correlation that only
+	// feeds another, as for the rules they refer to: Set.Standalone).
+	Standalone bool
 }
 
 type window struct {
@@ -109,6 +112,26 @@ func (s *Set) Correlated(r *Rule) bool {
 		}
 	}
 	return false
+}
+
+// Standalone says whether r's matches are alerts of their own: unless a
+// correlation rule refers to it and none of those says generate: true
+// (the specification's default: only the correlation is generated).
+func (s *Set) Standalone(r *Rule) bool { return s.standalone(r.ID, r.Name) }
+
+func (s *Set) standalone(id, name string) bool {
+	referred := false
+	for _, c := range s.Correlations {
+		for _, ref := range c.Refs {
+			if refers(ref, id, name) {
+				if c.Generate {
+					return true
+				}
+				referred = true
+			}
+		}
+	}
+	return !referred
 }
 
 // Event reads the match of r on row of the batch ev is evaluating (from
@@ -217,7 +240,7 @@ func (w *Windows) add(cr *Correlation, tenant string, ref int, t time.Time, read
 		return err
 	}
 	m := CorrelationMatch{Rule: cr, Tenant: tenant, Group: win.Group, First: win.Events[0].T, Last: newest, Events: len(win.Events)}
-	f := Fired{Match: m, Alert: correlationAlert(m, gk.String(), win.Evidence)}
+	f := Fired{Match: m, Alert: correlationAlert(m, gk.String(), win.Evidence), Standalone: w.set.standalone(cr.ID, cr.Name)}
 	*out = append(*out, f)
 	// Chained correlations see the firing as an event of this rule, with
 	// its group as the event's fields.

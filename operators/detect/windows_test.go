@@ -18,6 +18,7 @@ import (
 //	                       prints the correlations that fired
 //	sweep                  ages windows behind their tenant's clock
 //	windows                lists the open windows
+//	standalone             lists which rules raise alerts of their own
 func TestWindows(t *testing.T) {
 	datadriven.Walk(t, "testdata/windows", func(t *testing.T, path string) {
 		var set *Set
@@ -69,8 +70,12 @@ func TestWindows(t *testing.T) {
 					}
 					for _, x := range fired {
 						m := x.Match
-						fmt.Fprintf(&b, "%d: %s fired: %s, %d events, %s..%s, %s %s\n", min, m.Rule.key(), group(m.Group), m.Events,
-							m.First.Format("15:04"), m.Last.Format("15:04"), x.Alert.Info.Severity, x.Alert.Info.ID)
+						alert := "no alert (feeds another correlation)"
+						if x.Standalone {
+							alert = "alert " + x.Alert.Info.Severity + " " + x.Alert.Info.ID
+						}
+						fmt.Fprintf(&b, "%d: %s fired: %s, %d events, %s..%s, %s\n", min, m.Rule.key(), group(m.Group), m.Events,
+							m.First.Format("15:04"), m.Last.Format("15:04"), alert)
 					}
 				}
 				if b.Len() == 0 {
@@ -83,6 +88,15 @@ func TestWindows(t *testing.T) {
 					return "error: " + err.Error() + "\n"
 				}
 				return fmt.Sprintf("%d windows expired\n", n)
+			case "standalone":
+				var b strings.Builder
+				for _, r := range set.Rules {
+					fmt.Fprintf(&b, "%s: %v\n", r.Key(), set.Standalone(r))
+				}
+				for _, c := range set.Correlations {
+					fmt.Fprintf(&b, "%s: %v\n", c.key(), set.standalone(c.ID, c.Name))
+				}
+				return b.String()
 			case "windows":
 				var b strings.Builder
 				kv.Scan([]byte{'T', spaceWindow}, func(k, v []byte) error {
