@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -73,6 +74,8 @@ const (
 type Windows struct {
 	set *Set
 	kv  KV
+	// cursor is the last window Sweep looked at.
+	cursor []byte
 }
 
 // NewWindows returns the correlation windows of the set's resolved
@@ -332,7 +335,8 @@ func fires(cr *Correlation, evs []windowEvent) bool {
 
 // Sweep deletes the windows whose newest event is a timespan behind their
 // tenant's clock (owns: whether this process may age a tenant's state; nil:
-// all), at most limit of them, and says how many it deleted.
+// all). It looks at most limit windows, going on after the last one the
+// previous call looked at, and says how many it deleted.
 func (w *Windows) Sweep(owns func(tenant string) bool, limit int) (int, error) {
 	spans := map[string]time.Duration{}
 	for _, c := range w.set.Correlations {
@@ -340,29 +344,36 @@ func (w *Windows) Sweep(owns func(tenant string) bool, limit int) (int, error) {
 	}
 	clocks := map[string]time.Time{}
 	var stale [][]byte
-	var scanErr error
+	scanned := 0
+	from := w.cursor
 	err := w.kv.Scan([]byte{'T', spaceWindow}, func(k, v []byte) error {
-		if len(stale) >= limit {
+		if scanned >= limit {
+			return errSwept
+		}
+		if from != nil && bytes.Compare(k, from) <= 0 {
 			return nil
 		}
+		scanned++
+		w.cursor = bytes.Clone(k)
 		tenant, _, ok := state.KeyTenant(k)
 		if !ok || owns != nil && !owns(string(tenant)) {
 			return nil
 		}
 		var win window
-		if json.Unmarshal(v, &win) != nil || len(win.Events) == 0 {
-			stale = append(stale, bytes.Clone(k))
-			return nil
+		var span time.Duration
+		known := false
+		if json.Unmarshal(v, &win) == nil {
+			span, known = spans[win.Rule]
 		}
-		span, ok := spans[win.Rule]
-		if !ok { // the rule is gone
+		if !known || len(win.Events) == 0 { // unreadable, or its rule is gone
 			stale = append(stale, bytes.Clone(k))
 			return nil
 		}
 		now, seen := clocks[string(tenant)]
 		if !seen {
-			if now, scanErr = w.clock(string(tenant)); scanErr != nil {
-				return scanErr
+			var err error
+			if now, err = w.clock(string(tenant)); err != nil {
+				return err
 			}
 			clocks[string(tenant)] = now
 		}
@@ -371,6 +382,11 @@ func (w *Windows) Sweep(owns func(tenant string) bool, limit int) (int, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, errSwept) {
+		err = nil
+	} else if err == nil {
+		w.cursor = nil // every window seen: start over next time
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -381,6 +397,9 @@ func (w *Windows) Sweep(owns func(tenant string) bool, limit int) (int, error) {
 	}
 	return len(stale), nil
 }
+
+// errSwept stops Sweep's scan at its limit.
+var errSwept = errors.New("detect: sweep limit reached")
 
 // memKV is a KV in memory (stitch rules test).
 type memKV map[string][]byte

@@ -16,7 +16,7 @@ import (
 //	rules                  a YAML rule set; prints what loaded
 //	observe [tenant=t]     one event a line: <minutes> <rule name or id> [field=value ...];
 //	                       prints the correlations that fired
-//	sweep                  ages windows behind their tenant's clock
+//	sweep [limit=n]        ages windows behind their tenant's clock, looking at n
 //	windows                lists the open windows
 //	standalone             lists which rules raise alerts of their own
 func TestWindows(t *testing.T) {
@@ -83,7 +83,11 @@ func TestWindows(t *testing.T) {
 				}
 				return b.String()
 			case "sweep":
-				n, err := w.Sweep(nil, 1000)
+				limit := 1000
+				if d.HasArg("limit") {
+					d.ScanArgs(t, "limit", &limit)
+				}
+				n, err := w.Sweep(nil, limit)
 				if err != nil {
 					return "error: " + err.Error() + "\n"
 				}
