@@ -37,8 +37,10 @@ type sharedMember struct {
 	Instance string   `json:"instance"`
 	Brokers  []string `json:"brokers"`
 	Config   Config   `json:"config"`
-	// KillAtCommit, in a process of its own: SIGKILL itself right after
-	// the n-th partition commit.json it writes, before their renames.
+	// KillAtCommit, in a process of its own: SIGKILL itself as it is about
+	// to write its n-th partition commit.json, once the other partitions
+	// of that segment wrote theirs (none renamed yet): some of the
+	// segment is committed, some not.
 	KillAtCommit int `json:"killAtCommit"`
 }
 
@@ -154,7 +156,7 @@ func TestSharedHuntingRoot(t *testing.T) {
 	bm := startSharedMember(t, ctx, member("b"))
 	feed("b joined")
 
-	// c in a process of its own, killed after its third partition commit.
+	// c in a process of its own, killed in its third partition commit.
 	cm := member("c")
 	cm.KillAtCommit = 3
 	child := startMemberProcess(t, cm, filepath.Join(dir, "c.log"))
@@ -198,6 +200,9 @@ feeding:
 		}
 	}
 	t.Logf("c killed with %d staged files, %d of them committed; %d rows produced", len(staged), len(orphans), produced)
+	if len(orphans) == 0 || len(orphans) == len(staged) {
+		t.Logf("(the kill left no mix of committed and uncommitted files: c's segment had one partition)")
+	}
 	feed("after c's kill")
 	// Its session ends (static membership: 10 s) and its partitions move
 	// to a and b, which publish what c committed.
@@ -280,8 +285,9 @@ func TestSharedHuntingMember(t *testing.T) {
 	if m.KillAtCommit > 0 {
 		var commits atomic.Int64
 		huntingTestOptions = append(huntingTestOptions, parquet.Hook(func(event string, tp parquet.TopicPartition) error {
-			if event == "committed" && commits.Add(1) == int64(m.KillAtCommit) {
-				fmt.Fprintf(os.Stderr, "killing myself after the commit of %s/%d\n", tp.Topic, tp.Partition)
+			if event == "commit" && commits.Add(1) == int64(m.KillAtCommit) {
+				time.Sleep(300 * time.Millisecond) // the segment's other commits
+				fmt.Fprintf(os.Stderr, "killing myself before the commit of %s/%d\n", tp.Topic, tp.Partition)
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
 			}

@@ -50,6 +50,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -141,10 +142,13 @@ func OnQuarantine(f func(file, reason string)) Option {
 // part of its files' names. Two live writers never share an instance.
 func Instance(id string) Option { return func(c *config) { c.instance = id } }
 
-// Hook is called at the points of a commit where a crash matters:
-// "committed" after a partition's commit.json is written and before its
-// files are renamed. An error returned stops the commit there as a crash
-// would (tests kill the process at it).
+// Hook is called at the points of a commit where a crash matters (tests
+// stop the commit, or kill the process, at them), for each partition of
+// the segment, from the goroutine that writes its commit.json (several
+// write at once), before any file is renamed: "commit" before the
+// partition's commit.json is written (an error: it is not), "committed"
+// after. After an error the commit stops as after a crash: the partitions
+// written stay committed with their files staged, the others are not.
 func Hook(f func(event string, tp TopicPartition) error) Option {
 	return func(c *config) { c.hook = f }
 }
@@ -664,25 +668,17 @@ func (w *Writer) Commit() error {
 	for _, f := range w.finished {
 		files[f.tp] = append(files[f.tp], f)
 	}
-	created := w.cfg.clock().UTC()
 	commits := make([]*partitionCommit, 0, len(tps))
 	for _, tp := range tps {
 		r := w.ranges[tp]
-		c := &partitionCommit{Topic: tp.Topic, Partition: tp.Partition, Next: r.Last + 1, Segment: w.segment(tp),
-			Instance: w.cfg.instance, Created: created, Files: files[tp]}
-		if err := w.writeCommit(c); err != nil {
-			w.broken = err
-			w.committedSome(commits)
-			return err
-		}
-		commits = append(commits, c)
-		if w.cfg.hook != nil {
-			if err := w.cfg.hook("committed", tp); err != nil {
-				w.broken = err
-				w.committedSome(commits)
-				return err
-			}
-		}
+		commits = append(commits, &partitionCommit{Topic: tp.Topic, Partition: tp.Partition, Next: r.Last + 1, Segment: w.segment(tp),
+			Instance: w.cfg.instance, Created: w.cfg.clock().UTC(), Files: files[tp]})
+	}
+	written, err := w.writeCommits(commits)
+	if err != nil {
+		w.broken = err
+		w.committedSome(written)
+		return err
 	}
 	if w.crashAfterManifest { // tests: die between the commits and the renames
 		w.broken = errCrash
@@ -701,6 +697,55 @@ func (w *Writer) Commit() error {
 	w.cfg.log.Debug("hunting: committed segment", "partitions", len(commits), "files", len(w.finished), "rows", rows)
 	w.resetSegment()
 	return nil
+}
+
+// commitWriters bounds the commit.json files written at once: each is two
+// fsyncs (the file, its directory), which a network file system answers
+// in parallel far faster than in turn.
+const commitWriters = 16
+
+// writeCommits writes the partitions' commit.json files, several at once,
+// each its partition's commit point, and returns those written (all,
+// unless an error or the hook stopped some).
+func (w *Writer) writeCommits(commits []*partitionCommit) ([]*partitionCommit, error) {
+	done := make([]bool, len(commits))
+	errs := make([]error, len(commits))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(commitWriters, len(commits)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				c := commits[i]
+				tp := TopicPartition{c.Topic, c.Partition}
+				if w.cfg.hook != nil {
+					if errs[i] = w.cfg.hook("commit", tp); errs[i] != nil {
+						continue
+					}
+				}
+				if errs[i] = w.writeCommit(c); errs[i] != nil {
+					continue
+				}
+				done[i] = true
+				if w.cfg.hook != nil {
+					errs[i] = w.cfg.hook("committed", tp)
+				}
+			}
+		}()
+	}
+	for i := range commits {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var written []*partitionCommit
+	for i, c := range commits {
+		if done[i] {
+			written = append(written, c)
+		}
+	}
+	return written, errors.Join(errs...)
 }
 
 // committedSome records that the partitions of commits are committed, also
