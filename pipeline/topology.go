@@ -85,7 +85,7 @@ type Runner interface {
 // stages is the topology, in data-flow order: the order stages start in,
 // and the reverse of the order their resources close in.
 func stages() []Stage {
-	return []Stage{normalizeStage(), detectCorrelateStage(), correlateStage(), huntingStage(), respondFeedStage(), respondDecisionsStage(), respondStage(), webhookStage(), microsoftStage(), viewStage()}
+	return []Stage{normalizeStage(), detectCorrelateStage(), correlateStage(), huntingStage(), respondFeedStage(), respondDecisionsStage(), respondStage(), webhookStage(), microsoftStage(), viewStage(), updatesStage()}
 }
 
 // WithStage adds a stage to the topology (tests; later capabilities are

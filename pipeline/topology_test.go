@@ -247,7 +247,7 @@ func TestTopologyDerivesTopicsGroupsAndStores(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(names, []string{"normalize", "correlate", "hunting", "respond-feed", "respond-decisions", "respond", "view", "count"}) {
+	if !slices.Equal(names, []string{"normalize", "correlate", "hunting", "respond-feed", "respond-decisions", "respond", "view", "incident-updates", "count"}) {
 		t.Fatalf("stages %v", names)
 	}
 	if created[cfg.Topics.Incidents].Configs["cleanup.policy"] != "compact" {
@@ -300,7 +300,7 @@ func TestTopologyDerivesTopicsGroupsAndStores(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Stages) != 8 || doc.Stages[1].Name != "correlate" || doc.Stages[1].Group != "stitch-correlate" ||
+	if len(doc.Stages) != 9 || doc.Stages[1].Name != "correlate" || doc.Stages[1].Group != "stitch-correlate" ||
 		len(doc.Stages[1].Stores) != 1 || !slices.Equal(doc.Stages[1].Stores[0].Changelogs, []string{cfg.Topics.Changelog, cfg.Topics.WindowChangelog}) {
 		t.Fatalf("topology JSON:\n%s", buf.String())
 	}

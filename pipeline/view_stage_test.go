@@ -33,8 +33,8 @@ func TestViewIsRebuiltFromTheTopicsInAnyProcess(t *testing.T) {
 	v2.Version, v2.Severity, v2.LastUpdateDateTime = 2, "high", at.Add(time.Hour)
 	v2.Alerts = append(v2.Alerts, correlate.Alert{ID: "a2", Title: "second", Severity: "high", FirstActivityDateTime: at.Add(time.Hour)})
 	other := correlate.Incident{ID: "inc-2", TenantID: "t2", Status: correlate.StatusActive, Severity: "low", Version: 1, CreatedDateTime: at, LastUpdateDateTime: at}
-	upd := view.Update{IncidentID: "inc-1", TenantID: "t1", Revision: 1, Status: correlate.StatusInProgress, Classification: "truePositive", By: "alice", Time: at.Add(time.Minute),
-		Change: "status inProgress; classification truePositive", Log: []view.Change{{Revision: 1, Source: view.SourceAnalyst, By: "alice", Time: at.Add(time.Minute)}}}
+	upd := view.Update{AnalystUpdate: correlate.AnalystUpdate{IncidentID: "inc-1", Revision: 1, Status: correlate.StatusInProgress, Classification: "truePositive",
+		By: "alice", Time: at.Add(time.Minute)}, TenantID: "t1", Change: "status inProgress; classification truePositive", Log: []view.Change{{Revision: 1, Source: view.SourceAnalyst, By: "alice", Time: at.Add(time.Minute)}}}
 	act := respond.Action{ID: "act-1", TenantID: "t1", Type: respond.IsolateDevice, IncidentID: "inc-1", Status: respond.StatusPending, Version: 1,
 		Target: respond.Target{DeviceID: "dev1", DeviceName: "ws-1"}}
 	approved := act

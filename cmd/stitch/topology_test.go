@@ -46,7 +46,7 @@ func TestTopologyCommand(t *testing.T) {
 		names = append(names, s.Name+"@"+s.Group)
 	}
 	if !slices.Equal(names, []string{"normalize@stitch-normalize", "correlate@stitch-correlate", "hunting@stitch-hunting",
-		"respond-feed@stitch-respond-feed", "respond-decisions@stitch-respond-decisions", "respond@stitch-respond", "view@stitch-view"}) {
+		"respond-feed@stitch-respond-feed", "respond-decisions@stitch-respond-decisions", "respond@stitch-respond", "view@stitch-view", "incident-updates@stitch-incident-updates"}) {
 		t.Fatalf("stages %v", names)
 	}
 	if st := doc.Stages[1].Stores; len(st) != 1 || len(st[0].Changelogs) != 2 {

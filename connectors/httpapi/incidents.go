@@ -154,7 +154,7 @@ func (a *API) patchIncident(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if !ok {
 		return errNotFound("no incident %s in your tenants", id)
 	}
-	u := view.Update{IncidentID: id, TenantID: inc.TenantID}
+	u := view.Update{AnalystUpdate: correlate.AnalystUpdate{IncidentID: id}, TenantID: inc.TenantID}
 	if prev != nil {
 		u = *prev
 		u.Tags = slices.Clone(prev.Tags)

@@ -278,20 +278,15 @@ type Comment struct {
 // consumer keeps the highest revision. Log is the audit trail of the
 // revisions, so that compaction keeps it.
 type Update struct {
-	IncidentID     string    `json:"incidentId"`
-	TenantID       string    `json:"tenantId"`
-	Revision       int64     `json:"revision"`
-	Status         string    `json:"status,omitempty"`
-	Classification string    `json:"classification,omitempty"`
-	Determination  string    `json:"determination,omitempty"`
-	AssignedTo     *string   `json:"assignedTo,omitempty"`
-	Tags           []string  `json:"tags,omitempty"`
-	Comments       []Comment `json:"comments,omitempty"`
-	// By, Time and Change are this revision's: who, when and what.
-	By     string    `json:"by"`
-	Time   time.Time `json:"time"`
-	Change string    `json:"change"`
-	Log    []Change  `json:"log,omitempty"`
+	// The fields the correlator keeps on the incident's versions: the
+	// incident, the revision, status, classification, determination,
+	// assignee, tags, and who made this revision when.
+	correlate.AnalystUpdate
+	TenantID string    `json:"tenantId"`
+	Comments []Comment `json:"comments,omitempty"`
+	// Change says what this revision changed.
+	Change string   `json:"change"`
+	Log    []Change `json:"log,omitempty"`
 }
 
 // Change is one version of an incident: a correlator's or an analysts'.

@@ -392,7 +392,9 @@ type incState struct {
 	Inc       Incident  `json:"inc"`
 	Entities  []string  `json:"ents"`
 	LastAlert time.Time `json:"last"`
-	changed   bool
+	// Rev is the analysts' last revision applied (analyst.go).
+	Rev     int64 `json:"rev,omitempty"`
+	changed bool
 }
 
 // tx is one Apply or Tick: a read-your-writes batch and per-call caches.
@@ -640,6 +642,11 @@ func (t *tx) apply(partition int32, f *Facts) ([]Incident, error) {
 	}
 	for _, w := range work {
 		if err := t.correlate(w.id, w.ents); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range f.Updates {
+		if err := t.analyst(u); err != nil {
 			return nil, err
 		}
 	}

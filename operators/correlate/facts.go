@@ -33,6 +33,8 @@ type Facts struct {
 	Files       []FileFact       `json:"files,omitempty"`
 	// DeviceGroups are devices' groups (DeviceInfo), for response too.
 	DeviceGroups []DeviceGroupFact `json:"deviceGroups,omitempty"`
+	// Updates are analysts' changes to incidents (analyst.go).
+	Updates []AnalystUpdate `json:"updates,omitempty"`
 	// MaxTime is the latest event time in the batch (drives the watermark).
 	MaxTime time.Time `json:"maxTime"`
 }
@@ -95,7 +97,7 @@ func UnmarshalFacts(b []byte) (*Facts, error) {
 }
 
 func (f *Facts) empty() bool {
-	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0 && len(f.Attachments) == 0 && len(f.Files) == 0 && len(f.DeviceGroups) == 0
+	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0 && len(f.Attachments) == 0 && len(f.Files) == 0 && len(f.DeviceGroups) == 0 && len(f.Updates) == 0
 }
 
 // Extract summarises one normalized batch; nil when it holds nothing that

@@ -33,6 +33,8 @@ import (
 //	severity A            severity of A's incident
 //	name A                displayName of A's incident
 //	reason A B            the entities A's incident gives as the A-B link
+//	analyst A rev=N [status=S] [classification=C] [determination=D] [assigned=U] [tags=a,b] [incident=ID]
+//	                      an analyst's change to A's incident (or incident ID), as the facts carry it
 //
 // Every scenario ends with the correlator's invariants checked.
 func TestScenarios(t *testing.T) {
@@ -163,7 +165,8 @@ func (s *scenario) incidentOf(where, ref string) Incident {
 	}
 	var found []Incident
 	for _, inc := range s.latest {
-		if inc.Status != StatusActive || (tenant != "" && inc.TenantID != tenant) {
+		// Live: not merged away nor closed (an analyst's inProgress is live).
+		if inc.Status == StatusRedirected || inc.Status == StatusResolved || (tenant != "" && inc.TenantID != tenant) {
 			continue
 		}
 		if slices.ContainsFunc(inc.Alerts, func(a Alert) bool { return a.ID == id }) {
@@ -245,6 +248,51 @@ func (s *scenario) directive(d *datadriven.TestData) string {
 		})
 		s.record(out)
 		return versions(out)
+	case "analyst":
+		inc := s.incidentOf(d.Pos, args[0])
+		u := AnalystUpdate{IncidentID: inc.ID, Time: inc.LastUpdateDateTime}
+		for _, a := range d.CmdArgs[1:] {
+			v := strings.Join(a.Vals, ",")
+			switch a.Key {
+			case "rev":
+				u.Revision, _ = strconv.ParseInt(v, 10, 64)
+			case "status":
+				u.Status = v
+			case "classification":
+				u.Classification = v
+			case "determination":
+				u.Determination = v
+			case "assigned":
+				u.AssignedTo = &v
+			case "tags":
+				u.Tags = a.Vals
+			case "incident":
+				u.IncidentID = v // an incident by id (a merged one)
+			default:
+				d.Fatalf(t, "analyst: unknown field %s", a.Key)
+			}
+		}
+		var out []Incident
+		inTx(t, s.correlator(), func() {
+			var err error
+			if out, err = s.correlator().ApplyOffset(0, &Facts{Tenant: inc.TenantID, Updates: []AnalystUpdate{u}}, "facts", s.offset); err != nil {
+				d.Fatalf(t, "analyst: %v", err)
+			}
+			s.offset++
+		})
+		s.record(out)
+		var b strings.Builder
+		for _, inc := range out {
+			who := "nobody"
+			if inc.AssignedTo != nil {
+				who = *inc.AssignedTo
+			}
+			fmt.Fprintf(&b, "%s v%d %s %s/%s assigned=%s tags=%s\n", inc.ID, inc.Version, inc.Status, inc.Classification, inc.Determination, who, strings.Join(inc.Tags, ","))
+		}
+		if b.Len() == 0 {
+			return "no versions\n"
+		}
+		return b.String()
 	case "same":
 		first := s.incidentOf(d.Pos, args[0])
 		var differ []string

@@ -72,10 +72,10 @@ type AutomationRule struct {
 	// DeviceGroup matches actions on a device of that group (DeviceInfo's
 	// MachineGroup, as known when the action is decided; case-insensitive).
 	DeviceGroup string `yaml:"deviceGroup"`
-	EntityType string `yaml:"entityType"`
-	Action     string `yaml:"action"`
-	Playbook   string `yaml:"playbook"`
-	Level      string `yaml:"level"`
+	EntityType  string `yaml:"entityType"`
+	Action      string `yaml:"action"`
+	Playbook    string `yaml:"playbook"`
+	Level       string `yaml:"level"`
 }
 
 //go:embed defaults.yaml
