@@ -52,9 +52,9 @@ func idleRollAfter(commitInterval time.Duration) time.Duration {
 // huntingSink is stage 3: it reads the hunting.<Table> topics (read
 // committed) and writes Parquet partitions. Like Kafka Connect's file sinks it
 // keeps its offsets beside its files: a segment of files is committed with
-// the offsets it covers in the writer's manifest, and on assignment the
-// consumer seeks to the manifest's offsets, so no row is lost or written
-// twice across restarts. Group offsets are committed after each segment only
+// the offsets it covers, in each input partition's commit.json, and on
+// assignment the consumer seeks to the partition's committed offset, so no
+// row is lost or written twice across restarts. Group offsets are committed after each segment only
 // so that lag is visible to operators.
 //
 // Several instances may share hunting.dir: the writer owns (locks) the
@@ -169,7 +169,7 @@ func (h *huntingSink) onAssigned(ctx context.Context, cl *kgo.Client, assigned m
 	offs, err := kadm.NewClient(cl).FetchOffsets(fctx, h.sc.Group)
 	cancel()
 	if err != nil {
-		h.p.log.Warn("hunting: group offsets unknown; resuming from the manifest", "err", err)
+		h.p.log.Warn("hunting: group offsets unknown; resuming from the directory's commits", "err", err)
 	} else {
 		offs.Each(func(o kadm.OffsetResponse) {
 			if o.Err == nil && o.At >= 0 {
@@ -418,8 +418,8 @@ func (h *huntingSink) Run(ctx context.Context) error {
 		})
 		if werr != nil && wctx.Err() != nil && errors.Is(werr, wctx.Err()) {
 			// Stopped inside a batch: drop the segment rather than commit
-			// half a record; all of it is read again from the manifest's
-			// offsets (the group's are not committed past them).
+			// half a record; all of it is read again from the partitions'
+			// commits (the group's offsets are not committed past them).
 			h.partial = true
 			clear(h.pending)
 			clear(h.consumed)
