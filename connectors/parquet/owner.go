@@ -123,8 +123,11 @@ func (w *Writer) Own(tps ...TopicPartition) (next map[TopicPartition]int64, busy
 func (w *Writer) Release(tps ...TopicPartition) error {
 	for _, tp := range tps {
 		if _, pending := w.ranges[tp]; pending {
-			w.broken = fmt.Errorf("parquet: %s/%d released with rows not committed", tp.Topic, tp.Partition)
-			return w.broken
+			err := fmt.Errorf("parquet: %s/%d released with rows not committed", tp.Topic, tp.Partition)
+			if w.broken == nil {
+				w.broken = err
+			}
+			return err
 		}
 	}
 	for _, tp := range tps {
