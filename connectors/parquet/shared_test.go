@@ -289,3 +289,45 @@ func TestOlderWriterIsRefused(t *testing.T) {
 		t.Fatal("an older writer could take the directory beside a running one")
 	}
 }
+
+// TestFailedPublishKeepsCommittedFiles: when a committed file can be
+// neither published nor quarantined (the disk itself), the commit fails
+// and the writer is aborted, but the committed partition's staged file is
+// kept for its next owner: nothing committed is lost.
+func TestFailedPublishKeepsCommittedFiles(t *testing.T) {
+	dir := t.TempDir()
+	p0 := TopicPartition{"hunting.DeviceEvents", 0}
+	w, err := Open(dir, Instance("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRows(t, w, p0, 0, 0)
+	// Where the partition's directories and the quarantine should be,
+	// plain files.
+	for _, p := range []string{"DeviceEvents", quarantineDir} {
+		if err := os.WriteFile(filepath.Join(dir, p), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err == nil {
+		t.Fatal("commit succeeded with nowhere to publish")
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("close of a broken writer succeeded")
+	}
+	if n := countStaged(t, dir); n != 1 {
+		t.Fatalf("%d staged files after the abort, want the committed one", n)
+	}
+	for _, p := range []string{"DeviceEvents", quarantineDir} {
+		os.Remove(filepath.Join(dir, p))
+	}
+	w, err = Open(dir, Instance("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next, _, err := w.Own(p0); err != nil || next[p0] != 1 {
+		t.Fatalf("b owns p0: %v %v", next, err)
+	}
+	w.Close()
+	onceEach(t, dir, 1)
+}

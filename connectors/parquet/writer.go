@@ -690,11 +690,14 @@ func (w *Writer) Commit() error {
 		w.broken = err
 		return err
 	}
-	var rows int64
-	for _, f := range w.finished {
-		rows += f.Rows
+	var rows, nfiles int64
+	for _, c := range commits {
+		for _, f := range c.Files {
+			rows += f.Rows
+			nfiles++
+		}
 	}
-	w.cfg.log.Debug("hunting: committed segment", "partitions", len(commits), "files", len(w.finished), "rows", rows)
+	w.cfg.log.Debug("hunting: committed segment", "partitions", len(commits), "files", nfiles, "rows", rows)
 	w.resetSegment()
 	return nil
 }
@@ -750,8 +753,9 @@ func (w *Writer) writeCommits(commits []*partitionCommit) ([]*partitionCommit, e
 
 // committedSome records that the partitions of commits are committed, also
 // when the rest of the segment is not: their offsets move on, and their
-// files are no longer the segment's to drop (Abort) but the commit's to
-// publish (here, or by whoever owns the partition next).
+// files are no longer the segment's to drop (Abort, after a failure
+// however late) but the commit's to publish (here, or by whoever owns the
+// partition next).
 func (w *Writer) committedSome(commits []*partitionCommit) {
 	done := map[TopicPartition]bool{}
 	for _, c := range commits {
@@ -759,9 +763,6 @@ func (w *Writer) committedSome(commits []*partitionCommit) {
 		done[tp] = true
 		w.next[tp] = c.Next
 		delete(w.ranges, tp)
-	}
-	if w.broken == nil {
-		return
 	}
 	kept := w.finished[:0]
 	for _, f := range w.finished {
