@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"os"
@@ -45,6 +46,7 @@ func TestReadmeDuckDBExample(t *testing.T) {
 	june := time.Date(2024, 6, 3, 8, 0, 0, 0, time.UTC)
 	may := time.Date(2024, 5, 30, 8, 0, 0, 0, time.UTC)
 	want := map[string]int{}
+	all := 0 // every row written, whatever its date
 	id := int64(0)
 	write := func(w *parquet.Writer, tp parquet.TopicPartition, off int64, tenant string, at time.Time, n int) {
 		t.Helper()
@@ -61,6 +63,7 @@ func TestReadmeDuckDBExample(t *testing.T) {
 		if !at.Before(june) {
 			want[tenant] += n
 		}
+		all += n
 	}
 	write(a, p0, 0, "t1", june, 3)
 	write(a, p0, 1, "t1", may, 2)
@@ -79,6 +82,7 @@ func TestReadmeDuckDBExample(t *testing.T) {
 	}
 	write(b, p0, 1, "t1", june, 1) // already committed by a: skipped
 	want["t1"]--
+	all--
 	write(b, p0, 2, "t1", june, 5)
 	for _, w := range []*parquet.Writer{a, b} {
 		if err := w.Close(); err != nil {
@@ -115,5 +119,13 @@ func TestReadmeDuckDBExample(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(wantRows, "\n") {
 		t.Errorf("README example over a directory two instances wrote:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantRows, "\n"))
+	}
+	// And stitch hunt's own views see each row once.
+	res, err := Run(context.Background(), dir, "SELECT count(*), count(DISTINCT ReportId) FROM DeviceProcessEvents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, distinct := fmt.Sprint(res.Rows[0][0]), fmt.Sprint(res.Rows[0][1]); n != fmt.Sprint(all) || distinct != n {
+		t.Errorf("stitch hunt counts %s rows, %s distinct, want %d", n, distinct, all)
 	}
 }
