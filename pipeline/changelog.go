@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"sync"
@@ -36,18 +37,56 @@ import (
 // changelogValueSet prefixes a changelog value that sets its key.
 const changelogValueSet = 's'
 
+// changelogValueGroup prefixes the value of a grouped record: windowed
+// keys with empty values that share a prefix (a store says which:
+// changelogGrouper), written by one transaction, at most
+// maxGroupBytes of them a record. Its key is the prefix, 0xff, the input
+// offset the transaction reached on the partition (8 bytes, big-endian;
+// unique per committed transaction) and the record's number within the
+// group (4 bytes), so that compaction never drops one record for another;
+// its value is changelogValueGroup then each key's rest, uvarint length
+// first. A restore sets prefix+rest to the empty value for each: the store
+// is the same as if every key had had its own record.
+const changelogValueGroup = 'g'
+
+// maxGroupBytes bounds the keys' rests one grouped record carries (well
+// under a broker's default message size).
+const maxGroupBytes = 64 << 10
+
+// groupKeySuffix is what a grouped record's key adds to the prefix.
+const groupKeySuffix = 1 + 8 + 4
+
+// changelogGrouper is a store whose windowed changes may travel grouped:
+// ChangelogGroup returns the length of the prefix a change shares with
+// the others of its group, or 0 for one that travels alone.
+type changelogGrouper interface {
+	ChangelogGroup(key, val []byte) int
+}
+
+// changelogGroup is one group of a transaction's windowed changes.
+type changelogGroup struct {
+	part   int32
+	prefix string
+	chunk  uint32 // the record's number within its group
+	rests  []byte // uvarint length, rest; per key
+	n      int
+}
+
 // changelogWriter writes a store's transactions to its changelog topics
 // and remembers how far it wrote, which the store records when it commits.
 type changelogWriter struct {
 	topic, window string
 	input         string // the input topic, whose partitioner places tenants
 
-	mu     sync.Mutex
-	nparts int
-	part   kgo.TopicPartitioner
-	tenant map[string]int32
-	last   map[string]*kgo.Record // timeless key → its record in this transaction
-	order  []*kgo.Record
+	mu      sync.Mutex
+	nparts  int
+	part    kgo.TopicPartitioner
+	tenant  map[string]int32
+	last    map[string]*kgo.Record // timeless key → its record in this transaction
+	order   []*kgo.Record
+	groups  map[string]int // partition and prefix → index in grouped
+	grouped []changelogGroup
+	reached map[int32][]byte // input partition → the offset the transaction reached (8 bytes)
 
 	// posMu guards pos apart from mu: produce callbacks record positions
 	// while emit (holding mu) may wait for buffer space.
@@ -97,6 +136,13 @@ func (c *changelogWriter) emit(st StateStore, nparts int, produce func(*kgo.Reco
 	clear(c.last)
 	order := c.order[:0]
 	n := 0
+	grouper, _ := st.(changelogGrouper)
+	if c.groups == nil {
+		c.groups, c.reached = map[string]int{}, map[int32][]byte{}
+	}
+	clear(c.groups)
+	clear(c.reached)
+	c.grouped = c.grouped[:0]
 	err := st.Changes(func(del bool, k, v []byte) error {
 		p, windowed, err := st.ChangelogRoute(k, c.partitionOf)
 		if err != nil {
@@ -106,6 +152,12 @@ func (c *changelogWriter) emit(st StateStore, nparts int, produce func(*kgo.Reco
 			return fmt.Errorf("changelog: key %q routes to partition %d of %d", k, p, c.nparts)
 		}
 		if windowed {
+			if grouper != nil && !del {
+				if pl := grouper.ChangelogGroup(k, v); pl > 0 {
+					c.group(p, k, pl)
+					return nil
+				}
+			}
 			produce(changelogRecord(c.window, p, del, k, v))
 			n++
 			return nil
@@ -119,6 +171,9 @@ func (c *changelogWriter) emit(st StateStore, nparts int, produce func(*kgo.Reco
 		}
 		if c.window != c.topic {
 			if tp, ok := state.ParseOffsetKey(k); ok && tp.Topic == c.input {
+				if !del && len(v) == 8 {
+					c.reached[p] = append(c.reached[p][:0], v...)
+				}
 				produce(changelogRecord(c.window, p, del, k, v))
 				n++
 			}
@@ -128,6 +183,26 @@ func (c *changelogWriter) emit(st StateStore, nparts int, produce func(*kgo.Reco
 	if err != nil {
 		return n, fmt.Errorf("changelog: %w", err)
 	}
+	// Groups go after the other windowed changes and before the timeless
+	// ones (a sighting is never deleted but with its whole bucket, by the
+	// watermark, which is timeless).
+	for i := range c.grouped {
+		g := &c.grouped[i]
+		reached, ok := c.reached[g.part]
+		if (g.n == 1 && g.chunk == 0) || !ok {
+			// One key, or (never expected) no input offset to name the
+			// group by: every key its own record.
+			for rest, off := []byte(nil), 0; off < len(g.rests); {
+				l, w := binary.Uvarint(g.rests[off:])
+				rest, off = g.rests[off+w:off+w+int(l)], off+w+int(l)
+				produce(changelogRecord(c.window, g.part, false, append([]byte(g.prefix), rest...), nil))
+				n++
+			}
+			continue
+		}
+		produce(groupRecord(c.window, g, reached))
+		n++
+	}
 	for _, r := range order {
 		produce(r)
 	}
@@ -135,6 +210,65 @@ func (c *changelogWriter) emit(st StateStore, nparts int, produce func(*kgo.Reco
 	clear(order)
 	c.order = order[:0]
 	return n, nil
+}
+
+// group adds a windowed change (key k, empty value, prefix length pl) to
+// its group.
+func (c *changelogWriter) group(p int32, k []byte, pl int) {
+	var pb [4]byte
+	binary.BigEndian.PutUint32(pb[:], uint32(p))
+	id := string(pb[:]) + string(k[:pl])
+	i, ok := c.groups[id]
+	if !ok {
+		i = len(c.grouped)
+		c.groups[id] = i
+		c.grouped = append(c.grouped, changelogGroup{part: p, prefix: string(k[:pl])})
+	}
+	if g := &c.grouped[i]; len(g.rests) >= maxGroupBytes {
+		chunk := g.chunk + 1
+		i = len(c.grouped)
+		c.groups[id] = i
+		c.grouped = append(c.grouped, changelogGroup{part: p, prefix: string(k[:pl]), chunk: chunk})
+	}
+	g := &c.grouped[i]
+	g.rests = binary.AppendUvarint(g.rests, uint64(len(k)-pl))
+	g.rests = append(g.rests, k[pl:]...)
+	g.n++
+}
+
+// groupRecord is the record of a group of changes (changelogValueGroup).
+func groupRecord(topic string, g *changelogGroup, reached []byte) *kgo.Record {
+	buf := make([]byte, 0, len(g.prefix)+groupKeySuffix+1+len(g.rests))
+	buf = append(buf, g.prefix...)
+	buf = append(buf, 0xff)
+	buf = append(buf, reached...)
+	buf = binary.BigEndian.AppendUint32(buf, g.chunk)
+	kl := len(buf)
+	buf = append(buf, changelogValueGroup)
+	buf = append(buf, g.rests...)
+	return &kgo.Record{Topic: topic, Partition: g.part, Key: buf[:kl:kl], Value: buf[kl:]}
+}
+
+// expandGroup calls set for every key of a grouped record.
+func expandGroup(r *kgo.Record, set func(key []byte) error) error {
+	if len(r.Key) < groupKeySuffix || r.Key[len(r.Key)-groupKeySuffix] != 0xff || len(r.Value) == 0 || r.Value[0] != changelogValueGroup {
+		return fmt.Errorf("changelog record %s/%d@%d: not a group of changes", r.Topic, r.Partition, r.Offset)
+	}
+	prefix := r.Key[:len(r.Key)-groupKeySuffix]
+	rests := r.Value[1:]
+	var k []byte
+	for len(rests) > 0 {
+		l, w := binary.Uvarint(rests)
+		if w <= 0 || uint64(len(rests)-w) < l {
+			return fmt.Errorf("changelog record %s/%d@%d: truncated group", r.Topic, r.Partition, r.Offset)
+		}
+		k = append(append(k[:0], prefix...), rests[w:w+int(l)]...)
+		if err := set(k); err != nil {
+			return err
+		}
+		rests = rests[w+int(l):]
+	}
+	return nil
 }
 
 // changelogRecord is the record of one change, in an allocation of its own

@@ -106,6 +106,10 @@ func (correlatorStore) ChangelogRoute(key []byte, partitionOf func(tenant []byte
 	return correlate.ChangelogRoute(key, partitionOf)
 }
 
+// ChangelogGroup groups a transaction's new prevalence sightings of a
+// tenant in a day bucket into few window-changelog records.
+func (correlatorStore) ChangelogGroup(key, val []byte) int { return correlate.SightingGroup(key, val) }
+
 func (cp *correlateProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	f, err := correlate.UnmarshalFacts(r.Value)
 	if err != nil {

@@ -344,6 +344,14 @@ func restoreTo(ctx context.Context, spec restoreSpec, committed map[int32]int64)
 // offsets are not applied as writes (they reach the store only with a
 // complete restore) but noted in shown, highest first.
 func applyChange(cor StateStore, facts string, r *kgo.Record, shown map[state.TopicPartition]int64) error {
+	if len(r.Value) > 0 && r.Value[0] == changelogValueGroup {
+		return expandGroup(r, func(k []byte) error {
+			if err := cor.Restore(false, k, []byte{}); err != nil {
+				return fmt.Errorf("restore: apply %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+			}
+			return nil
+		})
+	}
 	del, val, err := decodeChange(r)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)

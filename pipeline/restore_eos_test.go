@@ -25,12 +25,22 @@ func eosFacts(n int) []*correlate.Facts {
 		at := base.Add(time.Duration(i) * time.Minute)
 		tenant := fmt.Sprintf("tenant-%d", i%3)
 		id := fmt.Sprintf("da-%d", i)
+		// Telemetry saw two addresses: each batch names a few more
+		// devices (several observers of one entity per transaction: one
+		// grouped changelog record), so one of them becomes prevalent
+		// midway; alerts name them too, so prevalence decides links.
+		ip := fmt.Sprintf("ip:198.51.100.%d", i%2)
+		var observers []string
+		for j := range 3 {
+			observers = append(observers, fmt.Sprintf("device:name:seen-%d", (i*3+j)%(40+40*(i%2))))
+		}
 		out = append(out, &correlate.Facts{Tenant: tenant, MaxTime: at,
 			Alerts: []correlate.AlertFact{{ID: id, Time: at, Title: "Suspicious process", Severity: "Medium",
 				Category: "Execution", ServiceSource: "Microsoft Defender for Endpoint", DetectionSource: "EDR"}},
 			Evidence: []correlate.EvidenceFact{{AlertID: id, Time: at,
-				Entities: []string{fmt.Sprintf("device:name:host-%d", i%7), fmt.Sprintf("user:upn:u%d@contoso.com", i%5)},
+				Entities: []string{fmt.Sprintf("device:name:host-%d", i%7), fmt.Sprintf("user:upn:u%d@contoso.com", i%5), ip},
 				Evidence: correlate.Evidence{ODataType: correlate.GraphEvidenceType("Machine"), CreatedDateTime: at, Roles: []string{"compromised"}}}},
+			Sightings: []correlate.Sighting{{Entity: ip, Bucket: state.Bucket(at, correlate.PrevalenceBucket), Observers: observers}},
 		})
 	}
 	return out
@@ -314,6 +324,12 @@ func TestRestoreFromChangelogs(t *testing.T) {
 		})
 	}
 
+	// The sightings travelled grouped (one record per entity, bucket and
+	// transaction), and the restores above expanded them.
+	if n := groupedRecords(ctx, t, b.Addrs(), "wcl"); n == 0 {
+		t.Fatal("no grouped window-changelog record: the test does not exercise them")
+	}
+
 	// Changelogs that do not hold what the group committed (deleted and
 	// recreated): a clear error, not an empty state.
 	err = restore(newTestCorrelator(t), nil, "cl-empty", "wcl-empty")
@@ -339,4 +355,29 @@ func metricValue(t *testing.T, m *Metrics, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// groupedRecords counts the committed grouped records of a changelog topic.
+func groupedRecords(ctx context.Context, t *testing.T, addrs []string, topic string) int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	n := 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			return n
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if len(r.Value) > 0 && r.Value[0] == changelogValueGroup {
+				n++
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package correlate
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/stitch-xdr/stitch/state"
@@ -23,4 +24,27 @@ func ChangelogRoute(key []byte, partitionOf func(tenant []byte) int32) (partitio
 		return partitionOf(tenant), bucketed, nil
 	}
 	return 0, false, fmt.Errorf("correlate: state key %q has no changelog partition", key)
+}
+
+// SightingGroup says whether a state change is a prevalence sighting (an
+// empty value under bucket and tenant, then the entity and the observer)
+// and returns the length of its key up to the entity: the changelog
+// carries a transaction's new sightings of a tenant in a bucket as one
+// record (pipeline: changelogWriter, which bounds a record's size), so the
+// window changelog costs a few records per commit instead of one per new
+// observer. 0 for any other change.
+func SightingGroup(key, val []byte) int {
+	if len(val) != 0 || len(key) < 12 || key[1] != spaceSightings {
+		return 0
+	}
+	tenant, bucketed, ok := state.KeyTenant(key)
+	if !ok || !bucketed {
+		return 0
+	}
+	rest := 10 + len(tenant) + 1
+	// The entity, its separator and an observer follow.
+	if i := bytes.IndexByte(key[rest:], 0); i <= 0 || rest+i+1 >= len(key) {
+		return 0
+	}
+	return rest
 }
