@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -15,7 +16,8 @@ import (
 // evidence entities per call, half of them already in state, one in four
 // alerts joining an existing incident) with STITCH_BENCH_ENTITIES (default
 // 1,000,000) entities already in state, and reports the state's disk bytes
-// per entity after the preload.
+// per entity after the preload. STITCH_BENCH_PROFILE=FILE writes a CPU
+// profile of the measured part.
 func BenchmarkCorrelate(b *testing.B) {
 	entities := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("STITCH_BENCH_ENTITIES")); err == nil && v > 0 {
@@ -55,6 +57,19 @@ func BenchmarkCorrelate(b *testing.B) {
 	}
 	perEntity := float64(st.Metrics().DiskBytes) / float64(entities)
 
+	// STITCH_BENCH_PROFILE=FILE: a CPU profile of the measured alerts only
+	// (the preload's compactions and batched applies would hide them).
+	if path := os.Getenv("STITCH_BENCH_PROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; b.Loop(); i++ {
