@@ -243,8 +243,8 @@ func quickStart(t *testing.T) string {
 	return ""
 }
 
-// copyTree copies the Go module at src (sources, go.mod, go.sum; not .git,
-// testdata or build outputs) to dst.
+// copyTree copies the Go module at src (every source file, embedded assets
+// included; not .git, testdata, screenshots or build outputs) to dst.
 func copyTree(t *testing.T, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
@@ -259,7 +259,9 @@ func copyTree(t *testing.T, src, dst string) {
 			}
 			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
 		}
-		if !strings.HasSuffix(name, ".go") && name != "go.mod" && name != "go.sum" && !strings.HasSuffix(name, ".json") && !strings.HasSuffix(name, ".yaml") {
+		// Every source file, whatever go:embed takes in (the pane's HTML,
+		// JS and CSS); not built binaries, screenshots nor large data.
+		if !d.Type().IsRegular() || rel == "stitch" || strings.HasSuffix(name, ".png") || strings.HasSuffix(name, ".parquet") {
 			return nil
 		}
 		data, err := os.ReadFile(path)
