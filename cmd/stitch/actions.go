@@ -31,7 +31,7 @@ func init() {
 			"reversing action (ReleaseDevice, RemoveAppRestriction, UnblockIndicator) is decided, approved.",
 		example: "stitch actions --status pending\nstitch actions approve act-0123456789abcdef01234567 --by alice --comment 'confirmed with the user'\n" +
 			"stitch actions undo act-0123456789abcdef01234567 --by alice --comment 'device reimaged'",
-		run:     func(ctx context.Context, args []string) error { return actionsCmd(ctx, args, os.Stdout) },
+		run: func(ctx context.Context, args []string) error { return actionsCmd(ctx, args, os.Stdout) },
 	})
 }
 
