@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -88,7 +87,7 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			d.Decision = respond.StatusRejected
 		case "undo":
 			if _, ok := respond.Reverses[a.Type]; !ok {
-				return fmt.Errorf("action %s is %s, which cannot be undone (IsolateDevice, RestrictAppExecution and BlockIndicator can)", a.ID, a.Type)
+				return fmt.Errorf("action %s is %s, which cannot be undone (reversible: %s)", a.ID, a.Type, strings.Join(respond.ReversibleTypes(), ", "))
 			}
 			d.Decision = respond.DecisionUndo
 		}
@@ -99,12 +98,7 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(os.Stderr, "recorded on %s; the respond stage applies it ('stitch actions --incident %s' shows the new status)\n", cfg.Respond.Approvals, a.IncidentID)
 		return nil
 	}
-	statuses := map[string]bool{}
-	for _, s := range strings.Split(*status, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			statuses[s] = true
-		}
-	}
+	statuses := commaSet(*status)
 	var list []respond.Action
 	for _, a := range acts {
 		if *tenant != "" && a.TenantID != *tenant || *incident != "" && a.IncidentID != *incident || len(statuses) > 0 && !statuses[a.Status] {
@@ -112,18 +106,10 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		list = append(list, a)
 	}
-	sort.Slice(list, func(i, j int) bool {
-		if !list[i].LastUpdateDateTime.Equal(list[j].LastUpdateDateTime) {
-			return list[i].LastUpdateDateTime.After(list[j].LastUpdateDateTime)
-		}
-		return list[i].ID < list[j].ID
-	})
+	newestFirst(list, func(a respond.Action) (time.Time, string) { return a.LastUpdateDateTime, a.ID })
 	if *format == "json" {
-		enc := json.NewEncoder(stdout)
-		for _, a := range list {
-			if err := enc.Encode(a); err != nil {
-				return err
-			}
+		if err := writeJSONLines(stdout, list); err != nil {
+			return err
 		}
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -132,12 +131,7 @@ func incidents(ctx context.Context, args []string, stdout io.Writer) error {
 		writeIncident(stdout, inc)
 		return nil
 	}
-	statuses := map[string]bool{}
-	for _, s := range strings.Split(*status, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			statuses[s] = true
-		}
-	}
+	statuses := commaSet(*status)
 	var list []correlate.Incident
 	for _, inc := range incs {
 		if *tenant != "" && inc.TenantID != *tenant ||
@@ -147,23 +141,15 @@ func incidents(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		list = append(list, inc)
 	}
-	sort.Slice(list, func(i, j int) bool {
-		if !list[i].LastUpdateDateTime.Equal(list[j].LastUpdateDateTime) {
-			return list[i].LastUpdateDateTime.After(list[j].LastUpdateDateTime)
-		}
-		return list[i].ID < list[j].ID
-	})
+	newestFirst(list, func(inc correlate.Incident) (time.Time, string) { return inc.LastUpdateDateTime, inc.ID })
 	switch *format {
 	case "ids":
 		for _, inc := range list {
 			fmt.Fprintln(stdout, inc.ID)
 		}
 	case "json":
-		enc := json.NewEncoder(stdout)
-		for _, inc := range list {
-			if err := enc.Encode(inc); err != nil {
-				return err
-			}
+		if err := writeJSONLines(stdout, list); err != nil {
+			return err
 		}
 	default:
 		writeIncidentList(stdout, list)

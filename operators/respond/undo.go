@@ -51,7 +51,7 @@ func (r *Responder) undo(res *Result, d *Decision) error {
 	}
 	rev, reversible := Reverses[a.Type]
 	if !reversible {
-		return problem("action %s is %s, which cannot be undone (reversible: %s)", a.ID, a.Type, strings.Join(reversibleTypes(), ", "))
+		return problem("action %s is %s, which cannot be undone (reversible: %s)", a.ID, a.Type, strings.Join(ReversibleTypes(), ", "))
 	}
 	if a.Status != StatusApproved && a.Status != StatusSent && a.Status != StatusSucceeded {
 		return problem("action %s is %s: nothing was done to undo (a pending action is rejected instead)", a.ID, a.Status)
@@ -93,7 +93,8 @@ func (r *Responder) undo(res *Result, d *Decision) error {
 	return nil
 }
 
-func reversibleTypes() []string {
+// ReversibleTypes are the action types an undo can reverse, sorted.
+func ReversibleTypes() []string {
 	var out []string
 	for t := range Reverses {
 		out = append(out, t)
