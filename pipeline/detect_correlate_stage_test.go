@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -181,17 +180,7 @@ func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- p.Run(runCtx) }()
-		if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
-		stop()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		return p.Totals()
+		return runUntilIdle(t, ctx, p)
 	}
 	first := run(filepath.Join(dir, "a"), logonEvent(0, 4625, "dc1", "bob"), logonEvent(1, 4625, "dc1", "bob"))
 	st := first.Stages["detect-correlate"]

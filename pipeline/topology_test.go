@@ -121,17 +121,7 @@ func runCounting(ctx context.Context, t *testing.T, cfg Config, addrs []string, 
 			}
 		}
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	return p.Totals()
+	return runUntilIdle(t, ctx, p)
 }
 
 // A stage declared in a test, with no other change: the pipeline creates
@@ -347,4 +337,21 @@ func TestArchitectureShowsTheTopology(t *testing.T) {
 	if block != want.String() {
 		t.Fatalf("docs/ARCHITECTURE.md shows an old topology; replace its block with the output of\n\tgo run ./cmd/stitch topology\ngot:\n%s\nwant:\n%s", block, want.String())
 	}
+}
+
+// runUntilIdle runs p until every stage has committed all of its input,
+// stops it cleanly and returns its totals.
+func runUntilIdle(t *testing.T, ctx context.Context, p *Pipeline) Snapshot {
+	t.Helper()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return p.Totals()
 }
