@@ -33,7 +33,7 @@ import (
 //	severity A            severity of A's incident
 //	name A                displayName of A's incident
 //	reason A B            the entities A's incident gives as the A-B link
-//	analyst A rev=N [status=S] [classification=C] [determination=D] [assigned=U] [tags=a,b] [incident=ID]
+//	analyst A rev=N [status=S] [classification=C] [determination=D] [assigned=U] [tags=a,b] [incident=ID] [tenant=T]
 //	                      an analyst's change to A's incident (or incident ID), as the facts carry it
 //
 // Every scenario ends with the correlator's invariants checked.
@@ -251,6 +251,7 @@ func (s *scenario) directive(d *datadriven.TestData) string {
 	case "analyst":
 		inc := s.incidentOf(d.Pos, args[0])
 		u := AnalystUpdate{IncidentID: inc.ID, Time: inc.LastUpdateDateTime}
+		tenant := inc.TenantID
 		for _, a := range d.CmdArgs[1:] {
 			v := strings.Join(a.Vals, ",")
 			switch a.Key {
@@ -268,6 +269,8 @@ func (s *scenario) directive(d *datadriven.TestData) string {
 				u.Tags = a.Vals
 			case "incident":
 				u.IncidentID = v // an incident by id (a merged one)
+			case "tenant":
+				tenant = v // facts of another tenant naming this incident
 			default:
 				d.Fatalf(t, "analyst: unknown field %s", a.Key)
 			}
@@ -275,7 +278,7 @@ func (s *scenario) directive(d *datadriven.TestData) string {
 		var out []Incident
 		inTx(t, s.correlator(), func() {
 			var err error
-			if out, err = s.correlator().ApplyOffset(0, &Facts{Tenant: inc.TenantID, Updates: []AnalystUpdate{u}}, "facts", s.offset); err != nil {
+			if out, err = s.correlator().ApplyOffset(0, &Facts{Tenant: tenant, Updates: []AnalystUpdate{u}}, "facts", s.offset); err != nil {
 				d.Fatalf(t, "analyst: %v", err)
 			}
 			s.offset++

@@ -32,7 +32,7 @@ import (
 //	attachments [tenant=T]  delivered copies: sha256=<h> nmid=<m> to=<recipient> [at=<RFC3339>]
 //	files [tenant=T]      sightings: hash=<h> device=<id> [host=<name>] [at=<RFC3339>]
 //	devices [tenant=T]    device groups (DeviceInfo): device=<id> group=<g> [at=<RFC3339>]
-//	decide [tenant=T]     analysts' decisions: <approved|rejected|undo> type=<T> target=<key> incident=<I> by=<who> [comment=<c>] [at=<RFC3339>]
+//	decide [tenant=T]     analysts' decisions: <approved|rejected|undo> type=<T> target=<key> incident=<I> [id=<action id>] by=<who> [comment=<c>] [at=<RFC3339>]
 //	outcome [tenant=T]    executors' reports: <sent|succeeded|failed> type=<T> target=<key> incident=<I> [error=<e>] [at=<RFC3339>]
 //	indicators [tenant=T] operators' indicators: <add|remove> type=<FileSha256|FileSha1> value=<hash> by=<who> [comment=<c>] [at=<RFC3339>] [expires=<RFC3339>]
 //	sweep                 Sweep (owning every tenant): how many index entries it deleted
@@ -132,6 +132,9 @@ func TestScenarios(t *testing.T) {
 					for _, l := range lines(d.Input) {
 						kv := fields(t, l)
 						id := ActionID(tenant, kv["incident"], kv["type"], kv["target"])
+						if kv["id"] != "" {
+							id = kv["id"] // an action id as given (another tenant's)
+						}
 						if d.Cmd == "decide" {
 							sig.Decisions = append(sig.Decisions, Decision{TenantID: tenant, ActionID: id, Decision: kv[""], By: kv["by"], Comment: kv["comment"], Time: when(t, kv["at"])})
 						} else {
