@@ -116,10 +116,7 @@ func (cp *correlateProc) Process(ctx context.Context, r *kgo.Record, tx Txn) err
 		// Facts are written by stitch itself; one that does not decode is a
 		// bug or a foreign producer: dead-letter it rather than stop.
 		cp.log("undecodable facts record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		tx.Produce(ctx, &kgo.Record{Topic: cp.deadLetter, Value: mustJSON(map[string]any{
-			"reason": "bad_facts", "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
-		})})
-		tx.Count(CountDeadLetters, "bad_facts", 1)
+		deadLetter(ctx, tx, cp.deadLetter, "bad_facts", r, err)
 		return nil // the runtime records that the store covers the offset
 	}
 	incs, err := cp.c.ApplyOffset(r.Partition, f, r.Topic, r.Offset)

@@ -127,10 +127,7 @@ func (p *detectCorrelateProc) Process(ctx context.Context, r *kgo.Record, tx Txn
 			err = fmt.Errorf("invalid tenant %q", in.Tenant)
 		}
 		p.log.Error("undecodable detection matches", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		tx.Produce(ctx, &kgo.Record{Topic: p.deadLetter, Value: mustJSON(map[string]any{
-			"reason": "bad_detect_matches", "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
-		})})
-		tx.Count(CountDeadLetters, "bad_detect_matches", 1)
+		deadLetter(ctx, tx, p.deadLetter, "bad_detect_matches", r, err)
 		return nil
 	}
 	f := correlate.Facts{Tenant: in.Tenant}

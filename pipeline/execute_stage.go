@@ -42,14 +42,14 @@ func executorStage(name, doc string, enabled func(Config) bool, build func(Confi
 		Enabled: func(c Config) bool { return respondEnabled(c) && enabled(c) },
 		Inputs:  func(c Config) []string { return []string{c.Topics.Actions} },
 		Outputs: func(c Config) []Output {
-			return []Output{{Topic: kafka.TopicSpec{Name: c.Topics.ActionResults}}}
+			return []Output{{Topic: kafka.TopicSpec{Name: c.Topics.ActionResults}}, {Topic: kafka.TopicSpec{Name: c.Topics.DeadLetter}}}
 		},
 		Processor: func(sc *StageContext) (Processor, error) {
 			exec, err := build(sc.Config)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			return &executeProc{name: name, exec: exec, results: sc.Config.Topics.ActionResults, log: sc.Log.Warn}, nil
+			return &executeProc{name: name, exec: exec, results: sc.Config.Topics.ActionResults, deadLetter: sc.Config.Topics.DeadLetter}, nil
 		},
 	}
 }
@@ -82,13 +82,14 @@ type executeProc struct {
 	name    string
 	exec    Executor
 	results string
-	log     func(msg string, args ...any)
+	// deadLetter takes records of the actions topic that are not actions.
+	deadLetter string
 }
 
 func (w *executeProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	var a respond.Action
 	if err := json.Unmarshal(r.Value, &a); err != nil {
-		w.log(w.name+": not an action, skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+		deadLetter(ctx, tx, w.deadLetter, "bad_action_record", r, fmt.Errorf("%s: not an action: %w", w.name, err))
 		return nil
 	}
 	if a.Status != respond.StatusApproved {

@@ -130,13 +130,16 @@ func executorStory(t *testing.T, configure func(*pipeline.Config), done func(map
 				{ODataType: correlate.GraphEvidenceType("File"), MdeDeviceID: "dev1", FileDetails: &correlate.FileDetails{SHA256: "aaaa"}},
 				{ODataType: correlate.GraphEvidenceType("Machine"), MdeDeviceID: "dev1", DeviceDNSName: "ws1"}}}}}
 	v, _ := json.Marshal(&inc)
-	run.Produce(t, ctx, &kgo.Record{Topic: run.Config.Topics.Incidents, Key: []byte(inc.ID), Value: v})
+	run.Produce(t, ctx, &kgo.Record{Topic: run.Config.Topics.Incidents, Key: []byte(inc.ID), Value: v},
+		// A record on the actions topic that is not an action: the
+		// executor dead-letters it and carries on.
+		&kgo.Record{Topic: run.Config.Topics.Actions, Key: []byte("junk"), Value: []byte(`{"id": "act-x", "status": `)})
 	for {
 		latest := map[string]respond.Action{}
 		if _, err := kafka.Drain(ctx, kafka.ClientConfig{Brokers: run.Brokers}, run.Config.Topics.Actions, 200*time.Millisecond, func(r *kgo.Record) error {
 			var a respond.Action
 			if err := json.Unmarshal(r.Value, &a); err != nil {
-				return err
+				return nil // the junk record
 			}
 			if a.Version >= latest[a.Type].Version {
 				latest[a.Type] = a
@@ -148,6 +151,20 @@ func executorStory(t *testing.T, configure func(*pipeline.Config), done func(map
 		if done(latest) {
 			if s := latest[respond.IsolateDevice].Status; s != respond.StatusPending {
 				t.Fatalf("IsolateDevice %s, want pending", s)
+			}
+			var dead []string
+			if _, err := kafka.Drain(ctx, kafka.ClientConfig{Brokers: run.Brokers}, run.Config.Topics.DeadLetter, 200*time.Millisecond, func(r *kgo.Record) error {
+				var d struct{ Reason, Value string }
+				if err := json.Unmarshal(r.Value, &d); err != nil {
+					return err
+				}
+				dead = append(dead, d.Reason+" "+d.Value)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(dead) != 1 || dead[0] != `bad_action_record {"id": "act-x", "status": ` {
+				t.Errorf("dead letters %q, want the junk action record once with its bytes", dead)
 			}
 			return latest
 		}

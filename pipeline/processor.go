@@ -90,3 +90,14 @@ func (t *txn) failed() error {
 	defer t.mu.Unlock()
 	return t.err
 }
+
+// deadLetter sends a record a stage cannot read to the dead-letter topic,
+// with the reason, the error, where it was and its bytes, inside the
+// stage's transaction, and counts it: never a crash, never a silent drop.
+func deadLetter(ctx context.Context, tx Txn, topic, reason string, r *kgo.Record, err error) {
+	tx.Produce(ctx, &kgo.Record{Topic: topic, Value: mustJSON(map[string]any{
+		"reason": reason, "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
+		"value": string(r.Value),
+	})})
+	tx.Count(CountDeadLetters, reason, 1)
+}

@@ -245,10 +245,7 @@ func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 			err = fmt.Errorf("invalid tenant %q", sig.Tenant)
 		}
 		p.log.Error("undecodable respond record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		tx.Produce(ctx, &kgo.Record{Topic: p.deadLetter, Value: mustJSON(map[string]any{
-			"reason": "bad_respond_record", "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
-		})})
-		tx.Count(CountDeadLetters, "bad_respond_record", 1)
+		deadLetter(ctx, tx, p.deadLetter, "bad_respond_record", r, err)
 		return nil
 	}
 	res, err := p.r.Apply(&sig)

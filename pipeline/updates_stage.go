@@ -47,11 +47,7 @@ func (p *updatesProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 		err = fmt.Errorf("an update needs its incident id and tenant (tenant %q, incident %q)", u.TenantID, u.IncidentID)
 	}
 	if err != nil {
-		tx.Produce(ctx, &kgo.Record{Topic: p.deadLetter, Value: mustJSON(map[string]any{
-			"reason": "bad_incident_update", "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
-			"value": string(r.Value),
-		})})
-		tx.Count(CountDeadLetters, "bad_incident_update", 1)
+		deadLetter(ctx, tx, p.deadLetter, "bad_incident_update", r, err)
 		return nil
 	}
 	f := correlate.Facts{Tenant: u.TenantID, Updates: []correlate.AnalystUpdate{u.AnalystUpdate}}
