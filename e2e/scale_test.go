@@ -216,9 +216,12 @@ func (s *scaled) logTails(t *testing.T) {
 	}
 	for _, i := range s.insts {
 		t.Logf("log of %s (%s):\n%s", i.name, i.p.log, tail(i.p.log, 40))
-		// Which hunting partitions this instance wrote, and up to where.
-		b, _ := os.ReadFile(filepath.Join(i.state, "hunting", "_manifest", "offsets.json"))
-		t.Logf("hunting offsets of %s: %s", i.name, b)
+		// Which hunting partitions this instance committed, and up to where.
+		commits, _ := filepath.Glob(filepath.Join(i.state, "hunting", "_manifest", "partitions", "*", "*", "commit.json"))
+		for _, c := range commits {
+			b, _ := os.ReadFile(c)
+			t.Logf("hunting commit of %s, %s: %.300s", i.name, c, b)
+		}
 	}
 }
 
