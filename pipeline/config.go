@@ -90,7 +90,7 @@ type NormalizeConfig struct {
 // HuntingConfig controls the hunting outputs.
 type HuntingConfig struct {
 	Enabled        bool     `yaml:"enabled" default:"true" doc:"Produce the 'hunting.<Table>' topics and write Parquet partitions."`
-	Dir            string   `yaml:"dir" doc:"Parquet root; empty means '<state.dir>/hunting'."`
+	Dir            string   `yaml:"dir" doc:"Parquet root; empty means '<state.dir>/hunting'. Every instance of one consumer group may share it (a network file system with working flock): each Kafka partition's commit and lock live in it, so a partition moves between instances in place."`
 	RollBytes      int64    `yaml:"roll_bytes" default:"134217728" doc:"Roll the open files (commit a segment) at this many input bytes."`
 	RollAge        Duration `yaml:"roll_age" default:"1m" doc:"... or when the oldest pending row is this old: the most rows wait before they are visible to hunting queries. A pause of the input (two 'kafka.commit_interval's with no new record) commits them at once."`
 	MaxOpenFiles   int      `yaml:"max_open_files" default:"128" doc:"Partition files (one per table, tenant and hour) open at once; past it the least recently written is finished early and the segment is committed. About 2 MiB of memory each: with 'max_buffered_bytes' this bounds the writer's memory, whatever the hours and tenants of the input. Below the partitions a stream keeps busy (tables x tenants x hours in flight) it makes more, smaller files."`
