@@ -19,7 +19,8 @@ import (
 )
 
 // Memory bounds of TestBackpressure, for the config it writes (fetches of
-// 1 MiB, producer buffer 1 MiB, 500 records a poll, Pebble cache 16 MiB and
+// 1 MiB, producer buffer 2 MiB (twice normalize.max_record_bytes, the least
+// Config.Validate allows), 500 records a poll, Pebble cache 16 MiB and
 // memtables 8 MiB, Parquet segments rolled at 8 MiB or 2 s). What a run
 // holds is meant to be set by those knobs, not by how far behind it is:
 // Arrow batches being built (≤ normalize.batch_bytes per table and tenant)
@@ -51,7 +52,7 @@ func TestBackpressure(t *testing.T) {
 	parts := splitInput(t, in, bpProducers)
 	cfg := filepath.Join(dir, "backpressure.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`kafka:
-  max_buffered_bytes: 1048576
+  max_buffered_bytes: 2097152
   max_poll_records: 500
   fetch_max_bytes: 1048576
 topics:

@@ -179,6 +179,11 @@ func (c *Config) Validate() error {
 	if c.Normalize.MaxRecordBytes < 1 {
 		bad("normalize.max_record_bytes", "must be at least 1")
 	}
+	if m := int64(c.Normalize.MaxRecordBytes); m >= 1 && c.Kafka.MaxBufferedBytes >= 1 && c.Kafka.MaxBufferedBytes < 2*m {
+		// One input record becomes one row of a hunting.<Table> record,
+		// which cannot be split further: the producer must hold it.
+		bad("kafka.max_buffered_bytes", fmt.Sprintf("%d is below twice normalize.max_record_bytes (%d): a record of that size could not be produced once normalized; raise it or lower normalize.max_record_bytes", c.Kafka.MaxBufferedBytes, m))
+	}
 	if c.Normalize.MaxDepth < 1 {
 		bad("normalize.max_depth", "must be at least 1")
 	}

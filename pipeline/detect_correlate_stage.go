@@ -93,6 +93,7 @@ func detectCorrelateStage() Stage {
 type detectCorrelateProc struct {
 	windows           *detect.Windows
 	facts, deadLetter string
+	max               int
 	owns              func(tenant string) bool
 	log               *slog.Logger
 }
@@ -117,7 +118,7 @@ func newDetectCorrelateProc(sc *StageContext) (Processor, error) {
 		log = slog.Default()
 	}
 	return &detectCorrelateProc{windows: set.NewWindows(kv), facts: sc.Config.Topics.Facts, deadLetter: sc.Config.Topics.DeadLetter,
-		owns: func(tenant string) bool { return sc.OwnsKey([]byte(tenant)) }, log: log}, nil
+		max: factsRecordBytes(sc.Config), owns: func(tenant string) bool { return sc.OwnsKey([]byte(tenant)) }, log: log}, nil
 }
 
 func (p *detectCorrelateProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
@@ -151,11 +152,9 @@ func (p *detectCorrelateProc) Process(ctx context.Context, r *kgo.Record, tx Txn
 	if len(f.Alerts) == 0 {
 		return nil
 	}
-	v, err := f.Marshal()
-	if err != nil {
-		return fmt.Errorf("encode correlation alerts: %w", err)
+	if err := produceFacts(ctx, tx, p.log, "detect-correlate", p.facts, &f, p.max); err != nil {
+		return fmt.Errorf("correlation alerts: %w", err)
 	}
-	tx.Produce(ctx, &kgo.Record{Topic: p.facts, Key: []byte(in.Tenant), Value: v})
 	return nil
 }
 

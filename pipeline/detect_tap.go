@@ -76,7 +76,7 @@ func newDetectTap(sc *StageContext) (BatchTap, error) {
 	}
 	log.Info("detect: rules loaded", "rules", len(set.Rules), "correlations", len(set.Correlations), "not_loaded", len(set.Problems), "tables", set.Tables())
 	d := &detectWriter{
-		topic: sc.Config.Topics.Facts, suppress: sc.Config.Detect.Suppress.D(),
+		topic: sc.Config.Topics.Facts, max: factsRecordBytes(sc.Config), log: sc.Log, suppress: sc.Config.Detect.Suppress.D(),
 		set: set, eval: set.NewEvaluator(), sent: map[string]time.Time{}, pending: map[string]time.Time{},
 	}
 	if len(set.Correlations) > 0 && hasCorrelations(sc.Config) {
@@ -91,6 +91,8 @@ func newDetectTap(sc *StageContext) (BatchTap, error) {
 
 type detectWriter struct {
 	topic    string
+	max      int
+	log      *slog.Logger
 	suppress time.Duration
 	set      *detect.Set
 	eval     *detect.Evaluator
@@ -153,11 +155,9 @@ func (d *detectWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) err
 // detectTap).
 func (d *detectWriter) Flush(ctx context.Context, tx Txn) error {
 	for _, f := range d.facts {
-		v, err := f.Marshal()
-		if err != nil {
-			return fmt.Errorf("encode detection facts: %w", err)
+		if err := produceFacts(ctx, tx, d.log, "normalize", d.topic, f, d.max); err != nil {
+			return fmt.Errorf("detection alerts: %w", err)
 		}
-		tx.Produce(ctx, &kgo.Record{Topic: d.topic, Key: []byte(f.Tenant), Value: v})
 	}
 	clear(d.facts)
 	d.facts = d.facts[:0]

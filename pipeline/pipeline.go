@@ -148,14 +148,14 @@ func (p *Pipeline) clientOpts(stage string) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	return append(opts,
+	opts = append(opts,
 		kgo.ClientID(p.cfg.Kafka.ClientID+"-"+stage),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.MaxBufferedBytes(int(p.cfg.Kafka.MaxBufferedBytes)),
 		kgo.FetchMaxBytes(p.cfg.Kafka.FetchMaxBytes),
-		kgo.ProducerBatchMaxBytes(8<<20),
 		kgo.RecordRetries(20),
-	), nil
+	)
+	return append(opts, batchOpts(p.cfg)...), nil
 }
 
 // Topics are the topics the pipeline reads and writes, with their settings:

@@ -216,6 +216,7 @@ func (f *feedProc) Committed()                                 {}
 type respondProc struct {
 	r                          *respond.Responder
 	actions, deadLetter, facts string
+	max                        int
 	log                        *slog.Logger
 }
 
@@ -235,7 +236,7 @@ func newRespondProc(sc *StageContext) (Processor, error) {
 	r := respond.New(ledger, pb, respond.WithRetention(sc.Config.Respond.IndexRetention.D()),
 		// Only the owner of a tenant's partition ages its index.
 		respond.WithOwnership(func(tenant string) bool { return sc.OwnsKey([]byte(tenant)) }))
-	return &respondProc{r: r, actions: sc.Config.Topics.Actions, deadLetter: sc.Config.Topics.DeadLetter, facts: sc.Config.Topics.Facts, log: sc.Log}, nil
+	return &respondProc{r: r, actions: sc.Config.Topics.Actions, deadLetter: sc.Config.Topics.DeadLetter, facts: sc.Config.Topics.Facts, max: factsRecordBytes(sc.Config), log: sc.Log}, nil
 }
 
 func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
@@ -271,11 +272,9 @@ func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 				f.MaxTime = a.Info.Time
 			}
 		}
-		v, err := f.Marshal()
-		if err != nil {
-			return fmt.Errorf("encode block-on-sight alerts: %w", err)
+		if err := produceFacts(ctx, tx, p.log, "respond", p.facts, &f, p.max); err != nil {
+			return fmt.Errorf("block-on-sight alerts: %w", err)
 		}
-		tx.Produce(ctx, &kgo.Record{Topic: p.facts, Key: []byte(sig.Tenant), Value: v})
 		tx.Count(CountSightAlerts, "", int64(len(res.Alerts)))
 	}
 	for _, pr := range res.Problems {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -60,7 +61,7 @@ func huntingTap() Tap {
 			if err != nil {
 				return nil, fmt.Errorf("hunting.ipc_compression: %w", err)
 			}
-			return &ipcTap{prefix: sc.Config.Topics.HuntingPrefix, enc: ipc.NewEncoder(nil, codec)}, nil
+			return &ipcTap{prefix: sc.Config.Topics.HuntingPrefix, enc: ipc.NewEncoder(nil, codec), max: recordLimit(sc.Config)}, nil
 		},
 	}
 }
@@ -68,12 +69,31 @@ func huntingTap() Tap {
 type ipcTap struct {
 	prefix string
 	enc    *ipc.Encoder
+	max    int // bytes of a record (recordLimit); larger batches are split
 }
 
+// Batch produces the batch as one record, or, when its encoding is larger
+// than the record limit, as the records of its halves (each a valid batch
+// of the same table and tenant), so that a batch never stops the stage
+// with a record the producer or the cluster refuses. One row is never
+// split: normalize.max_record_bytes bounds it (Config.Validate).
 func (t *ipcTap) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
 	msg, err := t.enc.Encode(b)
 	if err != nil {
 		return fmt.Errorf("encode %s batch: %w", b.Table, err)
+	}
+	if n := b.Record.NumRows(); t.max > 0 && len(msg.Value) > t.max && n > 1 {
+		for _, r := range [][2]int64{{0, n / 2}, {n / 2, n}} {
+			half := b
+			half.Record = b.Record.NewSlice(r[0], r[1])
+			half.Bytes = b.Bytes * (r[1] - r[0]) / n
+			err := t.Batch(ctx, half, tx)
+			half.Record.Release()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	rec := &kgo.Record{Topic: t.prefix + b.Table, Key: msg.Key, Value: msg.Value}
 	for _, h := range msg.Headers {
@@ -95,7 +115,7 @@ func factsTap() Tap {
 		Enabled: func(c Config) bool { return c.Correlate.Enabled },
 		Outputs: func(c Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: c.Topics.Facts}}} },
 		New: func(sc *StageContext) (BatchTap, error) {
-			return &factsWriter{topic: sc.Config.Topics.Facts}, nil
+			return &factsWriter{topic: sc.Config.Topics.Facts, max: factsRecordBytes(sc.Config), log: sc.Log}, nil
 		},
 	}
 }
@@ -108,8 +128,13 @@ func factsTap() Tap {
 // version already has the devices and users its evidence in the same
 // transaction names (evidence before its alert waits for it; an alert
 // before its evidence is published without it).
+//
+// A batch's facts that would make a record over max bytes go out as
+// several records, in order (factsRecords).
 type factsWriter struct {
 	topic    string
+	max      int
+	log      *slog.Logger
 	evidence []*kgo.Record // AlertEvidence facts held until the telemetry is out
 	alerts   []*kgo.Record // AlertInfo facts held until the evidence is out
 }
@@ -119,20 +144,21 @@ func (f *factsWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) erro
 	if facts == nil {
 		return nil
 	}
-	v, err := facts.Marshal()
+	recs, err := factsRecords(tx, f.log, "normalize", f.topic, facts, f.max)
 	if err != nil {
-		return fmt.Errorf("encode %s facts: %w", b.Table, err)
+		return fmt.Errorf("%s: %w", b.Table, err)
 	}
-	rec := &kgo.Record{Topic: f.topic, Key: []byte(b.Tenant), Value: v}
 	switch b.Table {
 	case "AlertEvidence":
-		f.evidence = append(f.evidence, rec)
+		f.evidence = append(f.evidence, recs...)
 		return nil
 	case "AlertInfo":
-		f.alerts = append(f.alerts, rec)
+		f.alerts = append(f.alerts, recs...)
 		return nil
 	}
-	tx.Produce(ctx, rec)
+	for _, rec := range recs {
+		tx.Produce(ctx, rec)
+	}
 	return nil
 }
 
