@@ -46,7 +46,7 @@ type KafkaConfig struct {
 	Group              string   `yaml:"group" default:"stitch" flag:"group" doc:"Prefix of the stages' consumer groups ('<group>-normalize', '<group>-correlate', '<group>-hunting') and transactional ids. Processes with the same group share the work."`
 	CommitInterval     Duration `yaml:"commit_interval" default:"1s" doc:"How often each stage commits its transaction (outputs plus input offsets). It bounds output latency and the work redone after a crash; it is also the time bound of Arrow batches."`
 	MaxPollRecords     int      `yaml:"max_poll_records" default:"10000" doc:"Most records taken per poll."`
-	MaxBufferedBytes   int64    `yaml:"max_buffered_bytes" default:"67108864" doc:"Bytes a stage's producer may hold unacknowledged; past it producing blocks, so a fast input makes lag grow, not memory."`
+	MaxBufferedBytes   int64    `yaml:"max_buffered_bytes" default:"67108864" doc:"Bytes a stage's producer may hold unacknowledged; past it producing blocks, so a fast input makes lag grow, not memory. At least twice normalize.max_record_bytes; records a stage sizes itself (hunting batches, facts) stay under half of it."`
 	FetchMaxBytes      int32    `yaml:"fetch_max_bytes" default:"16777216" doc:"Upper bound of one fetch response."`
 }
 
