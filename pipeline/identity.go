@@ -98,11 +98,27 @@ func writeIdentity(dir string, id Identity) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, IdentityFile)
-	if err := os.WriteFile(path+".tmp", append(b, '\n'), 0o644); err != nil {
+	// A temporary file of its own: the instances of a group that share a
+	// hunting directory may record the identity at the same moment, and
+	// one fixed ".tmp" name let one rename the other's half-written file.
+	f, err := os.CreateTemp(dir, IdentityFile+".*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(path+".tmp", path)
+	_, err = f.Write(append(b, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, IdentityFile))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // checkIdentity compares the state and hunting directories with the

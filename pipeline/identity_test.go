@@ -28,6 +28,30 @@ func TestIdentityMismatch(t *testing.T) {
 	}
 }
 
+// Instances sharing a hunting directory record the identity at the same
+// moment: every write leaves a whole file and no temporary behind.
+func TestIdentityWritesRace(t *testing.T) {
+	dir := t.TempDir()
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			errs <- writeIdentity(dir, Identity{ClusterID: "c", Topics: map[string]string{"signals": strings.Repeat("x", i*1000)}})
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	if _, ok, err := readIdentity(dir); err != nil || !ok {
+		t.Fatalf("read back: %v (found %v)", err, ok)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
+	if len(left) > 0 {
+		t.Fatalf("temporaries left: %v", left)
+	}
+}
+
 // A replay runs on a new broker each time: a second one into the same
 // output directory starts clean, and one over an earlier replay's state
 // directory refuses at once unless told to reset it.
