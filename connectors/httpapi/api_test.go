@@ -173,6 +173,13 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 // status and the body.
 func (p *pane) do(token, method, path, body string) (int, []byte) {
 	p.t.Helper()
+	status, b, _ := p.doWith(token, method, path, body, nil)
+	return status, b
+}
+
+// doWith is do with request headers, returning the answer's headers too.
+func (p *pane) doWith(token, method, path, body string, hdr map[string]string) (int, []byte, http.Header) {
+	p.t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -191,6 +198,9 @@ func (p *pane) do(token, method, path, body string) (int, []byte) {
 	if method != "GET" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		p.t.Fatal(err)
@@ -203,7 +213,7 @@ func (p *pane) do(token, method, path, body string) (int, []byte) {
 			p.t.Errorf("%s %s: error %d is not JSON with a reason: %s", method, path, resp.StatusCode, b)
 		}
 	}
-	return resp.StatusCode, b
+	return resp.StatusCode, b, resp.Header
 }
 
 // get decodes a 200 answer into v.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -87,7 +88,35 @@ func (a *API) getIncident(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if !ok {
 		return errNotFound("no incident %s in your tenants", id)
 	}
+	w.Header().Set("ETag", revisionTag(d.Incident.Revision))
 	return writeJSON(w, http.StatusOK, d)
+}
+
+// revisionTag is an incident's ETag: the revision of the analysts'
+// changes it shows. A PATCH with If-Match applies only to that revision,
+// so two analysts editing one incident cannot overwrite each other
+// unknowingly.
+func revisionTag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
+
+// checkIfMatch enforces If-Match on a PATCH: absent, the change applies to
+// whatever the incident is now (last write wins); present, it must name
+// the current revision ("*" names any).
+func checkIfMatch(r *http.Request, rev int64, prev *view.Update) error {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" || h == "*" {
+		return nil
+	}
+	for _, tag := range strings.Split(h, ",") {
+		if strings.TrimPrefix(strings.TrimSpace(tag), "W/") == revisionTag(rev) {
+			return nil
+		}
+	}
+	reason := fmt.Sprintf("the incident is at revision %d, not %s", rev, truncate(h, 40))
+	if prev != nil {
+		reason = fmt.Sprintf("%s changed the incident at %s (revision %d, you sent If-Match %s): reload it and apply your change again",
+			prev.By, prev.Time.Format(time.RFC3339), rev, truncate(h, 40))
+	}
+	return &apiError{http.StatusPreconditionFailed, "precondition_failed", reason}
 }
 
 // incidentPatch is the body of PATCH /api/incidents/{id}: every key is
@@ -154,6 +183,13 @@ func (a *API) patchIncident(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if !ok {
 		return errNotFound("no incident %s in your tenants", id)
 	}
+	var rev int64
+	if prev != nil {
+		rev = prev.Revision
+	}
+	if err := checkIfMatch(r, rev, prev); err != nil {
+		return err
+	}
 	u := view.Update{AnalystUpdate: correlate.AnalystUpdate{IncidentID: id}, TenantID: inc.TenantID}
 	if prev != nil {
 		u = *prev
@@ -202,5 +238,6 @@ func (a *API) patchIncident(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	a.View.PutUpdate(u)
 	a.Log.Info("audit: incident changed", "incident", id, "tenant", inc.TenantID, "by", p.Name, "revision", u.Revision, "change", u.Change)
 	merged, _, _ := a.View.Incident(p, id)
+	w.Header().Set("ETag", revisionTag(u.Revision))
 	return writeJSON(w, http.StatusOK, map[string]any{"incident": merged})
 }

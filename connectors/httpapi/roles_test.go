@@ -26,6 +26,7 @@ func TestPaneAPI(t *testing.T) {
 	t.Run("CrossTenant", func(t *testing.T) { p.t = t; crossTenant(p) })
 	t.Run("DeviceGroups", func(t *testing.T) { p.t = t; deviceGroups(p) })
 	t.Run("PatchKeepsAnalystFields", func(t *testing.T) { p.t = t; patchKeepsAnalystFields(p) })
+	t.Run("ConcurrentEditsDoNotOverwrite", func(t *testing.T) { p.t = t; concurrentEdits(p) })
 	t.Run("DecisionsReachTheActions", func(t *testing.T) { p.t = t; decisionsReachTheActions(p) })
 	t.Run("Validation", func(t *testing.T) { p.t = t; validation(p) })
 }
@@ -364,5 +365,40 @@ func validation(p *pane) {
 		if rec.Code != want {
 			t.Errorf("no tokens, from %s: %d, want %d", remote, rec.Code, want)
 		}
+	}
+}
+
+// concurrentEdits: two analysts open one incident (its ETag is the
+// revision they saw); the first saves, the second's save with If-Match of
+// the old revision is refused with 412 naming who changed it, and
+// succeeds once made against the new revision. Without If-Match the last
+// write wins, as before.
+func concurrentEdits(p *pane) {
+	t := p.t
+	id := p.t1[2]
+	status, _, h := p.doWith(auth.Viewer, "GET", "/api/incidents/"+id, "", nil)
+	seen := h.Get("ETag")
+	if status != 200 || seen == "" {
+		t.Fatalf("GET: %d, ETag %q", status, seen)
+	}
+	status, body, h := p.doWith(auth.Analyst, "PATCH", "/api/incidents/"+id, `{"assignedTo":"alice"}`, map[string]string{"If-Match": seen})
+	if status != 200 || h.Get("ETag") == seen || h.Get("ETag") == "" {
+		t.Fatalf("first save: %d %s, ETag %q after %q", status, body, h.Get("ETag"), seen)
+	}
+	now := h.Get("ETag")
+	status, body, _ = p.doWith(auth.Admin, "PATCH", "/api/incidents/"+id, `{"assignedTo":"bob"}`, map[string]string{"If-Match": seen})
+	if status != http.StatusPreconditionFailed || !strings.Contains(string(body), auth.Analyst) {
+		t.Fatalf("a save against the revision before the first: %d %s; want 412 naming %s", status, body, auth.Analyst)
+	}
+	var d view.Detail
+	p.get(auth.Viewer, "/api/incidents/"+id, &d)
+	if d.Incident.AssignedTo == nil || *d.Incident.AssignedTo != "alice" {
+		t.Fatalf("the refused save changed the incident: assignedTo %v", d.Incident.AssignedTo)
+	}
+	if status, body, _ = p.doWith(auth.Admin, "PATCH", "/api/incidents/"+id, `{"assignedTo":"bob"}`, map[string]string{"If-Match": now}); status != 200 {
+		t.Fatalf("a save against the current revision: %d %s", status, body)
+	}
+	if status, body = p.do(auth.Analyst, "PATCH", "/api/incidents/"+id, `{"assignedTo":"carol"}`); status != 200 {
+		t.Fatalf("a save without If-Match: %d %s", status, body)
 	}
 }

@@ -15,8 +15,8 @@ export class APIError extends Error {
 }
 
 // api calls path (under /api/) and returns the decoded JSON.
-export async function api(path, {method = 'GET', body, signal, query} = {}) {
-  const headers = {Accept: 'application/json'};
+export async function api(path, {method = 'GET', body, signal, query, headers: extra} = {}) {
+  const headers = {Accept: 'application/json', ...(extra || {})};
   const t = token();
   if (t) headers.Authorization = 'Bearer ' + t;
   if (body !== undefined) headers['Content-Type'] = 'application/json';

@@ -166,12 +166,20 @@ function manageForm(inc) {
     if (f.comment.value.trim()) body.comment = f.comment.value.trim();
     if (!Object.keys(body).length) { form.querySelector('.error').textContent = 'Nothing changed.'; return; }
     try {
-      const res = await api('incidents/' + seg(inc.id), {method: 'PATCH', body});
+      // If-Match: the revision this form was drawn from, so that a change
+      // another analyst saved meanwhile is not overwritten unseen.
+      const res = await api('incidents/' + seg(inc.id), {method: 'PATCH', body, headers: {'If-Match': '"' + (inc.revision || 0) + '"'}});
       st.data.incident = res.incident;
       try { st.data = await api('incidents/' + seg(inc.id)); } catch { /* the answer is enough */ }
       flash('Saved.');
       draw();
     } catch (err) {
+      if (err.status === 412) {
+        // Someone else saved first: show their change, keep nothing stale.
+        try { st.data = await api('incidents/' + seg(inc.id)); draw(); } catch { /* keep the form */ }
+        flash(err.message + ' Your change was not saved.', 'error');
+        return;
+      }
       form.querySelector('.error').textContent = err.message;
     }
   });
