@@ -50,7 +50,9 @@ func (p *updatesProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 		deadLetter(ctx, tx, p.deadLetter, "bad_incident_update", r, err)
 		return nil
 	}
-	f := correlate.Facts{Tenant: u.TenantID, Updates: []correlate.AnalystUpdate{u.AnalystUpdate}}
+	au := u.AnalystUpdate
+	au.Comments = u.Comments // the view's field shadows the embedded one in JSON
+	f := correlate.Facts{Tenant: u.TenantID, Updates: []correlate.AnalystUpdate{au}}
 	v, err := f.Marshal()
 	if err != nil {
 		return fmt.Errorf("incident-updates: %w", err)

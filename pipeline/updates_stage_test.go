@@ -66,13 +66,15 @@ func TestAnalystChangeIsAnIncidentVersion(t *testing.T) {
 	alice := "alice"
 	u := view.Update{AnalystUpdate: correlate.AnalystUpdate{IncidentID: inc.ID, Revision: 1, Status: correlate.StatusInProgress,
 		Classification: "truePositive", Determination: "malware", AssignedTo: &alice, Tags: []string{"vip"},
-		By: "alice", Time: time.Now().UTC()}, TenantID: "t1", Change: "classified"}
+		By: "alice", Time: time.Now().UTC()}, TenantID: "t1", Change: "classified",
+		Comments: []view.Comment{{By: "alice", Time: time.Now().UTC(), Text: "isolating the host"}}}
 	v, _ := json.Marshal(&u)
 	run.Produce(t, ctx, &kgo.Record{Topic: pipeline.UpdatesTopic(run.Config), Key: []byte(inc.ID), Value: v},
 		&kgo.Record{Topic: pipeline.UpdatesTopic(run.Config), Key: []byte("x"), Value: []byte(`{"incidentId":"x"}`)})
 	until("the analyst's version", func(i correlate.Incident) bool {
 		return i.ID == inc.ID && i.Version > inc.Version && i.Classification == "truePositive" &&
-			i.Status == correlate.StatusInProgress && i.AssignedTo != nil && *i.AssignedTo == "alice"
+			i.Status == correlate.StatusInProgress && i.AssignedTo != nil && *i.AssignedTo == "alice" &&
+			len(i.Comments) == 1 && i.Comments[0].Text == "isolating the host"
 	})
 
 	run.Produce(t, ctx, alert("up-2", "2024-05-04T08:30:00Z")...)

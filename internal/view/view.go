@@ -267,11 +267,7 @@ type Incident struct {
 }
 
 // Comment is an analyst's note on an incident.
-type Comment struct {
-	By   string    `json:"by"`
-	Time time.Time `json:"time"`
-	Text string    `json:"text"`
-}
+type Comment = correlate.Comment
 
 // Update is the analysts' whole state of an incident, as the
 // incidents.updates topic carries it (keyed by incident id, compacted): a

@@ -16,7 +16,8 @@ import (
 // the incident an incident was merged into when it was.
 
 // AnalystUpdate is the analysts' whole state of an incident at one
-// revision: status, classification, determination, assignee and tags.
+// revision: status, classification, determination, assignee, tags and
+// comments.
 type AnalystUpdate struct {
 	IncidentID     string    `json:"incidentId"`
 	Revision       int64     `json:"revision"`
@@ -25,9 +26,22 @@ type AnalystUpdate struct {
 	Determination  string    `json:"determination,omitempty"`
 	AssignedTo     *string   `json:"assignedTo,omitempty"`
 	Tags           []string  `json:"tags,omitempty"`
+	Comments       []Comment `json:"comments,omitempty"`
 	By             string    `json:"by"`
 	Time           time.Time `json:"time"`
 }
+
+// Comment is an analyst's note on an incident.
+type Comment struct {
+	By   string    `json:"by"`
+	Time time.Time `json:"time"`
+	Text string    `json:"text"`
+}
+
+// MaxIncidentComments bounds the comments an incident version carries:
+// the latest ones (the API keeps more in incidents.updates), so that a
+// long discussion cannot grow a version past what a record may be.
+const MaxIncidentComments = 50
 
 // Statuses an analyst may set (Microsoft 365 Defender's).
 var analystStatuses = []string{StatusActive, StatusInProgress, StatusResolved}
@@ -61,6 +75,9 @@ func (t *tx) analyst(u AnalystUpdate) error {
 	}
 	if u.Tags != nil {
 		s.Inc.Tags = slices.Clone(u.Tags)
+	}
+	if u.Comments != nil {
+		s.Inc.Comments = slices.Clone(u.Comments[max(0, len(u.Comments)-MaxIncidentComments):])
 	}
 	if u.Time.After(s.Inc.LastUpdateDateTime) {
 		s.Inc.LastUpdateDateTime = u.Time

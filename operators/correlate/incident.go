@@ -16,19 +16,21 @@ import (
 // and version. Every output is the full current state; Version grows by one
 // per change, so consumers keep the highest.
 type Incident struct {
-	ID                 string              `json:"id"`
-	TenantID           string              `json:"tenantId"`
-	DisplayName        string              `json:"displayName"`
-	Description        string              `json:"description"`
-	Severity           string              `json:"severity"`
-	Status             string              `json:"status"`
-	Classification     string              `json:"classification"`
-	Determination      string              `json:"determination"`
-	CreatedDateTime    time.Time           `json:"createdDateTime"`
-	LastUpdateDateTime time.Time           `json:"lastUpdateDateTime"`
-	RedirectIncidentID *string             `json:"redirectIncidentId"`
-	AssignedTo         *string             `json:"assignedTo"`
-	Tags               []string            `json:"tags"`
+	ID                 string    `json:"id"`
+	TenantID           string    `json:"tenantId"`
+	DisplayName        string    `json:"displayName"`
+	Description        string    `json:"description"`
+	Severity           string    `json:"severity"`
+	Status             string    `json:"status"`
+	Classification     string    `json:"classification"`
+	Determination      string    `json:"determination"`
+	CreatedDateTime    time.Time `json:"createdDateTime"`
+	LastUpdateDateTime time.Time `json:"lastUpdateDateTime"`
+	RedirectIncidentID *string   `json:"redirectIncidentId"`
+	AssignedTo         *string   `json:"assignedTo"`
+	Tags               []string  `json:"tags"`
+	// Comments are the analysts' latest notes (MaxIncidentComments).
+	Comments           []Comment           `json:"comments,omitempty"`
 	Alerts             []Alert             `json:"alerts"`
 	ImpactedAssets     ImpactedAssets      `json:"impactedAssets"`
 	CorrelationReasons []CorrelationReason `json:"correlationReasons"`

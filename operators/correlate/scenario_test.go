@@ -267,6 +267,11 @@ func (s *scenario) directive(d *datadriven.TestData) string {
 				u.AssignedTo = &v
 			case "tags":
 				u.Tags = a.Vals
+			case "comments": // comments=N: N numbered notes
+				n, _ := strconv.Atoi(v)
+				for i := 1; i <= n; i++ {
+					u.Comments = append(u.Comments, Comment{By: "analyst", Time: u.Time, Text: fmt.Sprintf("note %d", i)})
+				}
 			case "incident":
 				u.IncidentID = v // an incident by id (a merged one)
 			case "tenant":
@@ -290,7 +295,11 @@ func (s *scenario) directive(d *datadriven.TestData) string {
 			if inc.AssignedTo != nil {
 				who = *inc.AssignedTo
 			}
-			fmt.Fprintf(&b, "%s v%d %s %s/%s assigned=%s tags=%s\n", inc.ID, inc.Version, inc.Status, inc.Classification, inc.Determination, who, strings.Join(inc.Tags, ","))
+			fmt.Fprintf(&b, "%s v%d %s %s/%s assigned=%s tags=%s", inc.ID, inc.Version, inc.Status, inc.Classification, inc.Determination, who, strings.Join(inc.Tags, ","))
+			if n := len(inc.Comments); n > 0 {
+				fmt.Fprintf(&b, " comments=%d (%s .. %s)", n, inc.Comments[0].Text, inc.Comments[n-1].Text)
+			}
+			b.WriteString("\n")
 		}
 		if b.Len() == 0 {
 			return "no versions\n"
