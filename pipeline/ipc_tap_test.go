@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -64,5 +65,47 @@ func TestHuntingRecordsOverTheLimitAreSplitByRows(t *testing.T) {
 	}
 	if rows != big.Record.NumRows() {
 		t.Fatalf("%d rows in the records, the batch had %d", rows, big.Record.NumRows())
+	}
+}
+
+// A single row larger than a record may be cannot be split: it is a
+// dead letter with its reason, table and size, and the rows beside it
+// still go out.
+func TestHuntingRowTooLargeIsADeadLetter(t *testing.T) {
+	batches := simulatedBatches(t, 2000, normalize.New(normalize.WithBatchRows(1<<20)), simulator.Seed(11))
+	var b normalize.Batch
+	for _, x := range batches {
+		if x.Table == "DeviceProcessEvents" {
+			b = x
+		}
+	}
+	if b.Record == nil || b.Record.NumRows() < 4 {
+		t.Fatal("no DeviceProcessEvents batch to test with")
+	}
+	// A limit below any one row's record (its schema alone is larger):
+	// every row is too large.
+	tap := &ipcTap{prefix: "hunting.", enc: ipc.NewEncoder(nil, ipc.LZ4), max: 100, deadLetter: "deadletter", keep: 64}
+	tx := &recordingTxn{}
+	if err := tap.Batch(context.Background(), b, tx); err != nil {
+		t.Fatal(err)
+	}
+	var dead int
+	for _, r := range tx.recs {
+		if r.Topic != "deadletter" {
+			continue
+		}
+		dead++
+		var d struct {
+			Reason, Table, Value string
+			Bytes                int
+			Truncated            bool
+		}
+		if err := json.Unmarshal(r.Value, &d); err != nil || d.Reason != "row_too_large" || d.Table != "DeviceProcessEvents" ||
+			d.Bytes <= tap.max || len(d.Value) != 64 || !d.Truncated {
+			t.Fatalf("dead letter %s (%v)", r.Value, err)
+		}
+	}
+	if int64(dead) != b.Record.NumRows() {
+		t.Fatalf("%d dead letters for %d rows each too large", dead, b.Record.NumRows())
 	}
 }

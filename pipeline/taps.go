@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 
+	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/ipc"
@@ -61,7 +63,8 @@ func huntingTap() Tap {
 			if err != nil {
 				return nil, fmt.Errorf("hunting.ipc_compression: %w", err)
 			}
-			return &ipcTap{prefix: sc.Config.Topics.HuntingPrefix, enc: ipc.NewEncoder(nil, codec), max: recordLimit(sc.Config)}, nil
+			return &ipcTap{prefix: sc.Config.Topics.HuntingPrefix, enc: ipc.NewEncoder(nil, codec), max: recordLimit(sc.Config),
+				deadLetter: sc.Config.Topics.DeadLetter, keep: sc.Config.Normalize.DeadLetterMaxBytes}, nil
 		},
 	}
 }
@@ -70,13 +73,21 @@ type ipcTap struct {
 	prefix string
 	enc    *ipc.Encoder
 	max    int // bytes of a record (recordLimit); larger batches are split
+	// deadLetter receives a single row too large for a record, with the
+	// first keep bytes of its JSON.
+	deadLetter string
+	keep       int
 }
 
 // Batch produces the batch as one record, or, when its encoding is larger
 // than the record limit, as the records of its halves (each a valid batch
 // of the same table and tenant), so that a batch never stops the stage
-// with a record the producer or the cluster refuses. One row is never
-// split: normalize.max_record_bytes bounds it (Config.Validate).
+// with a record the producer or the cluster refuses. One row cannot be
+// split: normalize.max_record_bytes bounds it, and one that still encodes
+// larger than a record may be (a near-limit record of incompressible
+// text, against a cluster of 1 MB messages) is dead-lettered as
+// row_too_large, with its table, tenant, size and the start of its JSON,
+// instead of stopping the stage; its correlation facts still go out.
 func (t *ipcTap) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
 	msg, err := t.enc.Encode(b)
 	if err != nil {
@@ -95,12 +106,38 @@ func (t *ipcTap) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
 		}
 		return nil
 	}
+	if t.max > 0 && len(msg.Value) > t.max {
+		t.rowTooLarge(ctx, b, len(msg.Value), tx)
+		return nil
+	}
 	rec := &kgo.Record{Topic: t.prefix + b.Table, Key: msg.Key, Value: msg.Value}
 	for _, h := range msg.Headers {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: []byte(h.Value)})
 	}
 	tx.Produce(ctx, rec)
 	return nil
+}
+
+// CountRowTooLarge is the dead-letter reason of a row whose Arrow record is
+// larger than a record of the hunting topic may be.
+const CountRowTooLarge = "row_too_large"
+
+func (t *ipcTap) rowTooLarge(ctx context.Context, b normalize.Batch, size int, tx Txn) {
+	var row bytes.Buffer
+	if err := array.RecordToJSON(b.Record, &row); err != nil {
+		row.WriteString(err.Error())
+	}
+	v := row.Bytes()
+	truncated := len(v) > t.keep
+	if truncated {
+		v = v[:t.keep]
+	}
+	tx.Produce(ctx, &kgo.Record{Topic: t.deadLetter, Key: []byte(b.Tenant), Value: mustJSON(map[string]any{
+		"reason": CountRowTooLarge,
+		"error":  fmt.Sprintf("a %s row of %d bytes as Arrow is larger than a hunting record may be (%d bytes: the cluster's message size or half of kafka.max_buffered_bytes); it is not in the hunting partitions", b.Table, size, t.max),
+		"table":  b.Table, "tenant": b.Tenant, "bytes": size, "value": string(v), "truncated": truncated,
+	})})
+	tx.Count(CountDeadLetters, CountRowTooLarge, 1)
 }
 
 func (t *ipcTap) Flush(context.Context, Txn) error { return nil }
