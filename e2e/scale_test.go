@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +21,15 @@ import (
 // twice, the same dead letters once each, and the same hunting rows per
 // table summed over the instances' hunting directories.
 //
-// Default: a second instance joins mid-stream. -stitch.long adds one that
-// joins and leaves (SIGINT) again, and three instances with one joining and
-// one leaving mid-stream, so that facts partitions move with their restored
-// state and hunting partitions move between hunting directories, and back.
+// Default: a second instance joins mid-stream; and, with one hunting.dir
+// for every instance (as on a network file system), b and c join, b is
+// killed (SIGKILL) and restarted, c leaves, so that hunting partitions move
+// between the instances and continue in place: the directory then holds
+// exactly the uninterrupted run's rows per table, with no temporary file
+// in sight. -stitch.long adds one that joins and leaves (SIGINT) again, and
+// three instances with one joining and one leaving mid-stream, so that
+// facts partitions move with their restored state and hunting partitions
+// move between hunting directories, and back.
 func TestScaleOut(t *testing.T) {
 	skipShort(t)
 	rng := seed(t)
@@ -39,29 +45,40 @@ func TestScaleOut(t *testing.T) {
 
 	// Each step starts ("a") an instance, starts one after 2-5 s ("+b"), or
 	// stops one with SIGINT after 2-5 s ("-b"), while the input arrives.
+	// "+b" starts b after 2-5 s, "-b" stops it (SIGINT), "!b" kills it
+	// (SIGKILL).
 	for _, c := range []struct {
 		name, why string
 		long      bool
+		shared    bool // one hunting.dir for all
 		steps     []string
 	}{
-		{"two", "b joins mid-stream: partitions of every stage move from a to b", false, []string{"a", "+b"}},
-		{"back", "b joins, then leaves: partitions move to b and back to a", true, []string{"a", "+b", "-b"}},
-		{"join-leave", "three instances, c joining and b leaving mid-stream", true, []string{"a", "b", "+c", "-b"}},
+		{"two", "b joins mid-stream: partitions of every stage move from a to b", false, false, []string{"a", "+b"}},
+		{"shared-hunting", "one hunting.dir: b and c join, b is killed and restarted, c leaves", false, true,
+			[]string{"a", "+b", "+c", "!b", "+b", "-c"}},
+		{"back", "b joins, then leaves: partitions move to b and back to a", true, false, []string{"a", "+b", "-b"}},
+		{"join-leave", "three instances, c joining and b leaving mid-stream", true, false, []string{"a", "b", "+c", "-b"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.long && !*long {
 				t.Skip("-stitch.long (or STITCH_E2E_LONG=1): " + c.why)
 			}
 			s := newScaled(t, dir, chunks, cfg)
+			if c.shared {
+				s.sharedHunting(t)
+			}
 			for _, step := range c.steps {
-				name := strings.TrimLeft(step, "+-")
+				name := strings.TrimLeft(step, "+-!")
 				if step != name {
 					s.sleep(t, rng, step)
 				}
-				if step[0] == '-' {
+				switch step[0] {
+				case '-':
 					s.stop(t, name)
-				} else {
-					s.start(t, name)
+				case '!':
+					s.kill(t, name)
+				default:
+					s.start(t, name) // a restarted instance keeps its id: it fences what it left open
 				}
 			}
 			got := s.settle(t, baseline)
@@ -82,6 +99,7 @@ type instance struct {
 // instances run on it.
 type scaled struct {
 	dir, addr, cfg string
+	shared         string // the hunting.dir of every instance; "": each its own
 	insts          []*instance
 	began          time.Time
 	fed            chan struct{} // closed when every chunk is produced
@@ -144,6 +162,41 @@ func (s *scaled) stop(t *testing.T, name string) {
 	}
 }
 
+// sharedHunting gives every instance one hunting.dir.
+func (s *scaled) sharedHunting(t *testing.T) {
+	t.Helper()
+	s.shared = filepath.Join(s.dir, "hunting")
+	base, err := os.ReadFile(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// writeConfig's hunting block is its last.
+	s.cfg = filepath.Join(s.dir, "shared.yaml")
+	if err := os.WriteFile(s.cfg, append(base, []byte("  dir: "+s.shared+"\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kill kills an instance (SIGKILL), as a crash does.
+func (s *scaled) kill(t *testing.T, name string) {
+	t.Helper()
+	for _, i := range s.insts {
+		if i.name == name && !i.left {
+			i.p.kill()
+			i.left = true
+			t.Logf("%s killed (SIGKILL) after reading %d records", name, i.last.RecordsRead)
+		}
+	}
+}
+
+// huntingDir is where an instance writes its hunting partitions.
+func (s *scaled) huntingDir(i *instance) string {
+	if s.shared != "" {
+		return s.shared
+	}
+	return filepath.Join(i.state, "hunting")
+}
+
 // sleep waits 2-5 s, then says how far the instances got.
 func (s *scaled) sleep(t *testing.T, rng *rand.Rand, next string) {
 	t.Helper()
@@ -176,7 +229,7 @@ func (s *scaled) shares(t *testing.T) string {
 			i.last = st
 		}
 		parts = append(parts, fmt.Sprintf("%s: read %d, incident versions %d, hunting rows %d",
-			i.name, i.last.RecordsRead, i.last.IncidentVersions, sum(huntingRows(t, filepath.Join(i.state, "hunting")))))
+			i.name, i.last.RecordsRead, i.last.IncidentVersions, sum(huntingRows(t, s.huntingDir(i)))))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -189,7 +242,9 @@ func (s *scaled) settle(t *testing.T, want outcome) outcome {
 	var dirs []string
 	var live []*proc
 	for _, i := range s.insts {
-		dirs = append(dirs, filepath.Join(i.state, "hunting"))
+		if d := s.huntingDir(i); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
 		if !i.left {
 			live = append(live, i.p)
 		}
@@ -217,7 +272,7 @@ func (s *scaled) logTails(t *testing.T) {
 	for _, i := range s.insts {
 		t.Logf("log of %s (%s):\n%s", i.name, i.p.log, tail(i.p.log, 40))
 		// Which hunting partitions this instance committed, and up to where.
-		commits, _ := filepath.Glob(filepath.Join(i.state, "hunting", "_manifest", "partitions", "*", "*", "commit.json"))
+		commits, _ := filepath.Glob(filepath.Join(s.huntingDir(i), "_manifest", "partitions", "*", "*", "commit.json"))
 		for _, c := range commits {
 			b, _ := os.ReadFile(c)
 			t.Logf("hunting commit of %s, %s: %.300s", i.name, c, b)
