@@ -211,8 +211,11 @@ func TestREADMEQuickStart(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", block)
 	cmd.Dir = tree
-	// Port 8080 may be taken on a shared machine: any free port.
-	cmd.Env = append(os.Environ(), "STITCH_HTTP_ADDR=127.0.0.1:0")
+	// Port 8080 may be taken on a shared machine: any free port. The
+	// README's go build of the copy reuses the packages TestMain built
+	// (both -trimpath, so the copy's directory is not in their cache keys).
+	cmd.Env = append(os.Environ(), "STITCH_HTTP_ADDR=127.0.0.1:0",
+		"GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -trimpath"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the quick start failed: %v\n%s\n---\n%s", err, block, out)

@@ -108,7 +108,7 @@ func startPane() error {
 			return err
 		}
 		bin = filepath.Join(tmp, "stitch")
-		if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/stitch").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, "../../cmd/stitch").CombinedOutput(); err != nil {
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}
