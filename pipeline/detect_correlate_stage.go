@@ -34,8 +34,11 @@ import (
 // the input offsets are one Kafka transaction, and the store commits after
 // it; an abort drops the store's side too, and a partition moving to
 // another process is restored from the changelog before its first record.
-// An alert id is the rule, tenant, group and the window's first event, so
-// processing the same matches again yields the same alert.
+// An alert id is the rule, tenant, group and the window's first event (for
+// value_percentile, whose window stays as the baseline: the group, the
+// event's value and time), so processing the same matches again yields the
+// same alert. Values value_sum and value_avg skip as no numbers are
+// counted (CountNotNumbers) with the transaction.
 
 // The stage's topics. They are not configuration keys (yet): nothing
 // outside stitch reads them.
@@ -49,6 +52,10 @@ const (
 // counter of the detect-correlate stage), those that only feed another
 // correlation (no alert of their own) included.
 const CountCorrelations = "correlations"
+
+// CountNotNumbers counts, by correlation title, the values value_sum and
+// value_avg correlations skipped because they are not numbers.
+const CountNotNumbers = "correlation_values_not_numbers"
 
 // ruleCorrelations caches, per rule paths, whether the rules hold
 // correlation rules: the topology asks it several times.
@@ -132,6 +139,7 @@ func (p *detectCorrelateProc) Process(ctx context.Context, r *kgo.Record, tx Txn
 		return nil
 	}
 	f := correlate.Facts{Tenant: in.Tenant}
+	p.windows.TakeSkipped() // a failed record's, whose transaction aborts
 	for _, e := range in.Events {
 		fired, err := p.windows.Observe(in.Tenant, e)
 		if err != nil {
@@ -148,6 +156,9 @@ func (p *detectCorrelateProc) Process(ctx context.Context, r *kgo.Record, tx Txn
 				f.MaxTime = x.Alert.Info.Time
 			}
 		}
+	}
+	for title, n := range p.windows.TakeSkipped() {
+		tx.Count(CountNotNumbers, title, int64(n))
 	}
 	if len(f.Alerts) == 0 {
 		return nil

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -72,12 +73,18 @@ func logonEvent(min int, id int, host, user string) string {
 }
 
 func writeRules(t *testing.T, dir string) string {
+	return writeRuleFile(t, dir, "mr_brute_force.yml", bruteForceRules)
+}
+
+// writeRuleFile writes one rule file in dir/rules and returns that
+// directory.
+func writeRuleFile(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, "rules")
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(p, "mr_brute_force.yml"), []byte(bruteForceRules), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(p, name), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -160,27 +167,7 @@ func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 	cfg.Respond.Enabled = false
 	cfg.Detect.Rules = []string{writeRules(t, dir)}
 	run := func(stateDir string, events ...string) Snapshot {
-		t.Helper()
-		c := cfg
-		c.State.Dir = stateDir
-		p, err := New(c, WithBrokers(addrs), WithInstance("corr-test"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.EnsureTopics(ctx); err != nil {
-			t.Fatal(err)
-		}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		for _, e := range events {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Inputs[0], Value: []byte(e)}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return runUntilIdle(t, ctx, p)
+		return runCorrelationRules(t, ctx, cfg, addrs, stateDir, events...)
 	}
 	first := run(filepath.Join(dir, "a"), logonEvent(0, 4625, "dc1", "bob"), logonEvent(1, 4625, "dc1", "bob"))
 	st := first.Stages["detect-correlate"]
@@ -191,6 +178,41 @@ func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 	if got := second.Stages["detect-correlate"].Counters[CountCorrelations]; got["Many failed logons"] != 1 || got["Brute force then success"] != 1 {
 		t.Fatalf("second run fired %v: want the restored window to fire the chain", got)
 	}
+	alerts := correlationAlerts(t, ctx, cfg, addrs)
+	if !slices.Equal(alerts, []string{"Brute force then success", "Many failed logons"}) {
+		t.Fatalf("correlation alerts on the facts topic: %v, want each of the chain's once", alerts)
+	}
+}
+
+// runCorrelationRules produces events to the input topic and runs a
+// pipeline on stateDir until it is idle; every run is the same instance.
+func runCorrelationRules(t *testing.T, ctx context.Context, cfg Config, addrs []string, stateDir string, events ...string) Snapshot {
+	t.Helper()
+	cfg.State.Dir = stateDir
+	p, err := New(cfg, WithBrokers(addrs), WithInstance("corr-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.EnsureTopics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, e := range events {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Topics.Inputs[0], Value: []byte(e)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return runUntilIdle(t, ctx, p)
+}
+
+// correlationAlerts are the titles of the correlation alerts on the facts
+// topic, sorted.
+func correlationAlerts(t *testing.T, ctx context.Context, cfg Config, addrs []string) []string {
+	t.Helper()
 	var alerts []string
 	if _, err := kafka.Drain(ctx, kafka.ClientConfig{Brokers: addrs}, cfg.Topics.Facts, 300*time.Millisecond, func(r *kgo.Record) error {
 		f, err := correlate.UnmarshalFacts(r.Value)
@@ -207,7 +229,71 @@ func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(alerts)
-	if !slices.Equal(alerts, []string{"Brute force then success", "Many failed logons"}) {
-		t.Fatalf("correlation alerts on the facts topic: %v, want each of the chain's once", alerts)
+	return alerts
+}
+
+// shareRead is a Windows Security share access (5145) in the OTRF flat
+// form, with the bytes read as the event's own field.
+func shareRead(min int, host, user, bytes string) string {
+	ts := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).Add(time.Duration(min) * time.Minute).Format("2006-01-02 15:04:05")
+	b, _ := json.Marshal(map[string]any{"EventID": 5145, "Channel": "Security", "Hostname": host, "TimeCreated": ts,
+		"SubjectUserName": user, "ShareName": `\\*\C$`, "ReadBytes": bytes})
+	return string(b)
+}
+
+const shareReadRules = `title: Much read from admin shares
+id: 9a1c7f10-0000-4000-8000-00000000c0r3
+level: high
+correlation:
+  type: value_sum
+  rules: [share_read]
+  group-by: [Computer, SubjectUserName]
+  timespan: 1h
+  condition: {field: ReadBytes, gt: 1000000}
+---
+title: Admin share read
+id: 9a1c7f10-0000-4000-8000-0000000000b3
+name: share_read
+logsource: {product: windows, service: security}
+detection:
+  sel:
+    EventID: 5145
+    ShareName|endswith: 'C$'
+  condition: sel
+`
+
+// TestDetectCorrelateMetricRestart: a value_sum window half filled by one
+// run (and a value that is not a number, counted) is restored from the
+// stage's changelog by a run on a new state directory: the sum crosses
+// there, once, and another user's bytes and bytes more than the timespan
+// apart never add up.
+func TestDetectCorrelateMetricRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the pipeline twice")
+	}
+	ctx, addrs, cfg := countingSetup(t, 3)
+	dir := t.TempDir()
+	cfg.Correlate.Enabled = true
+	cfg.Respond.Enabled = false
+	cfg.Detect.Rules = []string{writeRuleFile(t, dir, "mr_share_reads.yml", shareReadRules)}
+	first := runCorrelationRules(t, ctx, cfg, addrs, filepath.Join(dir, "a"),
+		shareRead(0, "fs1", "bob", "600000"), shareRead(1, "fs1", "bob", "n/a"),
+		shareRead(2, "fs1", "eve", "900000"), shareRead(3, "fs2", "bob", "300000"))
+	st := first.Stages["detect-correlate"]
+	if n := st.Sum(CountCorrelations); n != 0 || st.RecordsOut[DetectCorrelateLog] == 0 {
+		t.Fatalf("first run: %d correlations, %d changelog records: want none fired and the windows logged", n, st.RecordsOut[DetectCorrelateLog])
+	}
+	if got := st.Counters[CountNotNumbers]; got["Much read from admin shares"] != 1 {
+		t.Errorf("first run counted %v values not numbers, want 1", got)
+	}
+	second := runCorrelationRules(t, ctx, cfg, addrs, filepath.Join(dir, "b"),
+		shareRead(30, "fs1", "bob", "400001"), // 1,000,001 with the restored 600,000
+		shareRead(40, "fs1", "eve", "50000"),
+		shareRead(100, "fs2", "bob", "800000")) // fs2's 300,000 is 97 minutes old
+	if got := second.Stages["detect-correlate"].Counters[CountCorrelations]; got["Much read from admin shares"] != 1 || len(got) != 1 {
+		t.Fatalf("second run fired %v: want bob's sum on fs1 once", got)
+	}
+	if alerts := correlationAlerts(t, ctx, cfg, addrs); !slices.Equal(alerts, []string{"Much read from admin shares"}) {
+		t.Fatalf("correlation alerts on the facts topic: %v, want one", alerts)
 	}
 }

@@ -22,8 +22,9 @@ func init() {
 		summary:  "Check Sigma detection rules, or try them on input files before deploying them.",
 		synopsis: "check PATH... | test --rules PATH... (--in FILE... [--import] [--table T] | --hunting DIR [--since 30d]) [--tenant ID]",
 		details: "rules check loads every .yml/.yaml rule under the paths and prints each that cannot be\n" +
-			"loaded as FILE:LINE: error|unsupported: REASON; it exits 1 when a rule is invalid (rules\n" +
-			"the tables cannot express are listed, not errors).\n\n" +
+			"loaded as FILE:LINE: error|unsupported: REASON, then the correlation rules that run, by\n" +
+			"type; it exits 1 when a rule is invalid (rules the tables cannot express are listed, not\n" +
+			"errors).\n\n" +
 			"rules test runs the rules over input files (streaming-API records, Event Hubs envelopes,\n" +
 			"export rows of the tables, Windows/Sysmon events in the nested Event.System/EventData\n" +
 			"form, the OTRF flat form or the Sentinel SecurityEvent/Event export, Sentinel's AuditLogs\n" +
@@ -31,8 +32,9 @@ func init() {
 			"values one after another, or arrays), normalized as the pipeline\n" +
 			"normalizes them, and prints one JSON line per match (rule_id, title, the row's table,\n" +
 			"tenant and key fields) and per correlation rule that fires (event_count, value_count,\n" +
-			"temporal, temporal_ordered: rule_id, group, first, last, events), then one line per rule\n" +
-			"with its count. With --hunting it backtests\n" +
+			"temporal, temporal_ordered, value_sum, value_avg, value_percentile: rule_id, group, first,\n" +
+			"last, events, and the sum, average or percentage as metric with the event's value),\n" +
+			"then one line per rule with its count. With --hunting it backtests\n" +
 			"the rules over the Parquet hunting partitions instead (every tenant, or --tenant's; hours\n" +
 			"within --since): what they would have raised over what stitch kept.",
 		example: "stitch rules check ../shared/data/sigma/rules\n" +
@@ -78,10 +80,31 @@ func rulesCheck(args []string, w io.Writer) error {
 	}
 	errs := len(set.Errors())
 	fmt.Fprintf(w, "%d rules and %d correlation rules loaded, %d invalid, %d unsupported\n", len(set.Rules), len(set.Correlations), errs, len(set.Problems)-errs)
+	if len(set.Correlations) > 0 {
+		fmt.Fprintf(w, "supported correlation rules: %s\n", correlationTypes(set.Correlations))
+	}
 	if errs > 0 {
 		return fmt.Errorf("%d invalid rules", errs)
 	}
 	return nil
+}
+
+// correlationTypes counts correlation rules by type: "event_count 2,
+// value_sum 1".
+func correlationTypes(cs []*detect.Correlation) string {
+	n := map[string]int{}
+	for _, c := range cs {
+		n[c.Type]++
+	}
+	types := make([]string, 0, len(n))
+	for t := range n {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for i, t := range types {
+		types[i] = fmt.Sprintf("%s %d", t, n[t])
+	}
+	return strings.Join(types, ", ")
 }
 
 // correlationLine is a correlation rule that fired, in rules test's output.
@@ -95,6 +118,11 @@ type correlationLine struct {
 	First       time.Time         `json:"first"`
 	Last        time.Time         `json:"last"`
 	Events      int               `json:"events"`
+	// Metric is what value_sum, value_avg and value_percentile compared
+	// (the sum, the average, the percentage of Value among the window's
+	// values).
+	Metric *float64 `json:"metric,omitempty"`
+	Value  string   `json:"value,omitempty"`
 }
 
 // ruleCount is the last part of rules test's output.
@@ -145,8 +173,12 @@ func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 		}
 	}
 	t.OnCorrelation = func(m detect.CorrelationMatch) {
-		err := enc.Encode(correlationLine{RuleID: m.Rule.ID, Title: m.Rule.Title, Level: m.Rule.Level, Correlation: m.Rule.Type,
-			Tenant: m.Tenant, Group: m.Group, First: m.First, Last: m.Last, Events: m.Events})
+		line := correlationLine{RuleID: m.Rule.ID, Title: m.Rule.Title, Level: m.Rule.Level, Correlation: m.Rule.Type,
+			Tenant: m.Tenant, Group: m.Group, First: m.First, Last: m.Last, Events: m.Events, Value: m.Value}
+		if m.Rule.IsMetric() {
+			line.Metric = &m.Metric
+		}
+		err := enc.Encode(line)
 		if err != nil && werr == nil {
 			werr = err
 		}
@@ -202,6 +234,9 @@ func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 	fmt.Fprintf(errw, "%d records read, %d not normalized%s, %d rows evaluated, %d matches of %d rules\n", t.Records, t.Skipped, skipReasons(t.SkipReasons), t.Rows, total, len(set.Rules))
 	if t.Skipped > 0 {
 		fmt.Fprintf(errw, "last record not normalized: %s\n", t.LastSkip)
+	}
+	if nn := t.NotNumbers(); len(nn) > 0 {
+		fmt.Fprintf(errw, "correlation values skipped as not numbers%s\n", skipReasons(nn))
 	}
 	return werr
 }

@@ -167,13 +167,22 @@ func TestOTRFAtomicIncidents(t *testing.T) {
 	}
 	fmt.Printf("OTRF atomic: %d recordings, %d with one incident\n", len(recs), one)
 
-	// All recordings in one replay. The correlator joins alerts on one
-	// device within correlate.window (24h) of each other, so recordings on
-	// WORKSTATION5 hours apart (the lsass dumps of 18 and 19 October, the
-	// mshta and bitsadmin runs 23.6 hours apart) share an incident, across
-	// midnight too; recordings further apart than the window never do. With
-	// a window of an hour every recording, each a few minutes long, is an
-	// incident of its own.
+	// All recordings in one replay. Every one ran on the same lab host,
+	// WORKSTATION5 (most as its local user wardog), and the correlator
+	// joins alerts that share a linking entity within correlate.window
+	// (24h), transitively: an incident is a connected component. So with
+	// the default window recordings of different days on that host share
+	// an incident through its device: the lsass dumps via comsvcs (18
+	// October 23:50 UTC) and dumpert (19 Oct 02:56), the SAM copy (04:28),
+	// the psexec LSA dump (07:30) and the logon script (20 Oct 02:47), a
+	// chain of hops of at most 19h16m spanning 27h; and the mshta (22 Oct
+	// 06:58) and bitsadmin (23 Oct 06:36) runs, 23h38m apart: 5 incidents
+	// for 10 recordings. Only the time between them tells them apart (three
+	// are of one UTC day, on one host, as one user), and the closest two are
+	// 1h32m apart: with a window of an hour every recording, each a few
+	// minutes long, is an incident of its own. Whatever the window, the
+	// recordings join only through the attacked host (its device, its local
+	// account), never through another entity.
 	var all []string
 	byAlert := map[string]int{}
 	for i, r := range results {
@@ -207,6 +216,14 @@ func TestOTRFAtomicIncidents(t *testing.T) {
 			if len(ids) > 1 {
 				t.Logf("window %v: incident %s joins recordings %v (alerts %s to %s)", window, inc.ID, keys(ids),
 					times[0].Format(time.RFC3339), times[len(times)-1].Format(time.RFC3339))
+			}
+			for _, r := range inc.CorrelationReasons {
+				i, ok := byAlert[r.Alerts[0]]
+				j, ok2 := byAlert[r.Alerts[1]]
+				if ok && ok2 && i != j && !strings.Contains(strings.ToLower(r.Entity), detect.AttackedHost) {
+					t.Errorf("window %v: recordings %s and %s join through %s, not the attacked host", window,
+						results[i].rec.ID, results[j].rec.ID, r.Entity)
+				}
 			}
 		}
 		return len(incs), alone

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -10,13 +11,14 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Sigma correlation rules (sigma-correlation-rules-specification.md):
-// event_count, value_count, temporal and temporal_ordered over the matches
-// of other rules (or correlations), grouped by fields (with aliases) within
-// a timespan. This file parses them and resolves the fields they read;
-// windows.go evaluates them over windows in a key-value store: a map for
-// `stitch rules test` (Correlator), the detect-correlate stage's
-// changelogged store in the pipeline.
+// Sigma correlation rules (sigma-correlation-rules-specification.md,
+// 2.1.0): event_count, value_count, temporal and temporal_ordered, and the
+// metric types value_sum, value_avg and value_percentile (metric.go), over
+// the matches of other rules (or correlations), grouped by fields (with
+// aliases) within a timespan. This file parses them and resolves the
+// fields they read; windows.go evaluates them over windows in a key-value
+// store: a map for `stitch rules test` (Correlator), the detect-correlate
+// stage's changelogged store in the pipeline.
 
 // Correlation is a compiled correlation rule.
 type Correlation struct {
@@ -26,7 +28,8 @@ type Correlation struct {
 	Refs                   []string
 	GroupBy                []string
 	Timespan               time.Duration
-	// Field is value_count's field.
+	// Field is the field of value_count and the metric types
+	// (condition.field).
 	Field string
 	// Aliases: alias → rule name → field.
 	Aliases map[string]map[string]string
@@ -41,10 +44,18 @@ type Correlation struct {
 
 type countCond struct {
 	op string
-	n  int
+	n  float64
 }
 
-var correlationTypes = map[string]bool{"event_count": true, "value_count": true, "temporal": true, "temporal_ordered": true}
+var correlationTypes = map[string]bool{"event_count": true, "value_count": true, "temporal": true, "temporal_ordered": true,
+	"value_sum": true, "value_avg": true, "value_percentile": true}
+
+// IsMetric says whether c is of a type that compares a number computed from
+// condition.field's values (metric.go): value_sum, value_avg,
+// value_percentile.
+func (c *Correlation) IsMetric() bool {
+	return c.Type == "value_sum" || c.Type == "value_avg" || c.Type == "value_percentile"
+}
 
 var timespanRE = regexp.MustCompile(`^(\d+)([smhd])$`)
 
@@ -77,12 +88,8 @@ func parseCorrelation(file string, root *yaml.Node) (*Correlation, *Problem) {
 	switch {
 	case c.Title == "":
 		return nil, prob("no title")
-	case cr.Type == "value_sum" || cr.Type == "value_avg" || cr.Type == "value_percentile":
-		p := prob("correlation type %s is not supported", cr.Type)
-		p.Unsupported = true
-		return nil, p
 	case !correlationTypes[cr.Type]:
-		return nil, prob("correlation type %q is not one of event_count, value_count, temporal, temporal_ordered", cr.Type)
+		return nil, prob("correlation type %q is not one of event_count, value_count, temporal, temporal_ordered, value_sum, value_avg, value_percentile", cr.Type)
 	case len(cr.Rules) == 0:
 		return nil, prob("correlation names no rules")
 	}
@@ -103,21 +110,44 @@ func parseCorrelation(file string, root *yaml.Node) (*Correlation, *Problem) {
 		}
 		switch k {
 		case "gt", "gte", "lt", "lte", "eq", "neq":
+		case "percentile":
+			// pySigma's extension (which percentile of the values to
+			// compare); the 2.1.0 specification has value_percentile
+			// compare the share of the event's value instead.
+			p := prob("condition.percentile is not in the Sigma correlation specification 2.1.0 (value_percentile compares the percentage of the group's values that equal the event's)")
+			p.Unsupported = true
+			return nil, p
 		default:
 			return nil, prob("condition %q is not one of gt, gte, lt, lte, eq, neq, field", k)
 		}
-		num, ok := v.(int)
-		if !ok {
+		var num float64
+		switch n := v.(type) {
+		case int:
+			num = float64(n)
+		case float64:
+			// The metric types compare sums, averages and percentages:
+			// "an integer or float threshold" (value_avg).
+			if !c.IsMetric() || math.IsInf(n, 0) || math.IsNaN(n) {
+				return nil, prob("condition %s needs a whole number, not %v", k, v)
+			}
+			num = n
+		default:
+			if c.IsMetric() {
+				return nil, prob("condition %s needs a number, not %v", k, v)
+			}
 			return nil, prob("condition %s needs a whole number, not %v", k, v)
+		}
+		if c.Type == "value_percentile" && (num < 0 || num > 100) {
+			return nil, prob("value_percentile's condition %s is a percentage, 0 to 100, not %v", k, v)
 		}
 		c.conds = append(c.conds, countCond{k, num})
 	}
 	sort.Slice(c.conds, func(i, j int) bool { return c.conds[i].op < c.conds[j].op })
 	switch {
-	case (c.Type == "event_count" || c.Type == "value_count") && len(c.conds) == 0:
+	case (c.Type == "event_count" || c.Type == "value_count" || c.IsMetric()) && len(c.conds) == 0:
 		return nil, prob("%s needs a condition", c.Type)
-	case c.Type == "value_count" && c.Field == "":
-		return nil, prob("value_count needs condition.field")
+	case (c.Type == "value_count" || c.IsMetric()) && c.Field == "":
+		return nil, prob("%s needs condition.field", c.Type)
 	}
 	return c, nil
 }
@@ -130,7 +160,7 @@ func (c *Correlation) key() string {
 	return c.Title
 }
 
-func (c *Correlation) met(n int) bool {
+func (c *Correlation) met(n float64) bool {
 	for _, k := range c.conds {
 		ok := false
 		switch k.op {
@@ -179,6 +209,11 @@ type CorrelationMatch struct {
 	First  time.Time
 	Last   time.Time
 	Events int
+	// Metric is what a metric type compared (metric.go): the sum, the
+	// average, or the percentage of the window's values equal to Value,
+	// the value of the event that fired value_percentile.
+	Metric float64
+	Value  string
 }
 
 // Correlator evaluates a set's correlation rules over its matches, with
@@ -189,6 +224,9 @@ type Correlator struct {
 	win *Windows
 	// Fire receives every correlation that fires.
 	Fire func(CorrelationMatch)
+	// NotNumbers counts the values value_sum and value_avg skipped as no
+	// numbers, by correlation title.
+	NotNumbers map[string]int
 }
 
 // NewCorrelator resolves the set's correlation rules (ResolveCorrelations)
@@ -200,7 +238,7 @@ func (s *Set) NewCorrelator(ev *Evaluator) (*Correlator, []Problem) {
 }
 
 // ResolveCorrelations makes the fields the correlation rules group by (and
-// value_count's field) fields of the rules they refer to, so that the
+// condition.field) fields of the rules they refer to, so that the
 // evaluator reads them, and drops the correlations that cannot run: call
 // it once, before the first Eval. Problems are the correlations dropped.
 func (s *Set) ResolveCorrelations() []Problem {
@@ -255,6 +293,10 @@ func (s *Set) fieldSlot(r *Rule, field string) (int, error) {
 		return slot, nil
 	}
 	spec, ok := r.src.fields[field]
+	if !ok && r.src.generic {
+		// as the rule's own fields: the event's field by its name
+		spec, ok = genericField(field), true
+	}
 	if !ok {
 		return 0, unsupportedError{fmt.Sprintf("field %s has no column in %s", field, r.Table)}
 	}
@@ -283,6 +325,12 @@ func (c *Correlator) Observe(tenant string, r *Rule, row int, t time.Time) {
 		return
 	}
 	fired, _ := c.win.Observe(tenant, c.set.Event(c.ev, r, row, t, nil)) // in memory: only a bad tenant fails
+	for title, n := range c.win.TakeSkipped() {
+		if c.NotNumbers == nil {
+			c.NotNumbers = map[string]int{}
+		}
+		c.NotNumbers[title] += n
+	}
 	for _, f := range fired {
 		if c.Fire != nil {
 			c.Fire(f.Match)

@@ -155,7 +155,11 @@ func TestProblems(t *testing.T) {
 		{"not yaml", "title: [\n", 1, false, "not YAML"},
 		{"no condition", rule("  sel:\n    Image: x\n"), 8, false, "no condition"},
 		{"correlation without rules", "title: c\ncorrelation:\n  type: event_count\n", 1, false, "names no rules"},
-		{"value_sum", "title: c\ncorrelation:\n  type: value_sum\n  rules: [x]\n", 1, true, "value_sum is not supported"},
+		{"value_sum without field", "title: c\ncorrelation:\n  type: value_sum\n  rules: [x]\n  timespan: 1h\n  condition: {gt: 5}\n", 1, false, "value_sum needs condition.field"},
+		{"value_avg without condition", "title: c\ncorrelation:\n  type: value_avg\n  rules: [x]\n  timespan: 1h\n", 1, false, "value_avg needs a condition"},
+		{"fraction of a count", "title: c\ncorrelation:\n  type: event_count\n  rules: [x]\n  timespan: 1h\n  condition: {gt: 2.5}\n", 1, false, "needs a whole number"},
+		{"percentage over 100", "title: c\ncorrelation:\n  type: value_percentile\n  rules: [x]\n  timespan: 1h\n  condition: {field: Image, gt: 120}\n", 1, false, "a percentage, 0 to 100"},
+		{"pySigma percentile", "title: c\ncorrelation:\n  type: value_percentile\n  rules: [x]\n  timespan: 1h\n  condition: {field: Image, percentile: 95, gt: 10}\n", 1, true, "condition.percentile is not in the Sigma correlation specification 2.1.0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -137,6 +137,10 @@ func (t *Tester) Batch(b normalize.Batch) {
 	})
 }
 
+// NotNumbers are the values value_sum and value_avg correlations skipped
+// because they are not numbers, by correlation title.
+func (t *Tester) NotNumbers() map[string]int { return t.corr.NotNumbers }
+
 // KeyFields reads the KeyColumns of one row that are set.
 func KeyFields(b normalize.Batch, row int) map[string]any {
 	out := map[string]any{}

@@ -26,7 +26,9 @@ import (
 // time. A window that fires is cleared (it fires again only on new events)
 // and its alert id is derived from the rule, tenant, group and the window's
 // first event, so the same input yields the same alert however often it is
-// processed.
+// processed. The metric types (metric.go) keep bounded samples; a
+// value_percentile window stays when it fires, its alert id the group, the
+// event's value and time.
 //
 // Key layout (one store of its own, state.dir/detect-correlate):
 //
@@ -76,6 +78,19 @@ type Windows struct {
 	kv  KV
 	// cursor is the last window Sweep looked at.
 	cursor []byte
+	// skipped counts the values metric correlations skipped as no
+	// numbers, by correlation title, until TakeSkipped.
+	skipped map[string]int
+}
+
+// TakeSkipped returns the values value_sum and value_avg correlations
+// skipped because they are not numbers since the last call, by correlation
+// title, and forgets them: the pipeline counts them with the transaction
+// of the events.
+func (w *Windows) TakeSkipped() map[string]int {
+	s := w.skipped
+	w.skipped = nil
+	return s
 }
 
 // NewWindows returns the correlation windows of the set's resolved
@@ -102,6 +117,12 @@ type windowEvent struct {
 	T     time.Time `json:"t"`
 	Ref   int       `json:"r"`
 	Value string    `json:"v,omitempty"`
+	// Metric windows (metric.go): Sum is the value of value_sum and
+	// value_avg; a sample merged past the cap stands for N events from
+	// From to T.
+	Sum  float64   `json:"s,omitempty"`
+	N    int       `json:"n,omitempty"`
+	From time.Time `json:"f,omitzero"`
 }
 
 // Correlated says whether a correlation rule refers to r: only those
@@ -214,6 +235,25 @@ func (w *Windows) add(cr *Correlation, tenant string, ref int, t time.Time, read
 	if cr.Field != "" {
 		value = read(cr.Field)
 	}
+	ev := windowEvent{T: t, Ref: ref, Value: value}
+	if cr.IsMetric() {
+		switch {
+		case value == "":
+			return nil // no observation
+		case cr.Type == "value_percentile":
+			ev.Value = strings.ToLower(value)
+		default:
+			n, ok := parseNumber(value)
+			if !ok {
+				if w.skipped == nil {
+					w.skipped = map[string]int{}
+				}
+				w.skipped[cr.Title]++
+				return nil
+			}
+			ev.Value, ev.Sum = "", n
+		}
+	}
 	key := windowKey(cr, tenant, gk.String())
 	win := window{Rule: cr.key(), Group: group}
 	if v, ok, err := w.kv.Get(key); err != nil {
@@ -223,7 +263,7 @@ func (w *Windows) add(cr *Correlation, tenant string, ref int, t time.Time, read
 			return fmt.Errorf("detect: correlation window of %s: %w", cr.Title, err)
 		}
 	}
-	win.Events = append(win.Events, windowEvent{T: t, Ref: ref, Value: value})
+	win.Events = append(win.Events, ev)
 	sort.SliceStable(win.Events, func(i, j int) bool { return win.Events[i].T.Before(win.Events[j].T) })
 	newest := win.Events[len(win.Events)-1].T
 	k := 0
@@ -231,27 +271,66 @@ func (w *Windows) add(cr *Correlation, tenant string, ref int, t time.Time, read
 		k++
 	}
 	win.Events = win.Events[k:]
-	win.Evidence = mergeEvidence(win.Evidence, evidence)
-	if !fires(cr, win.Events) {
-		v, err := json.Marshal(&win)
-		if err != nil {
-			return err
+	m := CorrelationMatch{Rule: cr, Tenant: tenant, Group: win.Group, Last: newest, Events: len(win.Events)}
+	idGroup := gk.String()
+	var fired bool
+	if cr.IsMetric() {
+		win.Events = capSamples(cr, win.Events)
+		if t.Before(win.Events[0].from()) {
+			// Older than the window (a late event): no observation, and
+			// nothing changed to judge.
+			return w.store(key, &win)
 		}
-		return w.kv.Set(key, v)
+		m.Metric, m.Events = metric(cr, win.Events, ev.Value)
+		fired = cr.met(m.Metric)
+		if cr.Type == "value_percentile" {
+			// The window is the baseline: it stays, and the alert is the
+			// event's, with its entities only.
+			if !fired {
+				return w.store(key, &win)
+			}
+			if err := w.store(key, &win); err != nil {
+				return err
+			}
+			m.Value, m.First = value, win.Events[0].from()
+			return w.fire(m, idGroup+"\x00"+ev.Value, t, mergeEvidence(nil, evidence), newest, out)
+		}
+	} else {
+		fired = fires(cr, win.Events)
+	}
+	win.Evidence = mergeEvidence(win.Evidence, evidence)
+	if !fired {
+		return w.store(key, &win)
 	}
 	if err := w.kv.Delete(key); err != nil { // fires again only on new events
 		return err
 	}
-	m := CorrelationMatch{Rule: cr, Tenant: tenant, Group: win.Group, First: win.Events[0].T, Last: newest, Events: len(win.Events)}
-	f := Fired{Match: m, Alert: correlationAlert(m, gk.String(), win.Evidence), Standalone: w.set.standalone(cr.ID, cr.Name)}
+	m.First = win.Events[0].from()
+	return w.fire(m, idGroup, m.First, win.Evidence, newest, out)
+}
+
+// store writes a window that did not fire (or value_percentile's).
+func (w *Windows) store(key []byte, win *window) error {
+	v, err := json.Marshal(win)
+	if err != nil {
+		return err
+	}
+	return w.kv.Set(key, v)
+}
+
+// fire records a correlation that fired (its alert id from the rule,
+// tenant, id group and time) and feeds it to the correlations that refer
+// to it: they see the firing as an event of this rule at newest, with its
+// group as the event's fields.
+func (w *Windows) fire(m CorrelationMatch, idGroup string, idTime time.Time, evidence []correlate.EvidenceFact, newest time.Time, out *[]Fired) error {
+	cr := m.Rule
+	f := Fired{Match: m, Alert: correlationAlert(m, idGroup, idTime, evidence), Standalone: w.set.standalone(cr.ID, cr.Name)}
 	*out = append(*out, f)
-	// Chained correlations see the firing as an event of this rule, with
-	// its group as the event's fields.
 	for _, o := range w.set.Correlations {
 		for i, ref := range o.Refs {
 			if refers(ref, cr.ID, cr.Name) {
 				read := func(f string) string { return m.Group[o.fieldOf(f, cr.ID, cr.Name)] }
-				if err := w.add(o, tenant, i, newest, read, win.Evidence, out); err != nil {
+				if err := w.add(o, m.Tenant, i, newest, read, evidence, out); err != nil {
 					return err
 				}
 			}
@@ -283,10 +362,11 @@ func mergeEvidence(have, add []correlate.EvidenceFact) []correlate.EvidenceFact 
 
 // correlationAlert is the alert of a fired correlation: the rule's title,
 // level and tags, at the window's last event, with the window's entities;
-// its id is the rule, tenant, group and first event's time.
-func correlationAlert(m CorrelationMatch, group string, evidence []correlate.EvidenceFact) Alert {
+// its id is the rule, tenant, group and the window's first event's time
+// (value_percentile: the group and value, and the event's time).
+func correlationAlert(m CorrelationMatch, group string, at time.Time, evidence []correlate.EvidenceFact) Alert {
 	cr := m.Rule
-	key := strings.Join([]string{m.Tenant, cr.key(), group, strconv.FormatInt(m.First.UnixNano(), 10)}, "\x00")
+	key := strings.Join([]string{m.Tenant, cr.key(), group, strconv.FormatInt(at.UnixNano(), 10)}, "\x00")
 	sum := sha256.Sum256([]byte(key))
 	id := "sigma-corr-" + hex.EncodeToString(sum[:12])
 	evs := make([]correlate.EvidenceFact, len(evidence))
@@ -303,7 +383,7 @@ func correlationAlert(m CorrelationMatch, group string, evidence []correlate.Evi
 func fires(cr *Correlation, evs []windowEvent) bool {
 	switch cr.Type {
 	case "event_count":
-		return cr.met(len(evs))
+		return cr.met(float64(len(evs)))
 	case "value_count":
 		seen := map[string]bool{}
 		for _, e := range evs {
@@ -311,14 +391,14 @@ func fires(cr *Correlation, evs []windowEvent) bool {
 				seen[strings.ToLower(e.Value)] = true
 			}
 		}
-		return cr.met(len(seen))
+		return cr.met(float64(len(seen)))
 	case "temporal":
 		seen := map[int]bool{}
 		for _, e := range evs {
 			seen[e.Ref] = true
 		}
 		if len(cr.conds) > 0 {
-			return cr.met(len(seen))
+			return cr.met(float64(len(seen)))
 		}
 		return len(seen) == len(cr.Refs)
 	case "temporal_ordered":
