@@ -22,6 +22,7 @@ type config struct {
 	sync                                    bool
 	owns                                    func(tenant string) bool
 	partitionOf                             func(tenant string) int32
+	filterBudget, filterLayers              int // filter.go
 }
 
 // Option configures New.
@@ -105,6 +106,10 @@ type Correlator struct {
 	// tx.recordSighting): caches, so each is bounded and dropped when full.
 	linked, sighted map[string]struct{}
 	observers       map[string]observerCount // beside sighted: per bucket and entity
+	// filt says which lookups may find something (filter.go); fbuf is
+	// its scratch buffer.
+	filt filters
+	fbuf []byte
 }
 
 // maxLinked and maxSighted bound the caches of applied identity links and
@@ -126,12 +131,15 @@ type pending struct {
 	sighted map[string]struct{} // sightings it recorded (Correlator.sighted once it commits)
 	// observers counts the observers it recorded per bucket and entity.
 	observers map[string]observerCount
+	// units are the hashes of the lookup units it wrote (filter.go).
+	units map[uint64]struct{}
 }
 
 // New returns a correlator over store.
 func New(store *state.Store, opts ...Option) (*Correlator, error) {
 	cfg := config{window: 24 * time.Hour, lookback: 7 * 24 * time.Hour, idle: 7 * 24 * time.Hour,
-		lateness: time.Hour, grace: time.Hour, prevalenceN: 10}
+		lateness: time.Hour, grace: time.Hour, prevalenceN: 10,
+		filterBudget: maxFilterBytes, filterLayers: maxFilterLayers}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -143,7 +151,8 @@ func New(store *state.Store, opts ...Option) (*Correlator, error) {
 	case cfg.prevalenceN < 1 || cfg.prevalenceN >= MaxObservers:
 		return nil, fmt.Errorf("correlate: prevalence threshold %d outside 1..%d", cfg.prevalenceN, MaxObservers-1)
 	}
-	c := &Correlator{store: store, cfg: cfg, clock: clock{lateness: cfg.lateness}}
+	c := &Correlator{store: store, cfg: cfg, clock: clock{lateness: cfg.lateness},
+		filt: filters{budget: cfg.filterBudget, layers: max(cfg.filterLayers, 1), off: cfg.filterBudget < 0}}
 	marks, err := loadMarks(store)
 	if err != nil {
 		return nil, err
@@ -239,9 +248,16 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 		p.b.Close()
 		return c.store.Failed()
 	}
+	adds, err := c.filt.staged(p.b)
+	if err != nil {
+		p.b.Close()
+		return err
+	}
 	if err := p.b.Commit(c.cfg.sync); err != nil {
+		c.filt.reset() // what landed is the store's to say
 		return fmt.Errorf("correlate: commit transaction: %w", err)
 	}
+	c.filt.committed(adds)
 	c.linked = keepCommitted(c.linked, p.linked, maxLinked)
 	c.keepSightings(p)
 	return nil
@@ -314,6 +330,7 @@ func (c *Correlator) Restore(del bool, key, val []byte) error {
 	if del {
 		return c.pend.b.Delete(key)
 	}
+	c.noteWrite(key)
 	return c.pend.b.Set(key, val)
 }
 
@@ -406,7 +423,7 @@ type tx struct {
 	tenant     string
 	buf        []byte
 	classes    map[string][]string
-	prevalence map[string]bool
+	prevalence map[prevalenceMemo]bool
 	alerts     map[string]*alertRec
 	newAlerts  map[string]*Alert
 	incs       map[string]*incState
@@ -415,7 +432,7 @@ type tx struct {
 
 // begin starts one call's work on the open transaction's batch.
 func (c *Correlator) begin(tenant string) *tx {
-	return &tx{c: c, b: c.pend.b, tenant: tenant, prevalence: map[string]bool{},
+	return &tx{c: c, b: c.pend.b, tenant: tenant, prevalence: map[prevalenceMemo]bool{},
 		alerts: map[string]*alertRec{}, newAlerts: map[string]*Alert{}, incs: map[string]*incState{}}
 }
 
@@ -427,16 +444,31 @@ func (t *tx) tkey(space byte, parts ...string) []byte {
 	return k
 }
 
+// set stages key=val in the transaction, noting its lookup unit.
+func (t *tx) set(key, val []byte) error {
+	t.c.noteWrite(key)
+	return t.b.Set(key, val)
+}
+
+// get reads key through the transaction, unless the filters say it is
+// absent.
+func (t *tx) get(key []byte) ([]byte, bool, error) {
+	if ok, err := t.c.mayHave(key); !ok || err != nil {
+		return nil, false, err
+	}
+	return t.b.Get(key)
+}
+
 func (t *tx) alert(id string) (*alertRec, error) {
 	if r, ok := t.alerts[id]; ok {
 		return r, nil
 	}
-	v, ok, err := t.b.Get(t.tkey(spaceAlerts, id))
+	v, ok, err := t.get(t.tkey(spaceAlerts, id))
 	if err != nil || !ok {
 		return nil, err
 	}
 	var r alertRec
-	if err := json.Unmarshal(v, &r); err != nil {
+	if err := gojson.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("correlate: alert %s record: %w", id, err)
 	}
 	t.alerts[id] = &r
@@ -447,12 +479,12 @@ func (t *tx) incident(id string) (*incState, error) {
 	if s, ok := t.incs[id]; ok {
 		return s, nil
 	}
-	v, ok, err := t.b.Get(t.tkey(spaceIncidents, id))
+	v, ok, err := t.get(t.tkey(spaceIncidents, id))
 	if err != nil || !ok {
 		return nil, err
 	}
 	var s incState
-	if err := json.Unmarshal(v, &s); err != nil {
+	if err := gojson.Unmarshal(v, &s); err != nil {
 		return nil, fmt.Errorf("correlate: incident %s record: %w", id, err)
 	}
 	t.incs[id] = &s
@@ -522,7 +554,7 @@ func (t *tx) notePartition(partition int32) error {
 	}
 	c.parts[t.tenant] = partition
 	c.pend.parts = append(c.pend.parts, t.tenant)
-	return t.b.Set(t.tkey(spacePartition), binary.BigEndian.AppendUint32(nil, uint32(partition)))
+	return t.set(t.tkey(spacePartition), binary.BigEndian.AppendUint32(nil, uint32(partition)))
 }
 
 // loadParts reads the facts partition of every tenant the store knows.
@@ -712,7 +744,7 @@ func (t *tx) correlate(id string, ents []string) error {
 	for _, k := range linking {
 		key := state.AppendString(state.BucketKey(nil, spaceIndex, state.Bucket(rec.T, w), t.tenant), k)
 		key = append(key, id...)
-		if err := t.b.Set(key, state.AppendInt64(nil, rec.T.UnixNano())); err != nil {
+		if err := t.set(key, state.AppendInt64(nil, rec.T.UnixNano())); err != nil {
 			return err
 		}
 	}
@@ -918,14 +950,17 @@ func (t *tx) merge(from, to *incState) error {
 }
 
 func (t *tx) saveAlert(id string, r *alertRec) error {
-	v, err := json.Marshal(r)
+	v, err := gojson.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("correlate: encode alert %s: %w", id, err)
 	}
-	return t.b.Set(t.tkey(spaceAlerts, id), v)
+	return t.set(t.tkey(spaceAlerts, id), v)
 }
 
 func (t *tx) scan(pfx []byte, fn func(rest, val []byte) error) error {
+	if ok, err := t.c.mayHave(pfx); !ok || err != nil {
+		return err
+	}
 	it, err := t.b.NewIter(pfx)
 	if err != nil {
 		return err
@@ -961,31 +996,24 @@ func (t *tx) flush() ([]Incident, error) {
 		if err := t.saveIncident(s); err != nil {
 			return nil, err
 		}
-		out = append(out, cloneIncident(s.Inc))
+		// No copy: a call's incident states are its own (decoded from
+		// the store for it, dropped when it returns), so nothing mutates
+		// what it returns.
+		out = append(out, s.Inc)
 	}
 	return out, nil
 }
 
 func (t *tx) saveIncident(s *incState) error {
-	v, err := json.Marshal(s)
+	v, err := gojson.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("correlate: encode incident %s: %w", s.Inc.ID, err)
 	}
-	if err := t.b.Set(t.tkey(spaceIncidents, s.Inc.ID), v); err != nil {
+	if err := t.set(t.tkey(spaceIncidents, s.Inc.ID), v); err != nil {
 		return err
 	}
 	k := state.AppendString(state.BucketKey(nil, spaceIdle, state.Bucket(s.LastAlert, idleBucket), t.tenant), s.Inc.ID)
-	return t.b.Set(k, nil)
-}
-
-// cloneIncident detaches an output from state the next call may mutate.
-// It goes through JSON as before, with go-json (the same JSON and values as
-// encoding/json; encoding/json here was 13% of BenchmarkCorrelate's CPU).
-func cloneIncident(in Incident) Incident {
-	var out Incident
-	b, _ := gojson.Marshal(in)
-	_ = gojson.Unmarshal(b, &out)
-	return out
+	return t.set(k, nil)
 }
 
 // putPending holds evidence whose alert has not arrived, bucketed by the
@@ -997,7 +1025,7 @@ func (t *tx) putPending(ev EvidenceFact) error {
 	}
 	k := state.AppendString(state.BucketKey(nil, spacePending, state.Bucket(ev.Time, t.c.cfg.grace), t.tenant), ev.AlertID)
 	k = append(k, fmt.Sprintf("%x", hash(v))...)
-	return t.b.Set(k, v)
+	return t.set(k, v)
 }
 
 // takePending claims the evidence held for alertID, whatever its time: in
@@ -1035,6 +1063,12 @@ func (t *tx) takePending(alertID string) ([]EvidenceFact, error) {
 // seeks bucket by bucket, so it costs one seek per live bucket of the space
 // whatever their times (expiry keeps few).
 func (t *tx) everyBucket(space byte, rest []byte, last int64, fn func(key, tail, val []byte) error) error {
+	if space == spacePending {
+		// One filter for every bucket (filter.go).
+		if may, err := t.c.mayHave(append(state.BucketKey(nil, space, 0, t.tenant), rest...)); !may || err != nil {
+			return err
+		}
+	}
 	it, err := t.b.NewIter(state.BucketPrefix(nil, space, math.MinInt64)[:2])
 	if err != nil {
 		return err
@@ -1046,7 +1080,13 @@ func (t *tx) everyBucket(space byte, rest []byte, last int64, fn func(key, tail,
 			break
 		}
 		pfx := append(state.BucketKey(nil, space, b, t.tenant), rest...)
-		for ok = it.SeekGE(pfx); ok && bytes.HasPrefix(it.Key(), pfx); ok = it.Next() {
+		may := true
+		if space != spacePending {
+			if may, err = t.c.mayHave(pfx); err != nil {
+				return err
+			}
+		}
+		for ok = may && it.SeekGE(pfx); ok && bytes.HasPrefix(it.Key(), pfx); ok = it.Next() {
 			if err := fn(it.Key(), it.Key()[len(pfx):], it.Value()); err != nil {
 				return err
 			}
@@ -1210,7 +1250,7 @@ func (c *Correlator) expire(b *state.Batch, clocks *tenantClocks) error {
 		}
 		if err := expireSpace(b, x.space, cutOf(clocks.global), func(tenant string) int64 {
 			return cutOf(clocks.tenant(tenant))
-		}); err != nil {
+		}, c.filt.drop); err != nil {
 			return err
 		}
 	}
@@ -1219,7 +1259,9 @@ func (c *Correlator) expire(b *state.Batch, clocks *tenantClocks) error {
 
 // expireSpace deletes, in every bucket of space below cut, the keys of each
 // tenant whose own cut is above the bucket.
-func expireSpace(b *state.Batch, space byte, cut int64, tenantCut func(string) int64) error {
+// dropped is told the start of each range deleted (a bucket, or a tenant's
+// part of one).
+func expireSpace(b *state.Batch, space byte, cut int64, tenantCut func(string) int64, dropped func(start []byte)) error {
 	it, err := b.NewIter([]byte{'B', space})
 	if err != nil {
 		return err
@@ -1260,6 +1302,7 @@ func expireSpace(b *state.Batch, space byte, cut int64, tenantCut func(string) i
 		if err := b.DeleteRange(d.start, d.end); err != nil {
 			return err
 		}
+		dropped(d.start)
 	}
 	return nil
 }

@@ -31,7 +31,7 @@ func unifiable(e Entity) bool { return e.Kind == KindUser || e.Kind == KindDevic
 
 func (t *tx) find(id string) (string, error) {
 	for hops := 0; hops < 4; hops++ {
-		p, ok, err := t.b.Get(t.tkey(spaceParent, id))
+		p, ok, err := t.get(t.tkey(spaceParent, id))
 		if err != nil {
 			return "", err
 		}
@@ -44,6 +44,11 @@ func (t *tx) find(id string) (string, error) {
 }
 
 func (t *tx) members(root string) ([]string, error) {
+	if ok, err := t.c.mayHave(t.tkey(spaceMembers, root)); err != nil {
+		return nil, err
+	} else if !ok {
+		return []string{root}, nil
+	}
 	it, err := t.b.NewIter(t.tkey(spaceMembers, root))
 	if err != nil {
 		return nil, err
@@ -92,14 +97,14 @@ func (t *tx) union(a, b string) ([]string, error) {
 		ra, rb, ma, mb = rb, ra, mb, ma
 	}
 	// ra survives: make sure it lists itself, then move rb's members.
-	if err := t.b.Set(t.tkey(spaceMembers, ra, ra), nil); err != nil {
+	if err := t.set(t.tkey(spaceMembers, ra, ra), nil); err != nil {
 		return nil, err
 	}
 	for _, m := range mb {
-		if err := t.b.Set(t.tkey(spaceParent, m), []byte(ra)); err != nil {
+		if err := t.set(t.tkey(spaceParent, m), []byte(ra)); err != nil {
 			return nil, err
 		}
-		if err := t.b.Set(t.tkey(spaceMembers, ra, m), nil); err != nil {
+		if err := t.set(t.tkey(spaceMembers, ra, m), nil); err != nil {
 			return nil, err
 		}
 	}

@@ -67,7 +67,7 @@ func (t *tx) recordSighting(s Sighting) error {
 		if _, ok := p.sighted[string(k)]; ok {
 			continue
 		}
-		if err := t.b.Set(k, nil); err != nil {
+		if err := t.set(k, nil); err != nil {
 			return err
 		}
 		if p.sighted == nil {
@@ -105,13 +105,21 @@ func (c *Correlator) keepSightings(p *pending) {
 	}
 }
 
+// prevalenceMemo is an entity key and the day a prevalence judgement of it
+// was made for (one call memoizes them).
+type prevalenceMemo struct {
+	key string
+	day int64
+}
+
 // prevalent says whether e was seen by more than the threshold of devices
 // or users in [at-lookback, at].
 func (t *tx) prevalent(e Entity, at time.Time) (bool, error) {
 	if !tracked(e.Kind) {
 		return false, nil
 	}
-	memo := e.Key() + "@" + at.Truncate(PrevalenceBucket).String()
+	key := e.Key()
+	memo := prevalenceMemo{key, at.Truncate(PrevalenceBucket).Unix()}
 	if p, ok := t.prevalence[memo]; ok {
 		return p, nil
 	}
@@ -121,15 +129,27 @@ func (t *tx) prevalent(e Entity, at time.Time) (bool, error) {
 	last := state.Bucket(at, PrevalenceBucket)
 	prevalent := false
 	// One iterator over the sightings space for every bucket of the
-	// lookback (a seek per bucket): an iterator per bucket cost as much to
-	// open and close as its seek (BenchmarkCorrelate's profile).
+	// lookback that may hold sightings of e (a seek per bucket): an
+	// iterator per bucket cost as much to open and close as its seek
+	// (BenchmarkCorrelate's profile), and the filters (filter.go) say
+	// which buckets hold none.
 	var pfx []byte
-	it, err := t.b.NewIter(state.BucketPrefix(nil, spaceSightings, first)[:2])
-	if err != nil {
-		return false, err
-	}
+	var it *state.Iter
 	for b := first; b <= last && !prevalent; b++ {
-		pfx = state.AppendString(state.BucketKey(pfx[:0], spaceSightings, b, t.tenant), e.Key())
+		pfx = state.AppendString(state.BucketKey(pfx[:0], spaceSightings, b, t.tenant), key)
+		may, err := t.c.mayHave(pfx)
+		if err != nil {
+			return false, err
+		}
+		if !may {
+			continue
+		}
+		if it == nil {
+			if it, err = t.b.NewIter(state.BucketPrefix(nil, spaceSightings, first)[:2]); err != nil {
+				return false, err
+			}
+			defer it.Close()
+		}
 		for ok := it.SeekGE(pfx); ok && bytes.HasPrefix(it.Key(), pfx); ok = it.Next() {
 			o := string(it.Key()[len(pfx):])
 			if strings.HasPrefix(o, "device:") {
@@ -142,11 +162,9 @@ func (t *tx) prevalent(e Entity, at time.Time) (bool, error) {
 				break
 			}
 		}
-	}
-	err = it.Error()
-	it.Close()
-	if err != nil {
-		return false, err
+		if err := it.Error(); err != nil {
+			return false, err
+		}
 	}
 	t.prevalence[memo] = prevalent
 	return prevalent, nil
