@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/stitch-xdr/stitch/state"
 )
 
 // filterRun applies facts in transactions of every facts (the first
@@ -15,15 +13,8 @@ import (
 // and returns every output, encoded, in order.
 func filterRun(t *testing.T, facts []*Facts, every int, opts ...Option) []string {
 	t.Helper()
-	st, err := state.Open(t.TempDir(), state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, st := openCorrelator(t, t.TempDir(), opts...)
 	defer st.Close()
-	c, err := New(st, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
 	for i, tx := 0, 0; i < len(facts); i, tx = i+every, tx+1 {
 		end := min(i+every, len(facts))

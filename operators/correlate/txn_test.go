@@ -103,13 +103,13 @@ func applyAll(t *testing.T, c *Correlator, facts []*Facts) []string {
 	return out
 }
 
-func openCorrelator(t *testing.T, dir string) (*Correlator, *state.Store) {
+func openCorrelator(t *testing.T, dir string, opts ...Option) (*Correlator, *state.Store) {
 	t.Helper()
 	st, err := state.Open(dir, state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(st)
+	c, err := New(st, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
