@@ -25,7 +25,9 @@ import (
 //   - respond-feed (stateless) reads the incidents (keyed by incident id)
 //     and the facts (keyed by tenant) and writes what response needs —
 //     every incident version, delivered attachments, files seen on
-//     devices — to respond.topic, keyed by tenant;
+//     devices, the addresses devices and accounts were seen with (the
+//     facts' ip and url sightings) and messages' recipients and URLs —
+//     to respond.topic, keyed by tenant;
 //   - respond-decisions (stateless) does the same for analysts' approvals
 //     and rejections (respond.approvals, written by stitch actions) and
 //     executors' results (topics.action_results); it is a stage of its own
@@ -50,7 +52,7 @@ type RespondConfig struct {
 	Playbooks      string   `yaml:"playbooks" doc:"A playbooks YAML file, or a directory of them; empty: the shipped defaults (configs/playbooks.yaml)."`
 	Topic          string   `yaml:"topic" default:"stitch.respond" doc:"Internal topic: incidents, the telemetry response indexes, decisions and results, keyed by tenant, from the respond-feed and respond-decisions stages to the respond stage."`
 	Approvals      string   `yaml:"approvals" default:"actions.approvals" doc:"Analysts' approvals and rejections of actions ('stitch actions approve' and 'reject'), kept as the audit trail."`
-	Indicators     string   `yaml:"indicators" default:"actions.indicators" doc:"Operators' custom indicators ('stitch indicators add' and 'remove'): file hashes blocked on sight until they expire."`
+	Indicators     string   `yaml:"indicators" default:"actions.indicators" doc:"Operators' custom indicators ('stitch indicators add' and 'remove'): file hashes, IP addresses, URLs and domains blocked on sight until they expire."`
 	Changelog      string   `yaml:"changelog" default:"stitch.respond-changelog" doc:"Changelog of the response ledger (actions, attachment and device indexes, blocked files); compacted, same partition count as 'respond.topic'."`
 	IndexRetention Duration `yaml:"index_retention" default:"30d" doc:"How long the ledger keeps delivered attachments and files seen on devices, by the tenant's event time: a file found malicious has its copies of this period before the alert acted on."`
 	// The webhook executor (pipeline/webhook_stage.go).
@@ -146,6 +148,8 @@ type feedRecord struct {
 	Decisions    []respond.Decision          `json:"decisions,omitempty"`
 	Outcomes     []respond.Outcome           `json:"outcomes,omitempty"`
 	Indicators   []respond.Indicator         `json:"indicators,omitempty"`
+	Network      []respond.Reach             `json:"network,omitempty"`
+	Mail         []correlate.MailFact        `json:"mail,omitempty"`
 }
 
 func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
@@ -185,8 +189,12 @@ func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 		if err != nil {
 			return nil // the correlate stage dead-letters it
 		}
-		rec = feedRecord{Tenant: facts.Tenant, Attachments: facts.Attachments, Files: filesSeen(facts), DeviceGroups: facts.DeviceGroups}
-		if len(rec.Attachments) == 0 && len(rec.Files) == 0 && len(rec.DeviceGroups) == 0 {
+		// Network: the sightings that block on sight of addresses looks at
+		// (respond.Reaches: ip and url entities seen by devices, URLs by
+		// accounts alone), not the others, which response has no use for.
+		rec = feedRecord{Tenant: facts.Tenant, Attachments: facts.Attachments, Files: filesSeen(facts), DeviceGroups: facts.DeviceGroups,
+			Network: respond.Reaches(facts), Mail: facts.Mail}
+		if len(rec.Attachments) == 0 && len(rec.Files) == 0 && len(rec.DeviceGroups) == 0 && len(rec.Network) == 0 && len(rec.Mail) == 0 {
 			return nil
 		}
 	}

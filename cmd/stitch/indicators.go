@@ -21,12 +21,13 @@ import (
 func init() {
 	register(command{
 		name:     "indicators",
-		summary:  "List, add or remove custom indicators: file hashes stitch blocks on sight (every copy soft-deleted and quarantined) until they expire, and IP addresses, URLs and domains for the products to block.",
+		summary:  "List, add or remove custom indicators: file hashes stitch blocks on sight (every copy soft-deleted and quarantined) until they expire, and IP addresses, URLs and domains for the products to block, which stitch blocks on sight too (an alert and the playbooks' indicatorActions).",
 		synopsis: "[list] [--tenant T] | add|remove --tenant T --type FileSha256|FileSha1|IpAddress|Url|DomainName --value V --by NAME [--comment TEXT] [--expires DURATION]",
 		details: "Indicators are records on 'respond.indicators' of a running 'stitch run' (found through\n" +
 			"<state-dir>/brokers) or of the cluster given with --brokers; the respond stage applies them.\n" +
 			"Each is a BlockIndicator action for the executors to push to the products; remove makes an\n" +
-			"UnblockIndicator. A file hash is also blocked on sight by stitch itself.",
+			"UnblockIndicator. stitch also blocks them on sight itself: a file hash on every copy, an\n" +
+			"address on the devices that reach it, the accounts that click it and the messages that carry it.",
 		example: "stitch indicators add --tenant contoso --type FileSha256 --value 4f...e1 --by alice --comment 'loader' --expires 30d",
 		run:     func(ctx context.Context, args []string) error { return indicatorsCmd(ctx, args, os.Stdout) },
 	})

@@ -33,6 +33,8 @@ type Facts struct {
 	Files       []FileFact       `json:"files,omitempty"`
 	// DeviceGroups are devices' groups (DeviceInfo), for response too.
 	DeviceGroups []DeviceGroupFact `json:"deviceGroups,omitempty"`
+	// Mail are messages' recipients and URLs, for response too (mail.go).
+	Mail []MailFact `json:"mail,omitempty"`
 	// Updates are analysts' changes to incidents (analyst.go).
 	Updates []AnalystUpdate `json:"updates,omitempty"`
 	// MaxTime is the latest event time in the batch (drives the watermark).
@@ -97,7 +99,7 @@ func UnmarshalFacts(b []byte) (*Facts, error) {
 }
 
 func (f *Facts) empty() bool {
-	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0 && len(f.Attachments) == 0 && len(f.Files) == 0 && len(f.DeviceGroups) == 0 && len(f.Updates) == 0
+	return len(f.Alerts) == 0 && len(f.Evidence) == 0 && len(f.Links) == 0 && len(f.Sightings) == 0 && len(f.Attachments) == 0 && len(f.Files) == 0 && len(f.DeviceGroups) == 0 && len(f.Mail) == 0 && len(f.Updates) == 0
 }
 
 // Extract summarises one normalized batch; nil when it holds nothing that
@@ -129,6 +131,8 @@ func Extract(b normalize.Batch) *Facts {
 			extractFiles(f, rec, ts, n)
 		case "DeviceInfo":
 			extractDeviceGroups(f, rec, ts, n)
+		case "EmailEvents", "EmailUrlInfo":
+			extractMail(f, b.Table, rec, ts, n)
 		}
 	}
 	if f.empty() {

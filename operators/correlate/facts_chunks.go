@@ -103,6 +103,7 @@ func (f *Facts) units() ([]unit, error) {
 	each(len(f.Attachments), func(i int) *Facts { return &Facts{Attachments: f.Attachments[i : i+1]} })
 	each(len(f.Files), func(i int) *Facts { return &Facts{Files: f.Files[i : i+1]} })
 	each(len(f.DeviceGroups), func(i int) *Facts { return &Facts{DeviceGroups: f.DeviceGroups[i : i+1]} })
+	each(len(f.Mail), func(i int) *Facts { return &Facts{Mail: f.Mail[i : i+1]} })
 	// Each alert with its evidence; evidence of alerts not in these facts
 	// (AlertEvidence batches) one by one.
 	byAlert := map[string][]EvidenceFact{}
@@ -132,7 +133,7 @@ func (f *Facts) units() ([]unit, error) {
 	// An alert's unit counts its evidence too.
 	for i := range units {
 		units[i].n = len(units[i].f.Links) + len(units[i].f.Sightings) + len(units[i].f.Attachments) +
-			len(units[i].f.Files) + len(units[i].f.DeviceGroups) + len(units[i].f.Alerts) +
+			len(units[i].f.Files) + len(units[i].f.DeviceGroups) + len(units[i].f.Mail) + len(units[i].f.Alerts) +
 			len(units[i].f.Evidence) + len(units[i].f.Updates)
 	}
 	return units, nil
@@ -144,6 +145,7 @@ func (f *Facts) add(u *Facts) {
 	f.Attachments = append(f.Attachments, u.Attachments...)
 	f.Files = append(f.Files, u.Files...)
 	f.DeviceGroups = append(f.DeviceGroups, u.DeviceGroups...)
+	f.Mail = append(f.Mail, u.Mail...)
 	f.Alerts = append(f.Alerts, u.Alerts...)
 	f.Evidence = append(f.Evidence, u.Evidence...)
 	f.Updates = append(f.Updates, u.Updates...)

@@ -18,8 +18,10 @@ import (
 // address, URL or domain. Each is a BlockIndicator action for executors to
 // push to the products; removing it (Removed) is an UnblockIndicator.
 // Matching starts at Time and ends at Expires (zero: never), by the event
-// time of what is seen. Network indicators are not matched against
-// telemetry by stitch itself: the products enforce them.
+// time of what is seen. The products enforce network indicators; stitch
+// blocks them on sight too (network.go): a device that reaches one, an
+// account that clicks one, a message that carries one raise an alert and
+// get the playbooks' indicatorActions.
 type Indicator struct {
 	TenantID string    `json:"tenantId"`
 	Type     string    `json:"indicatorType"` // FileSha256, FileSha1, IpAddress, Url or DomainName
@@ -119,6 +121,14 @@ func (r *Responder) indicator(res *Result, in *Indicator) error {
 	hash := canonical(in.Type, in.Value)
 	incident := in.ID() // the actions of an indicator are linked to it, not to an incident
 	key := state.AppendString(state.AppendString(hashKey(spaceBlock, in.TenantID, hash), incident), indicatorPlaybook)
+	if !fileIndicator(in.Type) {
+		mk, ok := matchKey(in.Type, hash)
+		if !ok {
+			res.Problems = append(res.Problems, Problem{Type: "indicator", Error: fmt.Sprintf("%q is not a valid %s", in.Value, in.Type)})
+			return nil
+		}
+		key = netBlockKey(in.TenantID, mk, incident, indicatorPlaybook)
+	}
 	target := Target{Indicator: hash, IndicatorType: in.Type}
 	if in.Removed {
 		if err := r.store.Delete(key); err != nil {
@@ -130,23 +140,31 @@ func (r *Responder) indicator(res *Result, in *Indicator) error {
 	if in.Comment != "" {
 		reason += " (" + in.Comment + ")"
 	}
-	if !fileIndicator(in.Type) {
-		d := decision{tenant: in.TenantID, incident: incident, typ: BlockIndicator, playbook: indicatorPlaybook,
-			created: in.Time, updated: in.Time, target: target}
-		return r.upsert(res, &d, reason)
-	}
 	b := Block{Hash: hash, Incident: incident, Playbook: indicatorPlaybook, Reason: reason, Alerts: []string{},
 		Types: []string{SoftDeleteEmail, StopAndQuarantineFile}, Time: in.Time, Last: in.Time, Expires: in.Expires,
 		IsSHA1: in.Type == IndicatorSHA1}
+	if !fileIndicator(in.Type) {
+		// An address: blocked on sight with the playbooks' indicatorActions
+		// (its alerts name it, having no incident to join).
+		b.Hash, b.IsSHA1, b.Types, b.Indicator, b.IndicatorType = "", false, r.pb.indicatorActions(), hash, in.Type
+		if e, ok := matchKey(in.Type, hash); ok && in.Type != IndicatorDomain {
+			b.Entity = e
+		}
+	}
 	var cur Block
-	if ok, err := r.get(key, &cur); err != nil || ok && cur.Expires.Equal(b.Expires) && cur.Reason == b.Reason && cur.Time.Equal(b.Time) {
+	if ok, err := r.get(key, &cur); err != nil || ok && cur.Expires.Equal(b.Expires) && cur.Reason == b.Reason && cur.Time.Equal(b.Time) &&
+		slices.Equal(cur.Types, b.Types) {
 		return err // the same indicator again
 	}
 	// Set again (a new expiry, a new comment): the new record replaces it.
 	if err := r.store.Delete(key); err != nil {
 		return err
 	}
-	if err := r.block(res, in.TenantID, &b); err != nil {
+	if fileIndicator(in.Type) {
+		if err := r.block(res, in.TenantID, &b); err != nil {
+			return err
+		}
+	} else if err := r.put(key, &b); err != nil {
 		return err
 	}
 	// The indicator itself, for executors to push to the products.

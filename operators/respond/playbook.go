@@ -21,6 +21,24 @@ import (
 type Playbooks struct {
 	Playbooks  []Playbook `yaml:"playbooks"`
 	Automation Automation `yaml:"automation"`
+	// IndicatorActions are what block on sight of an operator's network
+	// indicator (IpAddress, Url, DomainName) decides beside its alert: its
+	// device actions on a device seen reaching the address, its account
+	// actions on an account that clicked the URL, SoftDeleteEmail on a
+	// delivered message that carries it. Unset: DefaultIndicatorActions;
+	// [] for the alert alone.
+	IndicatorActions []string `yaml:"indicatorActions"`
+}
+
+// DefaultIndicatorActions are the indicatorActions when no playbooks file
+// sets them.
+var DefaultIndicatorActions = []string{SoftDeleteEmail, RunAntivirusScan}
+
+func (p *Playbooks) indicatorActions() []string {
+	if p.IndicatorActions == nil {
+		return sightTypes(DefaultIndicatorActions)
+	}
+	return sightTypes(p.IndicatorActions)
 }
 
 // Playbook is one rule: when an alert of an incident matches When, the
@@ -118,7 +136,7 @@ func Load(path string) (*Playbooks, error) {
 		}
 	}
 	all := &Playbooks{}
-	var automationFrom string
+	var automationFrom, indicatorsFrom string
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -133,6 +151,12 @@ func Load(path string) (*Playbooks, error) {
 				return nil, fmt.Errorf("%s: automation: also set in %s; set it in one file", f, automationFrom)
 			}
 			automationFrom, all.Automation = f, p.Automation
+		}
+		if p.IndicatorActions != nil {
+			if indicatorsFrom != "" {
+				return nil, fmt.Errorf("%s: indicatorActions: also set in %s; set them in one file", f, indicatorsFrom)
+			}
+			indicatorsFrom, all.IndicatorActions = f, p.IndicatorActions
 		}
 		for _, pb := range p.Playbooks {
 			if i := slices.IndexFunc(all.Playbooks, func(o Playbook) bool { return o.Name == pb.Name }); i >= 0 {
@@ -241,6 +265,15 @@ func Parse(name string, data []byte) (*Playbooks, error) {
 			}
 		}
 	}
+	for i, a := range p.IndicatorActions {
+		at := fmt.Sprintf("$.indicatorActions[%d]", i)
+		switch {
+		case !slices.Contains(PlaybookTypes, a):
+			bad(at, "unknown action type %q (one of %s)", a, strings.Join(PlaybookTypes, ", "))
+		case EntityType(a) != EntityDevice && EntityType(a) != EntityUser && EntityType(a) != EntityMail:
+			bad(at, "%s is not a device, account or mail action: block on sight of an address acts on what reached it", a)
+		}
+	}
 	if p.Automation.Default != "" {
 		oneOf("$.automation.default", "automation level", p.Automation.Default, levels)
 	}
@@ -257,7 +290,7 @@ func Parse(name string, data []byte) (*Playbooks, error) {
 		if r.Action != "" {
 			oneOf(at+".action", "action type", r.Action, PlaybookTypes)
 		}
-		if r.Playbook != "" && !names[r.Playbook] && len(p.Playbooks) > 0 {
+		if r.Playbook != "" && r.Playbook != indicatorPlaybook && !names[r.Playbook] && len(p.Playbooks) > 0 {
 			bad(at+".playbook", "no playbook named %q in this file", r.Playbook)
 		}
 	}

@@ -30,6 +30,8 @@ const (
 	spaceDevice     = 'D' // T 'D' tenant hash 0x00 deviceId -> FileSeen
 	spaceBlock      = 'K' // T 'K' tenant hash 0x00 incidentId 0x00 playbook -> Block
 	spaceGroup      = 'G' // T 'G' tenant deviceId -> DeviceGroupFact (groups.go)
+	// Network block on sight (network.go): 'N' blocks, 'S' sightings, 'U'
+	// messages' recipients and URLs.
 )
 
 // Signal is one input of the responder: an incident version, or telemetry
@@ -48,6 +50,11 @@ type Signal struct {
 	Outcomes  []Outcome  `json:"outcomes,omitempty"`
 	// Indicators are operators' custom indicators.
 	Indicators []Indicator `json:"indicators,omitempty"`
+	// Network are addresses devices and accounts were seen with, and Mail
+	// messages' recipients and URLs: what network indicators are blocked
+	// on sight in (network.go).
+	Network []Reach              `json:"network,omitempty"`
+	Mail    []correlate.MailFact `json:"mail,omitempty"`
 }
 
 // FileSeen says a device saw a file (a telemetry sighting of its hash).
@@ -59,7 +66,9 @@ type FileSeen struct {
 }
 
 // Block is a file found malicious by a playbook for an incident: every
-// copy known and to come gets the playbook's file actions.
+// copy known and to come gets the playbook's file actions. A network
+// block (an IP address, URL or domain: Indicator, IndicatorType; no Hash)
+// gets its actions on what is seen with it from then on (network.go).
 type Block struct {
 	Hash     string   `json:"hash"`
 	Incident string   `json:"incidentId"`
@@ -75,6 +84,12 @@ type Block struct {
 	IsSHA1   bool      `json:"sha1,omitempty"`
 	// Expires ends an indicator's block (zero: never).
 	Expires time.Time `json:"expires,omitzero"`
+	// Indicator and IndicatorType name a network block's indicator;
+	// Entity is the entity key of the evidence it was blocked from, which
+	// its alerts name so that they join the incident.
+	Indicator     string `json:"indicator,omitempty"`
+	IndicatorType string `json:"indicatorType,omitempty"`
+	Entity        string `json:"entity,omitempty"`
 }
 
 // Problem is a decision that could not become an action: its target could
@@ -145,6 +160,16 @@ func (r *Responder) Apply(s *Signal) (Result, error) {
 	}
 	for i := range s.Files {
 		if err := r.fileSeen(&res, s.Tenant, &s.Files[i]); err != nil {
+			return res, err
+		}
+	}
+	if len(s.Network) > 0 {
+		if err := r.reached(&res, s.Tenant, s.Network); err != nil {
+			return res, err
+		}
+	}
+	if len(s.Mail) > 0 {
+		if err := r.mail(&res, s.Tenant, s.Mail); err != nil {
 			return res, err
 		}
 	}
@@ -294,7 +319,22 @@ func (r *Responder) playbook(res *Result, tenant string, inc *correlate.Incident
 				}
 			}
 		case EntityIndicator:
-			targets = indicators(a, p.Indicators)
+			var from []string
+			targets, from = indicators(a, p.Indicators)
+			if typ != BlockIndicator {
+				break
+			}
+			// An address blocked is blocked on sight from then on.
+			for i, t := range targets {
+				if !isNetwork(t.IndicatorType) {
+					continue
+				}
+				b := Block{Incident: inc.ID, Playbook: p.Name, Reason: p.Reason, Alerts: []string{a.ID}, Types: sightTypes(p.Actions),
+					Time: at, Last: at, Indicator: t.Indicator, IndicatorType: t.IndicatorType, Entity: from[i]}
+				if err := r.netBlock(tenant, &b); err != nil {
+					return err
+				}
+			}
 		}
 		for _, t := range targets {
 			if err := emit(typ, t); err != nil {
@@ -322,9 +362,17 @@ func fileTarget(hash string, sha1 bool, deviceID, deviceName string) Target {
 	return t
 }
 
-// indicators are the BlockIndicator targets of an alert's evidence.
-func indicators(a *correlate.Alert, kinds []string) []Target {
-	var out []Target
+// indicators are the BlockIndicator targets of an alert's evidence, and
+// the entity key of the evidence each comes from.
+func indicators(a *correlate.Alert, kinds []string) (out []Target, from []string) {
+	add := func(t Target, e correlate.Entity, ok bool) {
+		out = append(out, t)
+		if ok {
+			from = append(from, e.Key())
+		} else {
+			from = append(from, "")
+		}
+	}
 	for _, e := range a.Evidence {
 		switch evidenceType(e) {
 		case "file":
@@ -334,28 +382,34 @@ func indicators(a *correlate.Alert, kinds []string) []Target {
 					if sha1 {
 						typ = IndicatorSHA1
 					}
-					out = append(out, Target{Indicator: h, IndicatorType: typ})
+					add(Target{Indicator: h, IndicatorType: typ}, correlate.Entity{}, false)
 				}
 			}
 		case "ip":
 			if slices.Contains(kinds, "ip") && e.IPAddress != "" {
-				out = append(out, Target{Indicator: e.IPAddress, IndicatorType: IndicatorIP})
+				ent, ok := correlate.IP(e.IPAddress)
+				add(Target{Indicator: e.IPAddress, IndicatorType: IndicatorIP}, ent, ok)
 			}
 		case "url":
 			if e.URL == "" {
 				continue
 			}
+			ent, ok := correlate.URL(e.URL)
 			if slices.Contains(kinds, "url") {
-				out = append(out, Target{Indicator: e.URL, IndicatorType: IndicatorURL})
+				add(Target{Indicator: e.URL, IndicatorType: IndicatorURL}, ent, ok)
 			}
 			if slices.Contains(kinds, "domain") {
-				if u, err := url.Parse(e.URL); err == nil && u.Hostname() != "" {
-					out = append(out, Target{Indicator: strings.ToLower(u.Hostname()), IndicatorType: IndicatorDomain})
+				raw := e.URL
+				if ok {
+					raw = ent.Value // a bare host name has its scheme
+				}
+				if u, err := url.Parse(raw); err == nil && u.Hostname() != "" {
+					add(Target{Indicator: strings.ToLower(u.Hostname()), IndicatorType: IndicatorDomain}, ent, ok)
 				}
 			}
 		}
 	}
-	return out
+	return out, from
 }
 
 func hashKey(space byte, tenant, hash string) []byte {

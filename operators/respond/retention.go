@@ -57,17 +57,27 @@ func (r *Responder) retained(t, at time.Time) bool { return !t.Before(at.Add(-r.
 // Sweep deletes, from where the last sweep stopped, up to limit index
 // entries of owned tenants that are older than the tenant's clock minus
 // the retention (a day more, so that a block a little behind the clock
-// still finds what it may act on). It returns how many it deleted; the
+// still finds what it may act on): delivered copies, files on devices,
+// addresses' sightings (network.go) and, after a day, the message index. It returns how many it deleted; the
 // deletions are changes of the open transaction, logged like any other.
 func (r *Responder) Sweep(limit int) (int, error) {
 	type entry struct {
 		key    []byte
 		tenant string
 		t      time.Time
+		keep   time.Duration
 	}
+	// The message index keeps a day at most: the halves of one message
+	// arrive together. Sightings of blocked addresses age like the file
+	// indexes, by when they were last seen.
+	mail := min(mailRetention, r.retention)
 	var batch []entry
 	scanned := 0
-	for _, space := range []byte{spaceAttachment, spaceDevice} {
+	for _, space := range []byte{spaceAttachment, spaceDevice, spaceSighted, spaceMail} {
+		keep := r.retention
+		if space == spaceMail {
+			keep = mail
+		}
 		prefix := []byte{'T', space}
 		from := r.cursor[space]
 		err := r.store.Scan(prefix, func(k, v []byte) error {
@@ -83,7 +93,7 @@ func (r *Responder) Sweep(limit int) (int, error) {
 				Time time.Time `json:"time"`
 			}
 			if json.Unmarshal(v, &e) == nil {
-				batch = append(batch, entry{bytes.Clone(k), string(tenant), e.Time})
+				batch = append(batch, entry{bytes.Clone(k), string(tenant), e.Time, keep})
 			}
 			r.cursor[space] = bytes.Clone(k)
 			return nil
@@ -109,7 +119,7 @@ func (r *Responder) Sweep(limit int) (int, error) {
 			}
 			clocks[e.tenant] = c
 		}
-		if c.IsZero() || !e.t.Before(c.Add(-r.retention-24*time.Hour)) {
+		if c.IsZero() || !e.t.Before(c.Add(-e.keep-24*time.Hour)) {
 			continue
 		}
 		if err := r.store.Delete(e.key); err != nil {

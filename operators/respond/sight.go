@@ -16,7 +16,8 @@ import (
 // file hash, as Microsoft 365 Defender adds a "blocked on sight" alert to
 // the incident that blocked the indicator. The alert's id is derived from
 // the action's, so the same sighting raised again (a retried transaction,
-// a replay) is the same alert, which the correlator places once.
+// a replay) is the same alert, which the correlator places once. Blocked
+// addresses raise theirs too (network.go), with raise.
 
 // Alert source of block-on-sight alerts.
 const (
@@ -79,5 +80,28 @@ func sighted(res *Result, a *Action, b *Block, t time.Time) {
 	}
 	ev(odata, where, keys)
 	ev("file", file, ents)
+	res.Alerts = append(res.Alerts, al)
+}
+
+// sightEvidence is one evidence of a block-on-sight alert: its Graph type
+// (as advanced hunting names it), its rendering and the entity keys it
+// names.
+type sightEvidence struct {
+	odata string
+	ev    correlate.Evidence
+	keys  []string
+}
+
+// raise adds a block-on-sight alert to the result.
+func raise(res *Result, id, title, category string, t time.Time, evs ...sightEvidence) {
+	al := Alert{Info: correlate.AlertFact{ID: id, Time: t, Title: title, Severity: "medium", Category: category,
+		ServiceSource: SightServiceSource, DetectionSource: SightDetectionSource}}
+	for _, e := range evs {
+		if len(e.keys) == 0 {
+			continue
+		}
+		e.ev.ODataType, e.ev.CreatedDateTime, e.ev.Roles = correlate.GraphEvidenceType(e.odata), t, []string{}
+		al.Evidence = append(al.Evidence, correlate.EvidenceFact{AlertID: id, Time: t, Entities: e.keys, Evidence: e.ev})
+	}
 	res.Alerts = append(res.Alerts, al)
 }

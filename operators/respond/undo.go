@@ -16,7 +16,8 @@ import (
 // decides the reversing action, approved at once by the analyst who asked,
 // on the same target and linked to the same incident, so that executors
 // carry it out and the ledger keeps it exactly once. Undoing a
-// BlockIndicator of a file also ends its block on sight for that incident.
+// BlockIndicator of a file or an address also ends its block on sight for
+// that incident.
 
 // DecisionUndo is the decision of `stitch actions undo`.
 const DecisionUndo = "undo"
@@ -74,21 +75,13 @@ func (r *Responder) undo(res *Result, d *Decision) error {
 	if _, err := r.record(res, &dec, "undo of "+a.ID+" asked by "+d.By); err != nil {
 		return err
 	}
+	if a.Type == BlockIndicator && isNetwork(a.Target.IndicatorType) {
+		// The address is no longer blocked on sight for this incident.
+		return r.unblockNet(a.TenantID, a.Target.IndicatorType, a.Target.Indicator, a.IncidentID)
+	}
 	if a.Type == BlockIndicator && a.Target.Indicator != "" {
 		// The file is no longer blocked on sight for this incident.
-		prefix := state.AppendString(hashKey(spaceBlock, a.TenantID, strings.ToLower(a.Target.Indicator)), a.IncidentID)
-		var keys [][]byte
-		if err := r.store.Scan(prefix, func(k, _ []byte) error {
-			keys = append(keys, slices.Clone(k))
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := r.store.Delete(k); err != nil {
-				return err
-			}
-		}
+		return r.deletePrefix(state.AppendString(hashKey(spaceBlock, a.TenantID, strings.ToLower(a.Target.Indicator)), a.IncidentID))
 	}
 	return nil
 }
