@@ -239,6 +239,7 @@ func (c *Config) Validate() error {
 	if _, err := ipc.ParseCompression(c.Hunting.IPCCompression); err != nil {
 		bad("hunting.ipc_compression", err.Error())
 	}
+	c.Respond.validateMicrosoft(bad)
 	if c.Hunting.MaxOpenFiles < 1 {
 		bad("hunting.max_open_files", "must be at least 1")
 	}

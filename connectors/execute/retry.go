@@ -52,58 +52,91 @@ func (r Retry) Do(ctx context.Context, executor string, a *respond.Action, try A
 	if a.Status != respond.StatusApproved {
 		return out, fmt.Errorf("%s: action %s is %s, not approved", executor, a.ID, a.Status)
 	}
-	attempts, backoff, now, sleep := r.Attempts, r.Backoff, r.Now, r.Sleep
-	if attempts < 1 {
-		attempts = 4
+	ans, err := r.Try(ctx, try)
+	if err != nil {
+		return out, err
 	}
+	out.Time = r.now().UTC()
+	switch {
+	case ans.OK():
+		out.Status = respond.StatusSucceeded
+	case ans.Err == nil && Permanent(ans.Status):
+		out.Status, out.Error = respond.StatusFailed, ans.Reason()
+	default:
+		out.Status = respond.StatusFailed
+		out.Error = fmt.Sprintf("%d attempts failed; the last: %s", r.attempts(), ans.Reason())
+	}
+	return out, nil
+}
+
+// Try makes attempts with backoff until one succeeds (a 2xx answer, or
+// Done) or fails for good (a 4xx other than 408 and 429), or the attempts
+// run out, and returns the last answer. Only a done ctx is an error.
+func (r Retry) Try(ctx context.Context, try Attempt) (Answer, error) {
+	attempts, backoff, sleep := r.attempts(), r.Backoff, r.Sleep
 	if backoff <= 0 {
 		backoff = 500 * time.Millisecond
-	}
-	if now == nil {
-		now = time.Now
 	}
 	if sleep == nil {
 		sleep = sleepCtx
 	}
-	var last string
+	var ans Answer
 	for i := 0; i < attempts; i++ {
 		if i > 0 {
 			if err := sleep(ctx, backoff<<(i-1)); err != nil {
-				return out, err
+				return ans, err
 			}
 		}
-		ans := try(ctx, now())
+		ans = try(ctx, r.now())
 		if ctx.Err() != nil {
-			return out, ctx.Err()
+			return ans, ctx.Err()
 		}
-		switch {
-		case ans.Err != nil:
-			last = ans.Err.Error()
-			continue
-		case ans.Done || ans.Status >= 200 && ans.Status < 300:
-			out.Status, out.Time = respond.StatusSucceeded, now().UTC()
-			return out, nil
-		case Permanent(ans.Status):
-			out.Status, out.Error, out.Time = respond.StatusFailed, fmt.Sprintf("HTTP %d: %s", ans.Status, ans.Msg), now().UTC()
-			return out, nil
-		default:
-			last = fmt.Sprintf("HTTP %d: %s", ans.Status, ans.Msg)
+		if ans.OK() || ans.Err == nil && Permanent(ans.Status) {
+			return ans, nil
 		}
 	}
-	out.Status, out.Time = respond.StatusFailed, now().UTC()
-	out.Error = fmt.Sprintf("%d attempts failed; the last: %s", attempts, last)
-	return out, nil
+	return ans, nil
+}
+
+// OK says whether the answer carried the call out: a 2xx, or Done.
+func (a Answer) OK() bool { return a.Err == nil && (a.Done || a.Status >= 200 && a.Status < 300) }
+
+// Reason is the answer in words: the error, or the status and the start of
+// the body.
+func (a Answer) Reason() string {
+	if a.Err != nil {
+		return a.Err.Error()
+	}
+	return fmt.Sprintf("HTTP %d: %s", a.Status, a.Msg)
+}
+
+func (r Retry) attempts() int {
+	if r.Attempts < 1 {
+		return 4
+	}
+	return r.Attempts
+}
+
+func (r Retry) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
+}
+
+// Wait sleeps d under ctx with the policy's clock (Sleep, for tests).
+func (r Retry) Wait(ctx context.Context, d time.Duration) error {
+	if r.Sleep != nil {
+		return r.Sleep(ctx, d)
+	}
+	return sleepCtx(ctx, d)
 }
 
 // Failed is the outcome of an action that no call can carry out (a target
 // the service cannot address), with the reason.
 func (r Retry) Failed(executor string, a *respond.Action, reason string) respond.Outcome {
-	now := r.Now
-	if now == nil {
-		now = time.Now
-	}
 	return respond.Outcome{TenantID: a.TenantID, ActionID: a.ID, Executor: executor,
-		Status: respond.StatusFailed, Error: reason, Time: now().UTC()}
+		Status: respond.StatusFailed, Error: reason, Time: r.now().UTC()}
 }
 
 // Permanent says whether an HTTP status means that trying again cannot

@@ -23,23 +23,44 @@
 //	MarkUserCompromised         POST {graph}/v1.0/identityProtection/riskyUsers/confirmCompromised {"userIds": [id]}
 //	SoftDeleteEmail             POST {graph}/v1.0/security/collaboration/analyzedEmails/remediate {"action": "softDelete", "analyzedEmails": [{"networkMessageId", "recipientEmailAddress"}], ...}
 //
+// Indicators and Graph calls end when they are answered. A machine action
+// does not: Defender accepts it (HTTP 201, the machine action with its id)
+// and the device carries it out later, seconds later or, offline, days
+// later. Such an action is reported sent with the machine action's id
+// (execute.Report.ExternalID) and followed with
+//
+//	GET {mde}/api/machineactions/{id}
+//
+// (Poll), with backoff (execute.Follow), until its status is Succeeded
+// (succeeded) or Failed, TimeOut or Cancelled (failed, with that reason),
+// or the follow timeout passes (failed: still Pending or InProgress).
+//
 // Calling twice never acts twice: Graph's user updates, session revocation
 // and risk confirmation are idempotent, an indicator is created or updated
-// by its value, and a machine action Defender answers with
-// ActiveRequestAlreadyExists (the same action is already under way) counts
-// as carried out.
+// by its value, and a machine action is posted only after
+//
+//	GET {mde}/api/machineactions?$filter=machineId eq '{id}' and type eq '{type}'
+//
+// found none of this stitch action (its Comment starts "stitch <action id>:"),
+// so that an attempt retried after an answer that never came, or a run that
+// stopped between the call and recording it, follows the machine action it
+// already started. When Defender answers ActiveRequestAlreadyExists (the
+// same kind of action is under way on the device), that one is followed.
+//
+// Credentials are per stitch tenant (Executor.Tenants, an Entra ID
+// application in the customer's directory), else the default set (the
+// AZURE_* environment); a tenant with neither fails its actions with that
+// reason. Tokens are cached per application and API.
 package microsoft
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -56,51 +77,28 @@ const (
 	DefaultLoginURL    = "https://login.microsoftonline.com"
 )
 
-// Credentials are an Entra ID application's: the directory (tenant) id, the
-// application (client) id and a client secret.
-type Credentials struct {
-	TenantID, ClientID, ClientSecret string
-}
-
-// Environment variables of the credentials (the names the Azure SDKs use).
-const (
-	EnvTenantID     = "AZURE_TENANT_ID"
-	EnvClientID     = "AZURE_CLIENT_ID"
-	EnvClientSecret = "AZURE_CLIENT_SECRET"
-)
-
-// CredentialsFromEnv reads the credentials from the environment, or says
-// which variables are missing.
-func CredentialsFromEnv() (Credentials, error) {
-	c := Credentials{TenantID: os.Getenv(EnvTenantID), ClientID: os.Getenv(EnvClientID), ClientSecret: os.Getenv(EnvClientSecret)}
-	var missing []string
-	for _, v := range []struct{ name, val string }{{EnvTenantID, c.TenantID}, {EnvClientID, c.ClientID}, {EnvClientSecret, c.ClientSecret}} {
-		if v.val == "" {
-			missing = append(missing, v.name)
-		}
-	}
-	if len(missing) > 0 {
-		return c, fmt.Errorf("microsoft executor: set %s in the environment (an Entra ID application with the Defender for Endpoint and Graph permissions of the actions)", strings.Join(missing, ", "))
-	}
-	return c, nil
-}
+// name is the executor's name in outcomes.
+const name = "microsoft"
 
 // Executor calls Defender for Endpoint and Graph.
 type Executor struct {
+	// Credentials act for every stitch tenant not in Tenants (the AZURE_*
+	// environment); incomplete: none, and such a tenant's actions fail.
 	Credentials Credentials
+	// Tenants are the Entra ID applications of single stitch tenants, by
+	// stitch tenant id.
+	Tenants map[string]Credentials
 	// DefenderURL, GraphURL and LoginURL are the services' base URLs
 	// (empty: the public cloud's).
 	DefenderURL, GraphURL, LoginURL string
 	Client                          *http.Client
-	Retry                           execute.Retry
+	// Retry is the policy of each call; Follow that of looking at a sent
+	// machine action again.
+	Retry  execute.Retry
+	Follow execute.Follow
 
 	mu     sync.Mutex
-	tokens map[string]token // by scope
-}
-
-type token struct {
-	value   string
-	expires time.Time
+	tokens map[tokenKey]token
 }
 
 // Scopes of the two APIs.
@@ -113,79 +111,120 @@ const (
 type call struct {
 	scope, method, url string
 	body               any
+	// machine is the type of the machine action the call starts (Isolate,
+	// StopAndQuarantineFile, ...), on device; empty: the call ends when it
+	// is answered.
+	machine, device, sha1 string
 }
 
-// Execute carries out an approved action (see execute.Retry.Do for how its
-// outcome is decided). An action that no API call can express (a device
-// action without a device id, a file without a SHA-1, which Defender's
-// StopAndQuarantineFile requires) fails at once with the reason.
+// Execute carries out an approved action and waits until it ended: a
+// machine action is followed (Poll, sleeping per Follow) until Defender
+// says it ended or the follow timeout passed. A caller that keeps state
+// across restarts uses Start and Poll instead, so as not to wait in one
+// call. Only a done ctx is an error.
 func (e *Executor) Execute(ctx context.Context, a *respond.Action) (respond.Outcome, error) {
+	rep, err := e.Start(ctx, a)
+	if err != nil || rep.Final() {
+		return rep.Outcome, err
+	}
+	p := execute.PendingOf(a, rep)
+	for n := 0; ; n++ {
+		if err := e.Retry.Wait(ctx, e.Follow.Wait(n)); err != nil {
+			return rep.Outcome, err
+		}
+		if rep, err = e.Poll(ctx, &p, e.now()); err != nil || rep.Final() {
+			return rep.Outcome, err
+		}
+	}
+}
+
+// Start carries out an approved action (see execute.Retry.Do for how a
+// call's outcome is decided). A machine action Defender took on comes back
+// sent, with its id in ExternalID, to be followed with Poll; every other
+// outcome is final. An action that no API call can express (a device
+// action without a device id, a file without a SHA-1, which Defender's
+// StopAndQuarantineFile requires), or of a tenant without credentials,
+// fails at once with the reason. Only a done ctx is an error.
+func (e *Executor) Start(ctx context.Context, a *respond.Action) (execute.Report, error) {
+	if a.Status != respond.StatusApproved {
+		return execute.Report{}, fmt.Errorf("%s: action %s is %s, not approved", name, a.ID, a.Status)
+	}
 	c, err := e.request(a)
 	var body []byte
 	if err == nil && c.body != nil {
 		body, err = json.Marshal(c.body)
 	}
+	var creds Credentials
+	if err == nil {
+		creds, err = e.credentials(a.TenantID)
+	}
 	if err != nil {
-		return e.Retry.Failed("microsoft", a, err.Error()), nil
+		return execute.Report{Outcome: e.Retry.Failed(name, a, err.Error())}, nil
+	}
+	if c.machine != "" {
+		return e.startMachine(ctx, a, creds, c, body)
 	}
 	client := execute.Client(e.Client)
-	return e.Retry.Do(ctx, "microsoft", a, func(ctx context.Context, _ time.Time) execute.Answer {
-		tok, err := e.token(ctx, client, c.scope)
-		if err != nil {
-			var perm permanentError
-			if errors.As(err, &perm) {
-				return execute.Answer{Status: perm.status, Msg: perm.msg}
-			}
-			return execute.Answer{Err: err}
+	out, err := e.Retry.Do(ctx, name, a, func(ctx context.Context, _ time.Time) execute.Answer {
+		tok, ans := e.tokenAnswer(ctx, client, creds, c.scope)
+		if tok == "" {
+			return ans
 		}
-		ans := e.send(ctx, client, c, body, tok, a.IdempotencyKey)
-		if ans.Status == http.StatusBadRequest && strings.Contains(ans.Msg, "ActiveRequestAlreadyExists") {
-			ans.Done = true // the same machine action is already under way
-		}
+		ans = e.send(ctx, client, c, body, tok, a.IdempotencyKey)
 		if ans.Status == http.StatusUnauthorized {
-			e.forget(c.scope) // a revoked or expired token: fetch a new one next time
+			e.forget(creds, c.scope) // a revoked or expired token: fetch a new one next time
 			ans.Status = http.StatusServiceUnavailable
 		}
 		return ans
 	})
+	return execute.Report{Outcome: out}, err
 }
 
-// send makes the call. A DELETE of indicators by filter is two steps, as
-// the API deletes by indicator id only: list the indicators of the value,
-// then delete each (none left is done).
-func (e *Executor) send(ctx context.Context, client *http.Client, c call, body []byte, tok, requestID string) execute.Answer {
-	do := func(method, u string, body []byte) (execute.Answer, []byte) {
-		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
-		if err != nil {
-			return execute.Answer{Err: err}, nil
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		// Graph and Defender log it: the request of every attempt of one
-		// action carries the same id, for support and audit.
-		req.Header.Set("client-request-id", requestID)
-		if method != http.MethodGet {
-			return execute.Send(client, req), nil
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return execute.Answer{Err: err}, nil
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		if err != nil {
-			return execute.Answer{Err: err}, nil
-		}
-		return execute.Answer{Status: resp.StatusCode, Msg: strings.TrimSpace(string(b[:min(len(b), 512)]))}, b
+func (e *Executor) now() time.Time {
+	if e.Retry.Now != nil {
+		return e.Retry.Now()
 	}
+	return time.Now()
+}
+
+// do makes one request and reads its answer: the status, the start of the
+// body (for a reason) and the body (at most 4 MiB).
+func (e *Executor) do(ctx context.Context, client *http.Client, method, u string, body []byte, tok, requestID string) (execute.Answer, []byte) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return execute.Answer{Err: err}, nil
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	// Graph and Defender log it: the request of every attempt of one
+	// action carries the same id, for support and audit.
+	if requestID != "" {
+		req.Header.Set("client-request-id", requestID)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return execute.Answer{Err: err}, nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return execute.Answer{Err: err}, nil
+	}
+	return execute.Answer{Status: resp.StatusCode, Msg: strings.TrimSpace(string(b[:min(len(b), 512)]))}, b
+}
+
+// send makes a call that ends when answered. A DELETE of indicators by
+// filter is two steps, as the API deletes by indicator id only: list the
+// indicators of the value, then delete each (none left is done).
+func (e *Executor) send(ctx context.Context, client *http.Client, c call, body []byte, tok, requestID string) execute.Answer {
 	base, _, lookup := strings.Cut(c.url, "?")
 	if c.method != http.MethodDelete || !lookup {
-		ans, _ := do(c.method, c.url, body)
+		ans, _ := e.do(ctx, client, c.method, c.url, body, tok, requestID)
 		return ans
 	}
-	ans, list := do(http.MethodGet, c.url, nil)
+	ans, list := e.do(ctx, client, http.MethodGet, c.url, nil, tok, requestID)
 	if ans.Err != nil || ans.Status != http.StatusOK {
 		return ans
 	}
@@ -199,7 +238,7 @@ func (e *Executor) send(ctx context.Context, client *http.Client, c call, body [
 	}
 	for _, v := range found.Value {
 		id := strings.Trim(string(v.ID), `"`)
-		ans, _ = do(http.MethodDelete, base+"/"+url.PathEscape(id), nil)
+		ans, _ = e.do(ctx, client, http.MethodDelete, base+"/"+url.PathEscape(id), nil, tok, requestID)
 		switch {
 		case ans.Status == http.StatusNotFound:
 			continue // gone meanwhile
@@ -210,18 +249,27 @@ func (e *Executor) send(ctx context.Context, client *http.Client, c call, body [
 	return execute.Answer{Status: http.StatusNoContent, Done: true}
 }
 
+// comment is the Comment of an action's machine action, also how a machine
+// action is known for stitch's (commentPrefix).
+func comment(a *respond.Action) string {
+	return fmt.Sprintf("%s%s (incident %s)", commentPrefix(a.ID), a.Reason, a.IncidentID)
+}
+
+func commentPrefix(actionID string) string { return "stitch " + actionID + ": " }
+
 // request builds the API call of an action.
 func (e *Executor) request(a *respond.Action) (call, error) {
 	mde := base(e.DefenderURL, DefaultDefenderURL)
 	graph := base(e.GraphURL, DefaultGraphURL) + "/v1.0"
 	t := a.Target
-	comment := fmt.Sprintf("stitch %s: %s (incident %s)", a.ID, a.Reason, a.IncidentID)
-	machine := func(verb string, body map[string]any) (call, error) {
+	comment := comment(a)
+	machine := func(verb, typ string, body map[string]any) (call, error) {
 		if t.DeviceID == "" {
 			return call{}, fmt.Errorf("%s needs the device's Defender machine id (device %q has none)", a.Type, t.DeviceName)
 		}
 		body["Comment"] = comment
-		return call{defenderScope, http.MethodPost, mde + "/api/machines/" + url.PathEscape(t.DeviceID) + "/" + verb, body}, nil
+		return call{scope: defenderScope, method: http.MethodPost, url: mde + "/api/machines/" + url.PathEscape(t.DeviceID) + "/" + verb, body: body,
+			machine: typ, device: t.DeviceID, sha1: t.SHA1}, nil
 	}
 	user := func() (string, error) {
 		switch {
@@ -234,28 +282,28 @@ func (e *Executor) request(a *respond.Action) (call, error) {
 	}
 	switch a.Type {
 	case respond.IsolateDevice:
-		return machine("isolate", map[string]any{"IsolationType": "Full"})
+		return machine("isolate", "Isolate", map[string]any{"IsolationType": "Full"})
 	case respond.ReleaseDevice:
-		return machine("unisolate", map[string]any{})
+		return machine("unisolate", "Unisolate", map[string]any{})
 	case respond.CollectInvestigationPackage:
-		return machine("collectInvestigationPackage", map[string]any{})
+		return machine("collectInvestigationPackage", "CollectInvestigationPackage", map[string]any{})
 	case respond.RunAntivirusScan:
-		return machine("runAntiVirusScan", map[string]any{"ScanType": "Quick"})
+		return machine("runAntiVirusScan", "RunAntiVirusScan", map[string]any{"ScanType": "Quick"})
 	case respond.RestrictAppExecution:
-		return machine("restrictCodeExecution", map[string]any{})
+		return machine("restrictCodeExecution", "RestrictCodeExecution", map[string]any{})
 	case respond.RemoveAppRestriction:
-		return machine("unrestrictCodeExecution", map[string]any{})
+		return machine("unrestrictCodeExecution", "UnrestrictCodeExecution", map[string]any{})
 	case respond.UnblockIndicator:
 		if t.Indicator == "" {
 			return call{}, fmt.Errorf("%s needs the indicator", a.Type)
 		}
-		q := url.Values{"$filter": {"indicatorValue eq '" + strings.ReplaceAll(t.Indicator, "'", "''") + "'"}}
-		return call{defenderScope, http.MethodDelete, mde + "/api/indicators?" + q.Encode(), nil}, nil
+		q := url.Values{"$filter": {"indicatorValue eq " + odataString(t.Indicator)}}
+		return call{scope: defenderScope, method: http.MethodDelete, url: mde + "/api/indicators?" + q.Encode()}, nil
 	case respond.StopAndQuarantineFile:
 		if t.SHA1 == "" {
 			return call{}, fmt.Errorf("%s needs the file's SHA-1, which Defender's API requires (the action has SHA-256 %q only)", a.Type, t.SHA256)
 		}
-		return machine("StopAndQuarantineFile", map[string]any{"Sha1": t.SHA1})
+		return machine("StopAndQuarantineFile", "StopAndQuarantineFile", map[string]any{"Sha1": t.SHA1})
 	case respond.BlockIndicator:
 		if t.Indicator == "" || t.IndicatorType == "" {
 			return call{}, fmt.Errorf("%s needs an indicator and its type", a.Type)
@@ -264,7 +312,7 @@ func (e *Executor) request(a *respond.Action) (call, error) {
 		if strings.HasPrefix(t.IndicatorType, "File") {
 			action = "BlockAndRemediate"
 		}
-		return call{defenderScope, http.MethodPost, mde + "/api/indicators", map[string]any{
+		return call{scope: defenderScope, method: http.MethodPost, url: mde + "/api/indicators", body: map[string]any{
 			"indicatorValue": t.Indicator, "indicatorType": t.IndicatorType, "action": action,
 			"title": "stitch: " + a.Reason, "description": comment, "severity": "High", "generateAlert": true,
 		}}, nil
@@ -276,22 +324,22 @@ func (e *Executor) request(a *respond.Action) (call, error) {
 		u := graph + "/users/" + url.PathEscape(id)
 		switch a.Type {
 		case respond.DisableUser:
-			return call{graphScope, http.MethodPatch, u, map[string]any{"accountEnabled": false}}, nil
+			return call{scope: graphScope, method: http.MethodPatch, url: u, body: map[string]any{"accountEnabled": false}}, nil
 		case respond.ForcePasswordReset:
-			return call{graphScope, http.MethodPatch, u, map[string]any{"passwordProfile": map[string]any{"forceChangePasswordNextSignIn": true}}}, nil
+			return call{scope: graphScope, method: http.MethodPatch, url: u, body: map[string]any{"passwordProfile": map[string]any{"forceChangePasswordNextSignIn": true}}}, nil
 		}
-		return call{graphScope, http.MethodPost, u + "/revokeSignInSessions", nil}, nil
+		return call{scope: graphScope, method: http.MethodPost, url: u + "/revokeSignInSessions"}, nil
 	case respond.MarkUserCompromised:
 		if t.AccountObjectID == "" {
 			return call{}, fmt.Errorf("%s needs the account's object id (Graph's riskyUsers takes no UPN)", a.Type)
 		}
-		return call{graphScope, http.MethodPost, graph + "/identityProtection/riskyUsers/confirmCompromised",
-			map[string]any{"userIds": []string{t.AccountObjectID}}}, nil
+		return call{scope: graphScope, method: http.MethodPost, url: graph + "/identityProtection/riskyUsers/confirmCompromised",
+			body: map[string]any{"userIds": []string{t.AccountObjectID}}}, nil
 	case respond.SoftDeleteEmail:
 		if t.NetworkMessageID == "" || t.Recipient == "" {
 			return call{}, fmt.Errorf("%s needs a network message id and a recipient", a.Type)
 		}
-		return call{graphScope, http.MethodPost, graph + "/security/collaboration/analyzedEmails/remediate", map[string]any{
+		return call{scope: graphScope, method: http.MethodPost, url: graph + "/security/collaboration/analyzedEmails/remediate", body: map[string]any{
 			"displayName": "stitch " + a.ID, "description": comment, "severity": "high", "action": "softDelete",
 			"remediateSendersCopy": false,
 			"analyzedEmails":       []map[string]string{{"networkMessageId": t.NetworkMessageID, "recipientEmailAddress": t.Recipient}},
@@ -300,73 +348,12 @@ func (e *Executor) request(a *respond.Action) (call, error) {
 	return call{}, fmt.Errorf("no Microsoft API carries out %s", a.Type)
 }
 
+// odataString is s as an OData string literal.
+func odataString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
 func base(u, def string) string {
 	if u == "" {
 		u = def
 	}
 	return strings.TrimRight(u, "/")
-}
-
-// permanentError is a token request the identity platform refused (bad
-// credentials, a missing consent): retrying cannot help.
-type permanentError struct {
-	status int
-	msg    string
-}
-
-func (p permanentError) Error() string { return fmt.Sprintf("HTTP %d: %s", p.status, p.msg) }
-
-// token is a cached access token for scope, fetched with the client
-// credentials grant when absent or within a minute of expiry.
-func (e *Executor) token(ctx context.Context, client *http.Client, scope string) (string, error) {
-	e.mu.Lock()
-	t, ok := e.tokens[scope]
-	e.mu.Unlock()
-	if ok && time.Until(t.expires) > time.Minute {
-		return t.value, nil
-	}
-	c := e.Credentials
-	if c.TenantID == "" || c.ClientID == "" || c.ClientSecret == "" {
-		return "", permanentError{http.StatusUnauthorized, "no credentials: set " + EnvTenantID + ", " + EnvClientID + " and " + EnvClientSecret}
-	}
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID}, "client_secret": {c.ClientSecret}, "scope": {scope}}
-	u := base(e.LoginURL, DefaultLoginURL) + "/" + url.PathEscape(c.TenantID) + "/oauth2/v2.0/token"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("token: %w", err)
-	}
-	defer resp.Body.Close()
-	var got struct {
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int64  `json:"expires_in"`
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	derr := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&got)
-	switch {
-	case resp.StatusCode != http.StatusOK && execute.Permanent(resp.StatusCode):
-		return "", permanentError{resp.StatusCode, "token: " + got.Error + ": " + got.Description}
-	case resp.StatusCode != http.StatusOK:
-		return "", fmt.Errorf("token: HTTP %d: %s", resp.StatusCode, got.Error)
-	case derr != nil || got.AccessToken == "":
-		return "", fmt.Errorf("token: an answer without an access token (%v)", derr)
-	}
-	e.mu.Lock()
-	if e.tokens == nil {
-		e.tokens = map[string]token{}
-	}
-	e.tokens[scope] = token{got.AccessToken, time.Now().Add(time.Duration(got.ExpiresIn) * time.Second)}
-	e.mu.Unlock()
-	return got.AccessToken, nil
-}
-
-func (e *Executor) forget(scope string) {
-	e.mu.Lock()
-	delete(e.tokens, scope)
-	e.mu.Unlock()
 }
