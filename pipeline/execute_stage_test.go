@@ -397,7 +397,9 @@ func TestMicrosoftExecutorFollowsMachineActionsAcrossARestart(t *testing.T) {
 	produce(&kgo.Record{Topic: cfg.Respond.Approvals, Key: []byte("t1"), Value: v})
 
 	// Sent, and polled while Pending; then the pipeline stops.
-	waitFor("IsolateDevice sent", func(l map[string]respond.Action) bool { return l["t1/"+respond.IsolateDevice].Status == respond.StatusSent })
+	waitFor("IsolateDevice sent", func(l map[string]respond.Action) bool {
+		return l["t1/"+respond.IsolateDevice].Status == respond.StatusSent
+	})
 	for _, looks := d.counts(); looks == 0; _, looks = d.counts() {
 		if ctx.Err() != nil {
 			t.Fatal("the machine action was never polled")
