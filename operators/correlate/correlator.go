@@ -23,6 +23,7 @@ type config struct {
 	owns                                    func(tenant string) bool
 	partitionOf                             func(tenant string) int32
 	filterBudget, filterLayers              int // filter.go
+	recentBudget                            int // recent.go
 }
 
 // Option configures New.
@@ -110,6 +111,8 @@ type Correlator struct {
 	// its scratch buffer.
 	filt filters
 	fbuf []byte
+	// recent are committed values of recent alerts and incidents (recent.go).
+	recent recentValues
 }
 
 // maxLinked and maxSighted bound the caches of applied identity links and
@@ -139,7 +142,7 @@ type pending struct {
 func New(store *state.Store, opts ...Option) (*Correlator, error) {
 	cfg := config{window: 24 * time.Hour, lookback: 7 * 24 * time.Hour, idle: 7 * 24 * time.Hour,
 		lateness: time.Hour, grace: time.Hour, prevalenceN: 10,
-		filterBudget: maxFilterBytes, filterLayers: maxFilterLayers}
+		filterBudget: maxFilterBytes, filterLayers: maxFilterLayers, recentBudget: maxRecentBytes}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -152,7 +155,8 @@ func New(store *state.Store, opts ...Option) (*Correlator, error) {
 		return nil, fmt.Errorf("correlate: prevalence threshold %d outside 1..%d", cfg.prevalenceN, MaxObservers-1)
 	}
 	c := &Correlator{store: store, cfg: cfg, clock: clock{lateness: cfg.lateness},
-		filt: filters{budget: cfg.filterBudget, layers: max(cfg.filterLayers, 1), off: cfg.filterBudget < 0}}
+		filt:   filters{budget: cfg.filterBudget, layers: max(cfg.filterLayers, 1), off: cfg.filterBudget < 0},
+		recent: recentValues{budget: cfg.recentBudget}}
 	marks, err := loadMarks(store)
 	if err != nil {
 		return nil, err
@@ -253,11 +257,19 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 		p.b.Close()
 		return err
 	}
+	writes, err := c.recent.staged(p.b)
+	if err != nil {
+		p.b.Close()
+		return err
+	}
 	if err := p.b.Commit(c.cfg.sync); err != nil {
-		c.filt.reset() // what landed is the store's to say
+		// What landed is the store's to say.
+		c.filt.reset()
+		c.recent.reset()
 		return fmt.Errorf("correlate: commit transaction: %w", err)
 	}
 	c.filt.committed(adds)
+	c.recent.committed(writes)
 	c.linked = keepCommitted(c.linked, p.linked, maxLinked)
 	c.keepSightings(p)
 	return nil
@@ -327,10 +339,10 @@ func (c *Correlator) Restore(del bool, key, val []byte) error {
 	if tenant, p, ok := parsePartitionRecord(key, val); ok && !del {
 		c.parts[tenant] = p
 	}
+	c.noteWrite(key)
 	if del {
 		return c.pend.b.Delete(key)
 	}
-	c.noteWrite(key)
 	return c.pend.b.Set(key, val)
 }
 
@@ -450,11 +462,24 @@ func (t *tx) set(key, val []byte) error {
 	return t.b.Set(key, val)
 }
 
+// del stages the deletion of key in the transaction, noting its unit (so
+// that no recent value of it is read while the transaction is open).
+func (t *tx) del(key []byte) error {
+	t.c.noteWrite(key)
+	return t.b.Delete(key)
+}
+
 // get reads key through the transaction, unless the filters say it is
-// absent.
+// absent or it is a recent value the transaction did not write. The value
+// must not be modified.
 func (t *tx) get(key []byte) ([]byte, bool, error) {
 	if ok, err := t.c.mayHave(key); !ok || err != nil {
 		return nil, false, err
+	}
+	if cached(key) && !t.c.wrote(key) {
+		if v, ok := t.c.recent.get(key); ok {
+			return v, true, nil
+		}
 	}
 	return t.b.Get(key)
 }
@@ -1050,7 +1075,7 @@ func (t *tx) takePending(alertID string) ([]EvidenceFact, error) {
 	// makes its next read re-fragment all of them, which a
 	// transaction-long batch cannot afford.
 	for _, k := range found {
-		if err := t.b.Delete(k); err != nil {
+		if err := t.del(k); err != nil {
 			return nil, err
 		}
 	}
@@ -1209,11 +1234,11 @@ func (c *Correlator) closeIdle(b *state.Batch, clocks *tenantClocks) ([]Incident
 			continue // closed already, or a stale entry of a busy incident
 		}
 		for _, a := range s.Inc.Alerts {
-			if err := b.Delete(t.tkey(spaceAlerts, a.ID)); err != nil {
+			if err := t.del(t.tkey(spaceAlerts, a.ID)); err != nil {
 				return nil, err
 			}
 		}
-		if err := b.Delete(t.tkey(spaceIncidents, r.id)); err != nil {
+		if err := t.del(t.tkey(spaceIncidents, r.id)); err != nil {
 			return nil, err
 		}
 		if s.Inc.Status == StatusRedirected {

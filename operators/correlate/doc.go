@@ -1,8 +1,9 @@
 // Package correlate groups alerts into incidents by the entities they share
 // (devices, accounts, mailboxes, files, addresses, URLs, messages, apps),
 // with all state in Pebble (package state) and only small caches in memory,
-// and Bloom filters of what that state holds, so that the many lookups that
-// find nothing cost no Pebble seek (filter.go; at most 32 MiB).
+// Bloom filters of what that state holds, so that the many lookups that find
+// nothing cost no Pebble seek (filter.go; at most 32 MiB), and the committed
+// values of recent alert records and incidents (recent.go; 32 MiB of them).
 //
 // Stage 1 calls Extract on every normalized batch and ships the small Facts it
 // returns to a repartition topic keyed by tenant; stage 2, on the owner of the

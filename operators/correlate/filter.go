@@ -316,6 +316,18 @@ func (c *Correlator) noteWrite(k []byte) {
 	}
 }
 
+// wrote says whether the open transaction wrote or deleted key's unit (or
+// one with the same hash).
+func (c *Correlator) wrote(key []byte) bool {
+	unit, _, _, ok := unitOf(c.fbuf[:0], key)
+	c.fbuf = unit
+	if !ok {
+		return true
+	}
+	_, w := c.pend.units[unitHash(unit)]
+	return w
+}
+
 // mayHave says whether unit (a key or prefix that unitOf splits whole) may
 // hold keys, in the store or in the open transaction: false only when
 // neither has any.

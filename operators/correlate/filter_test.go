@@ -55,9 +55,11 @@ func filterRun(t *testing.T, facts []*Facts, every int, opts ...Option) []string
 }
 
 // TestFiltersChangeNoOutput: the lookup filters only spare reads of what
-// is not there. With them off, with a budget so small that groups go full,
-// and with one layer a group (built again from the store whenever it
-// fills), the outputs are byte for byte the default's, aborted
+// is not there, and the recent values only reads of what is. With neither,
+// the outputs are byte for byte those with both (the default), with a
+// filter budget so small that groups go full, with one layer a group
+// (built again from the store whenever it fills), and with recent values
+// of 4 KiB a generation (they turn over every few transactions), aborted
 // transactions included.
 func TestFiltersChangeNoOutput(t *testing.T) {
 	streams := map[string][]*Facts{"simulator": simFacts(t, 6000)}
@@ -76,17 +78,18 @@ func TestFiltersChangeNoOutput(t *testing.T) {
 	}), false, false)
 	for name, facts := range streams {
 		for _, every := range []int{1, 5} {
-			want := filterRun(t, facts, every, withFilters(-1, 1))
+			want := filterRun(t, facts, every, withFilters(-1, 1), withRecent(0))
 			for _, f := range []struct {
-				what           string
-				budget, layers int
+				what                   string
+				budget, layers, recent int
 			}{
-				{"default", maxFilterBytes, maxFilterLayers},
-				{"4 KiB", 4 << 10, maxFilterLayers},
-				{"one layer", maxFilterBytes, 1},
+				{"default", maxFilterBytes, maxFilterLayers, maxRecentBytes},
+				{"4 KiB", 4 << 10, maxFilterLayers, 0},
+				{"one layer", maxFilterBytes, 1, 0},
+				{"off, recent values 4 KiB", -1, 1, 4 << 10},
 			} {
 				what := fmt.Sprintf("%s, %d a transaction, filters %s", name, every, f.what)
-				sameOutputs(t, what, filterRun(t, facts, every, withFilters(f.budget, f.layers)), want)
+				sameOutputs(t, what, filterRun(t, facts, every, withFilters(f.budget, f.layers), withRecent(f.recent)), want)
 			}
 		}
 	}

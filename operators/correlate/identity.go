@@ -112,7 +112,7 @@ func (t *tx) union(a, b string) ([]string, error) {
 	// would make every later read of a transaction-long batch re-fragment
 	// all its range deletions.
 	for _, m := range mb {
-		if err := t.b.Delete(t.tkey(spaceMembers, rb, m)); err != nil {
+		if err := t.del(t.tkey(spaceMembers, rb, m)); err != nil {
 			return nil, err
 		}
 	}
