@@ -158,12 +158,14 @@ func crash(w *Writer) {
 		// Finishing frees the encoder's memory (the checked allocator
 		// would report it); cutting the file in half then leaves what a
 		// killed process leaves: a torn staged file.
+		w.dropPending(pf)
 		pf.fw.Close()
 		if st, err := pf.f.Stat(); err == nil {
 			pf.f.Truncate(st.Size() / 2)
 		}
 		pf.f.Close()
 	}
+	w.out.to = nil
 	w.unlock()
 	w.closed = true
 }

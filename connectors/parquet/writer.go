@@ -10,8 +10,8 @@
 //
 // Memory is bounded by configuration, not by the data: at most
 // MaxOpenFiles partition files are open (the least recently written is
-// finished to open another), and their row groups buffer about
-// MaxBufferedBytes of input together.
+// finished to open another), and the rows they hold until they write them
+// out as a row group take about MaxBufferedBytes together.
 //
 // Several writers (one per instance of a scaled-out pipeline, Instance)
 // may share one directory, a network file system's say: what a writer
@@ -39,11 +39,11 @@
 package parquet
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -120,14 +120,16 @@ func RowGroupRows(n int) Option { return func(c *config) { c.rowGroupRows = int6
 // batch needs another, the least recently written one is finished (its
 // footer written; it joins the segment and is published at Commit), and
 // Due reports true so the caller commits the segment early. Each
-// open file holds its encoders and its buffered row group, so this, with
+// open file holds its Parquet writer (between row groups, the encoder of
+// the last column written) and its pending rows, so this, with
 // MaxBufferedBytes, is what bounds the writer's memory whatever the number
 // of (table, tenant, hour) partitions a segment touches.
 func MaxOpenFiles(n int) Option { return func(c *config) { c.maxOpen = n } }
 
-// MaxBufferedBytes bounds the input bytes buffered in the row groups of the
-// open files together (default 64 MiB): past it, the file holding the most
-// writes its row group out.
+// MaxBufferedBytes bounds the rows the open files hold until they write
+// them out, in Arrow bytes, together (default 64 MiB): past it, the file
+// holding the most writes its rows out as a row group. A file also writes
+// one once it holds RowGroupRows rows, and when it is finished.
 func MaxBufferedBytes(n int64) Option { return func(c *config) { c.maxBuffered = n } }
 
 // OnQuarantine is called for each file of a segment that could not be
@@ -186,7 +188,8 @@ type Writer struct {
 	tick     uint64
 	evicted  bool // a file was finished early to respect MaxOpenFiles
 
-	hours []int64 // reused per batch
+	hours []int64   // reused per batch
+	out   sharedBuf // the staged files' write buffer (countingWriter)
 
 	crashAfterManifest bool // tests only
 
@@ -215,8 +218,15 @@ type partFile struct {
 	final  string // relative to dir
 	rows   int64
 
-	used     uint64 // w.tick at the last write: the least recently used is closed first
-	buffered int64  // input bytes in its current row group (estimated)
+	used uint64 // w.tick at the last write: the least recently used is closed first
+	// The rows not written out yet: the batches (or their slices of one
+	// hour) themselves, retained, written as one row group by flushRows.
+	// Writing Arrow's Parquet encoder a few hundred rows at a time cost
+	// more per batch than per row, and held a page buffer per column of
+	// every open file.
+	pending     []arrow.Record
+	pendingRows int64
+	buffered    int64 // Arrow bytes of pending (a slice: its share by rows)
 }
 
 type offsetRange struct {
@@ -344,8 +354,9 @@ func (w *Writer) Due() bool {
 
 // Write stages the rows of b, split by the hour of each row's Timestamp.
 // A batch whose offset an earlier Commit covered is ignored, so replaying
-// from before Resume adds no rows. Write does not retain b.Record; the
-// caller still owns (and releases) it.
+// from before Resume adds no rows. Write keeps a reference to b.Record
+// (Retain) until its rows are written out; the caller still releases its
+// own.
 func (w *Writer) Write(src Source, b normalize.Batch) error {
 	return w.WriteContext(context.Background(), src, b)
 }
@@ -412,6 +423,7 @@ func (w *Writer) writeRecord(ctx context.Context, src Source, b normalize.Batch)
 	tp := TopicPartition{src.Topic, src.Partition}
 	hours := rowHours(w.hours, rec, b.MinTime)
 	w.hours = hours
+	recBytes := max(recordBytes(rec), int64(len(hours)))
 	lo := 0
 	for lo < len(hours) {
 		if err := ctx.Err(); err != nil {
@@ -429,36 +441,90 @@ func (w *Writer) writeRecord(ctx context.Context, src Source, b normalize.Batch)
 		var part arrow.Record = rec
 		if lo != 0 || hi != len(hours) {
 			part = rec.NewSlice(int64(lo), int64(hi))
+		} else {
+			rec.Retain()
 		}
-		err = pf.fw.WriteBuffered(part)
-		if part != rec {
-			part.Release()
+		n := int64(hi - lo)
+		pf.pending = append(pf.pending, part)
+		pf.pendingRows += n
+		pf.rows += n
+		// A slice holds its record's buffers: its share of them by rows
+		// stands for what it holds.
+		held := recBytes * n / int64(len(hours))
+		pf.buffered += held
+		w.buffered += held
+		if pf.pendingRows >= w.cfg.rowGroupRows {
+			if err := w.flushRows(pf); err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("parquet: write %s: %w", pf.final, err)
-		}
-		pf.rows += int64(hi - lo)
-		// The batch's input bytes, shared out by rows, stand for what
-		// the row group now buffers.
-		est := max(b.Bytes, int64(len(hours))*64) * int64(hi-lo) / int64(len(hours))
-		pf.buffered += est
-		w.buffered += est
-		if pf.cw.n+pf.fw.RowGroupTotalCompressedBytes() >= w.cfg.rollBytes {
+		// Pending rows count uncompressed: the file rolls a little early
+		// rather than late.
+		if pf.cw.n+pf.buffered >= w.cfg.rollBytes {
 			if err := w.finish(pf); err != nil {
 				return err
 			}
 		}
-		if w.buffered > w.cfg.maxBuffered {
-			w.flushLargest()
+		for w.buffered > w.cfg.maxBuffered {
+			if err := w.flushLargest(); err != nil {
+				return err
+			}
 		}
 		lo = hi
 	}
 	return nil
 }
 
-// flushLargest writes out the row group of the open file that buffers the
-// most, so the open files together buffer at most about MaxBufferedBytes.
-func (w *Writer) flushLargest() {
+// flushRows writes the pending rows of a file out as one row group (or
+// several of RowGroupRows), then lets the batches go.
+func (w *Writer) flushRows(pf *partFile) error {
+	err := pf.writePending(w.cfg.mem)
+	w.buffered -= pf.buffered
+	pf.buffered = 0
+	if err != nil {
+		return fmt.Errorf("parquet: write %s: %w", pf.final, err)
+	}
+	return nil
+}
+
+// writePending writes pf's pending rows out and releases them. It touches
+// nothing but pf: files may write theirs at once (finishAll).
+func (pf *partFile) writePending(mem memory.Allocator) error {
+	if len(pf.pending) == 0 {
+		return nil
+	}
+	rec, err := concatRecords(mem, pf.schema, pf.pending)
+	if err == nil {
+		err = pf.fw.Write(rec)
+		if err == nil {
+			err = pf.cw.flush()
+		}
+		rec.Release()
+	}
+	pf.releasePending()
+	return err
+}
+
+// releasePending lets pf's pending rows go unwritten.
+func (pf *partFile) releasePending() {
+	for i, r := range pf.pending {
+		r.Release()
+		pf.pending[i] = nil
+	}
+	pf.pending = pf.pending[:0]
+	pf.pendingRows = 0
+}
+
+// dropPending releases the pending rows of a file (an aborted segment).
+func (w *Writer) dropPending(pf *partFile) {
+	pf.releasePending()
+	w.buffered -= pf.buffered
+	pf.buffered = 0
+}
+
+// flushLargest writes out the pending rows of the open file that holds the
+// most, so the open files together hold at most about MaxBufferedBytes.
+func (w *Writer) flushLargest() error {
 	var big *partFile
 	for _, pf := range w.open {
 		if big == nil || pf.buffered > big.buffered {
@@ -466,11 +532,71 @@ func (w *Writer) flushLargest() {
 		}
 	}
 	if big == nil || big.buffered == 0 {
-		return
+		w.buffered = 0 // nothing holds rows: the count drifted
+		return nil
 	}
-	big.fw.NewBufferedRowGroup() // closes (writes out) the current one
-	w.buffered -= big.buffered
-	big.buffered = 0
+	return w.flushRows(big)
+}
+
+// concatRecords makes one record of several of one schema (a copy), or
+// returns the only one, retained.
+func concatRecords(mem memory.Allocator, schema *arrow.Schema, recs []arrow.Record) (arrow.Record, error) {
+	if len(recs) == 1 {
+		recs[0].Retain()
+		return recs[0], nil
+	}
+	var rows int64
+	for _, r := range recs {
+		rows += r.NumRows()
+	}
+	cols := make([]arrow.Array, len(schema.Fields()))
+	defer func() {
+		for _, c := range cols {
+			if c != nil {
+				c.Release()
+			}
+		}
+	}()
+	parts := make([]arrow.Array, len(recs))
+	for i := range cols {
+		for j, r := range recs {
+			parts[j] = r.Column(i)
+		}
+		c, err := array.Concatenate(parts, mem)
+		if err != nil {
+			return nil, fmt.Errorf("concatenate column %s: %w", schema.Field(i).Name, err)
+		}
+		cols[i] = c
+	}
+	return array.NewRecord(schema, cols, rows), nil
+}
+
+// recordBytes is the size of the buffers a record holds, dictionaries and
+// children included.
+func recordBytes(rec arrow.Record) int64 {
+	var n int64
+	for _, c := range rec.Columns() {
+		n += dataBytes(c.Data())
+	}
+	return n
+}
+
+func dataBytes(d arrow.ArrayData) int64 {
+	var n int64
+	for _, b := range d.Buffers() {
+		if b != nil {
+			n += int64(b.Len())
+		}
+	}
+	for _, c := range d.Children() {
+		n += dataBytes(c)
+	}
+	if d.DataType().ID() == arrow.DICTIONARY {
+		if dict := d.Dictionary(); dict != nil {
+			n += dataBytes(dict)
+		}
+	}
+	return n
 }
 
 // The partitions a timestamp may land in: years 0001 to 9999, so that every
@@ -577,7 +703,7 @@ func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
 		return nil, fmt.Errorf("parquet: stage %s: %w", pf.final, err)
 	}
 	pf.f = f
-	pf.cw = &countingWriter{w: f}
+	pf.cw = &countingWriter{f: f, out: &w.out}
 	wopts := []pq.WriterProperty{
 		pq.WithCompression(compress.Codecs.Zstd),
 		pq.WithMaxRowGroupLength(w.cfg.rowGroupRows),
@@ -614,9 +740,27 @@ func (w *Writer) file(key partKey, schema *arrow.Schema) (*partFile, error) {
 // segment's file list and is renamed at Commit.
 func (w *Writer) finish(pf *partFile) error {
 	delete(w.open, pf.key)
+	err := pf.close(w.cfg.mem)
 	w.buffered -= pf.buffered
 	pf.buffered = 0
-	err := pf.fw.Close()
+	if err != nil {
+		return err
+	}
+	w.finished = append(w.finished, pf.manifest())
+	return nil
+}
+
+// close writes out pf's pending rows and footer and makes the file
+// durable. It touches nothing but pf: several files may close at once
+// (finishAll).
+func (pf *partFile) close(mem memory.Allocator) error {
+	err := pf.writePending(mem)
+	if cerr := pf.fw.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = pf.cw.flush()
+	}
 	if err == nil {
 		err = pf.f.Sync()
 	}
@@ -626,8 +770,59 @@ func (w *Writer) finish(pf *partFile) error {
 	if err != nil {
 		return fmt.Errorf("parquet: finish %s: %w", pf.final, err)
 	}
-	w.finished = append(w.finished, manifestFile{Staged: pf.staged, Final: pf.final, Rows: pf.rows, Bytes: pf.cw.n, tp: pf.key.tp})
 	return nil
+}
+
+func (pf *partFile) manifest() manifestFile {
+	return manifestFile{Staged: pf.staged, Final: pf.final, Rows: pf.rows, Bytes: pf.cw.n, tp: pf.key.tp}
+}
+
+// finishers bounds the files a commit finishes at once: finishing is the
+// encoding of their pending rows (CPU) and an fsync each (the disk), and a
+// drained stream's last commit finishes every file of the segment.
+const finishers = 4
+
+// finishAll finishes every open file, several at once, each with a write
+// buffer of its own. A file that fails stays open, for Abort to remove.
+func (w *Writer) finishAll() error {
+	files := make([]*partFile, 0, len(w.open))
+	for _, pf := range w.open {
+		files = append(files, pf)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].staged < files[j].staged })
+	// The shared buffer may hold bytes of one of them.
+	if err := w.out.flush(); err != nil {
+		return fmt.Errorf("parquet: write a staged file: %w", err)
+	}
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(finishers, len(files)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := &sharedBuf{}
+			for i := range next {
+				files[i].cw.out = out
+				errs[i] = files[i].close(w.cfg.mem)
+			}
+		}()
+	}
+	for i := range files {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, pf := range files {
+		if errs[i] != nil {
+			continue
+		}
+		delete(w.open, pf.key)
+		w.buffered -= pf.buffered
+		pf.buffered = 0
+		w.finished = append(w.finished, pf.manifest())
+	}
+	return errors.Join(errs...)
 }
 
 // Commit makes the pending segment durable and visible: after it returns,
@@ -642,16 +837,9 @@ func (w *Writer) Commit() error {
 	if len(w.ranges) == 0 {
 		return nil
 	}
-	keys := make([]partKey, 0, len(w.open))
-	for k := range w.open {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return w.open[keys[i]].staged < w.open[keys[j]].staged })
-	for _, k := range keys {
-		if err := w.finish(w.open[k]); err != nil {
-			w.broken = err
-			return err
-		}
+	if err := w.finishAll(); err != nil {
+		w.broken = err
+		return err
 	}
 	tps := make([]TopicPartition, 0, len(w.ranges))
 	for tp := range w.ranges {
@@ -832,6 +1020,7 @@ func (w *Writer) publish(commits []*partitionCommit) (int, error) {
 func (w *Writer) Abort() error {
 	var errs []error
 	for _, pf := range w.open {
+		w.dropPending(pf)
 		pf.fw.Close()
 		pf.f.Close()
 		errs = append(errs, removeIfExists(filepath.Join(w.dir, pf.staged)))
@@ -839,6 +1028,7 @@ func (w *Writer) Abort() error {
 	for _, f := range w.finished {
 		errs = append(errs, removeIfExists(filepath.Join(w.dir, f.Staged)))
 	}
+	w.out.to = nil // what it held belongs to the files just dropped
 	w.resetSegment()
 	return errors.Join(errs...)
 }
@@ -923,15 +1113,57 @@ func syncDir(dir string) error {
 	return err
 }
 
+// countingWriter is a staged file as the Parquet encoder writes it: what
+// it writes (a page header, a page, a footer at a time) goes through one
+// buffer the open files share, so that a row group is a few large writes,
+// not two per page. flush writes the buffer out to the file it holds.
 type countingWriter struct {
-	w io.Writer
-	n int64
+	f   *os.File
+	out *sharedBuf
+	n   int64
+}
+
+type sharedBuf struct {
+	to  *os.File // the file whose bytes buf holds
+	buf *bufio.Writer
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
+	o := c.out
+	if o.to != c.f {
+		if err := c.flushOther(); err != nil {
+			return 0, err
+		}
+		if o.buf == nil {
+			o.buf = bufio.NewWriterSize(c.f, 256<<10)
+		}
+		o.buf.Reset(c.f)
+		o.to = c.f
+	}
+	n, err := o.buf.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// flushOther writes out what the buffer holds of another file.
+func (c *countingWriter) flushOther() error { return c.out.flush() }
+
+// flush writes out what the buffer holds of this file.
+func (c *countingWriter) flush() error {
+	if c.out.to != c.f {
+		return nil
+	}
+	return c.out.flush()
+}
+
+// flush writes out what the buffer holds, to its file.
+func (o *sharedBuf) flush() error {
+	if o.to == nil {
+		return nil
+	}
+	err := o.buf.Flush()
+	o.to = nil
+	return err
 }
 
 // escape makes a value safe as one path element, Hive style: bytes outside
