@@ -36,6 +36,10 @@ func huntingStage() Stage {
 	}
 }
 
+// huntingRecycledBytes bounds the released buffers the hunting sink keeps
+// for the next batches it decodes.
+const huntingRecycledBytes = 16 << 20
+
 // stopGrace is how long a batch being written may take to finish after a
 // stop.
 const stopGrace = 3 * time.Second
@@ -64,10 +68,11 @@ func idleRollAfter(commitInterval time.Duration) time.Duration {
 // process is gone but its lock not yet) is paused until the writer owns
 // it.
 type huntingSink struct {
-	p  *Pipeline
-	sc *StageContext
-	cl *kgo.Client
-	w  *parquet.Writer
+	p   *Pipeline
+	sc  *StageContext
+	cl  *kgo.Client
+	w   *parquet.Writer
+	mem *normalize.Recycler // the decoded batches' buffers, reused once written
 
 	ready    func()
 	mu       sync.Mutex
@@ -90,25 +95,30 @@ var huntingTestOptions []parquet.Option
 
 func newHuntingSink(sc *StageContext) (*huntingSink, error) {
 	p := sc.p
+	// A decoded batch lives until the writer writes its rows out; its
+	// buffers then serve the next ones.
+	mem := normalize.NewRecycler(p.mem, huntingRecycledBytes)
 	w, err := parquet.Open(p.cfg.HuntingDir(), append([]parquet.Option{
 		parquet.RollBytes(p.cfg.Hunting.RollBytes),
 		parquet.RollAge(p.cfg.Hunting.RollAge.D()),
 		parquet.MaxOpenFiles(p.cfg.Hunting.MaxOpenFiles),
 		parquet.MaxBufferedBytes(p.cfg.Hunting.MaxBuffered),
 		parquet.OnQuarantine(func(string, string) { p.metrics.HuntingQuarantined.Inc() }),
-		parquet.Allocator(p.mem),
+		parquet.Allocator(mem),
 		parquet.Logger(p.log),
 		parquet.Instance(p.instance),
 	}, huntingTestOptions...)...)
 	if err != nil {
+		mem.Close()
 		return nil, fmt.Errorf("open hunting writer: %w", err)
 	}
-	h := &huntingSink{p: p, sc: sc, w: w, assigned: map[string]map[int32]bool{}, pending: map[string]int64{}, consumed: map[string]int64{},
+	h := &huntingSink{p: p, sc: sc, w: w, mem: mem, assigned: map[string]map[int32]bool{}, pending: map[string]int64{}, consumed: map[string]int64{},
 		waiting: map[parquet.TopicPartition]int64{}}
 	h.ready = sc.readyFunc()
 	opts, err := p.clientOpts(sc.Name)
 	if err != nil {
 		w.Close()
+		mem.Close()
 		return nil, err
 	}
 	opts = append(opts,
@@ -137,6 +147,7 @@ func newHuntingSink(sc *StageContext) (*huntingSink, error) {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		w.Close()
+		mem.Close()
 		return nil, fmt.Errorf("hunting consumer: %w", err)
 	}
 	h.cl = cl
@@ -352,6 +363,7 @@ func (h *huntingSink) Run(ctx context.Context) error {
 		if err := h.w.Close(); err != nil {
 			h.p.log.Error("hunting: close writer", "err", err)
 		}
+		h.mem.Close()
 	}()
 	// A batch being written when a stop comes gets stopGrace to finish, so
 	// that an ordinary stop commits the open segment; only a batch that
@@ -396,7 +408,7 @@ func (h *huntingSink) Run(ctx context.Context) error {
 			for i, rh := range r.Headers {
 				hdrs[i] = ipc.Header{Key: rh.Key, Value: string(rh.Value)}
 			}
-			b, err := ipc.Decode(r.Value, hdrs, h.p.mem)
+			b, err := ipc.Decode(r.Value, hdrs, h.mem)
 			if err != nil {
 				// Not ours or corrupt: it cannot become rows. Say so loudly and
 				// move on; the original stays on the topic.

@@ -208,6 +208,7 @@ func Decode(value []byte, headers []Header, mem memory.Allocator) (b normalize.B
 	}
 	b.Bytes = int64(len(value))
 	b.MinTime, b.MaxTime = timeBounds(rec)
+	track.stop()
 	return b, nil
 }
 
@@ -266,10 +267,21 @@ func (t *tracked) Free(b []byte) {
 	t.Allocator.Free(b)
 }
 
+// stop ends the tracking once the record is decoded: its buffers are the
+// caller's from then on, and are freed one at a time like any others.
+func (t *tracked) stop() {
+	t.mu.Lock()
+	t.live = nil
+	t.mu.Unlock()
+}
+
 // note records that old is no longer live and b is.
 func (t *tracked) note(old, b []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.live == nil {
+		return
+	}
 	if cap(old) > 0 {
 		delete(t.live, &old[:1][0])
 	}

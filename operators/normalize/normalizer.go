@@ -22,6 +22,8 @@ type Normalizer struct {
 	sub    fastjson.Parser // the fast path's nested property values
 	states []*tableState   // by table position, created on first use
 	dead   map[Reason]int64
+	// recycler is cfg.mem as the builders see it.
+	recycler *Recycler
 
 	records, bytes int64
 
@@ -54,8 +56,15 @@ func New(opts ...Option) *Normalizer {
 		o(&n.cfg)
 	}
 	n.visit = n.visitColumn
+	// Each flush lets go of the buffers the next one needs again.
+	n.recycler = NewRecycler(n.cfg.mem, recycledBytes)
+	n.cfg.mem = n.recycler
 	return n
 }
+
+// recycledBytes bounds the buffers a Normalizer keeps for its next
+// batches: about what one flush of a busy transaction releases.
+const recycledBytes = 32 << 20
 
 // Stats counts what a Normalizer has seen. Records counts logical records
 // (each element of an envelope is one); every record ends up either
@@ -605,4 +614,5 @@ func (n *Normalizer) Close() {
 			delete(st.pending, k)
 		}
 	}
+	n.recycler.Close()
 }
