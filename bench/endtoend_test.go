@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +51,11 @@ import (
 // instead of the defaults; STITCH_BENCH_PROFILE=DIR writes a CPU profile of
 // the stitch drain and a heap profile at its heap's high-water mark into
 // DIR (and an execution trace with STITCH_BENCH_TRACE=1);
-// STITCH_BENCH_TIMELINE=1 prints what each stage committed every second.
+// STITCH_BENCH_TIMELINE=1 prints what each stage committed every second
+// (=100ms: every 100 ms, when it changed). It also prints the drain's
+// milestones (every stage ready, normalize's first and last commit, every
+// output committed): the fixed cost of a drain is what lies outside
+// normalize's first and last commit.
 //
 //	go test ./bench -run XXX -bench EndToEnd -benchtime 1x
 //	STITCH_BENCH_RECORDS=3000000 go test ./bench -run XXX -bench EndToEnd -benchtime 1x -timeout 60m
@@ -95,6 +101,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Logf("stitch: every output committed after %s (stopped after %s), %.0f records/s, peak RSS %.0f MiB, heap %.0f MiB; %d rows to Parquet, %d incidents versions, %d dead letters",
 			res.committed.Round(time.Millisecond), res.stopped.Round(time.Millisecond), rate, rss, heap,
 			res.totals.HuntingTotal(), res.totals.IncidentVersions, res.totals.DeadTotal())
+		b.Logf("stitch phases: %s, every output %s, stopped %s; transactions committed: %s",
+			res.phases, res.committed.Round(time.Millisecond), res.stopped.Round(time.Millisecond), transactions(res.totals))
 		b.Logf("stitch CPU %.1f s, broker's %.1f s; changelog records per input record: window %.3f, timeless %.3f",
 			cpu2-cpu1, bcpu2-bcpu1, float64(res.totals.RecordsOut[cfg.Topics.WindowChangelog])/float64(n),
 			float64(res.totals.RecordsOut[cfg.Topics.Changelog])/float64(n))
@@ -271,6 +279,70 @@ func exactlyOnceCopy(ctx context.Context, addrs []string, src, dst string, n int
 type drainResult struct {
 	committed, stopped time.Duration
 	totals             pipeline.Snapshot
+	phases             drainPhases
+}
+
+// drainPhases are when a drain reached its milestones, from the start of
+// Run: the fixed cost of a drain is ready plus the time from the input's
+// last commit to every output's.
+type drainPhases struct {
+	ready       time.Duration // every stage joined its group and polled
+	firstCommit time.Duration // normalize committed its first records
+	inputDone   time.Duration // normalize committed the whole input
+}
+
+func (d drainPhases) String() string {
+	return fmt.Sprintf("every stage ready %s, normalize's first commit %s, its last %s",
+		d.ready.Round(time.Millisecond), d.firstCommit.Round(time.Millisecond), d.inputDone.Round(time.Millisecond))
+}
+
+// transactions lists the transactions each stage committed.
+func transactions(s pipeline.Snapshot) string {
+	var parts []string
+	for name, st := range s.Stages {
+		if st.Transactions > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", name, st.Transactions))
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+// watchPhases samples the pipeline every 5 ms until ctx is done; the
+// function it returns gives the milestones seen so far.
+func watchPhases(ctx context.Context, p *pipeline.Pipeline, start time.Time, cfg pipeline.Config, n int) func() drainPhases {
+	var mu sync.Mutex
+	var ph drainPhases
+	go func() {
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			now := time.Since(start)
+			ready := p.Ready()
+			read := p.Totals().Stages["normalize"].RecordsIn[cfg.Topics.Inputs[0]]
+			mu.Lock()
+			if ph.ready == 0 && ready {
+				ph.ready = now
+			}
+			if ph.firstCommit == 0 && read > 0 {
+				ph.firstCommit = now
+			}
+			if ph.inputDone == 0 && read >= int64(n) {
+				ph.inputDone = now
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() drainPhases {
+		mu.Lock()
+		defer mu.Unlock()
+		return ph
+	}
 }
 
 // drainStitch runs the pipeline over the pre-loaded input until every
@@ -313,8 +385,13 @@ func drainStitch(ctx context.Context, cfg pipeline.Config, dir string, n int, pr
 	go func() { done <- p.Run(runCtx) }()
 	idle := make(chan error, 1)
 	go func() { idle <- p.WaitIdle(runCtx, 100*time.Millisecond) }()
-	if os.Getenv("STITCH_BENCH_TIMELINE") != "" {
-		go timeline(runCtx, p, start)
+	phases := watchPhases(runCtx, p, start, cfg, n)
+	if v := os.Getenv("STITCH_BENCH_TIMELINE"); v != "" {
+		every, err := time.ParseDuration(v)
+		if err != nil {
+			every = time.Second // "1" and the like
+		}
+		go timeline(runCtx, p, start, every)
 	}
 	select {
 	case err := <-done:
@@ -327,6 +404,7 @@ func drainStitch(ctx context.Context, cfg pipeline.Config, dir string, n int, pr
 		return res, errors.New("pipeline did not drain in 30 minutes")
 	}
 	res.committed = time.Since(start)
+	res.phases = phases()
 	stop()
 	if err := <-done; err != nil {
 		return res, err
@@ -418,11 +496,12 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// timeline prints, every second, what each stage has committed so far
-// (STITCH_BENCH_TIMELINE=1): where a drain waits.
-func timeline(ctx context.Context, p *pipeline.Pipeline, start time.Time) {
-	t := time.NewTicker(time.Second)
+// timeline prints, every second (or every), what each stage has committed
+// so far (STITCH_BENCH_TIMELINE=1, or a duration): where a drain waits.
+func timeline(ctx context.Context, p *pipeline.Pipeline, start time.Time, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
+	var last pipeline.Snapshot
 	for {
 		select {
 		case <-ctx.Done():
@@ -430,6 +509,10 @@ func timeline(ctx context.Context, p *pipeline.Pipeline, start time.Time) {
 		case <-t.C:
 		}
 		s := p.Totals()
+		if every < time.Second && reflect.DeepEqual(s, last) {
+			continue // a fine timeline prints changes only
+		}
+		last = s
 		var b strings.Builder
 		fmt.Fprintf(&b, "%5.1fs", time.Since(start).Seconds())
 		for _, st := range p.Topology().Stages {

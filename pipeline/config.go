@@ -45,6 +45,7 @@ type KafkaConfig struct {
 	kafka.ClientConfig `yaml:",inline"`
 	Group              string   `yaml:"group" default:"stitch" flag:"group" doc:"Prefix of the stages' consumer groups ('<group>-normalize', '<group>-correlate', '<group>-hunting') and transactional ids. Processes with the same group share the work."`
 	CommitInterval     Duration `yaml:"commit_interval" default:"1s" doc:"How often each stage commits its transaction (outputs plus input offsets). It bounds output latency and the work redone after a crash; it is also the time bound of Arrow batches."`
+	UrgentCommit       Duration `yaml:"urgent_commit_interval" default:"100ms" doc:"How long a transaction that carries an alert lasts, instead of 'commit_interval', once the stage is less than a poll ('max_poll_records') behind its input: normalize's when it read an AlertInfo or AlertEvidence record, correlate's when it produced an incident version. An alert crosses both on its way to 'incidents', and is visible to the next only when each commits, so this bounds the incident latency while telemetry alone still commits once a 'commit_interval'. A stream with alerts in most intervals commits about this often (the CPU of a shorter commit interval); a backlog still commits a full 'commit_interval' at a time. 0s: off."`
 	MaxPollRecords     int      `yaml:"max_poll_records" default:"10000" doc:"Most records taken per poll."`
 	MaxBufferedBytes   int64    `yaml:"max_buffered_bytes" default:"67108864" doc:"Bytes a stage's producer may hold unacknowledged; past it producing blocks, so a fast input makes lag grow, not memory. At least twice normalize.max_record_bytes; records a stage sizes itself (hunting batches, facts) stay under half of it."`
 	FetchMaxBytes      int32    `yaml:"fetch_max_bytes" default:"16777216" doc:"Upper bound of one fetch response."`
@@ -219,6 +220,7 @@ func (c *Config) Validate() error {
 		zeroOK    bool
 		zeroMeans string
 	}{
+		{"kafka.urgent_commit_interval", c.Kafka.UrgentCommit, true, " (0s: alerts wait out kafka.commit_interval like telemetry)"},
 		{"normalize.batch_age", c.Normalize.BatchAge, false, ""},
 		{"hunting.roll_age", c.Hunting.RollAge, false, ""},
 		{"hunting.retention_every", c.Hunting.RetentionEvery, true, " (0s: no retention job)"},

@@ -127,6 +127,9 @@ func (cp *correlateProc) Process(ctx context.Context, r *kgo.Record, tx Txn) err
 }
 
 func (cp *correlateProc) publish(ctx context.Context, incs []correlate.Incident, tx Txn) error {
+	if len(incs) > 0 {
+		markUrgent(tx) // an incident update: commit soon (kafka.urgent_commit_interval)
+	}
 	for i := range incs {
 		v, err := json.Marshal(&incs[i])
 		if err != nil {

@@ -355,7 +355,7 @@ func (p *Pipeline) newStage(sc *StageContext, proc Processor, tickEach time.Dura
 	}
 	return &stage{
 		name: sc.Name, sess: sess, reopen: open, proc: proc, stores: sc.stores,
-		interval: p.cfg.Kafka.CommitInterval.D(), tickEach: tickEach, maxPoll: p.cfg.Kafka.MaxPollRecords,
+		interval: p.cfg.Kafka.CommitInterval.D(), urgent: p.cfg.Kafka.UrgentCommit.D(), tickEach: tickEach, maxPoll: p.cfg.Kafka.MaxPollRecords,
 		metrics: p.metrics, totals: p.totals, log: p.log, ready: sc.readyFunc(),
 	}, nil
 }

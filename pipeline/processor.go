@@ -53,10 +53,26 @@ type Txn interface {
 	Count(counter, label string, n int64)
 }
 
+// markUrgent says the open transaction holds output a reader is waiting
+// for (an alert on its way to an incident, an incident update): once the
+// stage's input has caught up, the transaction ends
+// kafka.urgent_commit_interval after it began instead of at
+// kafka.commit_interval. Nothing else changes: it commits, or aborts, as a
+// whole like any other. (A Txn that is not the stage's, such as a test's
+// recorder, ignores it.)
+func markUrgent(tx Txn) {
+	if u, ok := tx.(interface{ urgent() }); ok {
+		u.urgent()
+	}
+}
+
 // txn is one open transaction of a stage: what it produced and counted.
 type txn struct {
 	sess  *kgo.GroupTransactSession
 	tally *tally
+
+	// isUrgent: markUrgent was called since the transaction began.
+	isUrgent bool
 
 	mu  sync.Mutex
 	err error
@@ -65,6 +81,8 @@ type txn struct {
 func (t *txn) Produce(ctx context.Context, r *kgo.Record) { t.produceThen(ctx, r, nil) }
 
 func (t *txn) Count(counter, label string, n int64) { t.tally.count(counter, label, n) }
+
+func (t *txn) urgent() { t.isUrgent = true }
 
 // produceThen is Produce that also tells ok where the record landed.
 func (t *txn) produceThen(ctx context.Context, r *kgo.Record, ok func(*kgo.Record)) {

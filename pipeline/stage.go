@@ -23,6 +23,11 @@ type stage struct {
 	proc     Processor
 	stores   *stateful // nil: the stage keeps no state
 	interval time.Duration
+	// urgent is how long after it began a transaction that holds output a
+	// reader waits for (markUrgent) ends, while the input is less than a
+	// poll behind; 0: such a transaction waits out the interval like any
+	// other.
+	urgent   time.Duration
 	tickEach time.Duration
 	maxPoll  int
 	metrics  *Metrics
@@ -50,17 +55,26 @@ func (s *stage) Run(ctx context.Context) error {
 	t := &txn{sess: s.sess, tally: newTally()}
 	lastTick := time.Now()
 	var failures, reopens int
+	// open: a Kafka transaction is begun, at began. One that read nothing
+	// in an interval stays open, empty, into the next (see below): begin
+	// is when this interval of it started.
+	open := false
+	var began time.Time
 	for ctx.Err() == nil {
 		if s.stores != nil {
 			s.stores.beginTxn()
 			held = true
 		}
 		begin := time.Now()
-		if err := s.sess.Begin(); err != nil {
-			return fmt.Errorf("%s: begin transaction: %w", s.name, err)
+		if !open {
+			if err := s.sess.Begin(); err != nil {
+				return fmt.Errorf("%s: begin transaction: %w", s.name, err)
+			}
+			open, began = true, begin
+			t.tally.reset()
+			t.err = nil
+			t.isUrgent = false
 		}
-		t.tally.reset()
-		t.err = nil
 		deadline := begin.Add(s.interval)
 		var perr error
 		worked := false
@@ -71,7 +85,7 @@ func (s *stage) Run(ctx context.Context) error {
 				// before minTransaction): its outputs need not wait out the
 				// commit interval, which bounds a busy stream's latency.
 				until = time.Now().Add(idleWait)
-				if floor := begin.Add(minTransaction); until.Before(floor) {
+				if floor := began.Add(minTransaction); until.Before(floor) {
 					until = floor
 				}
 				if deadline.Before(until) {
@@ -79,14 +93,32 @@ func (s *stage) Run(ctx context.Context) error {
 				}
 			}
 			pctx, cancel := context.WithDeadline(ctx, until)
+			var unwatch func()
+			if s.stores != nil {
+				// A restore waiting for the transaction to end cuts the
+				// poll short (see restorePending below).
+				unwatch = s.stores.polling(cancel)
+			}
 			fetches := s.sess.PollRecords(pctx, s.maxPoll)
+			if unwatch != nil {
+				unwatch()
+			}
 			cancel()
 			if fetches.IsClientClosed() {
 				return nil
 			}
 			s.input.observe(fetches)
-			if fetches.NumRecords() == 0 && worked && !s.input.behind() && !time.Now().Before(begin.Add(minTransaction)) {
+			// A newly assigned partition's restore waits for the open
+			// transaction to end, and its records for the restore: end
+			// the transaction now (after this poll's records) rather than
+			// at the interval, so that a start-up or a rebalance costs a
+			// restore, not a commit interval.
+			restore := s.stores != nil && s.stores.restorePending()
+			if fetches.NumRecords() == 0 && (restore || worked && !s.input.behind() && !time.Now().Before(began.Add(minTransaction))) {
 				break
+			}
+			if restore {
+				deadline = time.Now()
 			}
 			worked = worked || fetches.NumRecords() > 0
 			fetches.EachError(func(topic string, p int32, err error) {
@@ -106,8 +138,39 @@ func (s *stage) Run(ctx context.Context) error {
 				s.metrics.InputRecordBytes.Observe(float64(len(r.Value)))
 				perr = s.process(ctx, r, t)
 			})
+			if t.isUrgent && s.urgent > 0 && s.input.lag() <= int64(s.maxPoll) {
+				// An alert is in the transaction and the input is caught
+				// up, or behind by less than a poll (a pause of the
+				// machine): end it urgent after it began (at once if it
+				// is older: a transaction that waited empty for its
+				// input, as correlate's between normalize's commits), so
+				// that the alert does not wait out the interval, and
+				// transactions still end at most once an urgent
+				// interval. A backlog (a drain, a restart after an
+				// outage) still commits a full interval at a time, as
+				// does a stream without alerts.
+				if d := began.Add(s.urgent); d.Before(deadline) {
+					deadline = d
+				}
+			}
 		}
-		if perr == nil && s.tickEach > 0 && time.Since(lastTick) >= s.tickEach {
+		// No tick on the way out: it is punctuation (closing idle incidents)
+		// that the next run does as well, and a transaction of a tick alone
+		// commits no offsets, which holds the stop for 500 ms (see below).
+		tickDue := s.tickEach > 0 && time.Since(lastTick) >= s.tickEach && ctx.Err() == nil
+		if perr == nil && !worked && !tickDue {
+			// Nothing was read (and no tick is due): there is nothing to
+			// commit, so the transaction stays open, empty, for the next
+			// interval. Ending it would cost a commit for nothing and, with
+			// no offsets in it, franz-go's End waits 500 ms (the pause it
+			// keeps for brokers without KIP-447), during which the stage
+			// would not read: an alert arriving at an idle stage would wait
+			// for it. The stores' lock is let go between intervals as
+			// between transactions, so a restore can run.
+			release()
+			continue
+		}
+		if perr == nil && tickDue {
 			lastTick = time.Now()
 			perr = s.tick(ctx, lastTick, t)
 		}
@@ -140,6 +203,7 @@ func (s *stage) Run(ctx context.Context) error {
 		}
 		try := kgo.TransactionEndTry(perr == nil)
 		ok, err := s.sess.End(ctx, try)
+		open = false
 		s.ended(t, ok, err, begin)
 		release()
 		if err != nil {
@@ -307,6 +371,20 @@ func (in *inputPosition) observe(fetches kgo.Fetches) {
 		}
 		in.left[p.Topic][p.Partition] = end - (p.Records[len(p.Records)-1].Offset + 1)
 	})
+}
+
+// lag is how many records the last fetches left below the partitions'
+// ends, a commit marker on each not counted.
+func (in *inputPosition) lag() int64 {
+	var n int64
+	for _, parts := range in.left {
+		for _, l := range parts {
+			if l > 1 {
+				n += l - 1
+			}
+		}
+	}
+	return n
 }
 
 // behind reports whether some partition had more than a record left after

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -64,12 +65,21 @@ type stateful struct {
 	stores []*attached
 
 	// txMu is held by the stage from before each Kafka Begin until the
-	// transaction ended, and by restores: a restore never overlaps an open
-	// transaction, and no record of a partition is processed before its
-	// restore is done (the group fetches a new partition only after the
-	// assignment callback returned).
-	txMu       sync.Mutex
-	ctx        context.Context // canceled when the stage stops
+	// transaction ended (a transaction that read nothing is let go at the
+	// end of each interval it stays open, empty), and by restores: a
+	// restore never overlaps a transaction with work in it, and no record
+	// of a partition is processed before its restore is done (the group
+	// fetches a new partition only after the assignment callback
+	// returned).
+	txMu sync.Mutex
+	// waiting counts restores waiting for txMu. The stage lets them go
+	// first: it ends its open transaction at once instead of at the commit
+	// interval (polling cancels its poll while it waits for records), and
+	// beginTxn waits until they hold the lock.
+	waiting    atomic.Int32
+	pollMu     sync.Mutex
+	pollCancel context.CancelFunc // the stage's poll in progress, if any
+	ctx        context.Context    // canceled when the stage stops
 	cancel     context.CancelFunc
 	client     *kgo.Client
 	unrestored map[int32]error // restores that failed; retried before each transaction
@@ -201,7 +211,7 @@ func (s *stateful) onAssigned(_ context.Context, cl *kgo.Client, assigned map[st
 		return
 	}
 	s.track(cl, parts, true)
-	s.txMu.Lock()
+	s.lockForRestore()
 	s.client = cl
 	s.restoreLocked(parts)
 	s.txMu.Unlock()
@@ -248,9 +258,51 @@ func (s *stateful) restoreLocked(parts []int32) {
 	}
 }
 
-// beginTxn runs before each Kafka Begin: no restore may overlap the
-// transaction; restores that failed are tried again first.
+// lockForRestore takes txMu for a restore, cutting the stage's open
+// transaction short (see waiting).
+func (s *stateful) lockForRestore() {
+	s.waiting.Add(1)
+	s.pollMu.Lock()
+	if s.pollCancel != nil {
+		s.pollCancel()
+	}
+	s.pollMu.Unlock()
+	s.txMu.Lock()
+	s.waiting.Add(-1)
+}
+
+// restorePending says whether a restore waits for the open transaction to
+// end.
+func (s *stateful) restorePending() bool { return s.waiting.Load() > 0 }
+
+// polling registers the cancel of the stage's poll in progress, which a
+// restore that comes calls; the stage calls the function returned once the
+// poll returned.
+func (s *stateful) polling(cancel context.CancelFunc) (done func()) {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	if s.waiting.Load() > 0 {
+		cancel()
+		return func() {}
+	}
+	s.pollCancel = cancel
+	return func() {
+		s.pollMu.Lock()
+		s.pollCancel = nil
+		s.pollMu.Unlock()
+	}
+}
+
+// beginTxn runs before each Kafka Begin (and each interval of an empty
+// transaction): no restore may overlap the transaction, and one that waits
+// goes first; restores that failed are tried again first.
 func (s *stateful) beginTxn() {
+	for s.waiting.Load() > 0 && s.ctx.Err() == nil {
+		// Go's mutex is not fair: a waiter woken by the last Unlock may
+		// lose to this Lock, and the restore would wait another
+		// transaction.
+		time.Sleep(time.Millisecond)
+	}
 	s.txMu.Lock()
 	if len(s.unrestored) > 0 && s.client != nil {
 		var parts []int32
