@@ -100,13 +100,22 @@ func revisionTag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `
 
 // checkIfMatch enforces If-Match on a PATCH: absent, the change applies to
 // whatever the incident is now (last write wins); present, it must name
-// the current revision ("*" names any).
+// the current revision ("*" names any). A header that is not a list of
+// entity tags is a 400 that says what to send, not a 412 that would name
+// an analyst as if a change had come between.
 func checkIfMatch(r *http.Request, rev int64, prev *view.Update) error {
 	h := strings.TrimSpace(r.Header.Get("If-Match"))
 	if h == "" || h == "*" {
 		return nil
 	}
-	for _, tag := range strings.Split(h, ",") {
+	tags := strings.Split(h, ",")
+	for _, tag := range tags {
+		if !entityTag(strings.TrimSpace(tag)) {
+			return errBadRequest("If-Match %q is not a list of entity tags: send the ETag a GET of the incident answered (as %s), or *",
+				truncate(strings.ToValidUTF8(h, "?"), 40), revisionTag(rev))
+		}
+	}
+	for _, tag := range tags {
 		if strings.TrimPrefix(strings.TrimSpace(tag), "W/") == revisionTag(rev) {
 			return nil
 		}
@@ -117,6 +126,21 @@ func checkIfMatch(r *http.Request, rev int64, prev *view.Update) error {
 			prev.By, prev.Time.Format(time.RFC3339), rev, truncate(h, 40))
 	}
 	return &apiError{http.StatusPreconditionFailed, "precondition_failed", reason}
+}
+
+// entityTag says whether s is one entity tag (RFC 9110): [W/] and a
+// quoted string of visible characters other than the quote.
+func entityTag(s string) bool {
+	s = strings.TrimPrefix(s, "W/")
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if c := s[i]; c == '"' || c < 0x21 || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // incidentPatch is the body of PATCH /api/incidents/{id}: every key is

@@ -27,6 +27,7 @@ func TestPaneAPI(t *testing.T) {
 	t.Run("DeviceGroups", func(t *testing.T) { p.t = t; deviceGroups(p) })
 	t.Run("PatchKeepsAnalystFields", func(t *testing.T) { p.t = t; patchKeepsAnalystFields(p) })
 	t.Run("ConcurrentEditsDoNotOverwrite", func(t *testing.T) { p.t = t; concurrentEdits(p) })
+	t.Run("GarbageIfMatchChangesNothing", func(t *testing.T) { p.t = t; garbageIfMatch(p) })
 	t.Run("DecisionsReachTheActions", func(t *testing.T) { p.t = t; decisionsReachTheActions(p) })
 	t.Run("Validation", func(t *testing.T) { p.t = t; validation(p) })
 }
