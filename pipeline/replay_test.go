@@ -70,7 +70,8 @@ func readDeadLetters(t *testing.T, out string) []map[string]any {
 // it would bloat the repository). Every case also checks that each dead
 // letter in deadletter.jsonl carries its error, source and bytes, that
 // summary.json says what Replay returned, that the hunting partitions hold
-// every normalized row and that the metrics pass promlint.
+// every normalized row, that the metrics pass promlint and that the
+// correlator's invariants hold on the store the replay left.
 func TestReplayCases(t *testing.T) {
 	root := shareddata.Root(t)
 	datadriven.RunTest(t, filepath.Join(root, "testdata/replay/expect"), func(t *testing.T, td *datadriven.TestData) string {
@@ -88,9 +89,12 @@ func TestReplayCases(t *testing.T) {
 			os.WriteFile(big, []byte(`{"time":"2024-06-03T08:00:00Z","tenantId":"t-big","category":"AdvancedHunting-DeviceEvents","properties":{"Timestamp":"2024-06-03T08:00:00Z","AdditionalFields":"`+pad+`"}}`+"\n"), 0o644)
 			inputs = append(inputs, big)
 		}
-		sum, out, p := replay(t, Default(), inputs...)
+		cfg := Default()
+		cfg.State.Dir = filepath.Join(t.TempDir(), "state") // kept for the invariants
+		sum, out, p := replay(t, cfg, inputs...)
 		checkDeadLetters(t, out, sum.DeadLettered)
 		checkReplayOutput(t, out, p, sum)
+		checkCorrelateInvariants(t, td.Pos, cfg)
 		return fmt.Sprintf("records read: %d\nnormalized:%s\ndead-lettered:%s",
 			sum.RecordsRead, counts(sum.Normalized), counts(sum.DeadLettered))
 	})

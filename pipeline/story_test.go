@@ -15,7 +15,8 @@ import (
 // compromised across Defender for Identity, Cloud Apps and Entra ID under
 // three different identifiers. Through the whole pipeline, each story's
 // alerts must end up in one incident, and no two stories may share one, even
-// though they share widespread values (powershell.exe's hash, the proxy IP).
+// though they share widespread values (powershell.exe's hash, the proxy IP);
+// and the correlator's invariants hold on the store the replay left.
 func TestReplaySimulatedStoriesBecomeIncidents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replays 30k simulated records")
@@ -46,6 +47,7 @@ func TestReplaySimulatedStoriesBecomeIncidents(t *testing.T) {
 	}
 
 	cfg := Default()
+	cfg.State.Dir = filepath.Join(t.TempDir(), "state") // kept for the invariants
 	if os.Getenv("STITCH_MUTATE_PREVALENCE") != "" {
 		cfg.Correlate.PrevalenceThreshold = 63 // shows the test can fail
 	}
@@ -54,6 +56,7 @@ func TestReplaySimulatedStoriesBecomeIncidents(t *testing.T) {
 	if len(sum.DeadLettered) != 0 {
 		t.Fatalf("simulated records were dead-lettered: %v", sum.DeadLettered)
 	}
+	checkCorrelateInvariants(t, "simulated stories", cfg)
 
 	// alert id (per tenant) → live incident holding it.
 	type key struct{ tenant, alert string }
