@@ -71,6 +71,41 @@ func TestMicrosoftTenantsConfig(t *testing.T) {
 	}
 }
 
+// respond.microsoft_tenants cannot make one tenant act with another's
+// secret: an entry that reads its secret from where another tenant's
+// application's is read is refused, naming both; so is a secret file by a
+// relative or unclean path (what it names depends on where stitch was
+// started, or hides where it points). A multi-tenant application (one
+// client_id, one secret, several directories) may share its secret.
+func TestMicrosoftTenantsDoNotShareSecrets(t *testing.T) {
+	cfg := Default()
+	cfg.Respond.MicrosoftTenants = []MicrosoftTenant{
+		{Tenant: "t1", AzureTenantID: "d1", ClientID: "app-1", ClientSecretFile: "/run/secrets/t1"},
+		{Tenant: "t6", AzureTenantID: "d6", ClientID: "app-1", ClientSecretFile: "/run/secrets/t1"},
+		{Tenant: "t2", AzureTenantID: "d2", ClientID: "app-2", ClientSecretFile: "/run/secrets/../secrets/t1"},
+		{Tenant: "t3", AzureTenantID: "d3", ClientID: "app-3", ClientSecretEnv: "T1_SECRET"},
+		{Tenant: "t4", AzureTenantID: "d4", ClientID: "app-4", ClientSecretEnv: "T1_SECRET"},
+		{Tenant: "t5", AzureTenantID: "d5", ClientID: "app-5", ClientSecretFile: "secrets/t5"},
+		{Tenant: "t7", AzureTenantID: "d7", ClientID: "app-7", ClientSecretFile: "/run/secrets/t7"},
+	}
+	err := cfg.Validate()
+	for _, want := range []string{
+		`respond.microsoft_tenants[2]: tenant "t2": client_secret_file "/run/secrets/../secrets/t1" is not a clean absolute path`,
+		`respond.microsoft_tenants[2]: tenant "t2" reads the secret of tenant "t1"'s application (client_secret_file /run/secrets/../secrets/t1, as respond.microsoft_tenants[0])`,
+		`respond.microsoft_tenants[4]: tenant "t4" reads the secret of tenant "t3"'s application (client_secret_env T1_SECRET, as respond.microsoft_tenants[3])`,
+		`respond.microsoft_tenants[5]: tenant "t5": client_secret_file "secrets/t5" is not a clean absolute path`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation %v; want %q", err, want)
+		}
+	}
+	for _, ok := range []string{"[0]", "[1]", "[3]", "[6]"} {
+		if err != nil && strings.Contains(err.Error(), "respond.microsoft_tenants"+ok+":") {
+			t.Errorf("entry %s refused: %v", ok, err)
+		}
+	}
+}
+
 // The executor of a config: the listed tenants' applications, the AZURE_*
 // environment for the others; a half-set environment, or no credentials
 // at all, refuse to start; a listed tenant whose secret is not there now
