@@ -49,9 +49,15 @@
 // invariant: a change that adds a way for two alerts to be joined must look
 // up, at the moment it is applied, every alert it can newly join, and state
 // ages only by the clock of the partition it belongs to. CheckInvariants
-// states what must hold after any sequence of facts; the order tests
-// (order_test.go, metamorphic_test.go) feed one stream in many orders and
-// transaction sizes and compare the incidents as sets of alert ids.
+// states what must hold after any sequence of facts (the scenario, story,
+// replay-case and scale tests check it on the store they leave); the order
+// tests (order_test.go, metamorphic_test.go, with a rapid property test of
+// arrival shuffled within the allowed lateness) feed one stream in many
+// orders and transaction sizes and compare the incidents as sets of alert
+// ids, and so do pipeline's TestReplayIncidentsDoNotDependOnBatching
+// (commit intervals, poll and Arrow batch sizes, evidence before, with and
+// after its alert, through the whole pipeline), e2e's TestScaleOut (three
+// processes against one) and bench's TestScaleStories (3,000 stories).
 //
 // What is still judged at arrival, by design: prevalence (an entity is
 // judged with the sightings applied before the alert), and late data behind
