@@ -189,24 +189,11 @@ func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 func runCorrelationRules(t *testing.T, ctx context.Context, cfg Config, addrs []string, stateDir string, events ...string) Snapshot {
 	t.Helper()
 	cfg.State.Dir = stateDir
-	p, err := New(cfg, WithBrokers(addrs), WithInstance("corr-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	p := newTestPipeline(t, ctx, cfg, addrs, "corr-test")
 	for _, e := range events {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Topics.Inputs[0], Value: []byte(e)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+		p.produce(ctx, &kgo.Record{Topic: cfg.Topics.Inputs[0], Value: []byte(e)})
 	}
-	return runUntilIdle(t, ctx, p)
+	return p.runUntilIdle(ctx)
 }
 
 // correlationAlerts are the titles of the correlation alerts on the facts

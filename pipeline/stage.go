@@ -52,6 +52,9 @@ func (s *stage) Run(ctx context.Context) error {
 		}
 		s.sess.Close()
 	}()
+	if s.stores != nil {
+		s.stores.started(s.sess.Client())
+	}
 	t := &txn{sess: s.sess, tally: newTally()}
 	lastTick := time.Now()
 	var failures, reopens int
@@ -236,6 +239,9 @@ func (s *stage) Run(ctx context.Context) error {
 				return fmt.Errorf("%s: end transaction: %w (and a new session: %v)", s.name, err, rerr)
 			}
 			s.sess, t.sess = sess, sess
+			if s.stores != nil {
+				s.stores.started(sess.Client())
+			}
 			continue
 		}
 		reopens = 0

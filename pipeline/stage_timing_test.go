@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/stitch-xdr/stitch/connectors/kafka"
 )
 
 // When a transaction ends (docs/EXACTLY-ONCE.md): these tests run the
@@ -25,38 +23,16 @@ func TestAlertEndsItsTransactionsEarly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the pipeline")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	b, err := kafka.StartBroker(kafka.DefaultPartitions(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	cfg := Default()
-	cfg.Hunting.Enabled = false
-	cfg.Topics.Partitions = 2
+	ctx, addrs, cfg := countingSetup(t, 2)
+	cfg.Correlate.Enabled = true
 	cfg.State.Dir = t.TempDir()
 	const interval = 6 * time.Second
 	cfg.Kafka.CommitInterval = Duration(interval)
 	cfg.Kafka.UrgentCommit = Duration(100 * time.Millisecond)
-	p, err := New(cfg, WithBrokers(b.Addrs()), WithInstance("urgent-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	p := newTestPipeline(t, ctx, cfg, addrs, "urgent-test")
+	p.start(ctx)
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.DefaultProduceTopic(cfg.Topics.Inputs[0]), kgo.ProducerLinger(0))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic(cfg.Topics.Inputs[0]), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +83,7 @@ func TestAlertEndsItsTransactionsEarly(t *testing.T) {
 	prod.Produce(ctx, &kgo.Record{Key: []byte(tenant), Value: evidence}, nil)
 	prod.Produce(ctx, &kgo.Record{Key: []byte(tenant), Value: info}, nil)
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.ConsumeTopics(cfg.Topics.Incidents),
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(cfg.Topics.Incidents),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(50*time.Millisecond))
 	if err != nil {
@@ -153,16 +129,8 @@ func TestIdleStageCommitsNothing(t *testing.T) {
 	}
 	ctx, addrs, cfg := countingSetup(t, 2)
 	cfg.State.Dir = t.TempDir()
-	p, err := New(cfg, WithBrokers(addrs), WithInstance("idle-test"), WithStage(countStage()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
+	p := newTestPipeline(t, ctx, cfg, addrs, "idle-test", WithStage(countStage()))
+	p.start(ctx)
 	for !p.Ready() {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -172,20 +140,12 @@ func TestIdleStageCommitsNothing(t *testing.T) {
 			t.Errorf("stage %s committed %d transactions with no input", name, st.Transactions)
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "count.in", Key: []byte("t-a"), Value: []byte("x")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	p.produce(ctx, &kgo.Record{Topic: "count.in", Key: []byte("t-a"), Value: []byte("x")})
 	if err := p.WaitIdle(ctx, 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	stop()
-	if err := <-done; err != nil {
+	if err := p.halt(); err != nil {
 		t.Fatal(err)
 	}
 	// Stopping ends no empty transaction either (each would hold the stop
@@ -211,33 +171,12 @@ func TestRestoreDoesNotWaitForTheInterval(t *testing.T) {
 	cfg.State.Dir = filepath.Join(t.TempDir(), "state")
 	const interval = 8 * time.Second
 	cfg.Kafka.CommitInterval = Duration(interval)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	p, err := New(cfg, WithBrokers(addrs), WithInstance("restore-wait-test"), WithStage(countStage()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
+	p := newTestPipeline(t, ctx, cfg, addrs, "restore-wait-test", WithStage(countStage()))
 	for _, tn := range []string{"t-a", "t-b", "t-c"} {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "count.in", Key: []byte(tn), Value: []byte("x")}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+		p.produce(ctx, &kgo.Record{Topic: "count.in", Key: []byte(tn), Value: []byte("x")})
 	}
 	start := time.Now()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	p.start(ctx)
 	// Three records, then a pause: once read, the transaction ends after
 	// 50 ms of quiet. What is left is the wait for the assignment's restore.
 	for p.Totals().Stages["count"].RecordsIn["count.in"] < 3 {

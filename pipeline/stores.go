@@ -89,6 +89,10 @@ type stateful struct {
 	owned  map[int32]bool // input partitions assigned to this process
 	nparts int            // partitions of the input topic
 	part   kgo.TopicPartitioner
+	// meta asks the cluster for nparts: the stage's client from its start,
+	// so that a transaction before the first assignment (a tick, or a
+	// process the group gives no partition) can write its changelogs.
+	meta *kgo.Client
 
 	listener Assignments // the processor, if it wants assignments
 
@@ -153,9 +157,19 @@ func (s *stateful) partitionOfKeyLocked(key []byte) int32 {
 	return int32(s.part.Partition(&kgo.Record{Key: key}, s.nparts))
 }
 
+// started gives the stores the stage's client (at each start of its Kafka
+// session), which learns the input's partition count when it is needed
+// before an assignment did.
+func (s *stateful) started(cl *kgo.Client) {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	s.meta = cl
+}
+
 func (s *stateful) track(cl *kgo.Client, parts []int32, assigned bool) {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
+	s.meta = cl
 	for _, p := range parts {
 		if assigned {
 			s.owned[p] = true
@@ -184,12 +198,13 @@ func (s *stateful) refreshPartitionsLocked(cl *kgo.Client) {
 	}
 }
 
-// partitions is the input partition count, learnt now if not yet.
+// partitions is the input partition count, learnt now if not yet (an
+// assignment need not have come first).
 func (s *stateful) partitions() int {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
-	if s.nparts == 0 && s.client != nil {
-		s.refreshPartitionsLocked(s.client)
+	if s.nparts == 0 && s.meta != nil {
+		s.refreshPartitionsLocked(s.meta)
 	}
 	return s.nparts
 }

@@ -72,10 +72,16 @@ func (c *countProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	return nil
 }
 
-func (c *countProc) Flush(context.Context, Txn) error           { return nil }
-func (c *countProc) Tick(context.Context, time.Time, Txn) error { return nil }
-func (c *countProc) Aborted()                                   {}
-func (c *countProc) Committed()                                 {}
+// Tick counts the ticks that commit (the count stage ticks only where a
+// test sets its TickEvery).
+func (c *countProc) Tick(_ context.Context, _ time.Time, tx Txn) error {
+	tx.Count("ticks", "", 1)
+	return nil
+}
+
+func (c *countProc) Flush(context.Context, Txn) error { return nil }
+func (c *countProc) Aborted()                         {}
+func (c *countProc) Committed()                       {}
 
 // countingSetup starts a broker with partitions per topic and gives the
 // config of a pipeline that runs only normalize and the count stage on it.
@@ -102,26 +108,13 @@ func countingSetup(t *testing.T, partitions int) (context.Context, []string, Con
 // previous one's static membership at once.
 func runCounting(ctx context.Context, t *testing.T, cfg Config, addrs []string, tenants []string, rounds int) Snapshot {
 	t.Helper()
-	p, err := New(cfg, WithBrokers(addrs), WithInstance("count-test"), WithStage(countStage()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	p := newTestPipeline(t, ctx, cfg, addrs, "count-test", WithStage(countStage()))
 	for range rounds {
 		for _, tn := range tenants {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "count.in", Key: []byte(tn), Value: []byte("x")}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
+			p.produce(ctx, &kgo.Record{Topic: "count.in", Key: []byte(tn), Value: []byte("x")})
 		}
 	}
-	return runUntilIdle(t, ctx, p)
+	return p.runUntilIdle(ctx)
 }
 
 // A stage declared in a test, with no other change: the pipeline creates
@@ -339,19 +332,78 @@ func TestArchitectureShowsTheTopology(t *testing.T) {
 	}
 }
 
-// runUntilIdle runs p until every stage has committed all of its input,
-// stops it cleanly and returns its totals.
-func runUntilIdle(t *testing.T, ctx context.Context, p *Pipeline) Snapshot {
+// testPipeline is a pipeline of a test on the broker at addrs, its topics
+// created.
+type testPipeline struct {
+	*Pipeline
+	t     *testing.T
+	addrs []string
+	stop  context.CancelFunc
+	done  chan error // Run's error; nil while not started
+}
+
+// newTestPipeline builds the pipeline of cfg on the broker at addrs as
+// instance (a later run with the same instance takes the previous one's
+// static membership at once) and creates its topics.
+func newTestPipeline(t *testing.T, ctx context.Context, cfg Config, addrs []string, instance string, opts ...Option) *testPipeline {
 	t.Helper()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
+	p, err := New(cfg, append([]Option{WithBrokers(addrs), WithInstance(instance)}, opts...)...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := p.EnsureTopics(ctx); err != nil {
 		t.Fatal(err)
+	}
+	return &testPipeline{Pipeline: p, t: t, addrs: addrs}
+}
+
+// produce writes recs to the broker, each acknowledged before it returns.
+func (p *testPipeline) produce(ctx context.Context, recs ...*kgo.Record) {
+	p.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.addrs...))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// start runs the pipeline in the background until halt, or until the test
+// ends: an error of Run then fails the test.
+func (p *testPipeline) start(ctx context.Context) {
+	runCtx, stop := context.WithCancel(ctx)
+	p.stop, p.done = stop, make(chan error, 1)
+	go func() { p.done <- p.Run(runCtx) }()
+	p.t.Cleanup(func() {
+		if err := p.halt(); err != nil {
+			p.t.Error(err)
+		}
+	})
+}
+
+// halt stops a started pipeline cleanly and returns Run's error.
+func (p *testPipeline) halt() error {
+	if p.done == nil {
+		return nil
+	}
+	p.stop()
+	err := <-p.done
+	p.done = nil
+	return err
+}
+
+// runUntilIdle runs the pipeline until every stage has committed all of
+// its input, stops it cleanly and returns its totals.
+func (p *testPipeline) runUntilIdle(ctx context.Context) Snapshot {
+	p.t.Helper()
+	p.start(ctx)
+	if err := p.WaitIdle(ctx, 100*time.Millisecond); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.halt(); err != nil {
+		p.t.Fatal(err)
 	}
 	return p.Totals()
 }
