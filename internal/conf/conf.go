@@ -331,6 +331,9 @@ func LoadFile(path string, ptr any) error {
 	if err := yaml.UnmarshalWithOptions(data, ptr, yaml.Strict()); err != nil {
 		return fmt.Errorf("config %s:\n%s", path, loadError(err, data, ptr))
 	}
+	if msg, ok := fractionError(data, ptr); ok {
+		return fmt.Errorf("config %s:\n%s", path, msg)
+	}
 	for _, k := range Keys(ptr) {
 		if f := field(ptr, k); f.Kind() == reflect.Slice && f.Len() == 0 {
 			f.SetZero()

@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"time"
@@ -93,7 +94,7 @@ func Describe(t reflect.Type) string {
 	if t == reflect.TypeOf(time.Duration(0)) || strings.HasSuffix(t.Name(), "Duration") {
 		return "a duration such as 500ms, 10s, 24h or 30d"
 	}
-	if reflect.PointerTo(t).Implements(reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()) {
+	if parsesText(t) {
 		return "text"
 	}
 	switch t.Kind() {
@@ -115,28 +116,68 @@ func Describe(t reflect.Type) string {
 	return "a value of another kind"
 }
 
+// fractionError finds a whole-number key given a fraction (rate: 1.5),
+// which the decoder would truncate without a word.
+func fractionError(data []byte, ptr any) (string, bool) {
+	doc, ok := decodeDoc(data)
+	if !ok {
+		return "", false
+	}
+	for _, k := range Keys(ptr) {
+		if parsesText(k.Type) {
+			continue // a duration or a size parses its own text
+		}
+		switch k.Type.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		default:
+			continue
+		}
+		if f, ok := docValue(doc, k.Path).(float64); ok && f != math.Trunc(f) {
+			return fmt.Sprintf("%s: want %s, got %v", k.Path, Describe(k.Type), f), true
+		}
+	}
+	return "", false
+}
+
+// decodeDoc decodes a YAML document as plain maps and values.
+func decodeDoc(data []byte) (map[string]any, bool) {
+	var doc map[string]any
+	return doc, yaml.Unmarshal(data, &doc) == nil
+}
+
+// parsesText says whether a key of type t parses its own text (a duration).
+func parsesText(t reflect.Type) bool {
+	return reflect.PointerTo(t).Implements(reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem())
+}
+
+// docValue is the value at a dotted path of a decoded YAML document (nil
+// when absent).
+func docValue(doc map[string]any, path string) any {
+	var v any = doc
+	for _, part := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[part]
+	}
+	return v
+}
+
 // textValueError finds the key whose own parser (a duration, say) refused
 // its value, which the decoder reports without a position: it names the key
 // and what it takes.
 func textValueError(data []byte, ptr any) (string, bool) {
-	var doc map[string]any
-	if yaml.Unmarshal(data, &doc) != nil {
+	doc, ok := decodeDoc(data)
+	if !ok {
 		return "", false
 	}
-	tu := reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 	for _, k := range Keys(ptr) {
-		if !reflect.PointerTo(k.Type).Implements(tu) {
+		if !parsesText(k.Type) {
 			continue
 		}
-		var v any = doc
-		for _, part := range strings.Split(k.Path, ".") {
-			m, ok := v.(map[string]any)
-			if !ok {
-				v = nil
-				break
-			}
-			v = m[part]
-		}
+		v := docValue(doc, k.Path)
 		if v == nil {
 			continue
 		}

@@ -33,6 +33,7 @@ func TestLoadTypeErrorsSpeakConfig(t *testing.T) {
 		{"sec:\n  list: 5\n", `sec.list: want a list of text values, got integer`},
 		{"sec: 3\n", `sec: want a section of keys, got integer`},
 		{"sec:\n  every: [1]\n", `sec.every: want text, got [1]`},
+		{"sec:\n  count: 1.5\n", `sec.count: want a whole number, got 1.5`},
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		os.WriteFile(path, []byte(c.file), 0o644)
