@@ -172,6 +172,9 @@ func Describe(cfg Config, extra ...Stage) (*Topology, error) {
 		names[d.Name] = true
 		group := cfg.Kafka.Group + "-" + d.Name
 		si := StageInfo{Name: d.Name, Doc: d.Doc, Group: group, Inputs: d.Inputs(cfg), Stores: []StoreInfo{}, Outputs: []string{}}
+		if len(si.Inputs) == 0 {
+			return nil, fmt.Errorf("topology: stage %s reads no topic under this config", d.Name)
+		}
 		if d.Processor != nil {
 			si.TransactionalID = group + "-"
 		} else {
@@ -192,10 +195,13 @@ func Describe(cfg Config, extra ...Stage) (*Topology, error) {
 			return nil, fmt.Errorf("topology: stage %s keeps state but reads %d topics: a stateful stage reads one, whose partitions its changelogs follow", d.Name, len(si.Inputs))
 		}
 		for _, st := range d.Stores {
-			info := StoreInfo{Name: st.Name}
+			info := StoreInfo{Name: st.Name, Changelogs: []string{}}
 			for _, cl := range st.Changelogs(cfg) {
 				info.Changelogs = append(info.Changelogs, cl.Name)
 				add(cl)
+			}
+			if len(info.Changelogs) == 0 {
+				return nil, fmt.Errorf("topology: stage %s: store %s has no changelog topic, so nothing could restore it", d.Name, st.Name)
 			}
 			si.Stores = append(si.Stores, info)
 		}
@@ -220,6 +226,11 @@ func (d Stage) check() error {
 		return fmt.Errorf("topology: stage %s reads no topic", d.Name)
 	case d.Sink != nil && len(d.Stores) > 0:
 		return fmt.Errorf("topology: stage %s is a sink with stores; only transactional stages keep changelogged state", d.Name)
+	}
+	for _, st := range d.Stores {
+		if st.Name == "" || st.Changelogs == nil {
+			return fmt.Errorf("topology: stage %s declares a store without a name or changelogs (%q)", d.Name, st.Name)
+		}
 	}
 	return nil
 }

@@ -296,11 +296,55 @@ func TestTopologyRefusesBadStages(t *testing.T) {
 		"duplicate name":       {Name: "normalize", Inputs: func(Config) []string { return []string{"x"} }, Processor: countStage().Processor},
 		"no processor":         {Name: "x", Inputs: func(Config) []string { return []string{"x"} }},
 		"stateful, two inputs": {Name: "x", Inputs: func(Config) []string { return []string{"a", "b"} }, Stores: countStage().Stores, Processor: countStage().Processor},
+		"no input":             {Name: "x", Inputs: func(Config) []string { return nil }, Processor: countStage().Processor},
+		"store, no changelogs": {Name: "x", Inputs: func(Config) []string { return []string{"x"} }, Stores: []StoreSpec{{Name: "s"}}, Processor: countStage().Processor},
+		"store, empty changelogs": {Name: "x", Inputs: func(Config) []string { return []string{"x"} },
+			Stores: []StoreSpec{{Name: "s", Changelogs: func(Config) []kafka.TopicSpec { return nil }}}, Processor: countStage().Processor},
 	} {
 		if _, err := Describe(cfg, s); err == nil {
 			t.Errorf("%s: accepted", name)
 		} else {
 			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// A stage whose processor does not attach every store it declares, or
+// opens one it does not declare, is refused when it is built: a store
+// missing from the runtime would be missing from the changelogs and from
+// every restore.
+func TestStoresMustBeDeclaredAndAttached(t *testing.T) {
+	cfg := Default()
+	cfg.State.Dir = t.TempDir()
+	for name, c := range map[string]struct {
+		proc func(*StageContext) (Processor, error)
+		want string
+	}{
+		"declared, not attached": {func(sc *StageContext) (Processor, error) {
+			_, err := sc.OpenStore("counts")
+			return &countProc{}, err
+		}, "0 of its 1 declared stores attached"},
+		"opened, not declared": {func(sc *StageContext) (Processor, error) {
+			_, err := sc.OpenStore("other")
+			return &countProc{}, err
+		}, `store "other" is not declared`},
+		"attached, not declared": {func(sc *StageContext) (Processor, error) {
+			st, err := sc.OpenStore("counts")
+			if err != nil {
+				return nil, err
+			}
+			return &countProc{}, sc.Attach("other", state.NewTxStore(st))
+		}, `store "other" is not declared`},
+	} {
+		s := countStage()
+		s.Processor = c.proc
+		p, err := New(cfg, WithBrokers([]string{"127.0.0.1:1"}), WithInstance("x"), WithStage(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		def, info, _ := p.Topology().stage("count")
+		if _, _, err := p.build(def, info); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: built with error %v, want %q", name, err, c.want)
 		}
 	}
 }
