@@ -84,14 +84,7 @@ func TestSightCandidates(t *testing.T) {
 func TestSightAlertOnceAcrossAbort(t *testing.T) {
 	tx := openLedger(t)
 	r := New(tx, nil)
-	apply := func(s *Signal) Result {
-		t.Helper()
-		res, err := r.Apply(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
+	apply := applier(t, r)
 	at := time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)
 	apply(&Signal{Tenant: "t1", Indicators: []Indicator{{TenantID: "t1", Type: IndicatorIP, Value: "198.51.100.66", By: "soc", Time: at}}})
 	if err := tx.CommitAt(nil); err != nil {
@@ -120,6 +113,7 @@ func TestSightAlertOnceAcrossAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = New(tx, nil) // a fresh responder over the committed ledger
+	apply = applier(t, r)
 	if res := apply(seen); len(res.Alerts)+len(res.Actions) != 0 {
 		t.Errorf("the committed sighting again: %+v", res)
 	}
@@ -132,14 +126,7 @@ func TestSightIndexesAge(t *testing.T) {
 	tx := openLedger(t)
 	r := New(tx, nil, WithRetention(48*time.Hour))
 	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	apply := func(s *Signal) Result {
-		t.Helper()
-		res, err := r.Apply(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
+	apply := applier(t, r)
 	apply(&Signal{Tenant: "t1", Indicators: []Indicator{{TenantID: "t1", Type: IndicatorURL, Value: "https://evil.example/", By: "soc", Time: at}}})
 	reach := func(dev string, t time.Time) *Signal {
 		return &Signal{Tenant: "t1", Network: []Reach{{Entity: "url:https://evil.example/", Observers: []string{"device:id:" + dev}, Time: t}}}

@@ -174,21 +174,47 @@ func (r *Responder) Apply(s *Signal) (Result, error) {
 		}
 	}
 	for i := range s.Decisions {
-		if err := r.decide(&res, &s.Decisions[i]); err != nil {
+		d := &s.Decisions[i]
+		if !ofTenant(&res, s.Tenant, "decision", d.TenantID) {
+			continue
+		}
+		if err := r.decide(&res, d); err != nil {
 			return res, err
 		}
 	}
 	for i := range s.Outcomes {
-		if err := r.report(&res, &s.Outcomes[i]); err != nil {
+		o := &s.Outcomes[i]
+		if !ofTenant(&res, s.Tenant, "result", o.TenantID) {
+			continue
+		}
+		if err := r.report(&res, o); err != nil {
 			return res, err
 		}
 	}
 	for i := range s.Indicators {
-		if err := r.indicator(&res, &s.Indicators[i]); err != nil {
+		in := &s.Indicators[i]
+		if !ofTenant(&res, s.Tenant, "indicator", in.TenantID) {
+			continue
+		}
+		if err := r.indicator(&res, in); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// ofTenant says whether a decision, result or indicator names the tenant
+// of the signal that carries it; one that names another is a problem, not
+// applied: a signal is the state of its own tenant only, on the partition
+// that owns it, so a record of one tenant can never block, unblock or
+// approve anything of another.
+func ofTenant(res *Result, tenant, what, named string) bool {
+	if named == tenant {
+		return true
+	}
+	res.Problems = append(res.Problems, Problem{Type: what,
+		Error: fmt.Sprintf("a %s of tenant %q in a record of tenant %q: refused", what, named, tenant)})
+	return false
 }
 
 func (r *Responder) incident(res *Result, tenant string, inc *correlate.Incident) error {
