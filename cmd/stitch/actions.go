@@ -38,12 +38,6 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	verb, id := "list", ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		verb, args = args[0], args[1:]
-		if verb == "approve" || verb == "reject" || verb == "undo" {
-			if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-				return fmt.Errorf("%w: %s needs the action id first", errUsage, verb)
-			}
-			id, args = args[0], args[1:]
-		}
 	}
 	if !slices.Contains([]string{"list", "approve", "reject", "undo"}, verb) {
 		return fmt.Errorf("%w: unknown actions command %q (list, approve, reject or undo)", errUsage, verb)
@@ -59,14 +53,24 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
+	switch {
+	case verb == "list" && fs.NArg() > 0, verb != "list" && fs.NArg() > 1:
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	case verb != "list" && fs.NArg() == 0:
+		return fmt.Errorf("%w: %s needs the action id", errUsage, verb)
+	case verb != "list":
+		id = fs.Arg(0)
 	}
 	if verb != "list" && strings.TrimSpace(*by) == "" {
 		return fmt.Errorf("%w: %s needs --by NAME (decisions are audited)", errUsage, verb)
 	}
 	if *format != "text" && *format != "json" {
 		return fmt.Errorf("%w: --format %q is not text or json", errUsage, *format)
+	}
+	statuses, err := statusSet(*status, respond.StatusPending, respond.StatusApproved, respond.StatusRejected,
+		respond.StatusSent, respond.StatusSucceeded, respond.StatusFailed, respond.StatusExpired)
+	if err != nil {
+		return err
 	}
 	cfg, kc, err := cf.load()
 	if err != nil {
@@ -98,7 +102,6 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(os.Stderr, "recorded on %s; the respond stage applies it ('stitch actions --incident %s' shows the new status)\n", cfg.Respond.Approvals, a.IncidentID)
 		return nil
 	}
-	statuses := commaSet(*status)
 	var list []respond.Action
 	for _, a := range acts {
 		if *tenant != "" && a.TenantID != *tenant || *incident != "" && a.IncidentID != *incident || len(statuses) > 0 && !statuses[a.Status] {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"os/exec"
 	"runtime/debug"
 	"strings"
@@ -47,6 +48,16 @@ func TestHelp(t *testing.T) {
 			}
 		}
 	}
+	// A command's verbs (incidents show, actions approve, ...) answer -h
+	// with the command's help, even before the id they need.
+	for _, args := range [][]string{{"incidents", "show", "-h"}, {"incidents", "show", "inc-1", "--help"},
+		{"actions", "approve", "-h"}, {"actions", "undo", "--help"}, {"indicators", "add", "-h"},
+		{"rules", "check", "-h"}, {"rules", "test", "-h"}, {"token", "create", "-h"}} {
+		out, err := exec.Command(bin, args...).Output()
+		if first, _, _ := strings.Cut(string(out), "\n"); err != nil || first != commands[args[0]].summary {
+			t.Errorf("stitch %v: %v, first line %q", args, err, first)
+		}
+	}
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, "run", "--rate", "x")
 	cmd.Stderr = &stderr
@@ -66,6 +77,29 @@ func TestVersionText(t *testing.T) {
 	}
 	if got := versionText(nil, false); !strings.HasPrefix(got, "stitch devel\ncommit unknown\ngo go") {
 		t.Errorf("without build info: %q", got)
+	}
+}
+
+// Flags may follow the arguments; after "--" everything is an argument.
+func TestFlagsAfterArguments(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string // format, then the arguments
+	}{
+		{[]string{"show", "inc-1", "--format", "json"}, "json show inc-1"},
+		{[]string{"--format=json", "show", "inc-1"}, "json show inc-1"},
+		{[]string{"show", "--format", "ids", "inc-1"}, "ids show inc-1"},
+		{[]string{"show", "--", "--format", "json"}, "text show --format json"},
+		{nil, "text"},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		format := fs.String("format", "text", "")
+		if err := parseFlags(fs, c.args); err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if got := strings.Join(append([]string{*format}, fs.Args()...), " "); got != c.want {
+			t.Errorf("%q: %q, want %q", c.args, got, c.want)
+		}
 	}
 }
 

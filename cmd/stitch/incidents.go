@@ -110,6 +110,13 @@ func incidents(ctx context.Context, args []string, stdout io.Writer) error {
 	if !slices.Contains([]string{"text", "json", "ids"}, *format) {
 		return fmt.Errorf("%w: --format %q is not text, json or ids", errUsage, *format)
 	}
+	statuses, err := statusSet(*status, correlate.StatusActive, correlate.StatusInProgress, correlate.StatusResolved, correlate.StatusRedirected)
+	if err != nil {
+		return err
+	}
+	if err := sinceFlag(*since); err != nil {
+		return err
+	}
 	cfg, kc, err := cf.load()
 	if err != nil {
 		return err
@@ -131,7 +138,6 @@ func incidents(ctx context.Context, args []string, stdout io.Writer) error {
 		writeIncident(stdout, inc)
 		return nil
 	}
-	statuses := commaSet(*status)
 	var list []correlate.Incident
 	for _, inc := range incs {
 		if *tenant != "" && inc.TenantID != *tenant ||

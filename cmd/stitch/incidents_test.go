@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -84,8 +85,24 @@ func TestIncidentsAndDeadLettersCommands(t *testing.T) {
 		}
 	}
 	var doc correlate.Incident
-	if err := json.Unmarshal([]byte(run(incidents, "--format", "json", "show", "inc-b")), &doc); err != nil || doc.TenantID != "t2" {
-		t.Errorf("show --format json: %v %+v", err, doc)
+	// Flags before or after the id, as a user writes them.
+	for _, args := range [][]string{{"--format", "json", "show", "inc-b"}, {"show", "inc-b", "--format", "json"}} {
+		doc = correlate.Incident{}
+		if err := json.Unmarshal([]byte(run(incidents, args...)), &doc); err != nil || doc.TenantID != "t2" {
+			t.Errorf("%v: %v %+v", args, err, doc)
+		}
+	}
+	// A filter that would quietly match nothing is refused, naming what it takes.
+	for _, c := range []struct{ flag, value, want string }{
+		{"--status", "open", `--status "open" is not one of active, inProgress, resolved, redirected`},
+		{"--since", "-1h", "--since -1h0m0s is negative"},
+	} {
+		if err := incidents(ctx, []string{brokers, c.flag, c.value}, io.Discard); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s: %v, want a usage error %q", c.flag, c.value, err, c.want)
+		}
+	}
+	if got := run(incidents, "--format", "ids", "--status", "Resolved"); got != "inc-a\n" {
+		t.Errorf("--status Resolved = %q, want inc-a", got)
 	}
 	if err := incidents(ctx, []string{brokers, "show", "inc-z"}, io.Discard); err == nil || !strings.Contains(err.Error(), "no incident inc-z") {
 		t.Errorf("show of an unknown id: %v", err)

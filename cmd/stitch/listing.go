@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -10,15 +12,29 @@ import (
 
 // What the list commands (incidents, actions) share.
 
-// commaSet is the set of the comma-separated values of s (empty: none).
-func commaSet(s string) map[string]bool {
+// statusSet is the set of the comma-separated statuses of s (empty: none),
+// each one of allowed (in any case); another is a usage error naming them.
+func statusSet(s string, allowed ...string) (map[string]bool, error) {
 	set := map[string]bool{}
 	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			set[v] = true
+		if v = strings.TrimSpace(v); v == "" {
+			continue
 		}
+		i := slices.IndexFunc(allowed, func(a string) bool { return strings.EqualFold(a, v) })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: --status %q is not one of %s", errUsage, v, strings.Join(allowed, ", "))
+		}
+		set[allowed[i]] = true
 	}
-	return set
+	return set, nil
+}
+
+// sinceFlag checks a --since duration: 0 (every one) or more.
+func sinceFlag(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%w: --since %s is negative: want how far back, such as 1h or 30m (0: no limit)", errUsage, d)
+	}
+	return nil
 }
 
 // newestFirst sorts list by last update, newest first, then by id.

@@ -60,12 +60,26 @@ func newFlagSet(name string) *flag.FlagSet {
 }
 
 // parseFlags parses args; a bad flag is a usage error (exit status 2).
+// Flags may follow the arguments, as users write them ("stitch incidents
+// show ID --format json"); after "--" everything is an argument.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		left := fs.Args()
+		if used := len(args) - len(left); used > 0 && args[used-1] == "--" || len(left) == 0 {
+			rest = append(rest, left...)
+			break
+		}
+		rest, args = append(rest, left[0]), left[1:]
 	}
-	return err
+	// fs.Args() is then the arguments, in order.
+	return fs.Parse(append([]string{"--"}, rest...))
 }
 
 func commandHelp(w io.Writer, c command, fs *flag.FlagSet) {
