@@ -178,7 +178,7 @@ func microsoftStage() Stage {
 		if err != nil {
 			return nil, err
 		}
-		followed := storeOnceAssigned{state.NewTxStore(st), func() bool { return sc.PartitionOf([]byte("k")) >= 0 }}
+		followed := state.NewTxStore(st)
 		if err := sc.Attach(microsoftStore, followed); err != nil {
 			return nil, err
 		}
@@ -270,71 +270,11 @@ func (w *executeProc) Tick(ctx context.Context, now time.Time, tx Txn) error {
 func (w *executeProc) Aborted()   {}
 func (w *executeProc) Committed() {}
 
-// storeOnceAssigned is the executor's store as the stage runtime sees it:
-// a transaction the runtime opens before the stage owns a partition (the
-// stage ticks often, and may tick before its first assignment) is opened
-// by its first write instead, so that a transaction that wrote nothing
-// leaves no changelog to write while the partition count of the actions
-// topic, which places changelog records, is not known yet.
-type storeOnceAssigned struct {
-	*state.TxStore
-	assigned func() bool
-}
-
-func (s storeOnceAssigned) Begin() error {
-	if !s.assigned() {
-		return nil
-	}
-	return s.TxStore.Begin()
-}
-
-func (s storeOnceAssigned) opened() error {
-	if s.TxStore.InTransaction() {
-		return nil
-	}
-	return s.TxStore.Begin()
-}
-
-func (s storeOnceAssigned) Set(key, val []byte) error {
-	if err := s.opened(); err != nil {
-		return err
-	}
-	return s.TxStore.Set(key, val)
-}
-
-func (s storeOnceAssigned) Delete(key []byte) error {
-	if err := s.opened(); err != nil {
-		return err
-	}
-	return s.TxStore.Delete(key)
-}
-
-func (s storeOnceAssigned) Skip(topic string, partition int32, offset int64) error {
-	if err := s.opened(); err != nil {
-		return err
-	}
-	return s.TxStore.Skip(topic, partition, offset)
-}
-
-func (s storeOnceAssigned) Restore(del bool, key, val []byte) error {
-	if err := s.opened(); err != nil {
-		return err
-	}
-	return s.TxStore.Restore(del, key, val)
-}
-
-func (s storeOnceAssigned) CommitAt(positions map[state.TopicPartition]int64) error {
-	if err := s.opened(); err != nil {
-		return err
-	}
-	return s.TxStore.CommitAt(positions)
-}
-
 // following is a Follower's side of the stage: the store of the actions
 // it follows, and when each is next looked at.
 type following struct {
 	f      Follower
-	store  storeOnceAssigned
+	store  *state.TxStore
 	owns   func(key []byte) bool
 	log    *slog.Logger
 	policy execute.Follow
