@@ -2,9 +2,12 @@ package bench
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/operators/correlate"
 	"github.com/stitch-xdr/stitch/operators/normalize"
+	"github.com/stitch-xdr/stitch/pipeline"
 	"github.com/stitch-xdr/stitch/state"
 )
 
@@ -46,18 +50,23 @@ func scaleFromEnv() scale {
 	return s
 }
 
-func (sc scale) run(tb testing.TB) scaleResult {
-	tb.Helper()
+// simulator is the scale's world and stream.
+func (sc scale) simulator() *simulator.Simulator {
 	// Each story takes a fresh victim and a device no story used (an
 	// identity story's brute-force source may be another user's
 	// workstation), so the world has twice the users stories need, and a
 	// workstation each: no two stories share an entity by running out.
 	users := 2*(sc.stories/3) + 100
-	sim := simulator.New(simulator.Seed(17), simulator.Tenants(3),
+	return simulator.New(simulator.Seed(17), simulator.Tenants(3),
 		simulator.Users(users), simulator.Devices(users+users/20+60),
 		// About two weeks of stream time whatever the scale.
 		simulator.EventsPerSecond(float64(sc.records)/(14*86400)),
 		simulator.AttackEvery(sc.records/sc.stories))
+}
+
+func (sc scale) run(tb testing.TB) scaleResult {
+	tb.Helper()
+	sim := sc.simulator()
 	norm := normalize.New()
 	st, err := state.Open(tb.TempDir())
 	if err != nil {
@@ -138,8 +147,14 @@ func (sc scale) run(tb testing.TB) scaleResult {
 			res.incidents++
 		}
 	}
+	res.judge(sim.Stories(), where, reasons)
+	return res
+}
+
+// judge counts the complete stories and says which are split over
+// incidents and which share one; where is tenant/alert -> live incident.
+func (res *scaleResult) judge(stories []simulator.Story, where map[string]string, reasons map[string][]correlate.CorrelationReason) {
 	owner := map[string]int{}
-	stories := sim.Stories()
 	for i, s := range stories {
 		if !s.Complete {
 			continue
@@ -160,6 +175,89 @@ func (sc scale) run(tb testing.TB) scaleResult {
 			owner[id] = i
 		}
 	}
+}
+
+// replay is run through pipeline.Replay, as `stitch replay` runs a file:
+// the records produced to the embedded broker keyed by tenant, normalized,
+// their facts repartitioned by tenant over three partitions (each with its
+// own watermark) and correlated in Kafka transactions at the default commit
+// intervals and poll sizes; hunting is off (it does not feed correlation).
+// The stories are judged on incidents.jsonl, the invariants on the
+// correlate store the replay leaves.
+func (sc scale) replay(tb testing.TB) scaleResult {
+	tb.Helper()
+	dir := tb.TempDir()
+	in := filepath.Join(dir, "stories.jsonl")
+	sim := sc.simulator()
+	f, err := os.Create(in)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var buf []byte
+	for range sc.records {
+		_, buf = sim.Next(buf[:0])
+		w.Write(buf)
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	f.Close()
+	cfg := pipeline.Default()
+	cfg.Hunting.Enabled = false
+	cfg.Topics.Partitions = 3
+	cfg.State.Dir = filepath.Join(dir, "state")
+	out := filepath.Join(dir, "out")
+	start := time.Now()
+	sum, err := pipeline.Replay(context.Background(), cfg, pipeline.ReplayOptions{Inputs: []string{in}, OutDir: out, Timeout: time.Hour})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res := scaleResult{records: int(sum.RecordsRead), elapsed: time.Since(start)}
+	if len(sum.DeadLettered) > 0 {
+		tb.Fatalf("simulator records dead-lettered: %v", sum.DeadLettered)
+	}
+	latest := map[string]correlate.Incident{}
+	inc, err := os.Open(filepath.Join(out, "incidents.jsonl"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer inc.Close()
+	lines := bufio.NewScanner(inc)
+	lines.Buffer(nil, 64<<20)
+	for lines.Scan() {
+		var i correlate.Incident
+		if err := json.Unmarshal(lines.Bytes(), &i); err != nil {
+			tb.Fatal(err)
+		}
+		if i.Version > latest[i.ID].Version {
+			latest[i.ID] = i
+		}
+	}
+	if err := lines.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	where := map[string]string{}
+	reasons := map[string][]correlate.CorrelationReason{}
+	for id, i := range latest {
+		if i.Status == correlate.StatusRedirected {
+			continue
+		}
+		res.incidents++
+		reasons[id] = i.CorrelationReasons
+		for _, a := range i.Alerts {
+			res.alerts++
+			where[i.TenantID+"/"+a.ID] = id
+		}
+	}
+	res.judge(sim.Stories(), where, reasons)
+	st, err := state.Open(filepath.Join(cfg.State.Dir, "correlate"), state.WithReadOnly())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer st.Close()
+	res.invariants = correlate.CheckInvariants(st, cfg.Correlate.Window.D())
 	return res
 }
 
@@ -201,7 +299,22 @@ func TestScaleStories(t *testing.T) {
 	if !*long {
 		t.Skip("-stitch.long (or STITCH_E2E_LONG=1): 3M records through normalize and the correlator")
 	}
-	res := scaleFromEnv().run(t)
+	scaleFromEnv().run(t).check(t)
+}
+
+// TestScaleStoriesReplay (long) is TestScaleStories through pipeline.Replay
+// (three facts partitions, Kafka transactions at the default intervals):
+// where polls, batches and transactions end, and one partition's watermark
+// running ahead of another's, must not split a story or join two.
+func TestScaleStoriesReplay(t *testing.T) {
+	if !*long {
+		t.Skip("-stitch.long (or STITCH_E2E_LONG=1): 3M records replayed through the pipeline")
+	}
+	scaleFromEnv().replay(t).check(t)
+}
+
+func (res scaleResult) check(t *testing.T) {
+	t.Helper()
 	t.Logf("%d records, %d facts, %d alerts, %d incidents, %d complete stories in %s; peak RSS %.0f MiB",
 		res.records, res.facts, res.alerts, res.incidents, res.complete, res.elapsed.Round(time.Second), peakRSS())
 	if res.complete < scaleFromEnv().stories*9/10 {
