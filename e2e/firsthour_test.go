@@ -27,6 +27,18 @@ func TestReplayTwiceIntoOneOut(t *testing.T) {
 	in := filepath.Join("..", "testdata", "replay", "mixed-bad.jsonl")
 	first := stitch(t, "replay", "--in", in, "--out", out, "--timeout", "2m")
 	sum1, _ := os.ReadFile(filepath.Join(out, "summary.json"))
+	// A Parquet part names its own table, wherever it is copied.
+	parts, _ := filepath.Glob(filepath.Join(out, "hunting", "*", "tenant=*", "date=*", "hour=*", "*.parquet"))
+	for _, f := range parts {
+		rel, _ := filepath.Rel(filepath.Join(out, "hunting"), f)
+		table, _, _ := strings.Cut(rel, string(filepath.Separator))
+		if !strings.HasPrefix(filepath.Base(f), "part-"+table+"-") {
+			t.Errorf("%s: the part's name does not carry its table %s", rel, table)
+		}
+	}
+	if len(parts) == 0 {
+		t.Errorf("no Parquet parts under %s", filepath.Join(out, "hunting"))
+	}
 	start := time.Now()
 	second := stitch(t, "replay", "--in", in, "--out", out, "--timeout", "2m")
 	if d := time.Since(start); d > time.Minute {
@@ -123,6 +135,12 @@ func TestEmbeddedRestartContinues(t *testing.T) {
 			compare(t, baseline, got)
 		}
 		p.interrupt(t)
+	}
+	// The restart says how many incidents the earlier run left, since the
+	// progress line counts only this run's new ones.
+	if log, _ := os.ReadFile(logPath); strings.Contains(string(log), "the first incident is out") &&
+		!strings.Contains(string(log), "incidents from earlier runs on this state directory") {
+		t.Errorf("the restart did not say how many incidents the first run left:\n%s", tail(logPath, 20))
 	}
 	if _, err := os.Stat(filepath.Join(state, "broker")); err != nil {
 		t.Errorf("the embedded broker's log is not under the state directory: %v", err)

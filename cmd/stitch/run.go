@@ -149,7 +149,7 @@ func runCmd(ctx context.Context, args []string) error {
 	defer os.Remove(bpath)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
-	go announceFirstIncident(runCtx, p)
+	go announceIncidents(runCtx, p, cfg, len(cfg.Kafka.Brokers) == 0)
 	go p.Progress(runCtx, os.Stderr, cfg.Log.ProgressEvery.D())
 	if cfg.Simulating() {
 		fmt.Fprintf(os.Stderr, "stitch: simulator producing %d records/s into %s (%d tenants, %d devices, %d users)\n",
@@ -175,9 +175,20 @@ func runCmd(ctx context.Context, args []string) error {
 	return runErr
 }
 
-// announceFirstIncident says, once, how to see the incidents when the first
+// announceIncidents says, once, how to see the incidents: on an embedded
+// broker that kept earlier runs' incidents (a restart), how many there are
+// (the progress line counts this run's new ones); otherwise when the first
 // one is published.
-func announceFirstIncident(ctx context.Context, p *pipeline.Pipeline) {
+func announceIncidents(ctx context.Context, p *pipeline.Pipeline, cfg appconfig.Config, embedded bool) {
+	if embedded {
+		kc := cfg.Kafka.ClientConfig
+		kc.Brokers = p.Brokers()
+		if incs, err := readIncidents(ctx, kc, cfg.Topics.Incidents); err == nil && len(incs) > 0 {
+			fmt.Fprintf(os.Stderr, "stitch: %d incidents from earlier runs on this state directory: see them with 'stitch incidents' "+
+				"(the progress line counts the new ones)\n", len(incs))
+			return
+		}
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
