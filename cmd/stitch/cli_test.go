@@ -103,6 +103,24 @@ func TestFlagsAfterArguments(t *testing.T) {
 	}
 }
 
+// A negative count, limit or duration is refused before anything runs,
+// naming the flag.
+func TestNegativeFlagValuesRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"consume", "--topic", "signals", "--until-idle", "-1s"},
+		{"replay", "--in", "x.jsonl", "--out", "/nonexistent", "--timeout", "-1m"},
+		{"hunt", "--limit", "-5", "SELECT 1"},
+		{"broker", "--partitions", "-3"},
+		{"indicators", "add", "--expires", "-1d"},
+		{"incidents", "show", "inc-1", "--since", "-2h"},
+	} {
+		err := commands[args[0]].run(context.Background(), args[1:])
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "is negative: want 0 or more") {
+			t.Errorf("stitch %v: %v, want a usage error naming the flag", args, err)
+		}
+	}
+}
+
 // consume names a topic that does not exist, and reads an empty one.
 func TestConsumeMissingAndEmptyTopic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,7 +40,7 @@ func runHunt(ctx context.Context, args []string) error {
 	tenant := fs.String("tenant", "", "only this tenant's rows and columns (its id, or the hashed form of an id too long for a path). SQL mode may run one read-only SELECT over the tenant's views and read_parquet under its partition directories; any other statement (COPY, CREATE, DROP, ATTACH, SET, INSTALL, ...), a second statement, and any other file, extension or network access fail (README: Hunting)")
 	var since pipeline.Duration
 	fs.TextVar(&since, "since", pipeline.Duration(0), "only rows newer than this (e.g. 24h, 7d)")
-	if err := parseFlags(fs, flagsFirst(fs, args)); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *listTables {
@@ -166,37 +165,6 @@ func cells(r []any) []string {
 		}
 	}
 	return out
-}
-
-// flagsFirst moves the flags that follow the query before it, so that
-// "stitch hunt 'T | take 5' --format csv" reads as it is meant.
-func flagsFirst(fs *flag.FlagSet, args []string) []string {
-	var flags, rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			rest = append(rest, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			rest = append(rest, a)
-			continue
-		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
-		}
-		f := fs.Lookup(name)
-		if f == nil {
-			continue // parseFlags says it is unknown
-		}
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); (!ok || !b.IsBoolFlag()) && i+1 < len(args) {
-			i++
-			flags = append(flags, args[i])
-		}
-	}
-	return append(flags, rest...)
 }
 
 // printTables lists the tables with data under dir, a line each column.

@@ -212,19 +212,25 @@ func TestHuntCommand(t *testing.T) {
 // TestHuntFlagsAfterQuery: flags may follow the query, a flag's value is
 // not taken for the query, and "-" (standard input) stays the query.
 func TestHuntFlagsAfterQuery(t *testing.T) {
-	for _, c := range []struct{ in, want []string }{
-		{[]string{"T | take 1", "--format", "csv", "--kql"}, []string{"--format", "csv", "--kql", "T | take 1"}},
-		{[]string{"--kql", "T", "--since=7d"}, []string{"--kql", "--since=7d", "T"}},
-		{[]string{"-", "--limit", "5"}, []string{"--limit", "5", "-"}},
-		{[]string{"--", "--not-a-flag"}, []string{"--not-a-flag"}},
+	for _, c := range []struct {
+		in   []string
+		want string // --format --kql --since --limit, then the query
+	}{
+		{[]string{"T | take 1", "--format", "csv", "--kql"}, "csv true  0 [T | take 1]"},
+		{[]string{"--kql", "T", "--since=7d"}, " true 7d 0 [T]"},
+		{[]string{"-", "--limit", "5"}, " false  5 [-]"},
+		{[]string{"--", "--not-a-flag"}, " false  0 [--not-a-flag]"},
 	} {
 		fs := newFlagSet("hunt")
-		fs.Bool("kql", false, "")
-		fs.String("format", "", "")
-		fs.String("since", "", "")
-		fs.Int("limit", 0, "")
-		if got := flagsFirst(fs, c.in); !slices.Equal(got, c.want) {
-			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, c.want)
+		kql := fs.Bool("kql", false, "")
+		format := fs.String("format", "", "")
+		since := fs.String("since", "", "")
+		limit := fs.Int("limit", 0, "")
+		if err := parseFlags(fs, c.in); err != nil {
+			t.Fatalf("%q: %v", c.in, err)
+		}
+		if got := fmt.Sprintf("%s %v %s %d %v", *format, *kql, *since, *limit, fs.Args()); got != c.want {
+			t.Errorf("%q: %q, want %q", c.in, got, c.want)
 		}
 	}
 }

@@ -114,9 +114,6 @@ func incidents(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := sinceFlag(*since); err != nil {
-		return err
-	}
 	cfg, kc, err := cf.load()
 	if err != nil {
 		return err

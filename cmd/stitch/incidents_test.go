@@ -95,7 +95,7 @@ func TestIncidentsAndDeadLettersCommands(t *testing.T) {
 	// A filter that would quietly match nothing is refused, naming what it takes.
 	for _, c := range []struct{ flag, value, want string }{
 		{"--status", "open", `--status "open" is not one of active, inProgress, resolved, redirected`},
-		{"--since", "-1h", "--since -1h0m0s is negative"},
+		{"--since", "-1h", "--since -1h0m0s is negative: want 0 or more"},
 	} {
 		if err := incidents(ctx, []string{brokers, c.flag, c.value}, io.Discard); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %s: %v, want a usage error %q", c.flag, c.value, err, c.want)

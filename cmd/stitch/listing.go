@@ -29,14 +29,6 @@ func statusSet(s string, allowed ...string) (map[string]bool, error) {
 	return set, nil
 }
 
-// sinceFlag checks a --since duration: 0 (every one) or more.
-func sinceFlag(d time.Duration) error {
-	if d < 0 {
-		return fmt.Errorf("%w: --since %s is negative: want how far back, such as 1h or 30m (0: no limit)", errUsage, d)
-	}
-	return nil
-}
-
 // newestFirst sorts list by last update, newest first, then by id.
 func newestFirst[T any](list []T, key func(T) (updated time.Time, id string)) {
 	sort.Slice(list, func(i, j int) bool {

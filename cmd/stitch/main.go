@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"sort"
 	"strings"
 	"syscall"
@@ -79,7 +80,35 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		rest, args = append(rest, left[0]), left[1:]
 	}
 	// fs.Args() is then the arguments, in order.
-	return fs.Parse(append([]string{"--"}, rest...))
+	if err := fs.Parse(append([]string{"--"}, rest...)); err != nil {
+		return err
+	}
+	return notNegative(fs)
+}
+
+// notNegative refuses a negative number or duration given to a flag: no
+// count, limit or duration of a command means anything below 0. (Config
+// keys given as flags are checked with their own ranges.)
+func notNegative(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok || err != nil {
+			return
+		}
+		v := reflect.Indirect(reflect.ValueOf(g.Get()))
+		switch v.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			if v.Int() < 0 {
+				err = fmt.Errorf("%w: --%s %s is negative: want 0 or more", errUsage, f.Name, f.Value)
+			}
+		case reflect.Float32, reflect.Float64:
+			if v.Float() < 0 {
+				err = fmt.Errorf("%w: --%s %s is negative: want 0 or more", errUsage, f.Name, f.Value)
+			}
+		}
+	})
+	return err
 }
 
 func commandHelp(w io.Writer, c command, fs *flag.FlagSet) {
