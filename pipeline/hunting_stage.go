@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +54,23 @@ func idleRollAfter(commitInterval time.Duration) time.Duration {
 	return max(2*commitInterval, 200*time.Millisecond)
 }
 
+// A drained input need not wait out idleRollAfter: once the stages that
+// produce the sink's input have committed all of theirs (their groups'
+// offsets at their inputs' ends), and a poll after that found nothing
+// more, every row there will be is written, and the segment commits at
+// once (caughtUpRoll). Polls are quickPoll long meanwhile, so a drain's
+// last rows are visible a few hundred milliseconds after the last input
+// commit, not two commit intervals and a poll later.
+//
+// A steady stream must not roll that way on every short pause (a trickle
+// of a few records a second is caught up between records; a faster one
+// now and then, between the upstream commit and the next record): a
+// caught-up roll comes only when the last commit of rows is at least
+// hunting.roll_age old (or there was none), so it adds at most one
+// segment per roll age to those the age makes anyway; in between, a pause
+// commits after idleRollAfter as before.
+const quickPoll = 100 * time.Millisecond
+
 // huntingSink is stage 3: it reads the hunting.<Table> topics (read
 // committed) and writes Parquet partitions. Like Kafka Connect's file sinks it
 // keeps its offsets beside its files: a segment of files is committed with
@@ -87,6 +105,10 @@ type huntingSink struct {
 	waiting map[parquet.TopicPartition]int64
 	since   time.Time
 	tried   time.Time
+	// input: how far the last fetches left the consumer below the ends;
+	// rolled: when a segment with rows last committed (zero: none yet).
+	input  inputPosition
+	rolled time.Time
 }
 
 // huntingTestOptions are added to the writer's options (tests: a hook that
@@ -301,6 +323,7 @@ func (h *huntingSink) onRevoked(ctx context.Context, cl *kgo.Client, revoked map
 	for topic, parts := range revoked {
 		for _, p := range parts {
 			delete(h.assigned[topic], p)
+			delete(h.input.left[topic], p)
 			tp := parquet.TopicPartition{Topic: topic, Partition: p}
 			tps = append(tps, tp)
 			if _, ok := h.waiting[tp]; ok {
@@ -326,6 +349,7 @@ func (h *huntingSink) commit(ctx context.Context, cl *kgo.Client) error {
 	}
 	t := newTally()
 	if len(h.pending) > 0 {
+		h.rolled = time.Now()
 		h.p.metrics.HuntingSegments.Inc()
 		for table, n := range h.pending {
 			t.count(CountParquetRows, table, n)
@@ -377,8 +401,14 @@ func (h *huntingSink) Run(ctx context.Context) error {
 	defer stopWrite()
 	idleRoll := idleRollAfter(h.p.cfg.Kafka.CommitInterval.D())
 	lastRecord := time.Now()
+	// upstreamDone: when the upstream stages were last seen to have
+	// committed all of their input, since the last record (zero: not yet);
+	// checked: when they were last asked.
+	var upstreamDone, checked time.Time
+	poll := 500 * time.Millisecond
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		polled := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, poll)
 		fetches := h.cl.PollRecords(pctx, h.p.cfg.Kafka.MaxPollRecords)
 		cancel()
 		if fetches.IsClientClosed() {
@@ -386,6 +416,7 @@ func (h *huntingSink) Run(ctx context.Context) error {
 		}
 		h.ready()
 		h.ownWaiting(h.cl)
+		h.input.observe(fetches)
 		fetches.EachError(func(topic string, p int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
@@ -454,8 +485,22 @@ func (h *huntingSink) Run(ctx context.Context) error {
 		}
 		if fetches.NumRecords() > 0 {
 			lastRecord = time.Now()
+			upstreamDone, checked = time.Time{}, time.Time{}
 		}
 		idle := fetches.NumRecords() == 0 && (len(h.pending) == 0 || time.Since(lastRecord) >= idleRoll)
+		if !idle && fetches.NumRecords() == 0 && !h.input.behind() && h.quickRollAllowed() {
+			switch {
+			case !upstreamDone.IsZero() && polled.After(upstreamDone):
+				// Caught up, and this whole poll, begun after the upstream
+				// stages had committed everything, found nothing new.
+				idle = true
+			case upstreamDone.IsZero() && time.Since(checked) >= 5*quickPoll:
+				checked = time.Now()
+				if h.upstreamCaughtUp(ctx) {
+					upstreamDone = time.Now()
+				}
+			}
+		}
 		if h.w.Due() || idle {
 			// Due: roll by size or age. Idle: the input paused, so the rows
 			// need not wait out the roll age to be visible (a drained
@@ -467,6 +512,67 @@ func (h *huntingSink) Run(ctx context.Context) error {
 				return fmt.Errorf("hunting: commit segment: %w", err)
 			}
 		}
+		// Decided before rebalances may run again (a revoke commits).
+		poll = 500 * time.Millisecond
+		if h.quickRollAllowed() {
+			poll = quickPoll
+		}
 		h.cl.AllowRebalance()
 	}
+}
+
+// quickRollAllowed says whether the open segment may commit as soon as
+// the input is drained (see quickPoll): it has rows, no partition waits
+// for its owner, and no segment with rows committed within the roll age.
+func (h *huntingSink) quickRollAllowed() bool {
+	return len(h.pending) > 0 && len(h.waiting) == 0 &&
+		(h.rolled.IsZero() || time.Since(h.rolled) >= h.p.cfg.Hunting.RollAge.D())
+}
+
+// upstreamCaughtUp says whether every stage producing the sink's input
+// has committed all of its own input: its group's offsets are at most one
+// below each of its input partitions' ends (one: a transaction's commit
+// marker). Then all the hunting records there will be, for what arrived so
+// far, are committed. False when it cannot tell (no such stage in this
+// process's topology, an admin request that failed).
+func (h *huntingSink) upstreamCaughtUp(ctx context.Context) bool {
+	var ups []StageInfo
+	for _, st := range h.p.topo.Stages {
+		for _, out := range st.Outputs {
+			if slices.Contains(h.sc.info.Inputs, out) {
+				ups = append(ups, st)
+				break
+			}
+		}
+	}
+	if len(ups) == 0 {
+		return false
+	}
+	actx, cancel := context.WithTimeout(ctx, quickPoll)
+	defer cancel()
+	adm := kadm.NewClient(h.cl)
+	for _, up := range ups {
+		ends, err := adm.ListEndOffsets(actx, up.Inputs...)
+		if err != nil || ends.Error() != nil {
+			return false
+		}
+		committed, err := adm.FetchOffsetsForTopics(actx, up.Group, up.Inputs...)
+		if err != nil {
+			return false
+		}
+		caughtUp := true
+		ends.Each(func(end kadm.ListedOffset) {
+			at := int64(0)
+			if c, ok := committed.Lookup(end.Topic, end.Partition); ok && c.Err == nil {
+				at = c.At
+			}
+			if end.Offset > 0 && at < end.Offset-1 {
+				caughtUp = false
+			}
+		})
+		if !caughtUp {
+			return false
+		}
+	}
+	return true
 }
