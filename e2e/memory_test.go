@@ -29,23 +29,11 @@ func TestReplayMemoryBoundedByConfiguration(t *testing.T) {
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, "hunting:\n  max_open_files: %d\n  max_buffered_bytes: %d\n", maxOpen, maxBuffered), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	gen := func(name string, n int, tenant func(int) string, at func(int) time.Time) string {
-		var sb strings.Builder
-		for i := range n {
-			ts := at(i).Format(time.RFC3339)
-			fmt.Fprintf(&sb, `{"time":%q,"tenantId":%q,"category":"AdvancedHunting-DeviceProcessEvents","properties":{"Timestamp":%q,"DeviceName":"d","ProcessId":%d}}`+"\n", ts, tenant(i), ts, i)
-		}
-		p := filepath.Join(dir, name+".jsonl")
-		if err := os.WriteFile(p, []byte(sb.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return processEvents(t, filepath.Join(dir, name+".jsonl"), n, tenant, at)
 	}
-	one := func(int) string { return "t1" }
 	many := func(i int) string { return fmt.Sprintf("tenant-%d", i) }
-	hourly := func(i int) time.Time { return base.Add(time.Duration(i) * time.Hour) }
-	same := func(int) time.Time { return base }
+	same := func(int) time.Time { return hourly(0) }
 	replay := func(in string) (rssMiB int64, rows int64) {
 		t.Helper()
 		out := filepath.Join(dir, "out-"+filepath.Base(in))
@@ -58,7 +46,7 @@ func TestReplayMemoryBoundedByConfiguration(t *testing.T) {
 		}
 		return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss >> 10, rows
 	}
-	floor, _ := replay(gen("few", 5, one, hourly))
+	floor, _ := replay(gen("few", 5, tenantT1, hourly))
 	bound := floor + (maxOpen*(2<<20)+2*maxBuffered)>>20 + 128
 	t.Logf("a replay of 5 records peaks at %d MiB; bound %d MiB", floor, bound)
 	for _, c := range []struct {
@@ -68,9 +56,9 @@ func TestReplayMemoryBoundedByConfiguration(t *testing.T) {
 		at     func(int) time.Time
 		long   bool
 	}{
-		{"400-hours", 400, one, hourly, false},
+		{"400-hours", 400, tenantT1, hourly, false},
 		{"400-tenants", 400, many, same, false},
-		{"25000-hours", 25000, one, hourly, true},
+		{"25000-hours", 25000, tenantT1, hourly, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.long && !*long {
@@ -86,4 +74,91 @@ func TestReplayMemoryBoundedByConfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// processEvents writes n DeviceProcessEvents records, record i of tenant(i)
+// at at(i), to path and returns it.
+func processEvents(t *testing.T, path string, n int, tenant func(int) string, at func(int) time.Time) string {
+	t.Helper()
+	var sb strings.Builder
+	for i := range n {
+		ts := at(i).Format(time.RFC3339)
+		fmt.Fprintf(&sb, `{"time":%q,"tenantId":%q,"category":"AdvancedHunting-DeviceProcessEvents","properties":{"Timestamp":%q,"DeviceName":"d","ProcessId":%d}}`+"\n", ts, tenant(i), ts, i)
+	}
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func tenantT1(int) string { return "t1" }
+
+// hourly is the i-th hour from 2020-01-01.
+func hourly(i int) time.Time {
+	return time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour)
+}
+
+// TestReplayStopsWhileTheWriterIsBusy: a replay of 25,000 hours (a file
+// per hour; 167 s on two cores) neither honoured replay --timeout nor
+// SIGTERM while the hunting writer was busy. Both now end it within
+// seconds: the sink gives up between files and drops its unfinished
+// segment whole, and the replay says it did not finish. SIGTERM is sent
+// once the writer has staged 20 files; the timeout is 3 s, by when it has.
+func TestReplayStopsWhileTheWriterIsBusy(t *testing.T) {
+	skipShort(t)
+	dir := t.TempDir()
+	in := processEvents(t, filepath.Join(dir, "hours.jsonl"), 25000, tenantT1, hourly)
+	const timeout, grace = 3 * time.Second, 20 * time.Second
+	for _, how := range []string{"timeout", "SIGTERM"} {
+		t.Run(how, func(t *testing.T) {
+			out := filepath.Join(dir, "out-"+how)
+			args := []string{"replay", "--in", in, "--out", out}
+			if how == "timeout" {
+				args = append(args, "--timeout", timeout.String())
+			}
+			cmd := exec.Command(bin, args...)
+			var log strings.Builder
+			cmd.Stdout, cmd.Stderr = &log, &log
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			stopped := time.Now().Add(timeout)
+			if how == "SIGTERM" {
+				staged := func() int {
+					f, _ := filepath.Glob(filepath.Join(out, "hunting", "_staging", "*", "*"))
+					return len(f)
+				}
+				for staged() < 20 {
+					select {
+					case err := <-done:
+						t.Fatalf("the replay ended before its writer staged 20 files: %v\n%s", err, lastLines(log.String()))
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+				stopped = time.Now()
+				t.Logf("SIGTERM with %d files staged", staged())
+				cmd.Process.Signal(syscall.SIGTERM)
+			}
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(time.Until(stopped) + grace):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("the replay went on %s after its %s:\n%s", grace, how, lastLines(log.String()))
+			}
+			t.Logf("exited %s after the %s", time.Since(stopped).Round(100*time.Millisecond), how)
+			if err == nil || !strings.Contains(log.String(), "replay did not finish") {
+				t.Errorf("a replay stopped by %s: %v, output:\n%s", how, err, lastLines(log.String()))
+			}
+		})
+	}
+}
+
+// lastLines is the last lines of a process's output.
+func lastLines(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-10):], "\n")
 }
