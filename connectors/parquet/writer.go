@@ -1007,12 +1007,42 @@ func (w *Writer) publish(commits []*partitionCommit) (int, error) {
 		return 0, nil
 	}
 	dirs[w.dir] = true
-	for d := range dirs {
-		if err := syncDir(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("parquet: sync %s: %w", d, err)
-		}
+	if err := syncDirs(dirs); err != nil {
+		return 0, err
 	}
 	return renamed, nil
+}
+
+// syncDirs syncs dirs, commitWriters at once: a drained stream's last
+// commit renames files into a few hundred partition directories (tables x
+// tenants x days x hours, and their parents), one fsync each, which took a
+// third of a second in turn on a local disk.
+func syncDirs(dirs map[string]bool) error {
+	next := make(chan string)
+	errs := make(chan error, len(dirs))
+	var wg sync.WaitGroup
+	for range min(commitWriters, len(dirs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range next {
+				if err := syncDir(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs <- fmt.Errorf("parquet: sync %s: %w", d, err)
+				}
+			}
+		}()
+	}
+	for d := range dirs {
+		next <- d
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
 }
 
 // Abort drops the pending segment: staged files are deleted and Resume is
