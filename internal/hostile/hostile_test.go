@@ -45,6 +45,8 @@ func TestHostile(t *testing.T) {
 					var res string
 					out, res = runReplay(t, td)
 					return res
+				case "config":
+					return runConfig(t, td)
 				case "hunt":
 					if out == "" {
 						t.Fatalf("%s: hunt before any replay", td.Pos)
@@ -243,5 +245,43 @@ func runHunt(t *testing.T, td *datadriven.TestData, out string) string {
 		w.Write(cells)
 	}
 	w.Flush()
+	return b.String()
+}
+
+// runConfig loads the input as stitch run --config does (pipeline.Load,
+// then Validate) and says whether it was refused, whether the error names
+// each names= key, and whether it shows any secret= value.
+func runConfig(t *testing.T, td *datadriven.TestData) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "stitch.yaml")
+	if err := os.WriteFile(path, input(t, td), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pipeline.Load(path)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err == nil {
+		return "accepted\n"
+	}
+	msg := err.Error()
+	var b strings.Builder
+	b.WriteString("refused\n")
+	for _, a := range td.CmdArgs {
+		for _, v := range a.Vals {
+			switch a.Key {
+			case "names":
+				fmt.Fprintf(&b, "names %s: %v\n", v, strings.Contains(msg, v))
+			case "secret":
+				shown := strings.Contains(msg, v)
+				fmt.Fprintf(&b, "shows the secret: %v\n", shown)
+				if shown {
+					t.Logf("%s: the error shows %q:\n%s", td.Pos, v, msg)
+				}
+			default:
+				t.Fatalf("%s: unknown argument %q", td.Pos, a.Key)
+			}
+		}
+	}
 	return b.String()
 }
