@@ -21,6 +21,8 @@ var (
 	// A key and its value on one line, in block or flow style.
 	secretLine  = regexp.MustCompile(`^\s*(?:-\s+)?["']?` + secretKey + `["']?\s*:\s*(.*?)\s*(?:#.*)?$`)
 	secretInner = regexp.MustCompile(`(["']?` + secretKey + `["']?\s*:\s*)([^,}\]\n]+)`)
+	// A line of the file quoted by an error ("   3 |     password: x").
+	quotedLine = regexp.MustCompile(`^\s*>?\s*\d+ \|`)
 )
 
 // redactError returns err with the secrets of the file data cut out of its
@@ -49,7 +51,20 @@ func redact(msg string, data []byte) string {
 	for _, s := range secrets {
 		msg = strings.ReplaceAll(msg, s, Redacted)
 	}
-	return secretInner.ReplaceAllString(msg, "${1}"+Redacted)
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		quoted := quotedLine.MatchString(l)
+		lines[i] = secretInner.ReplaceAllStringFunc(l, func(m string) string {
+			sub := secretInner.FindStringSubmatch(m)
+			// The error's own words about a key (auth.tokens: want a
+			// list of sections) are no value of the file.
+			if !quoted && strings.HasPrefix(sub[2], "want ") {
+				return m
+			}
+			return sub[1] + Redacted
+		})
+	}
+	return strings.Join(lines, "\n")
 }
 
 // readForRedaction is the file as LoadFile read it, for redactError.

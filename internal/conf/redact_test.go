@@ -38,6 +38,21 @@ func TestConfigErrorsHideSecrets(t *testing.T) {
 	}
 }
 
+// A key whose name looks secret (auth.tokens) still says what it takes.
+func TestConfigErrorsSaySecretLookingKeysType(t *testing.T) {
+	type cfg struct {
+		Auth struct {
+			Tokens []struct {
+				Name string `yaml:"name" doc:"Name."`
+			} `yaml:"tokens" doc:"Tokens."`
+		} `yaml:"auth" doc:"Auth."`
+	}
+	_, err := conf.Load[cfg](writeConfig(t, "auth:\n  tokens: 5\n"))
+	if err == nil || !strings.Contains(err.Error(), "auth.tokens: want a list of") {
+		t.Errorf("auth.tokens: 5: %v", err)
+	}
+}
+
 func writeConfig(t *testing.T, doc string) string {
 	p := filepath.Join(t.TempDir(), "stitch.yaml")
 	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {

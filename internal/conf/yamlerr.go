@@ -45,10 +45,8 @@ func loadError(err error, data []byte, ptr any) string {
 		got = fmt.Sprintf("%q", tk.Value)
 	}
 	want := "a value of another kind (see configs/README.md)"
-	if k, ok := Lookup(ptr, path); ok {
-		want = Describe(k.Type)
-	} else if path != "" {
-		want = "a section of keys"
+	if t, ok := typeAt(structType(ptr), path); ok {
+		want = Describe(t)
 	}
 	name := path
 	if name == "" {
@@ -69,10 +67,13 @@ func keyPath(data []byte, line, column int) string {
 	for i := line - 1; i >= 0; i-- {
 		l := lines[i]
 		t := strings.TrimLeft(l, " ")
-		if t == "" || strings.HasPrefix(t, "#") || strings.HasPrefix(t, "-") {
+		in := len(l) - len(t)
+		if rest, ok := strings.CutPrefix(t, "- "); ok { // a list entry's first key
+			t, in = strings.TrimLeft(rest, " "), in+2+len(rest)-len(strings.TrimLeft(rest, " "))
+		}
+		if t == "" || strings.ContainsAny(t[:1], "#-{[") {
 			continue
 		}
-		in := len(l) - len(t)
 		if in >= indent && !(i == line-1 && in < column-1) {
 			continue
 		}
@@ -87,6 +88,50 @@ func keyPath(data []byte, line, column int) string {
 		}
 	}
 	return strings.Join(path, ".")
+}
+
+// typeAt is the type of the value at a dotted path of the config type t,
+// through sections, map entries and the entries of lists
+// (auth.tokens.sha256); "" is the file itself.
+func typeAt(t reflect.Type, path string) (reflect.Type, bool) {
+	if path == "" {
+		return t, true
+	}
+	for _, part := range strings.Split(path, ".") {
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch {
+		case t.Kind() == reflect.Map:
+			t = t.Elem()
+		case t.Kind() == reflect.Struct && !parsesText(t):
+			f, ok := fieldByKey(t, part)
+			if !ok {
+				return nil, false
+			}
+			t = f.Type
+		default:
+			return nil, false
+		}
+	}
+	return t, true
+}
+
+// fieldByKey is the field of struct t whose yaml key is name (inlined
+// structs included).
+func fieldByKey(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			if g, ok := fieldByKey(f.Type, name); ok {
+				return g, true
+			}
+		} else if key == name && f.IsExported() {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // Describe says in words what a key of type t takes.
@@ -109,6 +154,9 @@ func Describe(t reflect.Type) string {
 	case reflect.String:
 		return "text"
 	case reflect.Slice:
+		if e := t.Elem(); e.Kind() == reflect.Struct && !parsesText(e) {
+			return "a list of sections (entries of keys)"
+		}
 		return "a list of " + strings.TrimPrefix(Describe(t.Elem()), "a ") + " values"
 	case reflect.Struct, reflect.Map:
 		return "a section of keys"
@@ -147,9 +195,7 @@ func decodeDoc(data []byte) (map[string]any, bool) {
 }
 
 // parsesText says whether a key of type t parses its own text (a duration).
-func parsesText(t reflect.Type) bool {
-	return reflect.PointerTo(t).Implements(reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem())
-}
+func parsesText(t reflect.Type) bool { return reflect.PointerTo(t).Implements(textUnmarshaler) }
 
 // docValue is the value at a dotted path of a decoded YAML document (nil
 // when absent).

@@ -24,6 +24,10 @@ func TestLoadTypeErrorsSpeakConfig(t *testing.T) {
 			Count int16       `yaml:"count" doc:"Count."`
 			List  []string    `yaml:"list" doc:"A list."`
 			Every durationKey `yaml:"every" doc:"How often."`
+			Items []struct {
+				Name string `yaml:"name" doc:"Name."`
+				Max  int    `yaml:"max" doc:"Max."`
+			} `yaml:"items" doc:"Entries."`
 		} `yaml:"sec" doc:"A section."`
 	}
 	for _, c := range []struct{ file, want string }{
@@ -34,6 +38,11 @@ func TestLoadTypeErrorsSpeakConfig(t *testing.T) {
 		{"sec: 3\n", `sec: want a section of keys, got integer`},
 		{"sec:\n  every: [1]\n", `sec.every: want text, got [1]`},
 		{"sec:\n  count: 1.5\n", `sec.count: want a whole number, got 1.5`},
+		{"5\n", `the file: want a section of keys, got integer`},
+		{"sec:\n  list:\n    - {a: 1}\n", `sec.list: want a list of text values, got "{"`},
+		{"sec:\n  items: 5\n", `sec.items: want a list of sections (entries of keys), got integer`},
+		{"sec:\n  items:\n    - name: [1]\n", `sec.items.name: want text, got "["`},
+		{"sec:\n  items:\n    - name: a\n      max: x\n", `sec.items.max: want a whole number, got "x"`},
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		os.WriteFile(path, []byte(c.file), 0o644)
