@@ -37,7 +37,7 @@ func runHunt(ctx context.Context, args []string) error {
 	listTables := fs.Bool("tables", false, "list the tables that have data under --dir, with their columns and types, and exit")
 	limit := fs.Int("limit", query.DefaultLimit, "row limit")
 	timeout := fs.Duration("timeout", query.DefaultTimeout, "time limit")
-	tenant := fs.String("tenant", "", "only this tenant's rows and columns (its id, or the hashed form of an id too long for a path). SQL mode may run one read-only SELECT over the tenant's views and read_parquet under its partition directories; any other statement (COPY, CREATE, DROP, ATTACH, SET, INSTALL, ...), a second statement, and any other file, extension or network access fail (README: Hunting)")
+	tenant := fs.String("tenant", "", "only this tenant's rows and columns (its id, or the hashed form of an id that cannot be a path element as it is: too long, control characters). SQL mode may run one read-only SELECT over the tenant's views and read_parquet under its partition directories; any other statement (COPY, CREATE, DROP, ATTACH, SET, INSTALL, ...), a second statement, and any other file, extension or network access fail (README: Hunting)")
 	var since pipeline.Duration
 	fs.TextVar(&since, "since", pipeline.Duration(0), "only rows newer than this (e.g. 24h, 7d)")
 	if err := parseFlags(fs, args); err != nil {
