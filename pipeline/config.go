@@ -10,6 +10,7 @@ import (
 	"github.com/stitch-xdr/stitch/connectors/ipc"
 	"github.com/stitch-xdr/stitch/connectors/kafka"
 	"github.com/stitch-xdr/stitch/internal/conf"
+	"github.com/stitch-xdr/stitch/operators/respond"
 )
 
 // Config is everything a pipeline is built from. The zero value is not
@@ -242,6 +243,13 @@ func (c *Config) Validate() error {
 		bad("hunting.ipc_compression", err.Error())
 	}
 	c.Respond.validateMicrosoft(bad)
+	if c.Respond.Enabled && c.Respond.Playbooks != "" {
+		// Read now, so a wrong path is this message rather than a stage
+		// that fails to start.
+		if _, err := respond.Load(c.Respond.Playbooks); err != nil {
+			bad("respond.playbooks", err.Error())
+		}
+	}
 	if c.Hunting.MaxOpenFiles < 1 {
 		bad("hunting.max_open_files", "must be at least 1")
 	}
