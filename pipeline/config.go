@@ -166,6 +166,9 @@ func (c *Config) Validate() error {
 	if c.Topics.Partitions < 1 {
 		bad("topics.partitions", "must be at least 1")
 	}
+	if rf := c.Topics.ReplicationFactor; rf == 0 || rf < -1 {
+		bad("topics.replication_factor", fmt.Sprintf("%d is out of range: must be -1 (the broker default) or at least 1", rf))
+	}
 	if c.Kafka.CommitInterval <= 0 {
 		bad("kafka.commit_interval", "must be positive")
 	}
@@ -210,6 +213,8 @@ func (c *Config) Validate() error {
 		{"normalize.deadletter_max_bytes", int64(c.Normalize.DeadLetterMaxBytes), 0},
 		{"runtime.memory_limit_bytes", c.Runtime.MemoryLimitBytes, 0},
 		{"hunting.roll_bytes", c.Hunting.RollBytes, 1},
+		{"kafka.max_message_bytes", int64(c.Kafka.MaxMessageBytes), 0},
+		{"respond.webhook_attempts", int64(c.Respond.WebhookAttempts), 1},
 	} {
 		if r.v < r.min {
 			bad(r.key, fmt.Sprintf("%d is out of range: must be at least %d", r.v, r.min))
@@ -231,6 +236,8 @@ func (c *Config) Validate() error {
 		{"correlate.prevalence_lookback", c.Correlate.PrevalenceLookback, false, ""},
 		{"correlate.idle_close", c.Correlate.IdleClose, false, ""},
 		{"correlate.tick_every", c.Correlate.TickEvery, false, ""},
+		{"respond.index_retention", c.Respond.IndexRetention, false, ""},
+		{"respond.webhook_backoff", c.Respond.WebhookBackoff, true, ""},
 	} {
 		switch {
 		case r.v <= 0 && !r.zeroOK:
