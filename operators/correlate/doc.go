@@ -57,7 +57,8 @@
 // ids, and so do pipeline's TestReplayIncidentsDoNotDependOnBatching
 // (commit intervals, poll and Arrow batch sizes, evidence before, with and
 // after its alert, through the whole pipeline), e2e's TestScaleOut (three
-// processes against one) and bench's TestScaleStories (3,000 stories).
+// processes against one) and bench's TestScaleStories and
+// TestScaleStoriesReplay (3,000 stories, the second through the pipeline).
 //
 // What is still judged at arrival, by design: prevalence (an entity is
 // judged with the sightings applied before the alert), and late data behind
