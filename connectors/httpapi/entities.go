@@ -100,7 +100,7 @@ var telemetrySource = map[string]struct {
 const telemetryRows = 50
 
 // telemetry is the latest rows that name an entity, in each of tenants
-// (query.Tenant scopes every table to one).
+// (query.TenantID scopes every table to one).
 func (a *API) telemetry(ctx context.Context, r view.Ref, tenants []string) (*telemetry, error) {
 	src, ok := telemetrySource[r.Type]
 	if !ok || a.HuntingDir == "" || len(tenants) == 0 {
@@ -110,7 +110,7 @@ func (a *API) telemetry(ctx context.Context, r view.Ref, tenants []string) (*tel
 	stmt := fmt.Sprintf("SELECT * FROM %s WHERE %s ORDER BY Timestamp DESC", src.table, src.where(lit))
 	out := &telemetry{Table: src.table, Rows: [][]any{}}
 	for _, t := range tenants[:min(len(tenants), 3)] {
-		res, err := query.Run(ctx, a.HuntingDir, stmt, query.Tenant(t), query.Limit(telemetryRows), query.Timeout(10*time.Second),
+		res, err := query.Run(ctx, a.HuntingDir, stmt, query.TenantID(t), query.Limit(telemetryRows), query.Timeout(10*time.Second),
 			query.Since(time.Now().Add(-30*24*time.Hour)))
 		if err != nil {
 			return nil, fmt.Errorf("telemetry from %s: %w", src.table, err)

@@ -79,7 +79,7 @@ func (a *API) hunt(w http.ResponseWriter, r *http.Request, p *auth.Principal) er
 		return errBadRequest("name the tenant to hunt in (one of %s)", strings.Join(p.Tenants, ", "))
 	}
 	if tenant != "" {
-		opts = append(opts, query.Tenant(tenant))
+		opts = append(opts, query.TenantID(tenant))
 	}
 	res, err := query.Run(r.Context(), a.HuntingDir, req.Query, opts...)
 	if err != nil {

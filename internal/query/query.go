@@ -53,6 +53,7 @@ type Result struct {
 
 type config struct {
 	tenant  string
+	exact   bool   // tenant is an id only, never a hashed form (TenantID)
 	element string // the tenant's directory element (tenant.go)
 	since   time.Time
 	limit   int
@@ -67,7 +68,14 @@ type Option func(*config)
 // directory are read, so neither the rows nor the columns of other tenants
 // are seen. t is the tenant id, or the hashed form the writer gives ids that
 // cannot be a path element (parquet.TenantElement).
-func Tenant(t string) Option { return func(c *config) { c.tenant = t } }
+func Tenant(t string) Option { return func(c *config) { c.tenant, c.exact = t, false } }
+
+// TenantID is Tenant for a tenant id only: a string that looks like a
+// hashed form is the id it is, never another tenant's directory. Callers
+// whose tenant comes from someone else's credentials (the API's tokens)
+// use it: a tenant whose id happens to be another's hashed form must not
+// read that tenant's rows while it has none of its own.
+func TenantID(t string) Option { return func(c *config) { c.tenant, c.exact = t, true } }
 
 // Since restricts every table to rows with Timestamp >= t (older date
 // partitions are not read).
@@ -132,7 +140,7 @@ func Run(ctx context.Context, dir, q string, opts ...Option) (*Result, error) {
 		return nil, err
 	}
 	if cfg.tenant != "" {
-		cfg.element = tenantElement(dir, cfg.tenant)
+		cfg.element = tenantElement(dir, cfg.tenant, cfg.exact)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()

@@ -16,10 +16,10 @@ import (
 // partitions of tenant, which may be given either as the tenant id or, for
 // an id the writer had to hash (parquet.TenantElement), as its hashed form.
 // An id that merely looks like a hashed form keeps its own partitions when
-// it has any.
-func tenantElement(dir, tenant string) string {
+// it has any; exact (TenantID): it is only ever an id.
+func tenantElement(dir, tenant string, exact bool) string {
 	e := parquet.TenantElement(tenant)
-	if parquet.IsHashedTenant(tenant) && !tenantHasPartitions(dir, e) {
+	if !exact && parquet.IsHashedTenant(tenant) && !tenantHasPartitions(dir, e) {
 		return tenant
 	}
 	return e

@@ -96,3 +96,45 @@ func TestTenantSeesOnlyItsRowsAndColumns(t *testing.T) {
 		}
 	}
 }
+
+// A tenant whose id is, character for character, another tenant's hashed
+// form (an id the writer had to hash) and that has no rows yet: Tenant,
+// the operator's stitch hunt --tenant, takes it as the hashed form and
+// finds the other tenant's rows, as it is documented to; TenantID, what
+// the API scopes a token's tenant with, takes it as the id it is and
+// finds nothing, so a token of that tenant never reads the other's rows.
+func TestTenantIDIsNeverAHashedForm(t *testing.T) {
+	long := strings.Repeat("L", 10000)
+	dir := t.TempDir()
+	w, err := parquet.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := parquettest.Batch(memory.DefaultAllocator, parquettest.Schema("DeviceProcessEvents"), long,
+		[]parquettest.Row{{Time: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC), ID: 1}})
+	if err := w.Write(parquet.Source{Topic: "in"}, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lookalike := parquet.TenantElement(long)
+	for _, c := range []struct {
+		name string
+		opt  Option
+		want string
+	}{
+		{"Tenant(hashed form)", Tenant(lookalike), "1"},
+		{"TenantID(hashed form)", TenantID(lookalike), "0"},
+		{"TenantID(the long id)", TenantID(long), "1"},
+	} {
+		res, err := Run(context.Background(), dir, "SELECT count(*) FROM DeviceProcessEvents", c.opt)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := fmt.Sprint(res.Rows[0][0]); got != c.want {
+			t.Errorf("%s: %s rows, want %s", c.name, got, c.want)
+		}
+	}
+}
