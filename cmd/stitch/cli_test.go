@@ -22,7 +22,7 @@ func TestHelp(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := stitchBinary(t)
-	for _, args := range [][]string{nil, {"help"}, {"--help"}, {"-h"}} {
+	for _, args := range [][]string{nil, {"help"}, {"--help"}, {"-h"}, {"help", "help"}} {
 		out, err := exec.Command(bin, args...).Output()
 		if err != nil {
 			t.Errorf("stitch %v: %v", args, err)

@@ -149,7 +149,7 @@ func usage(w io.Writer) {
 func main() {
 	args := os.Args[1:]
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
-		if len(args) > 1 { // stitch help <command>
+		if len(args) > 1 && args[1] != "help" { // stitch help <command>
 			args = []string{args[1], "-h"}
 		} else {
 			usage(os.Stdout)
