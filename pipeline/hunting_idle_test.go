@@ -77,7 +77,7 @@ func TestHuntingRollsWhenInputDrained(t *testing.T) {
 	if got := rows(); got != n {
 		t.Fatalf("a trickle within the roll age of the last roll committed %d more rows: a segment per pause", got-n)
 	}
-	if got := normalized(); got < n+6 {
+	if got := normalized(); got < n+4 {
 		t.Fatalf("normalize committed only %d of the trickle's 8 records in its 2.4 s", got-n)
 	}
 }

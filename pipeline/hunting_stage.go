@@ -58,9 +58,9 @@ func idleRollAfter(commitInterval time.Duration) time.Duration {
 // produce the sink's input have committed all of theirs (their groups'
 // offsets at their inputs' ends), and a poll after that found nothing
 // more, every row there will be is written, and the segment commits at
-// once (caughtUpRoll). Polls are quickPoll long meanwhile, so a drain's
-// last rows are visible a few hundred milliseconds after the last input
-// commit, not two commit intervals and a poll later.
+// once. Polls are quickPoll long meanwhile, so a drain's last rows are
+// visible a few hundred milliseconds after the last input commit, not two
+// commit intervals and a poll later.
 //
 // A steady stream must not roll that way on every short pause (a trickle
 // of a few records a second is caught up between records; a faster one
@@ -548,7 +548,8 @@ func (h *huntingSink) upstreamCaughtUp(ctx context.Context) bool {
 	if len(ups) == 0 {
 		return false
 	}
-	actx, cancel := context.WithTimeout(ctx, quickPoll)
+	// The sink has nothing else to do meanwhile: it read all it could.
+	actx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	adm := kadm.NewClient(h.cl)
 	for _, up := range ups {
