@@ -172,6 +172,10 @@ func runCmd(ctx context.Context, args []string) error {
 	s := p.Totals()
 	fmt.Fprintf(os.Stderr, "stitch: ran %s: read %d records, normalized %d rows, dead-lettered %d, published %d incident versions, wrote %d Parquet rows\n",
 		time.Since(start).Round(time.Millisecond), s.RecordsRead, s.NormalizedTotal(), s.DeadTotal(), s.IncidentVersions, s.HuntingTotal())
+	if errors.Is(runErr, pipeline.ErrStateMismatch) && cfg.Embedded() && *brokerData == "memory" {
+		runErr = fmt.Errorf("%w.\n--broker-data memory starts an empty broker, a new cluster, on every run: without it the broker keeps its log "+
+			"under the state directory and a restart continues", runErr)
+	}
 	return runErr
 }
 

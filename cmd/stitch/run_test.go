@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stitch-xdr/stitch/pipeline"
 )
 
 // buildStitch builds the binary once per test run.
@@ -160,5 +163,20 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	err = replayCmd(context.Background(), []string{"--out", dir})
 	if err == nil || !strings.Contains(err.Error(), "--in") {
 		t.Fatalf("replay without inputs: err = %v", err)
+	}
+}
+
+// A state directory written against another cluster refuses to start; with
+// --broker-data memory (a new cluster every run) the refusal says why.
+func TestRunMemoryBrokerOnEarlierState(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	os.MkdirAll(state, 0o755)
+	os.WriteFile(filepath.Join(state, pipeline.IdentityFile), []byte(`{"cluster_id":"stitch-earlier"}`), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := runCmd(ctx, []string{"--broker-data", "memory", "--simulate=false", "--state-dir", state, "--http", "127.0.0.1:0"})
+	if !errors.Is(err, pipeline.ErrStateMismatch) || !strings.Contains(err.Error(), "--reset-state") ||
+		!strings.Contains(err.Error(), "--broker-data memory starts an empty broker") {
+		t.Fatalf("err = %v", err)
 	}
 }
