@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -76,5 +78,20 @@ func replayCmd(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "stitch replay: %d records read, %d normalized, %d dead-lettered, %d incidents; wrote %s in %.1fs\n",
 		sum.RecordsRead, sum.RecordsRead-dead, dead, sum.Incidents, *out, sum.Seconds)
+	huntDir := cmp.Or(cfg.Hunting.Dir, filepath.Join(*out, "hunting"))
+	if why := noIncidentReason(sum, huntDir); why != "" {
+		fmt.Fprintf(os.Stderr, "stitch replay: %s\n", why)
+	}
 	return nil
+}
+
+// noIncidentReason says why a replay that read records built no incident
+// when the input held no alert: incidents are built from alerts, and a
+// recording of telemetry alone (the Golden SAML one) yields hunting rows.
+func noIncidentReason(sum pipeline.Summary, huntDir string) string {
+	if sum.Incidents > 0 || sum.RecordsRead == 0 || sum.Normalized["AlertInfo"] > 0 {
+		return ""
+	}
+	return "no incident: the input holds no product alert (AlertInfo, AlertEvidence) and no detection raised one; " +
+		"its telemetry is in the hunting partitions ('stitch hunt --dir " + huntDir + " --tables')"
 }
