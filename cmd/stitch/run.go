@@ -126,7 +126,7 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	srv, err := httpapi.Listen(cfg.HTTP.Addr, p.Metrics().Registry, hopts...)
 	if err != nil {
-		return err
+		return fmt.Errorf("http.addr (--http, $%s): %w", appconfig.Key("http.addr").Env, err)
 	}
 	defer srv.Close()
 	fmt.Fprintf(os.Stderr, "stitch: metrics on http://%s/metrics, state in %s\n", srv.Addr(), cfg.State.Dir)

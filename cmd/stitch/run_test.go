@@ -160,6 +160,10 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "brokerz") {
 		t.Fatalf("err = %v", err)
 	}
+	err = runCmd(context.Background(), []string{"--broker-data", "memory", "--simulate=false", "--state-dir", filepath.Join(dir, "state"), "--http", "nonsense"})
+	if err == nil || !strings.Contains(err.Error(), "http.addr (--http, $STITCH_HTTP_ADDR)") {
+		t.Fatalf("a bad --http: err = %v", err)
+	}
 	err = replayCmd(context.Background(), []string{"--out", dir})
 	if err == nil || !strings.Contains(err.Error(), "--in") {
 		t.Fatalf("replay without inputs: err = %v", err)
