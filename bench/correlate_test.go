@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"syscall"
@@ -21,6 +22,10 @@ import (
 // profile of the measured part; STITCH_BENCH_PER_TX=N applies N measured
 // alerts a transaction (default 1), as the stage does with a commit
 // interval's facts, to measure the correlator without a commit per alert.
+// STITCH_BENCH_MEMPROFILE=FILE writes the allocations of the measured part:
+// FILE.before at its start and FILE at its end, for
+// `go tool pprof -sample_index=alloc_space -diff_base FILE.before bench.test FILE`
+// (run with -test.memprofilerate 4096 or so to see the small ones).
 func BenchmarkCorrelate(b *testing.B) {
 	entities := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("STITCH_BENCH_ENTITIES")); err == nil && v > 0 {
@@ -77,6 +82,8 @@ func BenchmarkCorrelate(b *testing.B) {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	memProfile := os.Getenv("STITCH_BENCH_MEMPROFILE")
+	writeAllocs(b, memProfile, ".before")
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; b.Loop(); i++ {
@@ -107,11 +114,30 @@ func BenchmarkCorrelate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "alerts/s")
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	writeAllocs(b, memProfile, "")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "alerts/s")
 	// CPU time of the whole process (Pebble's background work included)
 	// per alert: what a loaded machine's wall clock hides.
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpuµs/alert")
+	b.ReportMetric(float64(cpu)/float64(b.N)/1e3, "cpuµs/alert")
 	b.ReportMetric(perEntity, "statebytes/entity")
+}
+
+// writeAllocs writes the allocations profile so far to path+suffix (nothing
+// when path is empty).
+func writeAllocs(b *testing.B, path, suffix string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path + suffix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC() // the profile is as of the last GC
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // cpuTime is the user and system CPU time of the process so far.

@@ -111,6 +111,10 @@ type Correlator struct {
 	// its scratch buffer.
 	filt filters
 	fbuf []byte
+	// kbuf, pbuf and ibuf are scratch for the keys of one lookup or write
+	// at a time (tx.key; candidates' prefixes; index and idle keys): the
+	// batch copies what it stages, and nothing keeps a lookup's key.
+	kbuf, pbuf, ibuf []byte
 	// recent are committed values of recent alerts and incidents (recent.go).
 	recent recentValues
 }
@@ -252,12 +256,7 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 		p.b.Close()
 		return c.store.Failed()
 	}
-	adds, err := c.filt.staged(p.b)
-	if err != nil {
-		p.b.Close()
-		return err
-	}
-	writes, err := c.recent.staged(p.b)
+	adds, writes, err := c.staged(p.b)
 	if err != nil {
 		p.b.Close()
 		return err
@@ -273,6 +272,20 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 	c.linked = keepCommitted(c.linked, p.linked, maxLinked)
 	c.keepSightings(p)
 	return nil
+}
+
+// staged reads a transaction's writes once, before its batch commits, for
+// what the filters (filter.go) and the recent values (recent.go) take from
+// it after the commit.
+func (c *Correlator) staged(b *state.Batch) ([]unitAdd, []recentWrite, error) {
+	var adds []unitAdd
+	var writes []recentWrite
+	err := b.Changes(func(del bool, k, v []byte) error {
+		adds = c.filt.stage(adds, del, k)
+		writes = c.recent.stage(writes, del, k, v)
+		return nil
+	})
+	return adds, writes, err
 }
 
 // keepCommitted adds a committed transaction's entries to a cache, which
@@ -448,6 +461,15 @@ func (c *Correlator) begin(tenant string) *tx {
 		alerts: map[string]*alertRec{}, newAlerts: map[string]*Alert{}, incs: map[string]*incState{}}
 }
 
+// key is T space tenant 0x00 id 0x00 in the correlator's scratch buffer:
+// valid until the next call, for a lookup or a write (never an iterator's
+// bounds).
+func (t *tx) key(space byte, id string) []byte {
+	c := t.c
+	c.kbuf = state.AppendString(state.TenantKey(c.kbuf[:0], space, t.tenant), id)
+	return c.kbuf
+}
+
 func (t *tx) tkey(space byte, parts ...string) []byte {
 	k := state.TenantKey(nil, space, t.tenant)
 	for _, p := range parts {
@@ -488,7 +510,7 @@ func (t *tx) alert(id string) (*alertRec, error) {
 	if r, ok := t.alerts[id]; ok {
 		return r, nil
 	}
-	v, ok, err := t.get(t.tkey(spaceAlerts, id))
+	v, ok, err := t.get(t.key(spaceAlerts, id))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -504,7 +526,7 @@ func (t *tx) incident(id string) (*incState, error) {
 	if s, ok := t.incs[id]; ok {
 		return s, nil
 	}
-	v, ok, err := t.get(t.tkey(spaceIncidents, id))
+	v, ok, err := t.get(t.key(spaceIncidents, id))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -733,9 +755,14 @@ func newAlert(a AlertFact) *Alert {
 }
 
 func (a *Alert) addEvidence(ev EvidenceFact) {
-	for _, have := range a.Evidence {
-		if evidenceEqual(have, ev.Evidence) {
-			return
+	if len(a.Evidence) > 0 {
+		// Equal means the same JSON (what the incident shows); the new
+		// evidence is encoded once, not once per comparison.
+		y, _ := json.Marshal(ev.Evidence)
+		for _, have := range a.Evidence {
+			if x, _ := json.Marshal(have); string(x) == string(y) {
+				return
+			}
 		}
 	}
 	a.Evidence = append(a.Evidence, ev.Evidence)
@@ -745,12 +772,6 @@ func (a *Alert) addEvidence(ev EvidenceFact) {
 	if ev.Time.After(a.LastActivityDateTime) {
 		a.LastActivityDateTime = ev.Time
 	}
-}
-
-func evidenceEqual(a, b Evidence) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 // correlate places alert id (new or with new entities ents) and merges the
@@ -765,11 +786,12 @@ func (t *tx) correlate(id string, ents []string) error {
 	if err != nil {
 		return err
 	}
-	w := t.c.cfg.window
+	c := t.c
+	w := c.cfg.window
+	at := state.AppendInt64(nil, rec.T.UnixNano())
 	for _, k := range linking {
-		key := state.AppendString(state.BucketKey(nil, spaceIndex, state.Bucket(rec.T, w), t.tenant), k)
-		key = append(key, id...)
-		if err := t.set(key, state.AppendInt64(nil, rec.T.UnixNano())); err != nil {
+		c.ibuf = append(state.AppendString(state.BucketKey(c.ibuf[:0], spaceIndex, state.Bucket(rec.T, w), t.tenant), k), id...)
+		if err := t.set(c.ibuf, at); err != nil {
 			return err
 		}
 	}
@@ -790,7 +812,7 @@ func (t *tx) linking(ents []string, at time.Time) ([]string, error) {
 			t.c.stats.NonLinking++
 			continue
 		}
-		prev, err := t.prevalent(e, at)
+		prev, err := t.prevalent(e, k, at)
 		if err != nil {
 			return nil, err
 		}
@@ -822,7 +844,11 @@ func (t *tx) candidates(id string, rec *alertRec, linking []string) ([]cand, err
 		}
 		for _, m := range class {
 			for b := state.Bucket(rec.T.Add(-w), w); b <= state.Bucket(rec.T.Add(w), w); b++ {
-				pfx := state.AppendString(state.BucketKey(nil, spaceIndex, b, t.tenant), m)
+				// The correlator's scratch: the iterator that scan opens
+				// on it is closed before the next prefix is built, and
+				// nothing scan calls builds one.
+				t.c.pbuf = state.AppendString(state.BucketKey(t.c.pbuf[:0], spaceIndex, b, t.tenant), m)
+				pfx := t.c.pbuf
 				err := t.scan(pfx, func(rest, val []byte) error {
 					other := string(rest)
 					if other == id || len(val) != 8 {
@@ -979,7 +1005,7 @@ func (t *tx) saveAlert(id string, r *alertRec) error {
 	if err != nil {
 		return fmt.Errorf("correlate: encode alert %s: %w", id, err)
 	}
-	return t.set(t.tkey(spaceAlerts, id), v)
+	return t.set(t.key(spaceAlerts, id), v)
 }
 
 func (t *tx) scan(pfx []byte, fn func(rest, val []byte) error) error {
@@ -1034,11 +1060,12 @@ func (t *tx) saveIncident(s *incState) error {
 	if err != nil {
 		return fmt.Errorf("correlate: encode incident %s: %w", s.Inc.ID, err)
 	}
-	if err := t.set(t.tkey(spaceIncidents, s.Inc.ID), v); err != nil {
+	if err := t.set(t.key(spaceIncidents, s.Inc.ID), v); err != nil {
 		return err
 	}
-	k := state.AppendString(state.BucketKey(nil, spaceIdle, state.Bucket(s.LastAlert, idleBucket), t.tenant), s.Inc.ID)
-	return t.set(k, nil)
+	c := t.c
+	c.ibuf = state.AppendString(state.BucketKey(c.ibuf[:0], spaceIdle, state.Bucket(s.LastAlert, idleBucket), t.tenant), s.Inc.ID)
+	return t.set(c.ibuf, nil)
 }
 
 // putPending holds evidence whose alert has not arrived, bucketed by the

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"hash/maphash"
 	"slices"
-
-	"github.com/stitch-xdr/stitch/state"
 )
 
 // Lookup filters. Most lookups of a new alert find nothing: its entities'
@@ -73,29 +71,54 @@ func filtered(space byte) bool {
 // 'B' 'e' tenant 0x00 alertId 0x00): an alert claims its evidence from
 // every bucket, and one filter says whether there is any.
 func unitOf(dst, k []byte) (unit []byte, group int, whole, ok bool) {
-	var from int
+	from, gl, ul, ok := unitBounds(k)
+	if !ok {
+		return dst, 0, false, false
+	}
+	if from == 10 && k[1] == spacePending {
+		dst = append(append(dst, k[:2]...), k[from:ul]...)
+		return dst, 2 + gl - from, ul == len(k), true
+	}
+	return append(dst, k[:ul]...), gl, ul == len(k), true
+}
+
+// unitIn is unitOf without the copy for every key but the pending
+// evidence's (whose unit leaves the bucket out): the unit is k[:ul] itself.
+// The lookups of the hot path (index, sightings, records) take it.
+func unitIn(buf, k []byte) (unit, newBuf []byte, group int, whole, ok bool) {
+	from, gl, ul, ok := unitBounds(k)
+	switch {
+	case !ok:
+		return nil, buf, 0, false, false
+	case from == 10 && k[1] == spacePending:
+		unit, group, whole, ok = unitOf(buf[:0], k)
+		return unit, unit, group, whole, ok
+	}
+	return k[:ul], buf, gl, ul == len(k), true
+}
+
+// unitBounds finds k's unit in k: from is where the tenant starts, gl the
+// length of the group (up to the tenant's NUL) and ul of the unit (up to
+// the next NUL, or all of k).
+func unitBounds(k []byte) (from, gl, ul int, ok bool) {
 	switch {
 	case len(k) > 10 && k[0] == 'B' && filtered(k[1]):
 		from = 10
 	case len(k) > 2 && k[0] == 'T' && filtered(k[1]):
 		from = 2
 	default:
-		return dst, 0, false, false
+		return 0, 0, 0, false
 	}
 	i := bytes.IndexByte(k[from:], 0)
 	if i < 0 {
-		return dst, 0, false, false
+		return 0, 0, 0, false
 	}
-	gl := from + i + 1
-	ul := len(k)
+	gl = from + i + 1
+	ul = len(k)
 	if j := bytes.IndexByte(k[gl:], 0); j >= 0 {
 		ul = gl + j + 1
 	}
-	if k[0] == 'B' && k[1] == spacePending {
-		dst = append(append(dst, k[:2]...), k[from:ul]...)
-		return dst, 2 + gl - from, ul == len(k), true
-	}
-	return append(dst, k[:ul]...), gl, ul == len(k), true
+	return from, gl, ul, true
 }
 
 // scanPrefix is the prefix of the keys whose units a group's filter holds.
@@ -118,6 +141,7 @@ type filters struct {
 	// set others: withFilters); off makes every lookup read the store.
 	budget, layers int
 	off            bool
+	sbuf           []byte // stage's scratch
 }
 
 // groupFilter is the filter of one group: layers of doubling capacity, the
@@ -264,30 +288,25 @@ type unitAdd struct {
 	h uint64
 }
 
-// staged lists the units a transaction wrote to groups that have a filter
-// (before its batch commits, while Changes can read it): committed adds
-// them once the commit succeeded.
-func (f *filters) staged(b *state.Batch) ([]unitAdd, error) {
-	if len(f.groups) == 0 {
-		return nil, nil
+// stage adds to adds the unit of a write of a transaction (read by
+// Correlator.staged before its batch commits, while Changes can read it),
+// for a group that has a filter: committed adds them once the commit
+// succeeded.
+func (f *filters) stage(adds []unitAdd, del bool, k []byte) []unitAdd {
+	if del || len(f.groups) == 0 {
+		return adds
 	}
-	var out []unitAdd
-	var buf []byte
-	err := b.Changes(func(del bool, k, _ []byte) error {
-		if del {
-			return nil
-		}
-		u, gl, _, ok := unitOf(buf[:0], k)
-		buf = u
-		if !ok {
-			return nil
-		}
-		if g := f.groups[string(u[:gl])]; g != nil {
-			out = append(out, unitAdd{g, unitHash(u)})
-		} // a group not built yet reads the store when it is
-		return nil
-	})
-	return out, err
+	var u []byte
+	var gl int
+	var ok bool
+	u, f.sbuf, gl, _, ok = unitIn(f.sbuf, k)
+	if !ok {
+		return adds
+	}
+	if g := f.groups[string(u[:gl])]; g != nil {
+		adds = append(adds, unitAdd{g, unitHash(u)})
+	} // a group not built yet reads the store when it is
+	return adds
 }
 
 // committed adds the units of a committed transaction (staged).
@@ -305,8 +324,9 @@ func (f *filters) committed(adds []unitAdd) {
 
 // noteWrite records a unit written by the open transaction.
 func (c *Correlator) noteWrite(k []byte) {
-	u, _, _, ok := unitOf(c.fbuf[:0], k)
-	c.fbuf = u
+	var u []byte
+	var ok bool
+	u, c.fbuf, _, _, ok = unitIn(c.fbuf, k)
 	if ok {
 		p := c.pend
 		if p.units == nil {
@@ -319,8 +339,9 @@ func (c *Correlator) noteWrite(k []byte) {
 // wrote says whether the open transaction wrote or deleted key's unit (or
 // one with the same hash).
 func (c *Correlator) wrote(key []byte) bool {
-	unit, _, _, ok := unitOf(c.fbuf[:0], key)
-	c.fbuf = unit
+	var unit []byte
+	var ok bool
+	unit, c.fbuf, _, _, ok = unitIn(c.fbuf, key)
 	if !ok {
 		return true
 	}
@@ -332,9 +353,14 @@ func (c *Correlator) wrote(key []byte) bool {
 // hold keys, in the store or in the open transaction: false only when
 // neither has any.
 func (c *Correlator) mayHave(key []byte) (bool, error) {
-	unit, gl, whole, ok := unitOf(c.fbuf[:0], key)
-	c.fbuf = unit
-	if !ok || !whole || c.filt.off {
+	if c.filt.off {
+		return true, nil
+	}
+	var unit []byte
+	var gl int
+	var whole, ok bool
+	unit, c.fbuf, gl, whole, ok = unitIn(c.fbuf, key)
+	if !ok || !whole {
 		return true, nil
 	}
 	h := unitHash(unit)

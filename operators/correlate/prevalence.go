@@ -112,19 +112,18 @@ type prevalenceMemo struct {
 	day int64
 }
 
-// prevalent says whether e was seen by more than the threshold of devices
-// or users in [at-lookback, at].
-func (t *tx) prevalent(e Entity, at time.Time) (bool, error) {
+// prevalent says whether e (key) was seen by more than the threshold of
+// devices or users in [at-lookback, at].
+func (t *tx) prevalent(e Entity, key string, at time.Time) (bool, error) {
 	if !tracked(e.Kind) {
 		return false, nil
 	}
-	key := e.Key()
 	memo := prevalenceMemo{key, at.Truncate(PrevalenceBucket).Unix()}
 	if p, ok := t.prevalence[memo]; ok {
 		return p, nil
 	}
 	n := t.c.cfg.prevalenceN
-	devices, users := map[string]bool{}, map[string]bool{}
+	var devices, users map[string]bool // made at the first sighting
 	first := state.Bucket(at.Add(-t.c.cfg.lookback), PrevalenceBucket)
 	last := state.Bucket(at, PrevalenceBucket)
 	prevalent := false
@@ -133,10 +132,12 @@ func (t *tx) prevalent(e Entity, at time.Time) (bool, error) {
 	// iterator per bucket cost as much to open and close as its seek
 	// (BenchmarkCorrelate's profile), and the filters (filter.go) say
 	// which buckets hold none.
-	var pfx []byte
+	// The prefix is built in the correlator's scratch (mayHave keeps
+	// nothing of it, and the iterator's bounds are the space's).
 	var it *state.Iter
 	for b := first; b <= last && !prevalent; b++ {
-		pfx = state.AppendString(state.BucketKey(pfx[:0], spaceSightings, b, t.tenant), key)
+		t.c.pbuf = state.AppendString(state.BucketKey(t.c.pbuf[:0], spaceSightings, b, t.tenant), key)
+		pfx := t.c.pbuf
 		may, err := t.c.mayHave(pfx)
 		if err != nil {
 			return false, err
@@ -152,6 +153,9 @@ func (t *tx) prevalent(e Entity, at time.Time) (bool, error) {
 		}
 		for ok := it.SeekGE(pfx); ok && bytes.HasPrefix(it.Key(), pfx); ok = it.Next() {
 			o := string(it.Key()[len(pfx):])
+			if devices == nil {
+				devices, users = map[string]bool{}, map[string]bool{}
+			}
 			if strings.HasPrefix(o, "device:") {
 				devices[o] = true
 			} else {

@@ -1,10 +1,6 @@
 package correlate
 
-import (
-	"bytes"
-
-	"github.com/stitch-xdr/stitch/state"
-)
+import "bytes"
 
 // Recent values. An alert that joins an incident reads the other alert's
 // record and the incident, mostly ones that changed a little while ago;
@@ -77,27 +73,21 @@ type recentWrite struct {
 	val []byte
 }
 
-// recentStaged copies the cached keys' writes of a transaction before its
-// batch commits; after the commit, recentCommitted applies them.
-func (r *recentValues) staged(b *state.Batch) ([]recentWrite, error) {
-	if r.budget <= 0 {
-		return nil, nil
+// stage adds to ws a copy of a transaction's write of a cached key (read by
+// Correlator.staged before its batch commits); after the commit,
+// committed applies them.
+func (r *recentValues) stage(ws []recentWrite, del bool, k, v []byte) []recentWrite {
+	if r.budget <= 0 || !cached(k) {
+		return ws
 	}
-	var out []recentWrite
-	err := b.Changes(func(del bool, k, v []byte) error {
-		if cached(k) {
-			w := recentWrite{key: string(k)}
-			if !del {
-				w.val = bytes.Clone(v)
-				if w.val == nil {
-					w.val = []byte{}
-				}
-			}
-			out = append(out, w)
+	w := recentWrite{key: string(k)}
+	if !del {
+		w.val = bytes.Clone(v)
+		if w.val == nil {
+			w.val = []byte{}
 		}
-		return nil
-	})
-	return out, err
+	}
+	return append(ws, w)
 }
 
 func (r *recentValues) committed(ws []recentWrite) {
