@@ -119,7 +119,24 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	// Records up to the configured limit (and a little over, so that the
 	// normalizer, not the broker, rejects the oversized ones with a reason).
 	maxMsg := kafka.MaxLineBytes
-	b, err := kafka.StartBroker(kafka.Listen("127.0.0.1:0"), kafka.DefaultPartitions(int(cfg.Topics.Partitions)))
+	// The broker keeps its log in files of its own inside the state
+	// directory (no fsync: the log is this replay's alone, removed at its
+	// end), not in memory, where the input and every output topic stayed
+	// in this process's heap until the end: memory grew with the input and
+	// the collector, held to runtime.memory_limit_bytes, ran without pause
+	// (1M simulated records, 2.2 GB: peak RSS 2.1 GiB and 166 CPU s in
+	// memory, 0.93 GiB and 51 CPU s on disk). The log takes disk space
+	// instead, about 5 GB for the 6.4 GB of 3M such records.
+	if err := os.MkdirAll(cfg.State.Dir, 0o755); err != nil {
+		return sum, fmt.Errorf("state directory: %w", err)
+	}
+	brokerDir, err := os.MkdirTemp(cfg.State.Dir, "replay-broker-*")
+	if err != nil {
+		return sum, fmt.Errorf("embedded broker's directory: %w", err)
+	}
+	defer os.RemoveAll(brokerDir)
+	b, err := kafka.StartBroker(kafka.Listen("127.0.0.1:0"), kafka.DefaultPartitions(int(cfg.Topics.Partitions)),
+		kafka.DataDir(brokerDir), kafka.NoFsync())
 	if err != nil {
 		return sum, fmt.Errorf("start embedded broker: %w", err)
 	}
