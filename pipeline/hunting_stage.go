@@ -488,6 +488,7 @@ func (h *huntingSink) Run(ctx context.Context) error {
 			upstreamDone, checked = time.Time{}, time.Time{}
 		}
 		idle := fetches.NumRecords() == 0 && (len(h.pending) == 0 || time.Since(lastRecord) >= idleRoll)
+		ask := false
 		if !idle && fetches.NumRecords() == 0 && !h.input.behind() && h.quickRollAllowed() {
 			switch {
 			case !upstreamDone.IsZero() && polled.After(upstreamDone):
@@ -495,10 +496,7 @@ func (h *huntingSink) Run(ctx context.Context) error {
 				// stages had committed everything, found nothing new.
 				idle = true
 			case upstreamDone.IsZero() && time.Since(checked) >= 5*quickPoll:
-				checked = time.Now()
-				if h.upstreamCaughtUp(ctx) {
-					upstreamDone = time.Now()
-				}
+				ask = true
 			}
 		}
 		if h.w.Due() || idle {
@@ -518,6 +516,14 @@ func (h *huntingSink) Run(ctx context.Context) error {
 			poll = quickPoll
 		}
 		h.cl.AllowRebalance()
+		if ask {
+			// After AllowRebalance: a few admin round trips (a second at
+			// most) must not hold up a rebalance.
+			checked = time.Now()
+			if h.upstreamCaughtUp(ctx) {
+				upstreamDone = time.Now()
+			}
+		}
 	}
 }
 
