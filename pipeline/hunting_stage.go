@@ -65,10 +65,12 @@ func idleRollAfter(commitInterval time.Duration) time.Duration {
 // A steady stream must not roll that way on every short pause (a trickle
 // of a few records a second is caught up between records; a faster one
 // now and then, between the upstream commit and the next record): a
-// caught-up roll comes only when the last commit of rows is at least
-// hunting.roll_age old (or there was none), so it adds at most one
+// caught-up roll comes only when the last roll by age or by a pause is at
+// least hunting.roll_age old (or there was none), so it adds at most one
 // segment per roll age to those the age makes anyway; in between, a pause
-// commits after idleRollAfter as before.
+// commits after idleRollAfter as before. Rolls by size or by the open-file
+// bound do not count: a long drain makes them all along, and its last rows
+// should not wait for the pause.
 const quickPoll = 100 * time.Millisecond
 
 // huntingSink is stage 3: it reads the hunting.<Table> topics (read
@@ -106,9 +108,11 @@ type huntingSink struct {
 	since   time.Time
 	tried   time.Time
 	// input: how far the last fetches left the consumer below the ends;
-	// rolled: when a segment with rows last committed (zero: none yet).
-	input  inputPosition
-	rolled time.Time
+	// rolled: when a segment last rolled by age or by a pause (zero: none
+	// yet); started: when the open segment got its first row.
+	input   inputPosition
+	rolled  time.Time
+	started time.Time
 }
 
 // huntingTestOptions are added to the writer's options (tests: a hook that
@@ -349,7 +353,6 @@ func (h *huntingSink) commit(ctx context.Context, cl *kgo.Client) error {
 	}
 	t := newTally()
 	if len(h.pending) > 0 {
-		h.rolled = time.Now()
 		h.p.metrics.HuntingSegments.Inc()
 		for table, n := range h.pending {
 			t.count(CountParquetRows, table, n)
@@ -456,6 +459,9 @@ func (h *huntingSink) Run(ctx context.Context) error {
 				b.Release()
 				return
 			}
+			if len(h.pending) == 0 {
+				h.started = time.Now()
+			}
 			h.pending[b.Table] += b.Record.NumRows()
 			b.Release()
 		})
@@ -505,9 +511,13 @@ func (h *huntingSink) Run(ctx context.Context) error {
 			// stream's last rows, a replay's); a stream that keeps flowing
 			// rolls by size and age only. An idle poll with nothing pending
 			// commits group offsets only, so that lag reads zero.
+			aged := len(h.pending) > 0 && (idle || time.Since(h.started) >= h.p.cfg.Hunting.RollAge.D())
 			if err := h.commit(ctx, h.cl); err != nil {
 				h.cl.AllowRebalance()
 				return fmt.Errorf("hunting: commit segment: %w", err)
+			}
+			if aged {
+				h.rolled = time.Now()
 			}
 		}
 		// Decided before rebalances may run again (a revoke commits).
@@ -529,7 +539,8 @@ func (h *huntingSink) Run(ctx context.Context) error {
 
 // quickRollAllowed says whether the open segment may commit as soon as
 // the input is drained (see quickPoll): it has rows, no partition waits
-// for its owner, and no segment with rows committed within the roll age.
+// for its owner, and no segment rolled by age or by a pause within the
+// roll age.
 func (h *huntingSink) quickRollAllowed() bool {
 	return len(h.pending) > 0 && len(h.waiting) == 0 &&
 		(h.rolled.IsZero() || time.Since(h.rolled) >= h.p.cfg.Hunting.RollAge.D())
