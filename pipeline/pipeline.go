@@ -267,6 +267,9 @@ func (sc *StageContext) PartitionOf(key []byte) int32 {
 func (sc *StageContext) OnClose(f func()) { sc.closers = append(sc.closers, f) }
 
 func (sc *StageContext) close() {
+	if sc.stores != nil {
+		sc.stores.close() // no restore runs on, or comes to, a closed store
+	}
 	for i := len(sc.closers) - 1; i >= 0; i-- {
 		sc.closers[i]()
 	}
@@ -385,6 +388,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	for i, info := range p.topo.Stages {
 		r, sc, err := p.build(p.topo.defs[i], info)
 		if err != nil {
+			// The stages built so far have joined their groups, and may be
+			// restoring an assignment: stop them before their stores close.
+			stopBuilt(runners)
 			closeAll()
 			return err
 		}
@@ -412,6 +418,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.closeAdmin()
 	closeAll()
 	return errors.Join(errs...)
+}
+
+// stopBuilt stops runners that were built but not run (a later stage
+// failed to start): Run with a context already done releases what a runner
+// holds, its Kafka session first.
+func stopBuilt(runners []Runner) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = r.Run(done) // nothing to report: the start failed already
+		}()
+	}
+	wg.Wait()
 }
 
 // Groups are the consumer groups of the stages and the topics each reads.

@@ -84,6 +84,10 @@ type stateful struct {
 	client     *kgo.Client
 	unrestored map[int32]error // restores that failed; retried before each transaction
 	broken     error           // a store could not commit: stop
+	// closed: the stores are closing or closed (held under txMu). A
+	// group callback that comes after (a session outliving its stage)
+	// leaves them alone.
+	closed bool
 
 	ownMu  sync.Mutex
 	owned  map[int32]bool // input partitions assigned to this process
@@ -227,6 +231,10 @@ func (s *stateful) onAssigned(_ context.Context, cl *kgo.Client, assigned map[st
 	}
 	s.track(cl, parts, true)
 	s.lockForRestore()
+	if s.closed {
+		s.txMu.Unlock()
+		return
+	}
 	s.client = cl
 	s.restoreLocked(parts)
 	s.txMu.Unlock()
@@ -236,7 +244,7 @@ func (s *stateful) onAssigned(_ context.Context, cl *kgo.Client, assigned map[st
 }
 
 func (s *stateful) restoreLocked(parts []int32) {
-	if s.ctx.Err() != nil {
+	if s.closed || s.ctx.Err() != nil {
 		return
 	}
 	var err error
@@ -337,6 +345,16 @@ func (s *stateful) endTxn() {
 }
 
 func (s *stateful) stopping() { s.cancel() }
+
+// close runs before the stores close: it cuts a restore in progress short
+// (its context), waits for it to let go of the stores, and keeps any later
+// one off them.
+func (s *stateful) close() {
+	s.cancel()
+	s.lockForRestore()
+	s.closed = true
+	s.txMu.Unlock()
+}
 
 // open starts the stores' side of the Kafka transaction on first use.
 func (s *stateful) open() error {

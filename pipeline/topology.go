@@ -78,7 +78,10 @@ type StoreSpec struct {
 
 // Runner is a stage with its own consumer loop.
 type Runner interface {
-	// Run consumes until ctx is done, committing what it did on a clean stop.
+	// Run consumes until ctx is done, committing what it did on a clean
+	// stop. Run with ctx already done releases what the runner holds (its
+	// Kafka client) and returns: a failed start stops the stages built
+	// before it so.
 	Run(ctx context.Context) error
 }
 
