@@ -71,6 +71,7 @@ func BenchmarkLatency(b *testing.B) {
 					rate, iv, u, len(r.lat), r.pct(50), r.pct(90), r.pct(99), r.pct(100), r.missing, r.produced, r.rate, r.read,
 					100*float64(r.produced-r.read)/float64(max(r.produced, 1)), r.cpu*1e6/float64(r.produced), r.bcpu*1e6/float64(r.produced),
 					r.txns["normalize"], r.txns["correlate"], "facts", percentile(r.hop1, 50), percentile(r.hop1, 99))
+				b.Logf("  hops (ms) %s", hopReport(r.hops))
 				if r.notCaughtUp {
 					b.Logf("  (the pipeline never caught up with the start-up's backlog: measured from 2 minutes on)")
 				}
@@ -94,7 +95,8 @@ func durations(tb testing.TB, list string) []time.Duration {
 
 type latencyResult struct {
 	lat            []time.Duration
-	hop1           []time.Duration // produce to the alert's facts committed (normalize)
+	hop1           []time.Duration   // produce to the alert's facts committed (normalize)
+	hops           [][]time.Duration // each traced alert's hops (hopNames)
 	missing        int
 	produced, read int64
 	rate           float64
@@ -139,6 +141,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 	var mu sync.Mutex
 	produced := map[string]time.Time{}
 	seen := map[string]time.Duration{}
+	seenAt := map[string]time.Time{}
 	first := make(chan struct{})
 	var firstOnce sync.Once
 	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(cfg.Topics.Incidents),
@@ -170,6 +173,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 					t0, ok := produced[a.ID]
 					if _, done := seen[a.ID]; ok && !done {
 						seen[a.ID] = now.Sub(t0)
+						seenAt[a.ID] = now
 						firstOnce.Do(func() { close(first) })
 					}
 				}
@@ -220,6 +224,9 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 		}
 	}()
 
+	tracer := newHopTracer(strings.NewReplacer(".", "", "/", "").Replace(name))
+	pipeline.SetStageTrace(tracer.event)
+	defer pipeline.SetStageTrace(nil)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 
@@ -358,6 +365,9 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 		}
 		if d, ok := seen[id]; ok {
 			res.lat = append(res.lat, d)
+			if hs := tracer.hops(id, seenAt[id].Add(-d), seenAt[id]); hs != nil {
+				res.hops = append(res.hops, hs)
+			}
 		} else {
 			res.missing++
 		}

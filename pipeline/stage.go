@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -103,6 +104,7 @@ func (s *stage) Run(ctx context.Context) error {
 				unwatch = s.stores.polling(cancel)
 			}
 			fetches := s.sess.PollRecords(pctx, s.maxPoll)
+			s.trace(StagePolled, fetches)
 			if unwatch != nil {
 				unwatch()
 			}
@@ -141,6 +143,7 @@ func (s *stage) Run(ctx context.Context) error {
 				s.metrics.InputRecordBytes.Observe(float64(len(r.Value)))
 				perr = s.process(ctx, r, t)
 			})
+			s.trace(StageProcessed, nil)
 			if t.isUrgent && s.urgent > 0 && s.input.lag() <= int64(s.maxPoll) {
 				// An alert is in the transaction and the input is caught
 				// up, or behind by less than a poll (a pause of the
@@ -173,6 +176,7 @@ func (s *stage) Run(ctx context.Context) error {
 			release()
 			continue
 		}
+		s.trace(StageClosing, nil)
 		if perr == nil && tickDue {
 			lastTick = time.Now()
 			perr = s.tick(ctx, lastTick, t)
@@ -195,6 +199,7 @@ func (s *stage) Run(ctx context.Context) error {
 		if perr == nil {
 			perr = t.failed()
 		}
+		s.trace(StageEnding, nil)
 		if ctx.Err() != nil && perr == nil {
 			// Shutting down: commit what is done with a fresh context so that a
 			// drained pipeline does not redo its last interval on restart.
@@ -269,6 +274,50 @@ func (s *stage) Run(ctx context.Context) error {
 	return nil
 }
 
+// StageEvent is a point in a stage's transaction, told to the function
+// given to SetStageTrace: a benchmark breaks an alert's latency into its
+// hops with them (bench/latency_test.go).
+type StageEvent struct {
+	Stage string
+	Kind  StageEventKind
+	At    time.Time
+	// Fetches are a StagePolled event's records, read only in the call.
+	Fetches kgo.Fetches
+}
+
+// StageEventKind is the point of a transaction a StageEvent marks.
+type StageEventKind int
+
+const (
+	StagePolled    StageEventKind = iota // a poll returned (Fetches)
+	StageProcessed                       // its records are processed
+	StageClosing                         // the transaction stops reading: its flushes begin
+	StageEnding                          // every output is acknowledged: EndTxn begins
+	StageCommitted                       // the transaction committed
+	StageAborted                         // it aborted
+)
+
+var stageTrace atomic.Pointer[func(StageEvent)]
+
+// SetStageTrace has every stage of every pipeline of the process call f,
+// synchronously, at each point of its transactions (nil: none, the
+// default, which costs an atomic load a point). For benchmarks and
+// debugging: f runs on the stage's goroutine, so what it takes the stage
+// waits for.
+func SetStageTrace(f func(StageEvent)) {
+	if f == nil {
+		stageTrace.Store(nil)
+		return
+	}
+	stageTrace.Store(&f)
+}
+
+func (s *stage) trace(kind StageEventKind, fetches kgo.Fetches) {
+	if f := stageTrace.Load(); f != nil {
+		(*f)(StageEvent{Stage: s.name, Kind: kind, At: time.Now(), Fetches: fetches})
+	}
+}
+
 // maxReopens is how many sessions in a row a stage starts again after a
 // transaction that could not end, before it gives up (a broker gone for
 // good): with backoff, about a minute.
@@ -300,6 +349,7 @@ func (s *stage) tick(ctx context.Context, now time.Time, t *txn) error {
 
 func (s *stage) ended(t *txn, committed bool, err error, begin time.Time) {
 	if committed && err == nil {
+		s.trace(StageCommitted, nil)
 		s.totals.merge(s.name, t.tally, s.metrics)
 		// The stores commit first: a processor told of the commit may
 		// read the state it covers.
@@ -311,6 +361,7 @@ func (s *stage) ended(t *txn, committed bool, err error, begin time.Time) {
 		s.metrics.Latency.WithLabelValues(s.name).Observe(time.Since(begin).Seconds())
 		return
 	}
+	s.trace(StageAborted, nil)
 	if s.stores != nil {
 		s.stores.aborted()
 	}

@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/pipeline"
+)
+
+// hopTracer breaks each probe alert's latency into its stage hops with
+// pipeline.SetStageTrace: when normalize's poll returned its rows, when
+// that poll's records were processed, when the transaction stopped reading
+// (its flushes began), when every output was acknowledged (EndTxn began)
+// and when it committed; the same for correlate's poll of the alert's facts.
+type hopTracer struct {
+	prefix []byte // `"lat<name>-`: the probe ids of this run
+	mu     sync.Mutex
+	stages map[string]*stageTrace
+}
+
+type stageTrace struct {
+	occ      map[string][]*hopTimes // by alert id, in read order
+	lastPoll []*hopTimes
+	open     []*hopTimes // read in the open transaction
+}
+
+// hopTimes is one read of a probe alert by a stage, and the transaction
+// that read it: the time of each pipeline.StageEventKind up to
+// StageCommitted.
+type hopTimes [pipeline.StageCommitted + 1]time.Time
+
+var tracedStages = []string{"normalize", "correlate"}
+
+func newHopTracer(name string) *hopTracer {
+	h := &hopTracer{prefix: []byte(`"lat` + name + "-"), stages: map[string]*stageTrace{}}
+	for _, s := range tracedStages {
+		h.stages[s] = &stageTrace{occ: map[string][]*hopTimes{}}
+	}
+	return h
+}
+
+func (h *hopTracer) event(ev pipeline.StageEvent) {
+	st := h.stages[ev.Stage]
+	if st == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch ev.Kind {
+	case pipeline.StagePolled:
+		st.lastPoll = st.lastPoll[:0]
+		ev.Fetches.EachRecord(func(r *kgo.Record) {
+			for v := r.Value; ; {
+				i := bytes.Index(v, h.prefix)
+				if i < 0 {
+					return
+				}
+				v = v[i+1:]
+				j := bytes.IndexByte(v, '"')
+				if j < 0 {
+					return
+				}
+				id := string(v[:j])
+				v = v[j:]
+				o := &hopTimes{pipeline.StagePolled: ev.At}
+				st.occ[id] = append(st.occ[id], o)
+				st.lastPoll = append(st.lastPoll, o)
+				st.open = append(st.open, o)
+			}
+		})
+	case pipeline.StageProcessed:
+		for _, o := range st.lastPoll {
+			o[ev.Kind] = ev.At
+		}
+	case pipeline.StageAborted:
+		st.open = st.open[:0]
+	default: // closing, ending, committed: the open transaction's
+		for _, o := range st.open {
+			o[ev.Kind] = ev.At
+		}
+		if ev.Kind == pipeline.StageCommitted {
+			st.open = st.open[:0]
+		}
+	}
+}
+
+// hopNames are the hops of an alert's way, in order: produce → normalize's
+// poll returns it → its poll processed → normalize stops reading →
+// outputs acknowledged → committed → correlate's poll returns the facts →
+// processed → correlate stops reading → acknowledged → committed → the
+// incidents reader has it.
+var hopNames = []string{"n.poll", "n.proc", "n.wait", "n.flush", "n.end", "c.poll", "c.proc", "c.wait", "c.flush", "c.end", "read"}
+
+// hops of one alert produced at t0 and seen on incidents at seen: the
+// correlate transaction that committed nearest the sighting, and the
+// normalize one that committed nearest that transaction's read (nil: not
+// traced).
+func (h *hopTracer) hops(id string, t0, seen time.Time) []time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := nearest(h.stages["correlate"].occ[id], seen)
+	if c == nil {
+		return nil
+	}
+	n := nearest(h.stages["normalize"].occ[id], c[pipeline.StagePolled])
+	if n == nil {
+		return nil
+	}
+	ts := append(append(append([]time.Time{t0}, n[:]...), c[:]...), seen)
+	out := make([]time.Duration, len(ts)-1)
+	for i := range out {
+		out[i] = ts[i+1].Sub(ts[i])
+	}
+	return out
+}
+
+// nearest is the committed read whose commit is nearest to t.
+func nearest(occ []*hopTimes, t time.Time) *hopTimes {
+	var best *hopTimes
+	var bd time.Duration
+	for _, o := range occ {
+		if o[pipeline.StageCommitted].IsZero() {
+			continue
+		}
+		d := o[pipeline.StageCommitted].Sub(t).Abs()
+		if best == nil || d < bd {
+			best, bd = o, d
+		}
+	}
+	return best
+}
+
+// hopReport is each hop's p50 and p99 over the traced alerts, and its
+// mean over the slowest tenth (the alerts at or above the p90 of the
+// whole): where the tail's time goes.
+func hopReport(all [][]time.Duration) string {
+	if len(all) == 0 {
+		return "no traced alerts"
+	}
+	total := func(h []time.Duration) (s time.Duration) {
+		for _, d := range h {
+			s += d
+		}
+		return s
+	}
+	slices.SortFunc(all, func(a, b []time.Duration) int { return int(total(a) - total(b)) })
+	tail := all[len(all)*9/10:]
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d traced alerts; hop p50/p99/tail-mean:", len(all))
+	for i, name := range hopNames {
+		col := make([]time.Duration, len(all))
+		for j, h := range all {
+			col[j] = h[i]
+		}
+		slices.Sort(col)
+		var tm time.Duration
+		for _, h := range tail {
+			tm += h[i]
+		}
+		tm /= time.Duration(len(tail))
+		fmt.Fprintf(&b, " %s %s/%s/%s", name, ms(percentile(col, 50)), ms(percentile(col, 99)), ms(tm))
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%d", d.Round(time.Millisecond).Milliseconds()) }
