@@ -60,6 +60,15 @@ func (f *pipelineFlags) load() (appconfig.Config, error) {
 	return cfg, f.keys.apply(&cfg)
 }
 
+// validate reports every wrong key of cfg, one a line, as run and
+// topology refuse it.
+func validate(cfg appconfig.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid config:\n%w", err)
+	}
+	return nil
+}
+
 func runCmd(ctx context.Context, args []string) error {
 	fs := newFlagSet("run")
 	var pf pipelineFlags
@@ -78,8 +87,8 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid config:\n%w", err)
+	if err := validate(cfg); err != nil {
+		return err
 	}
 
 	var opts []pipeline.Option

@@ -13,7 +13,7 @@ func init() {
 		name:     "topology",
 		summary:  "Print the stages, topics, consumer groups, transactional ids and state stores a config runs, with no broker.",
 		synopsis: "[--config FILE] [--format text|json]",
-		details:  "Prints each stage of the pipeline under a config: its input and output topics, consumer\ngroup, transactional id prefix and state stores with their changelog topics; then every\ntopic with the partitions, replication and configs stitch creates it with. Nothing is\nstarted and no broker is needed.",
+		details:  "Prints each stage of the pipeline under a config: its input and output topics, consumer\ngroup, transactional id prefix and state stores with their changelog topics; then every\ntopic with the partitions, replication and configs stitch creates it with. Nothing is\nstarted and no broker is needed; a config stitch run refuses is refused with the same errors.",
 		example:  "stitch topology --config configs/stitch.yaml --format json",
 		run:      topologyCmd,
 	})
@@ -36,6 +36,9 @@ func topologyCmd(_ context.Context, args []string) error {
 	cfg, err := pf.load()
 	if err != nil {
 		return err
+	}
+	if err := validate(cfg); err != nil {
+		return err // what run would refuse is not a topology to create topics from
 	}
 	topo, err := pipeline.Describe(cfg.Config)
 	if err != nil {

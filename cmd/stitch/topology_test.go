@@ -65,3 +65,30 @@ func TestTopologyCommand(t *testing.T) {
 		t.Fatalf("--format yaml: %v %s", err, out)
 	}
 }
+
+// `stitch topology` refuses a config `stitch run` refuses, with the same
+// message naming the key, rather than printing a topology (0 partitions)
+// an operator would create topics and ACLs from.
+func TestTopologyRejectsAnInvalidConfig(t *testing.T) {
+	bin := stitchBinary(t)
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"no partitions", "topics:\n  partitions: 0\n", "topics.partitions: must be at least 1"},
+		{"replication", "topics:\n  replication_factor: -2\n", "topics.replication_factor: -2 is out of range"},
+		{"log format", "log:\n  format: xml\n", `log.format: "xml" is not one of text, json`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "stitch.yaml")
+			if err := os.WriteFile(cfg, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, cmd := range []string{"topology", "run"} {
+				out, err := exec.Command(bin, cmd, "--config", cfg).CombinedOutput()
+				if err == nil || !strings.Contains(string(out), "invalid config") || !strings.Contains(string(out), tc.want) {
+					t.Errorf("stitch %s with %q: %v\n%s\nwant an invalid config error with %q", cmd, tc.yaml, err, out, tc.want)
+				}
+			}
+		})
+	}
+}
