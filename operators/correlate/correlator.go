@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/stitch-xdr/stitch/state"
-
-	gojson "github.com/goccy/go-json"
 )
 
 type config struct {
@@ -115,6 +113,8 @@ type Correlator struct {
 	// at a time (tx.key; candidates' prefixes; index and idle keys): the
 	// batch copies what it stages, and nothing keeps a lookup's key.
 	kbuf, pbuf, ibuf []byte
+	// rbuf is scratch for the state record of one write (record.go).
+	rbuf []byte
 	// recent are committed values of recent alerts and incidents (recent.go).
 	recent recentValues
 }
@@ -515,7 +515,7 @@ func (t *tx) alert(id string) (*alertRec, error) {
 		return nil, err
 	}
 	var r alertRec
-	if err := gojson.Unmarshal(v, &r); err != nil {
+	if err := decodeAlertRec(v, &r); err != nil {
 		return nil, fmt.Errorf("correlate: alert %s record: %w", id, err)
 	}
 	t.alerts[id] = &r
@@ -531,7 +531,7 @@ func (t *tx) incident(id string) (*incState, error) {
 		return nil, err
 	}
 	var s incState
-	if err := gojson.Unmarshal(v, &s); err != nil {
+	if err := decodeIncState(v, &s); err != nil {
 		return nil, fmt.Errorf("correlate: incident %s record: %w", id, err)
 	}
 	t.incs[id] = &s
@@ -1000,12 +1000,12 @@ func (t *tx) merge(from, to *incState) error {
 	return nil
 }
 
+// saveAlert stages alert id's record (record.go), encoded in the
+// correlator's scratch: the batch copies it.
 func (t *tx) saveAlert(id string, r *alertRec) error {
-	v, err := gojson.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("correlate: encode alert %s: %w", id, err)
-	}
-	return t.set(t.key(spaceAlerts, id), v)
+	c := t.c
+	c.rbuf = appendAlertRec(c.rbuf[:0], r)
+	return t.set(t.key(spaceAlerts, id), c.rbuf)
 }
 
 func (t *tx) scan(pfx []byte, fn func(rest, val []byte) error) error {
@@ -1056,14 +1056,11 @@ func (t *tx) flush() ([]Incident, error) {
 }
 
 func (t *tx) saveIncident(s *incState) error {
-	v, err := gojson.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("correlate: encode incident %s: %w", s.Inc.ID, err)
-	}
-	if err := t.set(t.key(spaceIncidents, s.Inc.ID), v); err != nil {
+	c := t.c
+	c.rbuf = appendIncState(c.rbuf[:0], s)
+	if err := t.set(t.key(spaceIncidents, s.Inc.ID), c.rbuf); err != nil {
 		return err
 	}
-	c := t.c
 	c.ibuf = state.AppendString(state.BucketKey(c.ibuf[:0], spaceIdle, state.Bucket(s.LastAlert, idleBucket), t.tenant), s.Inc.ID)
 	return t.set(c.ibuf, nil)
 }

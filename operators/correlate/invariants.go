@@ -2,7 +2,6 @@ package correlate
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -94,7 +93,7 @@ func (v *verifier) timeless(space byte, fn func(tenant string, rest, val []byte)
 func (v *verifier) load() error {
 	err := v.timeless(spaceAlerts, func(tenant string, rest, val []byte) error {
 		var r alertRec
-		if err := json.Unmarshal(val, &r); err != nil {
+		if err := decodeAlertRec(val, &r); err != nil {
 			return fmt.Errorf("correlate: alert record %q: %w", rest, err)
 		}
 		v.alerts[tid(tenant, string(bytes.TrimSuffix(rest, []byte{0})))] = &r
@@ -105,7 +104,7 @@ func (v *verifier) load() error {
 	}
 	err = v.timeless(spaceIncidents, func(tenant string, rest, val []byte) error {
 		var s incState
-		if err := json.Unmarshal(val, &s); err != nil {
+		if err := decodeIncState(val, &s); err != nil {
 			return fmt.Errorf("correlate: incident record %q: %w", rest, err)
 		}
 		v.incs[tid(tenant, string(bytes.TrimSuffix(rest, []byte{0})))] = &s
