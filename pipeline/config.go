@@ -71,8 +71,8 @@ type TopicsConfig struct {
 // StateConfig places local state.
 type StateConfig struct {
 	Dir           string `yaml:"dir" default:"./stitch-data" flag:"state-dir" doc:"Local state (Pebble stores) and, by default, hunting partitions."`
-	CacheBytes    int64  `yaml:"cache_bytes" default:"134217728" doc:"Pebble block cache."`
-	MemtableBytes int64  `yaml:"memtable_bytes" default:"33554432" doc:"Pebble memtable size."`
+	CacheBytes    int64  `yaml:"cache_bytes" default:"134217728" doc:"Pebble block cache of the process: one cache that every state store of the process (correlate, respond, detections, ...) shares, not one each. Pebble reserves the stores' memtables out of it while they are in memory, so it bounds the stores' memory together, unless their memtables alone exceed it (see 'state.memtable_bytes'). It is allocated outside the Go heap: 'runtime.memory_limit_bytes' does not count it."`
+	MemtableBytes int64  `yaml:"memtable_bytes" default:"33554432" doc:"Pebble memtable size, per store: a busy store holds up to about three in memory (the one written, one being flushed, one kept for reuse), reserved out of 'state.cache_bytes'. A process has a store per stateful stage it runs."`
 	Reset         bool   `yaml:"reset" default:"false" flag:"reset-state" doc:"When the state directory (or hunting.dir) was written against another Kafka cluster or topics since recreated, discard its stores and hunting partitions and start over, instead of refusing to start."`
 }
 

@@ -50,7 +50,8 @@ type Pipeline struct {
 	inputLag atomic.Int64 // -1: unknown
 
 	stateOpts []state.Option
-	extra     []Stage // stages added with WithStage
+	cache     *state.SharedCache // state.cache_bytes, for every store together
+	extra     []Stage            // stages added with WithStage
 	topo      *Topology
 
 	adminMu sync.Mutex
@@ -88,7 +89,8 @@ func New(cfg Config, opts ...Option) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config:\n%w", err)
 	}
-	p := &Pipeline{cfg: cfg, log: slog.Default(), totals: newTotals(), brokers: cfg.Kafka.Brokers}
+	p := &Pipeline{cfg: cfg, log: slog.Default(), totals: newTotals(), brokers: cfg.Kafka.Brokers,
+		cache: state.NewSharedCache(cfg.State.CacheBytes)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -208,13 +210,14 @@ type StageContext struct {
 }
 
 // OpenStore opens the Pebble store of a declared store, under
-// state.dir/<name>. The pipeline closes it after the stage stopped.
+// state.dir/<name>. The pipeline closes it after the stage stopped. Every
+// store of the pipeline shares one block cache of state.cache_bytes.
 func (sc *StageContext) OpenStore(name string) (*state.Store, error) {
 	if !sc.declared(name) {
 		return nil, fmt.Errorf("%s: store %q is not declared in the stage's Stores", sc.Name, name)
 	}
 	dir := filepath.Join(sc.Config.State.Dir, name)
-	st, err := state.Open(dir, append([]state.Option{state.WithCacheSize(sc.Config.State.CacheBytes),
+	st, err := state.Open(dir, append([]state.Option{state.WithSharedCache(sc.p.cache),
 		state.WithMemTableSize(uint64(sc.Config.State.MemtableBytes))}, sc.p.stateOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("open %s state in %s: %w", name, dir, err)

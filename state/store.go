@@ -39,13 +39,19 @@ type config struct {
 	logger       pebble.Logger
 	readOnly     bool
 	fs           vfs.FS
+	shared       *SharedCache
 }
 
 // Option configures Open.
 type Option func(*config)
 
-// WithCacheSize sets the block cache size in bytes (default DefaultCacheSize).
+// WithCacheSize sets the block cache size in bytes (default DefaultCacheSize)
+// of a cache of the store's own; see WithSharedCache.
 func WithCacheSize(n int64) Option { return func(c *config) { c.cacheSize = n } }
+
+// WithSharedCache makes the store use c, shared with the other stores opened
+// with it, instead of a cache of its own (WithCacheSize is then ignored).
+func WithSharedCache(c *SharedCache) Option { return func(cfg *config) { cfg.shared = c } }
 
 // WithMemTableSize sets the memtable size in bytes (default DefaultMemTableSize).
 func WithMemTableSize(n uint64) Option { return func(c *config) { c.memTableSize = n } }
@@ -69,6 +75,8 @@ type Store struct {
 	failed atomic.Pointer[failure]
 	dead   chan struct{} // closed when the store failed
 	once   sync.Once
+	// release gives back the shared cache (WithSharedCache) on Close.
+	release func()
 }
 
 // fail records the store's failure (the first one wins) and says so to
@@ -131,9 +139,14 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	s := &Store{dir: dir, dead: make(chan struct{})}
-	cache := pebble.NewCache(cfg.cacheSize)
-	defer cache.Unref() // Open takes its own reference.
+	s := &Store{dir: dir, dead: make(chan struct{}), release: func() {}}
+	var cache *pebble.Cache
+	if cfg.shared != nil {
+		cache, s.release = cfg.shared.acquire()
+	} else {
+		cache = pebble.NewCache(cfg.cacheSize)
+		defer cache.Unref() // Open takes its own reference.
+	}
 	po := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: cfg.memTableSize,
@@ -149,6 +162,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
+		s.release()
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
 	s.db = db
@@ -197,6 +211,7 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	defer s.release()
 	if f := s.Failed(); f != nil {
 		// Pebble cannot close after a failed commit (it would wait on the
 		// lock the commit left held). The process is expected to exit: what
@@ -321,7 +336,8 @@ type Metrics struct {
 	LiveBytes uint64
 	// MemTableBytes is memory held by memtables.
 	MemTableBytes uint64
-	// CacheBytes is memory held by the block cache.
+	// CacheBytes is memory held by the block cache: of every store sharing
+	// it, with WithSharedCache.
 	CacheBytes int64
 	// Compactions is the number of compactions since Open.
 	Compactions int64
