@@ -234,10 +234,10 @@ func (r *Responder) deletePrefix(prefix []byte) error {
 
 var errMany = errors.New("many")
 
-// maxKeySet is how many network blocks a tenant may have for a batch to
-// read their keys into a set first (one scan of at most this many keys),
-// so that its addresses that match none, nearly all of them, cost a map
-// lookup each instead of a store lookup.
+// maxKeySet is how many network (or file) blocks a tenant may have for a
+// batch to read their keys into a set first (one scan of at most this many
+// keys), so that its addresses (or files) that match none, nearly all of
+// them, cost a map lookup each instead of a store lookup.
 var maxKeySet = 1024
 
 // matcher looks the addresses of one signal up, each key once.
@@ -253,28 +253,39 @@ type matcher struct {
 // matcher returns the matcher of a signal of tenant, or nil when the
 // tenant has no network block, and its batch nothing to match.
 func (r *Responder) matcher(tenant string) (*matcher, error) {
-	m := &matcher{r: r, tenant: tenant, keys: map[string]bool{}, blocks: map[string][]Block{}}
-	prefix := state.TenantKey(nil, spaceNetBlock, tenant)
+	keys, some, err := r.blockKeys(spaceNetBlock, tenant)
+	if err != nil || !some {
+		return nil, err
+	}
+	return &matcher{r: r, tenant: tenant, keys: keys, blocks: map[string][]Block{}}, nil
+}
+
+// blockKeys reads the keys the tenant's blocks in space are under (a
+// network block's match key, a file block's hash: what follows the tenant
+// up to the next 0x00) into a set, when the tenant has at most maxKeySet
+// blocks there; keys is nil when it has more. some says whether it has
+// any.
+func (r *Responder) blockKeys(space byte, tenant string) (keys map[string]bool, some bool, err error) {
+	keys = map[string]bool{}
+	prefix := state.TenantKey(nil, space, tenant)
 	n := 0
-	err := r.store.Scan(prefix, func(k, _ []byte) error {
+	err = r.store.Scan(prefix, func(k, _ []byte) error {
 		if n++; n > maxKeySet {
 			return errMany
 		}
 		rest := k[len(prefix):]
 		if i := slices.Index(rest, 0); i >= 0 {
-			m.keys[string(rest[:i])] = true
+			keys[string(rest[:i])] = true
 		}
 		return nil
 	})
 	switch {
 	case errors.Is(err, errMany):
-		m.keys = nil
+		return nil, true, nil
 	case err != nil:
-		return nil, err
-	case n == 0:
-		return nil, nil
+		return nil, false, err
 	}
-	return m, nil
+	return keys, n > 0, nil
 }
 
 // match returns the blocks under key, in key order (by incident, then

@@ -118,6 +118,7 @@ type Responder struct {
 	retention time.Duration
 	owns      func(tenant string) bool
 	cursor    map[byte][]byte // where the last Sweep stopped, per index space
+	kbuf      []byte          // a key being built; the store copies what it keeps
 }
 
 // New returns a responder over store with playbooks pb (nil: the defaults).
@@ -158,8 +159,8 @@ func (r *Responder) Apply(s *Signal) (Result, error) {
 			return res, err
 		}
 	}
-	for i := range s.Files {
-		if err := r.fileSeen(&res, s.Tenant, &s.Files[i]); err != nil {
+	if len(s.Files) > 0 {
+		if err := r.files(&res, s.Tenant, s.Files); err != nil {
 			return res, err
 		}
 	}
@@ -488,7 +489,7 @@ func (r *Responder) block(res *Result, tenant string, b *Block) error {
 			return err
 		}
 		for i := range seen {
-			if !r.retained(seen[i].Time, b.Time) || !b.live(seen[i].Time) {
+			if !r.retainedSeen(seen[i].Time, b.Time) || !b.live(seen[i].Time) {
 				continue
 			}
 			if err := r.onDevice(res, tenant, b, &seen[i]); err != nil {
@@ -568,27 +569,148 @@ func (r *Responder) attachment(res *Result, tenant string, c *correlate.Attachme
 	return nil
 }
 
-// fileSeen indexes a device that saw a file and, if the file is blocked,
-// quarantines it there at once (block on sight).
-func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen) error {
-	f.Hash, f.DeviceID = strings.ToLower(f.Hash), strings.ToLower(f.DeviceID)
-	if f.Hash == "" || f.DeviceID == "" || !validPart(f.Hash) || !validPart(f.DeviceID) {
-		return nil // no device id: no StopAndQuarantineFile could be built
+// files indexes the devices that saw files, one signal's worth (a
+// telemetry batch), and quarantines blocked files on them at once (block
+// on sight). The work that does not depend on the file is done once per
+// batch: the tenant's index clock moves once, to the batch's latest
+// sighting (nothing in between reads it), and one scan of the tenant's
+// file blocks says which hashes are blocked (when they are few, else a
+// store lookup per hash); the blocks of a hash are read once per batch. Nothing here is kept from one
+// signal to the next, so an aborted transaction or a restored partition
+// leaves nothing behind to go stale.
+func (r *Responder) files(res *Result, tenant string, fs []FileSeen) error {
+	var last time.Time
+	valid := 0
+	for i := range fs {
+		f := &fs[i]
+		// strings.ToLower returns its argument, without allocating, when it
+		// has no upper case: telemetry's hashes and device ids are lower.
+		f.Hash, f.DeviceID = strings.ToLower(f.Hash), strings.ToLower(f.DeviceID)
+		if !indexable(f) {
+			continue
+		}
+		valid++
+		if f.Time.After(last) {
+			last = f.Time
+		}
 	}
-	if err := r.advance(tenant, f.Time); err != nil {
+	if valid == 0 {
+		return nil
+	}
+	if err := r.advance(tenant, last); err != nil {
 		return err
 	}
-	key := state.AppendString(hashKey(spaceDevice, tenant, f.Hash), f.DeviceID)
-	var cur FileSeen
-	if ok, err := r.get(key, &cur); err != nil || ok && !f.Time.After(cur.Time) {
-		return err // known, and not seen later than known: the entry keeps the latest time
-	}
-	if err := r.put(key, f); err != nil {
-		return err
-	}
-	bs, err := r.blocks(tenant, f.Hash)
+	bl, err := r.fileBlocks(tenant)
 	if err != nil {
 		return err
+	}
+	for i := range fs {
+		if !indexable(&fs[i]) {
+			continue
+		}
+		if err := r.fileSeen(res, tenant, &fs[i], bl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexable says whether a file seen can be indexed: without a device id
+// no StopAndQuarantineFile could be built.
+func indexable(f *FileSeen) bool {
+	return f.Hash != "" && f.DeviceID != "" && validPart(f.Hash) && validPart(f.DeviceID)
+}
+
+// seenStep is how far a device's sighting of a file may move forward
+// before its index entry is written again: min(1 h, retention/720), an
+// hour at the default 30-day retention. Without it every later sighting
+// rewrote the entry, and every rewrite is a changelog record (0.31 of
+// them per telemetry record in a 10-minute run at the simulator's rate):
+// a device that keeps running a binary kept its entry in every
+// transaction. Only files with no block are held back; the entry of a
+// blocked file follows every later sighting, as it always did.
+//
+// So an entry's time t is the device's latest sighting T, or up to
+// seenStep before it: t <= T <= t+seenStep. What compares it:
+//
+//   - a block found later counts the entry when it is within the
+//     retention before the block's first alert. It reads t+seenStep
+//     (retainedSeen), so no device the latest sighting would have counted
+//     is left out: a quarantine is never lost. The cost is at most
+//     seenStep more of retention for the device index, 30 days and an
+//     hour by default; the sweep keeps entries as long.
+//   - an expiring block (an operator's indicator) counts an entry seen
+//     before it expired: t, never later than T, is the safe side again.
+//   - the block-on-sight alert of a device found by a block later is
+//     raised when the device had the file after the block's first alert:
+//     that reads t, so a device whose sightings after the alert were all
+//     held back gets its quarantine without that alert. This is what
+//     happened before whenever those sightings were processed after the
+//     block instead of before it; a sighting processed after the block
+//     is compared as it comes, as before.
+//
+// The file-seen path itself decides with each sighting's own time as it
+// always did: every later sighting still looks at the blocks.
+func (r *Responder) seenStep() time.Duration { return min(time.Hour, r.retention/720) }
+
+// retainedSeen is retained for a device index entry of time t, which may
+// be up to seenStep behind the device's latest sighting.
+func (r *Responder) retainedSeen(t, at time.Time) bool { return r.retained(t.Add(r.seenStep()), at) }
+
+// blocksOf are the file blocks of a tenant, for one batch.
+type blocksOf struct {
+	some   bool               // the tenant has a file block at all
+	hashes map[string]bool    // the hashes blocked, when they are few (maxKeySet); nil: look each up
+	byHash map[string][]Block // the blocks read so far, by hash
+}
+
+// fileBlocks returns the blocks of tenant's files for one batch: one scan
+// of the tenant's file blocks, which reads their hashes when they are few.
+func (r *Responder) fileBlocks(tenant string) (*blocksOf, error) {
+	hashes, some, err := r.blockKeys(spaceBlock, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return &blocksOf{some: some, hashes: hashes}, nil
+}
+
+// blocksOfHash are the blocks of a file hash, read at most once a batch.
+func (r *Responder) blocksOfHash(bl *blocksOf, tenant, hash string) ([]Block, error) {
+	if !bl.some || bl.hashes != nil && !bl.hashes[hash] {
+		return nil, nil
+	}
+	if bs, ok := bl.byHash[hash]; ok {
+		return bs, nil
+	}
+	bs, err := r.blocks(tenant, hash)
+	if err != nil {
+		return nil, err
+	}
+	if bl.byHash == nil {
+		bl.byHash = map[string][]Block{}
+	}
+	bl.byHash[hash] = bs
+	return bs, nil
+}
+
+// fileSeen indexes a device that saw a file and, if the file is blocked,
+// quarantines it there at once (block on sight).
+func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen, bl *blocksOf) error {
+	r.kbuf = state.AppendString(state.AppendString(state.TenantKey(r.kbuf[:0], spaceDevice, tenant), f.Hash), f.DeviceID)
+	key := r.kbuf
+	var cur FileSeen
+	ok, err := r.get(key, &cur)
+	if err != nil || ok && !f.Time.After(cur.Time) {
+		return err // known, and not seen later than known: the entry keeps the latest time
+	}
+	bs, err := r.blocksOfHash(bl, tenant, f.Hash)
+	if err != nil {
+		return err
+	}
+	if !ok || len(bs) > 0 || f.Time.Sub(cur.Time) > r.seenStep() || f.DeviceName != cur.DeviceName {
+		if err := r.put(key, f); err != nil {
+			return err
+		}
 	}
 	for i := range bs {
 		if slices.Contains(bs[i].Types, StopAndQuarantineFile) && r.retained(f.Time, bs[i].Time) && bs[i].live(f.Time) {

@@ -75,8 +75,11 @@ func (r *Responder) Sweep(limit int) (int, error) {
 	scanned := 0
 	for _, space := range []byte{spaceAttachment, spaceDevice, spaceSighted, spaceMail} {
 		keep := r.retention
-		if space == spaceMail {
+		switch space {
+		case spaceMail:
 			keep = mail
+		case spaceDevice:
+			keep += r.seenStep() // an entry's time may be that far behind its latest sighting (seenStep)
 		}
 		prefix := []byte{'T', space}
 		from := r.cursor[space]

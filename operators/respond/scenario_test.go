@@ -44,13 +44,13 @@ import (
 //	ledger [tenant=T]     every action of the ledger, with status, version and reason
 func TestScenarios(t *testing.T) { runScenarios(t, "testdata/scenarios/*.txt") }
 
-// The network scenarios again with every address looked up in the store,
-// as for a tenant with more blocks than a batch reads into a set: the
-// same answers.
-func TestSightScenariosWithoutKeySet(t *testing.T) {
+// Every scenario again with every file hash (and address) looked up in
+// the store, as for a tenant with more file blocks than a batch reads
+// into a set: the same answers.
+func TestScenariosWithoutKeySet(t *testing.T) {
 	defer func(n int) { maxKeySet = n }(maxKeySet)
 	maxKeySet = 0
-	runScenarios(t, "testdata/scenarios/network-*.txt")
+	runScenarios(t, "testdata/scenarios/*.txt")
 }
 
 func runScenarios(t *testing.T, glob string) {
