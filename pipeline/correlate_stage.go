@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/operators/correlate"
 )
 
@@ -48,7 +49,7 @@ func correlateStage() Stage {
 		TickEvery: func(c Config) time.Duration { return c.Correlate.TickEvery.D() },
 		Processor: newCorrelateProc,
 		Progress: func(s StageSnapshot) string {
-			return fmt.Sprintf("incidents %d (%d versions)", s.Sum(CountIncidentsNew), s.Sum(CountIncidentVersions))
+			return fmt.Sprintf("incidents %d (%s)", s.Sum(CountIncidentsNew), english.Count(s.Sum(CountIncidentVersions), "version"))
 		},
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/stitch-xdr/stitch/internal/english"
 )
 
 // Progress writes one line every interval until ctx is done: the records
@@ -71,7 +73,7 @@ func topTables(m map[string]int64, n int) string {
 	var parts []string
 	for i, e := range s {
 		if i == n {
-			parts = append(parts, fmt.Sprintf("+%d tables", len(s)-n))
+			parts = append(parts, "+"+english.Count(len(s)-n, "table"))
 			break
 		}
 		parts = append(parts, fmt.Sprintf("%s %d", e.k, e.v))

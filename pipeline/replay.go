@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/english"
 )
 
 // ReplayOptions say what to replay and where the results go.
@@ -181,7 +182,8 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 					return
 				case <-t.C:
 					s := p.Totals()
-					ro.Progress(fmt.Sprintf("replay: read %d records, %d rows, %d dead letters", s.RecordsRead, s.NormalizedTotal(), s.DeadTotal()))
+					ro.Progress(fmt.Sprintf("replay: read %s, %s, %s", english.Count(s.RecordsRead, "record"),
+						english.Count(s.NormalizedTotal(), "row"), english.Count(s.DeadTotal(), "dead letter")))
 				}
 			}
 		}()

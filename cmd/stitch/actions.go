@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/operators/respond"
 )
 
@@ -83,7 +84,7 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if verb != "list" {
 		a, ok := acts[id]
 		if !ok {
-			return fmt.Errorf("no action %s in topic %s (%d actions there)", id, cfg.Topics.Actions, len(acts))
+			return fmt.Errorf("no action %s in topic %s (%s there)", id, cfg.Topics.Actions, english.Count(len(acts), "action"))
 		}
 		d := respond.Decision{TenantID: a.TenantID, ActionID: a.ID, Decision: respond.StatusApproved, By: *by, Comment: *comment, Time: time.Now().UTC()}
 		switch verb {
@@ -123,7 +124,7 @@ func actionsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintf(os.Stderr, "%d actions (of %d in %s)\n", len(list), len(acts), cfg.Topics.Actions)
+	fmt.Fprintf(os.Stderr, "%s (of %d in %s)\n", english.Count(len(list), "action"), len(acts), cfg.Topics.Actions)
 	return nil
 }
 

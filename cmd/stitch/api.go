@@ -12,6 +12,7 @@ import (
 	"github.com/stitch-xdr/stitch/connectors/httpapi"
 	"github.com/stitch-xdr/stitch/internal/appconfig"
 	"github.com/stitch-xdr/stitch/internal/auth"
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
 
@@ -47,5 +48,5 @@ func announceAPI(addr string, tokens int) {
 		fmt.Fprintf(os.Stderr, "stitch: API on http://%s/api/ (no auth.tokens: it answers only loopback requests, as admin; 'stitch token create' makes tokens)\n", addr)
 		return
 	}
-	fmt.Fprintf(os.Stderr, "stitch: API on http://%s/api/ (%d tokens)\n", addr, tokens)
+	fmt.Fprintf(os.Stderr, "stitch: API on http://%s/api/ (%s)\n", addr, english.Count(tokens, "token"))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/english"
 )
 
 func init() {
@@ -76,7 +77,7 @@ func consumeCmd(ctx context.Context, args []string) error {
 	if *out != "-" {
 		into = " into " + *out
 	}
-	fmt.Fprintf(os.Stderr, "consumed %d records from %s%s\n", n, *topic, into)
+	fmt.Fprintf(os.Stderr, "consumed %s from %s%s\n", english.Count(n, "record"), *topic, into)
 	return err
 }
 

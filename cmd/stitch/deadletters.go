@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/english"
 )
 
 func init() {
@@ -97,7 +98,7 @@ func deadletters(ctx context.Context, args []string, stdout io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"topic": topic, "total": n, "reasons": list})
 	}
-	fmt.Fprintf(stdout, "%d dead letters in %s\n", n, topic)
+	fmt.Fprintf(stdout, "%s in %s\n", english.Count(n, "dead letter"), topic)
 	for _, d := range list {
 		fmt.Fprintf(stdout, "\n%s: %d\n  sample: %s\n", d.Reason, d.Count, sampleText(d.Sample, 400))
 	}

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/internal/query"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
@@ -78,10 +79,10 @@ func runHunt(ctx context.Context, args []string) error {
 		return err
 	}
 	if *format != "table" {
-		fmt.Fprintf(os.Stderr, "stitch hunt: %d rows, %s\n", len(res.Rows), res.Elapsed.Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "stitch hunt: %s, %s\n", english.Count(len(res.Rows), "row"), res.Elapsed.Round(time.Millisecond))
 	}
 	if res.Truncated {
-		fmt.Fprintf(os.Stderr, "stitch hunt: results truncated at %d rows\n", *limit)
+		fmt.Fprintf(os.Stderr, "stitch hunt: results truncated at %s\n", english.Count(*limit, "row"))
 	}
 	return nil
 }
@@ -145,7 +146,7 @@ func printResult(w io.Writer, format string, res *query.Result) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "(%d rows, %s)\n", len(res.Rows), res.Elapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "(%s, %s)\n", english.Count(len(res.Rows), "row"), res.Elapsed.Round(time.Millisecond))
 		return nil
 	}
 	return fmt.Errorf("%w: unknown format %q (table, csv, jsonl, json, parquet)", errUsage, format)

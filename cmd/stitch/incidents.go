@@ -20,6 +20,7 @@ import (
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
 	"github.com/stitch-xdr/stitch/internal/appconfig"
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/operators/correlate"
 )
 
@@ -125,7 +126,7 @@ func incidents(ctx context.Context, args []string, stdout io.Writer) error {
 	if show != "" {
 		inc, ok := incs[show]
 		if !ok {
-			return fmt.Errorf("no incident %s in topic %s (%d incidents there)", show, cfg.Topics.Incidents, len(incs))
+			return fmt.Errorf("no incident %s in topic %s (%s there)", show, cfg.Topics.Incidents, english.Count(len(incs), "incident"))
 		}
 		if *format == "json" {
 			enc := json.NewEncoder(stdout)
@@ -157,7 +158,7 @@ func incidents(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		writeIncidentList(stdout, list)
 	}
-	fmt.Fprintf(os.Stderr, "%d incidents (of %d in %s); 'stitch incidents show ID' for one\n", len(list), len(incs), cfg.Topics.Incidents)
+	fmt.Fprintf(os.Stderr, "%s (of %d in %s); 'stitch incidents show ID' for one\n", english.Count(len(list), "incident"), len(incs), cfg.Topics.Incidents)
 	return nil
 }
 

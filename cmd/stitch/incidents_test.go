@@ -20,21 +20,7 @@ import (
 // tenant, status and age, and shows one with its alerts, entities and the
 // reasons they joined; stitch deadletters counts by reason with a sample.
 func TestIncidentsAndDeadLettersCommands(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := kafka.StartBroker(kafka.DefaultPartitions(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, kafka.TopicSpec{Name: "incidents"}, kafka.TopicSpec{Name: "deadletter"}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, cl, brokers := incidentsBroker(t, 2)
 	now := time.Now().UTC()
 	inc := func(id, tenant, status string, version int64, updated time.Time) *kgo.Record {
 		v, _ := json.Marshal(correlate.Incident{ID: id, TenantID: tenant, Status: status, Version: version, DisplayName: "Incident " + id,
@@ -56,7 +42,6 @@ func TestIncidentsAndDeadLettersCommands(t *testing.T) {
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	brokers := "--brokers=" + strings.Join(b.Addrs(), ",")
 	run := func(cmd func(context.Context, []string, io.Writer) error, args ...string) string {
 		t.Helper()
 		var out bytes.Buffer
@@ -111,4 +96,57 @@ func TestIncidentsAndDeadLettersCommands(t *testing.T) {
 	if !strings.HasPrefix(dl, "3 dead letters in deadletter\n\nnot_json: 2\n  sample: {\"reason\":\"not_json\",\"error\":\"x\"}\n\ntoo_deep: 1\n") {
 		t.Errorf("deadletters:\n%s", dl)
 	}
+}
+
+// Counts in what the commands say agree with their number: one incident
+// is "1 incident", one dead letter "1 dead letter" (they said "1
+// incidents", "1 dead letters").
+func TestCommandsCountInTheSingular(t *testing.T) {
+	ctx, cl, brokers := incidentsBroker(t, 1)
+	v, _ := json.Marshal(correlate.Incident{ID: "inc-a", TenantID: "t1", Status: "active", Version: 1, LastUpdateDateTime: time.Now().UTC()})
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "incidents", Key: []byte("inc-a"), Value: v},
+		&kgo.Record{Topic: "deadletter", Value: []byte(`{"reason":"not_json","error":"x"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		cmd  func(context.Context, []string, io.Writer) error
+		args []string
+		want string
+	}{
+		{"incidents show", incidents, []string{"show", "inc-z"}, "no incident inc-z in topic incidents (1 incident there)"},
+		{"deadletters", deadletters, nil, "1 dead letter in deadletter\n"},
+	} {
+		var out bytes.Buffer
+		err := c.cmd(ctx, append([]string{brokers}, c.args...), &out)
+		got := out.String()
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: %q, want it to begin %q", c.name, got, c.want)
+		}
+	}
+}
+
+// incidentsBroker starts a broker with the incidents and deadletter topics
+// and gives a client of it and the --brokers flag that reaches it.
+func incidentsBroker(t *testing.T, partitions int) (context.Context, *kgo.Client, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	b, err := kafka.StartBroker(kafka.DefaultPartitions(partitions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := kafka.EnsureTopics(ctx, cl, kafka.TopicSpec{Name: "incidents"}, kafka.TopicSpec{Name: "deadletter"}); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, cl, "--brokers=" + strings.Join(b.Addrs(), ",")
 }

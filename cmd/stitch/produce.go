@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
+	"github.com/stitch-xdr/stitch/internal/english"
 )
 
 func init() {
@@ -57,6 +58,6 @@ func produceCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	n, err := kafka.ProduceFiles(ctx, cl, *topic, inputs, popts...)
-	fmt.Printf("produced %d records to %s from %s\n", n, *topic, strings.Join(inputs, ", "))
+	fmt.Printf("produced %s to %s from %s\n", english.Count(n, "record"), *topic, strings.Join(inputs, ", "))
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
 
@@ -76,8 +77,8 @@ func replayCmd(ctx context.Context, args []string) error {
 	for _, v := range sum.DeadLettered {
 		dead += v
 	}
-	fmt.Fprintf(os.Stderr, "stitch replay: %d records read, %d normalized, %d dead-lettered, %d incidents; wrote %s in %.1fs\n",
-		sum.RecordsRead, sum.RecordsRead-dead, dead, sum.Incidents, *out, sum.Seconds)
+	fmt.Fprintf(os.Stderr, "stitch replay: %s read, %d normalized, %d dead-lettered, %s; wrote %s in %.1fs\n",
+		english.Count(sum.RecordsRead, "record"), sum.RecordsRead-dead, dead, english.Count(sum.Incidents, "incident"), *out, sum.Seconds)
 	huntDir := cmp.Or(cfg.Hunting.Dir, filepath.Join(*out, "hunting"))
 	if why := noIncidentReason(sum, huntDir); why != "" {
 		fmt.Fprintf(os.Stderr, "stitch replay: %s\n", why)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stitch-xdr/stitch/connectors/parquet"
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/operators/detect"
 	"github.com/stitch-xdr/stitch/operators/normalize"
 	"github.com/stitch-xdr/stitch/pipeline"
@@ -79,12 +80,12 @@ func rulesCheck(args []string, w io.Writer) error {
 		fmt.Fprintln(w, p)
 	}
 	errs := len(set.Errors())
-	fmt.Fprintf(w, "%d rules and %d correlation rules loaded, %d invalid, %d unsupported\n", len(set.Rules), len(set.Correlations), errs, len(set.Problems)-errs)
+	fmt.Fprintf(w, "%s and %s loaded, %d invalid, %d unsupported\n", english.Count(len(set.Rules), "rule"), english.Count(len(set.Correlations), "correlation rule"), errs, len(set.Problems)-errs)
 	if len(set.Correlations) > 0 {
 		fmt.Fprintf(w, "supported correlation rules: %s\n", correlationTypes(set.Correlations))
 	}
 	if errs > 0 {
-		return fmt.Errorf("%d invalid rules", errs)
+		return fmt.Errorf("%s", english.Count(errs, "invalid rule"))
 	}
 	return nil
 }
@@ -231,7 +232,8 @@ func rulesTest(ctx context.Context, args []string, out, errw io.Writer) error {
 	for _, n := range t.Counts {
 		total += n
 	}
-	fmt.Fprintf(errw, "%d records read, %d not normalized%s, %d rows evaluated, %d matches of %d rules\n", t.Records, t.Skipped, skipReasons(t.SkipReasons), t.Rows, total, len(set.Rules))
+	fmt.Fprintf(errw, "%s read, %d not normalized%s, %s evaluated, %s of %s\n", english.Count(t.Records, "record"), t.Skipped, skipReasons(t.SkipReasons),
+		english.Count(t.Rows, "row"), english.Count(total, "match"), english.Count(len(set.Rules), "rule"))
 	if t.Skipped > 0 {
 		fmt.Fprintf(errw, "last record not normalized: %s\n", t.LastSkip)
 	}

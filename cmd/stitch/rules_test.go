@@ -51,7 +51,7 @@ func TestRulesCheckAndTest(t *testing.T) {
 	}
 	out.Reset()
 	err := rulesCheck([]string{good, bad}, &out)
-	if err == nil || !strings.Contains(out.String(), bad+":7: error: ") || !strings.Contains(out.String(), "1 rules and 1 correlation rules loaded, 1 invalid") {
+	if err == nil || !strings.Contains(out.String(), bad+":7: error: ") || !strings.Contains(out.String(), "1 rule and 1 correlation rule loaded, 1 invalid") {
 		t.Errorf("check of a bad rule: %v\n%s", err, out.String())
 	}
 
@@ -181,7 +181,7 @@ func TestRulesMetricCorrelations(t *testing.T) {
 	if err := rulesCheck([]string{rules, ext}, &out); err != nil {
 		t.Fatalf("check: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"1 rules and 3 correlation rules loaded, 0 invalid, 1 unsupported",
+	for _, want := range []string{"1 rule and 3 correlation rules loaded, 0 invalid, 1 unsupported",
 		"supported correlation rules: value_avg 1, value_percentile 1, value_sum 1", "mr_pysigma.yml:1: unsupported: condition.percentile"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())

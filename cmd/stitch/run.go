@@ -17,6 +17,7 @@ import (
 	"github.com/stitch-xdr/stitch/connectors/kafka"
 	"github.com/stitch-xdr/stitch/internal/appconfig"
 	"github.com/stitch-xdr/stitch/internal/conf"
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
@@ -161,8 +162,8 @@ func runCmd(ctx context.Context, args []string) error {
 	go announceIncidents(runCtx, p, cfg, len(cfg.Kafka.Brokers) == 0)
 	go p.Progress(runCtx, os.Stderr, cfg.Log.ProgressEvery.D())
 	if cfg.Simulating() {
-		fmt.Fprintf(os.Stderr, "stitch: simulator producing %d records/s into %s (%d tenants, %d devices, %d users)\n",
-			cfg.Simulate.Rate, cfg.Topics.Inputs[0], cfg.Simulate.Tenants, cfg.Simulate.Devices, cfg.Simulate.Users)
+		fmt.Fprintf(os.Stderr, "stitch: simulator producing %d records/s into %s (%s, %s, %s)\n",
+			cfg.Simulate.Rate, cfg.Topics.Inputs[0], english.Count(cfg.Simulate.Tenants, "tenant"), english.Count(cfg.Simulate.Devices, "device"), english.Count(cfg.Simulate.Users, "user"))
 		go func() {
 			if err := runSimulator(runCtx, p, cfg); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("simulator stopped", "err", err)
@@ -179,8 +180,9 @@ func runCmd(ctx context.Context, args []string) error {
 		runErr = <-done
 	}
 	s := p.Totals()
-	fmt.Fprintf(os.Stderr, "stitch: ran %s: read %d records, normalized %d rows, dead-lettered %d, published %d incident versions, wrote %d Parquet rows\n",
-		time.Since(start).Round(time.Millisecond), s.RecordsRead, s.NormalizedTotal(), s.DeadTotal(), s.IncidentVersions, s.HuntingTotal())
+	fmt.Fprintf(os.Stderr, "stitch: ran %s: read %s, normalized %s, dead-lettered %d, published %s, wrote %s\n",
+		time.Since(start).Round(time.Millisecond), english.Count(s.RecordsRead, "record"), english.Count(s.NormalizedTotal(), "row"), s.DeadTotal(),
+		english.Count(s.IncidentVersions, "incident version"), english.Count(s.HuntingTotal(), "Parquet row"))
 	if errors.Is(runErr, pipeline.ErrStateMismatch) && cfg.Embedded() && *brokerData == "memory" {
 		runErr = fmt.Errorf("%w.\n--broker-data memory starts an empty broker, a new cluster, on every run: without it the broker keeps its log "+
 			"under the state directory and a restart continues", runErr)
@@ -197,8 +199,8 @@ func announceIncidents(ctx context.Context, p *pipeline.Pipeline, cfg appconfig.
 		kc := cfg.Kafka.ClientConfig
 		kc.Brokers = p.Brokers()
 		if incs, err := readIncidents(ctx, kc, cfg.Topics.Incidents); err == nil && len(incs) > 0 {
-			fmt.Fprintf(os.Stderr, "stitch: %d incidents from earlier runs on this state directory: see them with 'stitch incidents' "+
-				"(the progress line counts the new ones)\n", len(incs))
+			fmt.Fprintf(os.Stderr, "stitch: %s from earlier runs on this state directory: see them with 'stitch incidents' "+
+				"(the progress line counts the new ones)\n", english.Count(len(incs), "incident"))
 			return
 		}
 	}
