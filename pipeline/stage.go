@@ -35,6 +35,7 @@ type stage struct {
 	totals   *Totals
 	log      *slog.Logger
 	ready    func()
+	readied  bool
 	input    inputPosition
 }
 
@@ -64,6 +65,9 @@ func (s *stage) Run(ctx context.Context) error {
 	// is when this interval of it started.
 	open := false
 	var began time.Time
+	// A stage is ready once it joined its group, or read, or at the
+	// latest (a group that reports no generation) once an interval.
+	readyBy := time.Now().Add(s.interval)
 	for ctx.Err() == nil {
 		if s.stores != nil {
 			s.stores.beginTxn()
@@ -95,6 +99,14 @@ func (s *stage) Run(ctx context.Context) error {
 				if deadline.Before(until) {
 					until = deadline
 				}
+			}
+			if t := time.Now().Add(joinPoll); !s.readied && t.Before(until) {
+				// Ready once the group is joined (below): a stage whose
+				// input is empty was ready only when its first poll gave
+				// up, a commit interval after the start (the floor of a
+				// small replay, which waits for every stage). Poll in
+				// short slices until then.
+				until = t
 			}
 			pctx, cancel := context.WithDeadline(ctx, until)
 			var unwatch func()
@@ -132,8 +144,8 @@ func (s *stage) Run(ctx context.Context) error {
 				}
 				s.log.Warn("fetch error", "stage", s.name, "topic", topic, "partition", p, "err", err)
 			})
-			if s.ready != nil {
-				s.ready()
+			if fetches.NumRecords() > 0 || s.joined() || !time.Now().Before(readyBy) {
+				s.markReady()
 			}
 			fetches.EachRecord(func(r *kgo.Record) {
 				if perr != nil {
@@ -315,6 +327,29 @@ func SetStageTrace(f func(StageEvent)) {
 func (s *stage) trace(kind StageEventKind, fetches kgo.Fetches) {
 	if f := stageTrace.Load(); f != nil {
 		(*f)(StageEvent{Stage: s.name, Kind: kind, At: time.Now(), Fetches: fetches})
+	}
+}
+
+// joinPoll is how often a stage that has not joined its group yet looks
+// again whether it has.
+const joinPoll = 20 * time.Millisecond
+
+// joined reports whether the stage's consumer is in its group (it has a
+// generation) and no restore of a newly assigned partition waits.
+func (s *stage) joined() bool {
+	if _, gen := s.sess.Client().GroupMetadata(); gen < 0 {
+		return false
+	}
+	return s.stores == nil || !s.stores.restorePending()
+}
+
+// markReady counts the stage as started, once.
+func (s *stage) markReady() {
+	if !s.readied {
+		s.readied = true
+		if s.ready != nil {
+			s.ready()
+		}
 	}
 }
 

@@ -126,6 +126,12 @@ func (s *viewSink) Run(ctx context.Context) error {
 		}
 		return true
 	}
+	if err == nil && caughtUp() {
+		// The topics were empty: nothing to read before the view is
+		// complete (a poll would give up only after its timeout).
+		s.v.SetReady()
+		s.ready()
+	}
 	lastCommit := time.Now()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
