@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,8 +22,11 @@ import (
 // normalizer flushed at each, as the pipeline's time-bounded batches are.
 // STITCH_BENCH_RESPOND_RECORDS records in all (default 300,000). Only the
 // Apply calls are timed. "files" applies the files seen on devices alone
-// (Responder.fileSeen); "feed" everything respond-feed sends (attachments,
-// files, device groups, network sightings, messages).
+// (Responder.fileSeen); "files+blocks" the same for tenants that have 20
+// files blocked (operators' indicators of hashes the stream does not
+// have), as tenants have once incidents blocked files; "feed" everything
+// respond-feed sends (attachments, files, device groups, network
+// sightings, messages).
 //
 // Metrics: ns/file is the Apply time per file sighting ("files") and
 // ns/record per telemetry record; cpu-ns/file the process's CPU time
@@ -39,7 +43,13 @@ func BenchmarkRespondTelemetry(b *testing.B) {
 	records := envInt("STITCH_BENCH_RESPOND_RECORDS", 300_000)
 	perTx := envInt("STITCH_BENCH_RESPOND_TX", 2_000)
 	txs := respondStream(b, records, perTx)
-	for _, kind := range []string{"files", "feed"} {
+	tenants := map[string]bool{}
+	for _, sigs := range txs {
+		for _, s := range sigs {
+			tenants[s.Tenant] = true
+		}
+	}
+	for _, kind := range []string{"files", "files+blocks", "feed"} {
 		b.Run(kind, func(b *testing.B) {
 			var files int
 			var took, cpu time.Duration
@@ -52,6 +62,9 @@ func BenchmarkRespondTelemetry(b *testing.B) {
 				}
 				tx := state.NewTxStore(st)
 				r := respond.New(tx, nil)
+				if kind == "files+blocks" {
+					blockFiles(b, tx, r, tenants)
+				}
 				seen, indexed := map[string]struct{}{}, map[string]struct{}{}
 				for _, sigs := range txs {
 					if err := tx.Begin(); err != nil {
@@ -59,7 +72,7 @@ func BenchmarkRespondTelemetry(b *testing.B) {
 					}
 					for _, s := range sigs {
 						sig := s // Apply lowers the hashes in place: a copy of the slice headers is enough, they are lower already
-						if kind == "files" {
+						if kind != "feed" {
 							sig = respond.Signal{Tenant: s.Tenant, Files: s.Files}
 							if len(sig.Files) == 0 {
 								continue
@@ -119,6 +132,15 @@ func respondStream(tb testing.TB, records, perTx int) [][]respond.Signal {
 		if f == nil {
 			return
 		}
+		// Through the facts topic's encoding, as respond-feed reads it:
+		// Extract's strings are views of the batch, released here.
+		v, err := f.Marshal()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if f, err = correlate.UnmarshalFacts(v); err != nil {
+			tb.Fatal(err)
+		}
 		s := respond.Signal{Tenant: f.Tenant, Attachments: f.Attachments, DeviceGroups: f.DeviceGroups,
 			Network: respond.Reaches(f), Mail: f.Mail}
 		for _, x := range f.Files { // as pipeline/respond_stage.go's filesSeen
@@ -138,4 +160,26 @@ func respondStream(tb testing.TB, records, perTx int) [][]respond.Signal {
 		}
 	}
 	return txs
+}
+
+// blockFiles gives each tenant 20 blocked files (operators' indicators),
+// in a transaction of their own.
+func blockFiles(b *testing.B, tx *state.TxStore, r *respond.Responder, tenants map[string]bool) {
+	if err := tx.Begin(); err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	for tenant := range tenants {
+		sig := respond.Signal{Tenant: tenant}
+		for i := range 20 {
+			sig.Indicators = append(sig.Indicators, respond.Indicator{TenantID: tenant, Type: respond.IndicatorSHA256,
+				Value: fmt.Sprintf("%064x", i+1), By: "bench", Time: at})
+		}
+		if _, err := r.Apply(&sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.CommitAt(nil); err != nil {
+		b.Fatal(err)
+	}
 }
