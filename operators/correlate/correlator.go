@@ -140,6 +140,49 @@ type pending struct {
 	observers map[string]observerCount
 	// units are the hashes of the lookup units it wrote (filter.go).
 	units map[uint64]struct{}
+	// incs are the incident states it wrote (by key, in the record
+	// encoding), not yet in its batch: an incident that several alerts of
+	// a transaction change is written once, with its last state, when the
+	// transaction's changes are read (Changes) or it commits (putIncidents),
+	// instead of once per alert into the batch, the WAL and the memtable.
+	// Reads of the transaction see them (tx.incident); incOrder is the
+	// order they were first written in, so the batch is the same on every
+	// replay.
+	incs     map[string][]byte
+	incOrder []string
+}
+
+// stageIncident holds key=val (an incident state) as the transaction's
+// latest write of key.
+func (p *pending) stageIncident(key, val []byte) {
+	if v, ok := p.incs[string(key)]; ok {
+		p.incs[string(key)] = append(v[:0], val...)
+		return
+	}
+	if p.incs == nil {
+		p.incs = map[string][]byte{}
+	}
+	k := string(key)
+	p.incs[k] = bytes.Clone(val)
+	p.incOrder = append(p.incOrder, k)
+}
+
+// putIncidents writes the held incident states into the batch (after
+// every other write of the transaction so far: each is its key's latest,
+// since a deletion or restore of the key drops it from incs).
+func (p *pending) putIncidents() error {
+	for _, k := range p.incOrder {
+		v, ok := p.incs[k]
+		if !ok {
+			continue // deleted (or restored) since, or a second entry of a key
+		}
+		delete(p.incs, k)
+		if err := p.b.Set([]byte(k), v); err != nil {
+			return err
+		}
+	}
+	p.incOrder = p.incOrder[:0]
+	return nil
 }
 
 // New returns a correlator over store.
@@ -239,6 +282,10 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 		return fmt.Errorf("correlate: commit without a transaction")
 	}
 	c.pend = nil
+	if err := p.putIncidents(); err != nil {
+		p.b.Close()
+		return err
+	}
 	if err := c.seal(p); err != nil {
 		p.b.Close()
 		return err
@@ -328,6 +375,9 @@ func (c *Correlator) Changes(fn func(del bool, key, val []byte) error) error {
 	if c.pend == nil {
 		return fmt.Errorf("correlate: changes without a transaction")
 	}
+	if err := c.pend.putIncidents(); err != nil {
+		return err
+	}
 	if err := c.seal(c.pend); err != nil {
 		return err
 	}
@@ -353,6 +403,7 @@ func (c *Correlator) Restore(del bool, key, val []byte) error {
 		c.parts[tenant] = p
 	}
 	c.noteWrite(key)
+	delete(c.pend.incs, string(key)) // this write is the key's latest
 	if del {
 		return c.pend.b.Delete(key)
 	}
@@ -488,6 +539,7 @@ func (t *tx) set(key, val []byte) error {
 // that no recent value of it is read while the transaction is open).
 func (t *tx) del(key []byte) error {
 	t.c.noteWrite(key)
+	delete(t.c.pend.incs, string(key)) // a held incident state is older
 	return t.b.Delete(key)
 }
 
@@ -526,9 +578,13 @@ func (t *tx) incident(id string) (*incState, error) {
 	if s, ok := t.incs[id]; ok {
 		return s, nil
 	}
-	v, ok, err := t.get(t.key(spaceIncidents, id))
-	if err != nil || !ok {
-		return nil, err
+	k := t.key(spaceIncidents, id)
+	v, ok := t.c.pend.incs[string(k)] // written by this transaction
+	if !ok {
+		var err error
+		if v, ok, err = t.get(k); err != nil || !ok {
+			return nil, err
+		}
 	}
 	var s incState
 	if err := decodeIncState(v, &s); err != nil {
@@ -1058,9 +1114,9 @@ func (t *tx) flush() ([]Incident, error) {
 func (t *tx) saveIncident(s *incState) error {
 	c := t.c
 	c.rbuf = appendIncState(c.rbuf[:0], s)
-	if err := t.set(t.key(spaceIncidents, s.Inc.ID), c.rbuf); err != nil {
-		return err
-	}
+	k := t.key(spaceIncidents, s.Inc.ID)
+	c.noteWrite(k)
+	c.pend.stageIncident(k, c.rbuf)
 	c.ibuf = state.AppendString(state.BucketKey(c.ibuf[:0], spaceIdle, state.Bucket(s.LastAlert, idleBucket), t.tenant), s.Inc.ID)
 	return t.set(c.ibuf, nil)
 }
