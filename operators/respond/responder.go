@@ -1,6 +1,7 @@
 package respond
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -119,6 +120,8 @@ type Responder struct {
 	owns      func(tenant string) bool
 	cursor    map[byte][]byte // where the last Sweep stopped, per index space
 	kbuf      []byte          // a key being built; the store copies what it keeps
+	vbuf      []byte          // a device index entry being built (appendSeen)
+	plain     bool            // vbuf holds it
 }
 
 // New returns a responder over store with playbooks pb (nil: the defaults).
@@ -698,17 +701,38 @@ func (r *Responder) blocksOfHash(bl *blocksOf, tenant, hash string) ([]Block, er
 func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen, bl *blocksOf) error {
 	r.kbuf = state.AppendString(state.AppendString(state.TenantKey(r.kbuf[:0], spaceDevice, tenant), f.Hash), f.DeviceID)
 	key := r.kbuf
+	v, ok, err := r.store.Get(key)
+	if err != nil {
+		return err
+	}
+	// The entry as it would be written now: when the stored one is the
+	// same up to its time (same hash, device and name), its time is read
+	// from there, else the entry is decoded.
+	r.vbuf, r.plain = appendSeen(r.vbuf[:0], f)
 	var cur FileSeen
-	ok, err := r.get(key, &cur)
-	if err != nil || ok && !f.Time.After(cur.Time) {
-		return err // known, and not seen later than known: the entry keeps the latest time
+	if ok {
+		if !r.plain || !sameSeen(v, r.vbuf, &cur.Time) {
+			if cur, err = decodeSeen(key, v); err != nil {
+				return err
+			}
+		} else {
+			cur.DeviceName = f.DeviceName
+		}
+		if !f.Time.After(cur.Time) {
+			return nil // known, and not seen later than known: the entry keeps the latest time
+		}
 	}
 	bs, err := r.blocksOfHash(bl, tenant, f.Hash)
 	if err != nil {
 		return err
 	}
 	if !ok || len(bs) > 0 || f.Time.Sub(cur.Time) > r.seenStep() || f.DeviceName != cur.DeviceName {
-		if err := r.put(key, f); err != nil {
+		if !r.plain {
+			err = r.put(key, f)
+		} else {
+			err = r.store.Set(key, r.vbuf) // the store copies it
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -720,6 +744,55 @@ func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen, bl *blocks
 		}
 	}
 	return nil
+}
+
+// seenTime and seenEnd surround the time of a device index entry.
+var seenTime, seenEnd = []byte(`","time":"`), []byte(`"}`)
+
+// appendSeen appends f's device index entry to dst, as json.Marshal
+// writes it, without allocating; ok is false (dst unchanged) when a string
+// would need escaping or the time has no RFC 3339 form, for which
+// json.Marshal is used instead.
+func appendSeen(dst []byte, f *FileSeen) ([]byte, bool) {
+	if y := f.Time.Year(); y < 0 || y > 9999 || !plainJSON(f.Hash) || !plainJSON(f.DeviceID) || !plainJSON(f.DeviceName) || f.DeviceID == "" {
+		return dst, false
+	}
+	dst = append(append(append(dst, `{"hash":"`...), f.Hash...), `","deviceId":"`...)
+	dst = append(dst, f.DeviceID...)
+	if f.DeviceName != "" {
+		dst = append(append(dst, `","deviceName":"`...), f.DeviceName...)
+	}
+	dst = f.Time.AppendFormat(append(dst, seenTime...), time.RFC3339Nano)
+	return append(dst, seenEnd...), true
+}
+
+// sameSeen says whether the stored entry v is entry up to its time (the
+// same hash, device and name) and, if so, reads its time into t.
+func sameSeen(v, entry []byte, t *time.Time) bool {
+	head := entry[:bytes.LastIndex(entry, seenTime)+len(seenTime)]
+	return bytes.HasPrefix(v, head) && bytes.HasSuffix(v, seenEnd) && len(v) >= len(head)+len(seenEnd) &&
+		t.UnmarshalText(v[len(head):len(v)-len(seenEnd)]) == nil
+}
+
+// decodeSeen decodes a device index entry that sameSeen could not read.
+func decodeSeen(key, v []byte) (FileSeen, error) {
+	var e FileSeen
+	if err := json.Unmarshal(v, &e); err != nil {
+		return e, fmt.Errorf("respond: ledger entry %q: %w", key, err)
+	}
+	return e, nil
+}
+
+// plainJSON says whether s is written as it is in a JSON string by
+// encoding/json: printable ASCII but for the quote, the backslash and the
+// characters it escapes for HTML.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 func validPart(s string) bool { return !strings.ContainsRune(s, 0) }

@@ -2,6 +2,7 @@ package respond
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -100,4 +101,49 @@ func wroteSpace(t *testing.T, tx *state.TxStore, space byte) bool {
 		t.Fatal(err)
 	}
 	return found
+}
+
+// A device index entry is written as json.Marshal writes it, and read back
+// the same, whatever its strings and time; one that needs escaping goes
+// through encoding/json.
+func TestSeenEntryEncoding(t *testing.T) {
+	at := time.Date(2024, 3, 1, 9, 0, 0, 123456789, time.UTC)
+	plain := 0
+	for _, f := range []FileSeen{
+		{Hash: "aaaa", DeviceID: "dev-1", DeviceName: "ws1.contoso.com", Time: at},
+		{Hash: "aaaa", DeviceID: "dev-1", Time: at.Truncate(time.Second)},
+		{Hash: "aaaa", DeviceID: "dev-1", DeviceName: "ws5", Time: at.In(time.FixedZone("", -5*3600))},
+		{Hash: "aaaa", DeviceID: "dev-1", DeviceName: `ws "1"`, Time: at},
+		{Hash: "aaaa", DeviceID: "dev-1", DeviceName: "a<b>&c", Time: at},
+		{Hash: "aaaa", DeviceID: "dev-1", DeviceName: "poste-é", Time: at.In(time.FixedZone("", 3600))},
+		{Hash: "aaaa", DeviceID: "dev-1", DeviceName: `x","time":"2030-01-01T00:00:00Z`, Time: at},
+	} {
+		want, err := json.Marshal(&f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := appendSeen([]byte("junk"), &f)
+		if !ok {
+			if string(got) != "junk" {
+				t.Errorf("%+v: not plain, but appended %q", f, got)
+			}
+			continue
+		}
+		plain++
+		if got = got[len("junk"):]; string(got) != string(want) {
+			t.Errorf("%+v: %s, want %s", f, got, want)
+		}
+		var cur FileSeen
+		if !sameSeen(want, got, &cur.Time) || !cur.Time.Equal(f.Time) {
+			t.Errorf("%+v: read back %v", f, cur.Time)
+		}
+		other := f
+		other.DeviceName += "x"
+		if o, _ := appendSeen(nil, &other); sameSeen(want, o, &cur.Time) {
+			t.Errorf("%+v: the same entry as one named %q", f, other.DeviceName)
+		}
+	}
+	if plain != 3 {
+		t.Errorf("%d entries written without encoding/json, want 3", plain)
+	}
 }
