@@ -91,11 +91,12 @@ func (h *hopTracer) event(ev pipeline.StageEvent) {
 }
 
 // hopNames are the hops of an alert's way, in order: produce → normalize's
-// poll returns it → its poll processed → normalize stops reading →
-// outputs acknowledged → committed → correlate's poll returns the facts →
-// processed → correlate stops reading → acknowledged → committed → the
-// incidents reader has it.
-var hopNames = []string{"n.poll", "n.proc", "n.wait", "n.flush", "n.end", "c.poll", "c.proc", "c.wait", "c.flush", "c.end", "read"}
+// poll returns it → its poll processed → normalize stops reading → its
+// outputs produced (the processor's and stores' flushes) → acknowledged →
+// committed → correlate's poll returns the facts → processed → correlate
+// stops reading → produced → acknowledged → committed → the incidents
+// reader has it.
+var hopNames = []string{"n.poll", "n.proc", "n.wait", "n.flush", "n.ack", "n.end", "c.poll", "c.proc", "c.wait", "c.flush", "c.ack", "c.end", "read"}
 
 // hops of one alert produced at t0 and seen on incidents at seen: the
 // correlate transaction that committed nearest the sighting, and the

@@ -199,6 +199,7 @@ func (s *stage) Run(ctx context.Context) error {
 		if perr == nil && s.stores != nil {
 			perr = s.stores.flush(ctx, t)
 		}
+		s.trace(StageAcking, nil)
 		if perr == nil {
 			// Wait for every produce of the transaction, so that a record
 			// the broker refused aborts it instead of committing the rest.
@@ -304,6 +305,7 @@ const (
 	StagePolled    StageEventKind = iota // a poll returned (Fetches)
 	StageProcessed                       // its records are processed
 	StageClosing                         // the transaction stops reading: its flushes begin
+	StageAcking                          // its outputs are produced: their acknowledgements are awaited
 	StageEnding                          // every output is acknowledged: EndTxn begins
 	StageCommitted                       // the transaction committed
 	StageAborted                         // it aborted
