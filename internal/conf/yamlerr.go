@@ -1,15 +1,19 @@
 package conf
 
 import (
+	"cmp"
 	"encoding"
 	"errors"
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 )
 
@@ -24,7 +28,10 @@ func loadError(err error, data []byte, ptr any) string {
 	var te *yaml.TypeError
 	var oe *yaml.OverflowError
 	var ue *yaml.UnexpectedNodeTypeError
+	var fe *yaml.UnknownFieldError
 	switch {
+	case errors.As(err, &fe) && fe.Token != nil && fe.Token.Position != nil:
+		return unknownKey(data, ptr, fe.Token)
 	case errors.As(err, &te):
 		tk = te.Token
 	case errors.As(err, &oe):
@@ -40,7 +47,7 @@ func loadError(err error, data []byte, ptr any) string {
 	if tk == nil || tk.Position == nil {
 		return yaml.FormatError(err, false, true)
 	}
-	path := keyPath(data, tk.Position.Line, tk.Position.Column)
+	path := keyPath(data, tk.Position.Line, tk.Position.Column, false)
 	if got == "" {
 		got = fmt.Sprintf("%q", tk.Value)
 	}
@@ -55,9 +62,122 @@ func loadError(err error, data []byte, ptr any) string {
 	return yaml.FormatErrorWithToken(fmt.Sprintf("%s: want %s, got %s", name, want, got), tk, false, true)
 }
 
-// keyPath is the dotted path of the key whose value is at line:column, from
-// the indentation of the lines above (block style, as config files are).
-func keyPath(data []byte, line, column int) string {
+// unknownKey is the message of an unknown key: its dotted path
+// (kafka.bogus, in block or flow style alike) and the keys its section
+// takes.
+func unknownKey(data []byte, ptr any, tk *token.Token) string {
+	path := keyPath(data, tk.Position.Line, tk.Position.Column, true)
+	if path == "" {
+		path = tk.Value
+	}
+	msg := path + ": unknown key"
+	parent, _, _ := cutLast(path)
+	if t, ok := typeAt(structType(ptr), parent); ok {
+		if keys := keysOf(t); len(keys) > 0 {
+			msg += fmt.Sprintf(" (%s takes %s)", cmp.Or(parent, "the file"), strings.Join(keys, ", "))
+		}
+	}
+	return yaml.FormatErrorWithToken(msg, tk, false, true)
+}
+
+// cutLast splits a dotted path before its last key.
+func cutLast(path string) (parent, key string, ok bool) {
+	i := strings.LastIndexByte(path, '.')
+	if i < 0 {
+		return "", path, false
+	}
+	return path[:i], path[i+1:], true
+}
+
+// keysOf lists the yaml keys of the section type t (inlined structs
+// included; nothing for a map or a value).
+func keysOf(t reflect.Type) []string {
+	for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || parsesText(t) {
+		return nil
+	}
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case opts == "inline":
+			out = append(out, keysOf(f.Type)...)
+		case key != "" && key != "-" && f.IsExported():
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+// keyPath is the dotted path of the key at line:column (key) or of the key
+// whose value is there: from the document's nodes, so that flow style
+// (kafka: {brokers: [x], bogus: 1}) names the inner key; from the
+// indentation of the lines above where the document does not parse so far.
+// Entries of a list add no step (auth.tokens.sha256).
+func keyPath(data []byte, line, column int, key bool) string {
+	if f, err := parser.ParseBytes(data, 0); err == nil {
+		for _, doc := range f.Docs {
+			if path, ok := nodePath(doc.Body, nil, line, column, key); ok {
+				return strings.Join(path, ".")
+			}
+		}
+	}
+	return indentKeyPath(data, line, column)
+}
+
+// nodePath finds the node at line:column under n (at path), as nodePath.
+func nodePath(n ast.Node, path []string, line, column int, key bool) ([]string, bool) {
+	if n == nil {
+		return nil, false
+	}
+	if !key && at(n.GetToken(), line, column) {
+		return path, true
+	}
+	switch n := n.(type) {
+	case *ast.DocumentNode:
+		return nodePath(n.Body, path, line, column, key)
+	case *ast.MappingNode:
+		return nodesPath(n.Values, path, line, column, key)
+	case *ast.MappingValueNode:
+		tk := n.Key.GetToken()
+		if tk == nil {
+			return nil, false
+		}
+		p := append(slices.Clip(path), tk.Value)
+		if key && at(n.Key.GetToken(), line, column) {
+			return p, true
+		}
+		return nodePath(n.Value, p, line, column, key)
+	case *ast.SequenceNode:
+		return nodesPath(n.Values, path, line, column, key)
+	case *ast.TagNode:
+		return nodePath(n.Value, path, line, column, key)
+	case *ast.AnchorNode:
+		return nodePath(n.Value, path, line, column, key)
+	}
+	return nil, false
+}
+
+// nodesPath is nodePath over the entries of a mapping or a list.
+func nodesPath[N ast.Node](ns []N, path []string, line, column int, key bool) ([]string, bool) {
+	for _, n := range ns {
+		if p, ok := nodePath(n, path, line, column, key); ok {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+func at(tk *token.Token, line, column int) bool {
+	return tk != nil && tk.Position != nil && tk.Position.Line == line && tk.Position.Column == column
+}
+
+// indentKeyPath is the dotted path of the key whose value is at
+// line:column, from the indentation of the lines above (block style).
+func indentKeyPath(data []byte, line, column int) string {
 	lines := strings.Split(string(data), "\n")
 	if line < 1 || line > len(lines) {
 		return ""

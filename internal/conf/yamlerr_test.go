@@ -16,7 +16,9 @@ func (d *durationKey) UnmarshalText(b []byte) error {
 	return err
 }
 
-// A value of the wrong type names the key and what it takes, never a Go type.
+// A value of the wrong type names the key and what it takes, never a Go
+// type; an unknown key is named by its path. In flow style too: the inner
+// key, not the section around it (kafka: {bogus: 1} is kafka.bogus).
 func TestLoadTypeErrorsSpeakConfig(t *testing.T) {
 	type cfg struct {
 		Sec struct {
@@ -43,6 +45,18 @@ func TestLoadTypeErrorsSpeakConfig(t *testing.T) {
 		{"sec:\n  items: 5\n", `sec.items: want a list of sections (entries of keys), got integer`},
 		{"sec:\n  items:\n    - name: [1]\n", `sec.items.name: want text, got "["`},
 		{"sec:\n  items:\n    - name: a\n      max: x\n", `sec.items.max: want a whole number, got "x"`},
+		// Flow style names the inner key, at its line and column.
+		{"sec: {count: abc}\n", `[1:14] sec.count: want a whole number, got "abc"`},
+		{"{sec: {on: maybe}}\n", `[1:12] sec.on: want true or false, got "maybe"`},
+		{"sec: {list: [a], count: [1]}\n", `[1:25] sec.count: want a whole number, got "["`},
+		{"sec: {items: [{name: a, max: x}]}\n", `[1:30] sec.items.max: want a whole number, got "x"`},
+		{"sec:\n  items: [{name: a},\n    {max: x}]\n", `[3:11] sec.items.max: want a whole number, got "x"`},
+		// An unknown key is named by its path, with the keys its section
+		// takes.
+		{"sec: {count: 1, bogus: 1}\n", `[1:17] sec.bogus: unknown key (sec takes on, count, list, every, items)`},
+		{"sec:\n  count: 1\n  bogus: 1\n", `[3:3] sec.bogus: unknown key (sec takes on, count, list, every, items)`},
+		{"sec:\n  items:\n    - {name: a, bogus: 1}\n", `[3:17] sec.items.bogus: unknown key (sec.items takes name, max)`},
+		{"bogus: 1\n", `[1:1] bogus: unknown key (the file takes sec)`},
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		os.WriteFile(path, []byte(c.file), 0o644)
