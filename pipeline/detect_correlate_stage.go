@@ -43,9 +43,9 @@ import (
 // The stage's topics. They are not configuration keys (yet): nothing
 // outside stitch reads them.
 const (
-	DetectMatchesTopic   = "stitch.detect-matches"
-	DetectCorrelateStore = "detect-correlate"
-	DetectCorrelateLog   = "stitch.detect-correlate-changelog"
+	DetectMatchesTopic       = "stitch.detect-matches"
+	DetectCorrelateStore     = "detect-correlate"
+	DetectCorrelateChangelog = "stitch.detect-correlate-changelog"
 )
 
 // CountCorrelations counts the correlation rules that fired, by title (a
@@ -87,7 +87,7 @@ func detectCorrelateStage() Stage {
 			return []Output{{Topic: kafka.TopicSpec{Name: c.Topics.Facts}}, {Topic: kafka.TopicSpec{Name: c.Topics.DeadLetter}}}
 		},
 		Stores: []StoreSpec{{Name: DetectCorrelateStore, Changelogs: func(Config) []kafka.TopicSpec {
-			return []kafka.TopicSpec{ChangelogTopic(DetectCorrelateLog)}
+			return []kafka.TopicSpec{ChangelogTopic(DetectCorrelateChangelog)}
 		}}},
 		TickEvery: func(c Config) time.Duration { return c.Correlate.TickEvery.D() },
 		Processor: newDetectCorrelateProc,

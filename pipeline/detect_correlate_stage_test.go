@@ -171,8 +171,8 @@ func TestCorrelationWindowSurvivesRestart(t *testing.T) {
 	}
 	first := run(filepath.Join(dir, "a"), logonEvent(0, 4625, "dc1", "bob"), logonEvent(1, 4625, "dc1", "bob"))
 	st := first.Stages["detect-correlate"]
-	if n := st.Sum(CountCorrelations); n != 0 || st.RecordsOut[DetectCorrelateLog] == 0 {
-		t.Fatalf("first run: %d correlations, %d changelog records: want none fired and the window logged", n, st.RecordsOut[DetectCorrelateLog])
+	if n := st.Sum(CountCorrelations); n != 0 || st.RecordsOut[DetectCorrelateChangelog] == 0 {
+		t.Fatalf("first run: %d correlations, %d changelog records: want none fired and the window logged", n, st.RecordsOut[DetectCorrelateChangelog])
 	}
 	second := run(filepath.Join(dir, "b"), logonEvent(2, 4625, "dc1", "bob"), logonEvent(3, 4624, "dc1", "bob"))
 	if got := second.Stages["detect-correlate"].Counters[CountCorrelations]; got["Many failed logons"] != 1 || got["Brute force then success"] != 1 {
@@ -267,8 +267,8 @@ func TestDetectCorrelateMetricRestart(t *testing.T) {
 		shareRead(0, "fs1", "bob", "600000"), shareRead(1, "fs1", "bob", "n/a"),
 		shareRead(2, "fs1", "eve", "900000"), shareRead(3, "fs2", "bob", "300000"))
 	st := first.Stages["detect-correlate"]
-	if n := st.Sum(CountCorrelations); n != 0 || st.RecordsOut[DetectCorrelateLog] == 0 {
-		t.Fatalf("first run: %d correlations, %d changelog records: want none fired and the windows logged", n, st.RecordsOut[DetectCorrelateLog])
+	if n := st.Sum(CountCorrelations); n != 0 || st.RecordsOut[DetectCorrelateChangelog] == 0 {
+		t.Fatalf("first run: %d correlations, %d changelog records: want none fired and the windows logged", n, st.RecordsOut[DetectCorrelateChangelog])
 	}
 	if got := st.Counters[CountNotNumbers]; got["Much read from admin shares"] != 1 {
 		t.Errorf("first run counted %v values not numbers, want 1", got)
