@@ -23,6 +23,7 @@ func huntingStage() Stage {
 		Name:    "hunting",
 		Doc:     "writes Arrow batches to Parquet hunting partitions in Hive layout under hunting.dir",
 		Enabled: func(c Config) bool { return c.Hunting.Enabled },
+		Dirs:    func(c Config) []string { return []string{c.HuntingDir()} },
 		Inputs: func(c Config) []string {
 			var in []string
 			for _, table := range normalize.Tables() {

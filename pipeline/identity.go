@@ -121,8 +121,8 @@ func writeIdentity(dir string, id Identity) error {
 	return err
 }
 
-// checkIdentity compares the state and hunting directories with the
-// cluster: on first use it records the cluster and topic ids; later it
+// checkIdentity compares the state directory, and those the stages keep
+// (Stage.Dirs: hunting.dir), with the cluster: on first use it records the cluster and topic ids; later it
 // refuses state written against another cluster or against topics since
 // recreated, whose offsets would make the stages skip (or redo) records,
 // unless state.reset is set, in which case it discards that state.
@@ -141,11 +141,7 @@ func (p *Pipeline) checkIdentity(ctx context.Context) error {
 		return err
 	}
 	now.Recorded = time.Now().UTC()
-	dirs := []string{p.cfg.State.Dir}
-	if p.cfg.Hunting.Enabled {
-		dirs = append(dirs, p.cfg.HuntingDir())
-	}
-	for _, dir := range dirs {
+	for _, dir := range append([]string{p.cfg.State.Dir}, stageDirs(p.topo.defs, p.cfg)...) {
 		if err := p.checkDir(dir, now); err != nil {
 			return err
 		}

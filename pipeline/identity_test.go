@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stitch-xdr/stitch/connectors/kafka"
 )
 
 func TestIdentityMismatch(t *testing.T) {
@@ -102,4 +104,51 @@ func sum(m map[string]int64) (n int64) {
 		n += v
 	}
 	return n
+}
+
+// A directory a stage declares (Stage.Dirs, as the hunting sink declares
+// hunting.dir) is checked against the cluster like state.dir: it records
+// the cluster's identity on first use, and state of another cluster in it
+// is refused, naming it. A stage that is off declares nothing checked.
+func TestIdentityChecksTheStagesDirs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kept := t.TempDir()
+	count := countStage()
+	count.Dirs = func(Config) []string { return []string{kept} }
+	check := func(enabled bool) error {
+		b, err := kafka.StartBroker()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		cfg := Default()
+		cfg.State.Dir = t.TempDir() // fresh: only kept can be of another cluster
+		cfg.Hunting.Enabled = false
+		count.Enabled = func(Config) bool { return enabled }
+		p, err := New(cfg, WithBrokers(b.Addrs()), WithInstance("dirs"), WithStage(count))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.EnsureTopics(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return p.checkIdentity(ctx)
+	}
+	if err := check(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(kept, IdentityFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the directory of a stage that is off was recorded: %v", err)
+	}
+	if err := check(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(kept, IdentityFile)); err != nil {
+		t.Fatalf("the stage's directory was not recorded: %v", err)
+	}
+	err := check(true) // another broker: another cluster
+	if !errors.Is(err, ErrStateMismatch) || !strings.Contains(err.Error(), kept) {
+		t.Fatalf("the stage's directory of another cluster: %v; want a refusal naming it", err)
+	}
 }

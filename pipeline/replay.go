@@ -98,14 +98,6 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	if cfg.Hunting.Dir == "" {
 		cfg.Hunting.Dir = filepath.Join(ro.OutDir, "hunting")
 	}
-	// A replay always runs on a new embedded broker, so an earlier
-	// replay's outputs (its hunting offsets above all) cannot be continued:
-	// start clean, and say so.
-	if removed, err := clearReplayOutputs(cfg, ro.OutDir); err != nil {
-		return sum, err
-	} else if len(removed) > 0 && ro.Progress != nil {
-		ro.Progress(fmt.Sprintf("replay: %s holds an earlier replay's outputs; starting clean (removed %s)", ro.OutDir, strings.Join(removed, ", ")))
-	}
 	cfg.Kafka.Brokers = nil
 	// A replay is usually of old recordings: retention by event time would
 	// delete what it writes.
@@ -148,6 +140,14 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 	}
 	if ro.Built != nil {
 		ro.Built(p)
+	}
+	// A replay always runs on a new embedded broker, so an earlier
+	// replay's outputs (its hunting offsets above all) cannot be continued:
+	// start clean, and say so.
+	if removed, err := clearReplayOutputs(p, ro.OutDir); err != nil {
+		return sum, err
+	} else if len(removed) > 0 && ro.Progress != nil {
+		ro.Progress(fmt.Sprintf("replay: %s holds an earlier replay's outputs; starting clean (removed %s)", ro.OutDir, strings.Join(removed, ", ")))
 	}
 	if err := p.EnsureTopics(ctx); err != nil {
 		return sum, err
@@ -237,27 +237,22 @@ func Replay(ctx context.Context, cfg Config, ro ReplayOptions, opts ...Option) (
 }
 
 // clearReplayOutputs removes from dir what an earlier replay wrote there:
-// summary.json, the files drained from the output topics and, when it lies
-// inside dir, the hunting directory. Other files stay. It returns the names
-// it removed.
-func clearReplayOutputs(cfg Config, dir string) ([]string, error) {
-	topo, err := Describe(cfg)
-	if err != nil {
-		return nil, err
-	}
+// summary.json, the replay files of every declared stage's outputs (of a
+// stage this config turns off too: its file would be stale) and the
+// stages' directories that lie inside dir (hunting/). Other files stay. It
+// returns the names it removed.
+func clearReplayOutputs(p *Pipeline, dir string) ([]string, error) {
+	declared := append(stages(), p.extra...)
 	names := []string{"summary.json"}
-	for _, d := range topo.defs {
-		if d.Outputs == nil {
-			continue
-		}
-		for _, o := range d.Outputs(cfg) {
-			if o.Replay != "" && !slices.Contains(names, o.Replay) {
-				names = append(names, o.Replay)
-			}
+	for _, o := range replayOutputs(declared, p.cfg) {
+		if !slices.Contains(names, o.Replay) {
+			names = append(names, o.Replay)
 		}
 	}
-	if rel, err := filepath.Rel(dir, cfg.HuntingDir()); err == nil && !strings.HasPrefix(rel, "..") && rel != "." {
-		names = append(names, rel+string(filepath.Separator))
+	for _, sd := range stageDirs(declared, p.cfg) {
+		if rel, err := filepath.Rel(dir, sd); err == nil && !strings.HasPrefix(rel, "..") && rel != "." {
+			names = append(names, rel+string(filepath.Separator))
+		}
 	}
 	var removed []string
 	for _, n := range names {
@@ -277,19 +272,7 @@ func clearReplayOutputs(cfg Config, dir string) ([]string, error) {
 // all at once, and says how many records (or, for a table, keys) each file
 // got.
 func drainOutputs(ctx context.Context, topo *Topology, cc kafka.ClientConfig, dir string) (map[string]int, error) {
-	var outs []Output
-	seen := map[string]bool{}
-	for _, d := range topo.defs {
-		if d.Outputs == nil {
-			continue
-		}
-		for _, o := range d.Outputs(topo.cfg) {
-			if o.Replay != "" && !seen[o.Topic.Name] {
-				seen[o.Topic.Name] = true
-				outs = append(outs, o)
-			}
-		}
-	}
+	outs := replayOutputs(topo.defs, topo.cfg)
 	counts := make([]int, len(outs))
 	errs := make([]error, len(outs))
 	var wg sync.WaitGroup

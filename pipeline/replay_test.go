@@ -208,3 +208,45 @@ func TestReplayMissingInput(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A replay into the directory of an earlier one removes what the declared
+// stages write there, read from their declarations: a stage declared in a
+// test (count.jsonl), a stage this config turns off (its file would be
+// stale beside the new ones) and a stage's directory inside it (hunting/).
+// Anything else stays. The list knew only the built-in stages, enabled.
+func TestClearReplayOutputsFollowsTheTopology(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Default()
+	cfg.State.Dir = t.TempDir()
+	cfg.Hunting.Dir = filepath.Join(dir, "hunting")
+	cfg.Respond.Enabled = false
+	p, err := New(cfg, WithBrokers([]string{"127.0.0.1:1"}), WithInstance("clear"), WithStage(countStage()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := p.Topology().stage("respond"); ok {
+		t.Fatal("respond runs with respond.enabled false: the test shows nothing")
+	}
+	for _, f := range []string{"summary.json", "count.jsonl", "actions.jsonl", "incidents.jsonl", "notes.txt", "hunting/DeviceEvents/x.parquet"} {
+		path := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := clearReplayOutputs(p, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(removed)
+	want := []string{"actions.jsonl", "count.jsonl", "hunting/", "incidents.jsonl", "summary.json"}
+	if !slices.Equal(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 1 || left[0].Name() != "notes.txt" {
+		t.Errorf("left %v, want only notes.txt", left)
+	}
+}

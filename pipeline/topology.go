@@ -52,6 +52,11 @@ type Stage struct {
 	// Position says where a Sink keeps its place in its inputs (stitch
 	// topology prints it; empty: beside its output, as the hunting sink).
 	Position string
+	// Dirs are the directories besides state.dir where the stage keeps
+	// what it writes and its place in its inputs (the hunting sink:
+	// hunting.dir): checked against the cluster's identity with state.dir,
+	// and cleared by a replay when they lie in its output directory.
+	Dirs func(Config) []string
 	// Progress is the stage's part of the progress line, from its committed
 	// counters (nil: none).
 	Progress func(StageSnapshot) string
@@ -236,6 +241,41 @@ func (d Stage) check() error {
 		}
 	}
 	return nil
+}
+
+// replayOutputs are the outputs of defs that name a replay file, one for
+// each topic.
+func replayOutputs(defs []Stage, cfg Config) []Output {
+	var outs []Output
+	seen := map[string]bool{}
+	for _, d := range defs {
+		if d.Outputs == nil {
+			continue
+		}
+		for _, o := range d.Outputs(cfg) {
+			if o.Replay != "" && !seen[o.Topic.Name] {
+				seen[o.Topic.Name] = true
+				outs = append(outs, o)
+			}
+		}
+	}
+	return outs
+}
+
+// stageDirs are the directories defs keep (Stage.Dirs), each once.
+func stageDirs(defs []Stage, cfg Config) []string {
+	var dirs []string
+	for _, d := range defs {
+		if d.Dirs == nil {
+			continue
+		}
+		for _, dir := range d.Dirs(cfg) {
+			if !slices.Contains(dirs, dir) {
+				dirs = append(dirs, dir)
+			}
+		}
+	}
+	return dirs
 }
 
 // stage returns the declaration and info of a stage by name.
