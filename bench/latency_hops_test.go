@@ -25,9 +25,10 @@ type hopTracer struct {
 }
 
 type stageTrace struct {
-	occ      map[string][]*hopTimes // by alert id, in read order
-	lastPoll []*hopTimes
-	open     []*hopTimes // read in the open transaction
+	polls, records int                    // polls that returned records, and their records
+	occ            map[string][]*hopTimes // by alert id, in read order
+	lastPoll       []*hopTimes
+	open           []*hopTimes // read in the open transaction
 }
 
 // hopTimes is one read of a probe alert by a stage, and the transaction
@@ -55,6 +56,10 @@ func (h *hopTracer) event(ev pipeline.StageEvent) {
 	switch ev.Kind {
 	case pipeline.StagePolled:
 		st.lastPoll = st.lastPoll[:0]
+		if n := ev.Fetches.NumRecords(); n > 0 {
+			st.polls++
+			st.records += n
+		}
 		ev.Fetches.EachRecord(func(r *kgo.Record) {
 			for v := r.Value; ; {
 				i := bytes.Index(v, h.prefix)
@@ -171,3 +176,16 @@ func hopReport(all [][]time.Duration) string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d", d.Round(time.Millisecond).Milliseconds()) }
+
+// polls says how often each traced stage's polls returned records, and how
+// many a poll, over secs: what each fetch and poll's fixed cost is paid for.
+func (h *hopTracer) polls(secs float64) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	for _, name := range tracedStages {
+		st := h.stages[name]
+		fmt.Fprintf(&b, " %s %.0f/s of %.1f records", name, float64(st.polls)/secs, float64(st.records)/float64(max(st.polls, 1)))
+	}
+	return b.String()
+}

@@ -71,7 +71,7 @@ func BenchmarkLatency(b *testing.B) {
 					rate, iv, u, len(r.lat), r.pct(50), r.pct(90), r.pct(99), r.pct(100), r.missing, r.produced, r.rate, r.read,
 					100*float64(r.produced-r.read)/float64(max(r.produced, 1)), r.cpu*1e6/float64(r.produced), r.bcpu*1e6/float64(r.produced),
 					r.txns["normalize"], r.txns["correlate"], "facts", percentile(r.hop1, 50), percentile(r.hop1, 99))
-				b.Logf("  hops (ms) %s", hopReport(r.hops))
+				b.Logf("  hops (ms) %s; polls with records:%s", hopReport(r.hops), r.polls)
 				if r.notCaughtUp {
 					b.Logf("  (the pipeline never caught up with the start-up's backlog: measured from 2 minutes on)")
 				}
@@ -97,6 +97,7 @@ type latencyResult struct {
 	lat            []time.Duration
 	hop1           []time.Duration   // produce to the alert's facts committed (normalize)
 	hops           [][]time.Duration // each traced alert's hops (hopNames)
+	polls          string            // the traced stages' polls (hopTracer.polls)
 	missing        int
 	produced, read int64
 	rate           float64
@@ -343,6 +344,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 		res.txns[name] = float64(st.Transactions-txns0.Stages[name].Transactions) / took.Seconds()
 	}
 	res.rate = float64(res.produced) / took.Seconds()
+	res.polls = tracer.polls(time.Since(start).Seconds())
 	// Let the last alerts' incidents arrive (the stream has stopped).
 	wait := time.Now().Add(10*interval + 5*time.Second)
 	for len(measured) > 0 && time.Now().Before(wait) {
