@@ -61,7 +61,7 @@ func EventsPerSecond(n float64) Option {
 }
 
 // AttackEvery plants an attack story every n records; 0 plants none.
-// Stories alternate between kinds and rotate over tenants. Default 100000.
+// Stories take the five kinds in turn and rotate over tenants. Default 100000.
 func AttackEvery(n int) Option { return func(c *config) { c.attackEvery = max(0, n) } }
 
 // AttackAtStart plants a first story before the first record, dated just
@@ -99,6 +99,7 @@ type Simulator struct {
 	stories  []Story
 	left     []int // per story: rows not emitted yet
 	reportID int64
+	usedIPs  map[string]bool // attacker addresses of the stories so far
 	r        rec
 }
 
@@ -108,7 +109,7 @@ func New(opts ...Option) *Simulator {
 	for _, o := range opts {
 		o(&c)
 	}
-	s := &Simulator{cfg: c, rng: rand.New(rand.NewPCG(c.seed, c.seed^0x9e3779b97f4a7c15)), start: c.start.UnixNano(), step: 1e9 / c.eps}
+	s := &Simulator{cfg: c, rng: rand.New(rand.NewPCG(c.seed, c.seed^0x9e3779b97f4a7c15)), start: c.start.UnixNano(), step: 1e9 / c.eps, usedIPs: map[string]bool{}}
 	for i := range c.tenants {
 		s.tenants = append(s.tenants, buildTenant(s.rng, i, c.devices, c.users))
 	}

@@ -118,7 +118,9 @@ func run(t *testing.T, s *Simulator, n int) []row {
 
 func TestRecordsUseOnlyDocumentedColumns(t *testing.T) {
 	cols := columns(t)
-	s := New(EventsPerSecond(100), AttackEvery(2000))
+	// 25 records a second: every kind's story (a few minutes of event
+	// time) is written out within the records read.
+	s := New(EventsPerSecond(25), AttackEvery(2000))
 	rows := run(t, s, 20000)
 	seen := map[string]int{}
 	for i, r := range rows {
@@ -170,10 +172,12 @@ func TestRecordsUseOnlyDocumentedColumns(t *testing.T) {
 }
 
 func TestStoriesAppearWithTheirAlerts(t *testing.T) {
-	s := New(EventsPerSecond(100), AttackEvery(2500), Tenants(2))
+	// 25 records a second: a story's few minutes take about 6,000 records,
+	// so most of the twelve planted complete, of every kind.
+	s := New(EventsPerSecond(25), AttackEvery(2500), Tenants(2))
 	rows := run(t, s, 30000)
 	stories := s.Stories()
-	var complete [2]int
+	complete := map[StoryKind]int{}
 	type alertSeen struct {
 		tenant     string
 		pos        int
@@ -200,16 +204,16 @@ func TestStoriesAppearWithTheirAlerts(t *testing.T) {
 			}
 		}
 	}
+	evidenceOf := map[string][]*fastjson.Value{}
+	for id, a := range alerts {
+		evidenceOf[id] = a.evidence
+	}
 	evidenceFirst := 0
 	for _, st := range stories {
 		if !st.Complete {
 			continue
 		}
-		if st.Kind == PhishToEndpoint {
-			complete[0]++
-		} else {
-			complete[1]++
-		}
+		complete[st.Kind]++
 		if len(st.SameIncident) != len(st.Alerts) || len(st.Alerts) < 2 {
 			t.Fatalf("story %s: %d alerts, %d to group", st.Kind, len(st.Alerts), len(st.SameIncident))
 		}
@@ -256,18 +260,127 @@ func TestStoriesAppearWithTheirAlerts(t *testing.T) {
 			}
 			assertPhishTelemetry(t, rows, st)
 		case IdentityCompromise:
-			for _, want := range []string{"Microsoft Defender for Identity", "Microsoft Defender for Cloud Apps", "Microsoft Entra ID Protection"} {
-				if !services[want] {
-					t.Errorf("identity story lacks an alert from %s: %v", want, services)
+			wantServices(t, st, services, "Microsoft Defender for Identity", "Microsoft Defender for Cloud Apps", "Microsoft Entra ID Protection")
+		case LateralMovement:
+			wantServices(t, st, services, "Microsoft Defender for Endpoint", "Microsoft Defender for Identity")
+			assertLateralTelemetry(t, rows, st)
+			// The tool's hash is what joins the two devices' alerts.
+			for _, dev := range []string{st.DeviceID, st.TargetID} {
+				if !evidenceHas(st, evidenceOf, func(ev *fastjson.Value) bool {
+					return string(ev.GetStringBytes("SHA256")) == st.SHA256 && string(ev.GetStringBytes("DeviceId")) == dev
+				}) {
+					t.Errorf("lateral story: no alert names the tool %s on device %s", st.SHA256, dev)
 				}
 			}
+		case MaliciousURLClick:
+			wantServices(t, st, services, "Microsoft Defender for Office 365", "Microsoft Defender for Endpoint")
+			assertClickTelemetry(t, rows, st)
+			for _, sa := range st.Alerts {
+				if !evidenceHas(Story{Alerts: []StoryAlert{sa}}, evidenceOf, func(ev *fastjson.Value) bool { return string(ev.GetStringBytes("RemoteUrl")) == st.URL }) {
+					t.Errorf("url story: alert %s (%s) does not name the URL %s", sa.ID, sa.Title, st.URL)
+				}
+			}
+		case IllicitConsent:
+			wantServices(t, st, services, "Microsoft Defender for Cloud Apps", "Microsoft Entra ID Protection")
+			assertConsentTelemetry(t, rows, st)
+			if !evidenceHas(st, evidenceOf, func(ev *fastjson.Value) bool { return string(ev.GetStringBytes("OAuthApplicationId")) == st.OAuthAppID }) {
+				t.Errorf("consent story: no alert names the app %s", st.OAuthAppID)
+			}
+		default:
+			t.Errorf("story of unknown kind %q", st.Kind)
 		}
 	}
-	if complete[0] == 0 || complete[1] == 0 {
-		t.Fatalf("complete stories per kind: %v of %d planted", complete, len(stories))
+	for _, k := range Kinds {
+		if complete[k] == 0 {
+			t.Fatalf("complete stories per kind: %v of %d planted", complete, len(stories))
+		}
 	}
 	if evidenceFirst == 0 {
 		t.Error("no alert had evidence emitted before the alert itself")
+	}
+}
+
+func wantServices(t *testing.T, st Story, services map[string]bool, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !services[w] {
+			t.Errorf("%s story lacks an alert from %s: %v", st.Kind, w, services)
+		}
+	}
+}
+
+// evidenceHas says whether an evidence row of one of st's alerts satisfies ok.
+func evidenceHas(st Story, evidence map[string][]*fastjson.Value, ok func(*fastjson.Value) bool) bool {
+	for _, sa := range st.Alerts {
+		for _, ev := range evidence[sa.ID] {
+			if ok(ev) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// assertLateralTelemetry checks the trail of a lateral-movement story: the
+// victim's account logs on to the target from the first device, and the
+// tool's hash is written on both.
+func assertLateralTelemetry(t *testing.T, rows []row, st Story) {
+	t.Helper()
+	var logon bool
+	files := map[string]bool{}
+	for _, r := range rows {
+		p := r.v.Get("properties")
+		switch r.table {
+		case "DeviceLogonEvents":
+			logon = logon || string(p.GetStringBytes("DeviceId")) == st.TargetID && string(p.GetStringBytes("AccountSid")) == st.UserSID &&
+				strings.EqualFold(string(p.GetStringBytes("RemoteDeviceName"))+".", st.Device[:strings.IndexByte(st.Device, '.')+1])
+		case "DeviceFileEvents":
+			if string(p.GetStringBytes("SHA256")) == st.SHA256 {
+				files[string(p.GetStringBytes("DeviceId"))] = true
+			}
+		}
+	}
+	if !logon || !files[st.DeviceID] || !files[st.TargetID] {
+		t.Errorf("lateral story %s -> %s: network logon %v, tool on source %v, on target %v", st.Device, st.Target, logon, files[st.DeviceID], files[st.TargetID])
+	}
+}
+
+// assertClickTelemetry checks that the URL was mailed, clicked by the victim
+// and reached from the victim's device.
+func assertClickTelemetry(t *testing.T, rows []row, st Story) {
+	t.Helper()
+	var mailed, click, conn bool
+	for _, r := range rows {
+		p := r.v.Get("properties")
+		switch r.table {
+		case "EmailUrlInfo":
+			mailed = mailed || string(p.GetStringBytes("Url")) == st.URL && string(p.GetStringBytes("NetworkMessageId")) == st.NetworkMessageID
+		case "UrlClickEvents":
+			click = click || string(p.GetStringBytes("Url")) == st.URL && string(p.GetStringBytes("AccountUpn")) == st.User
+		case "DeviceNetworkEvents":
+			conn = conn || string(p.GetStringBytes("DeviceId")) == st.DeviceID && strings.Contains(st.URL, "://"+string(p.GetStringBytes("RemoteUrl"))+"/")
+		}
+	}
+	if !mailed || !click || !conn {
+		t.Errorf("url story %s: mailed %v, clicked %v, reached from the device %v", st.URL, mailed, click, conn)
+	}
+}
+
+// assertConsentTelemetry checks that the victim consented to the app and
+// the app then acted on the victim's mailbox.
+func assertConsentTelemetry(t *testing.T, rows []row, st Story) {
+	t.Helper()
+	var consent, used bool
+	for _, r := range rows {
+		p := r.v.Get("properties")
+		if r.table != "CloudAppEvents" || string(p.GetStringBytes("AccountObjectId")) != st.UserObjectID {
+			continue
+		}
+		consent = consent || string(p.GetStringBytes("ActionType")) == "Consent to application." && string(p.GetStringBytes("ObjectId")) == st.OAuthAppID
+		used = used || string(p.GetStringBytes("OAuthAppId")) == st.OAuthAppID
+	}
+	if !consent || !used {
+		t.Errorf("consent story %s: consent %v, app activity %v", st.OAuthAppID, consent, used)
 	}
 }
 

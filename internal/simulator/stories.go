@@ -19,7 +19,27 @@ const (
 	// Defender for Cloud Apps by Entra object id, Entra ID Protection by UPN,
 	// and a Defender XDR alert lists all three.
 	IdentityCompromise StoryKind = "identity-compromise"
+	// LateralMovement: a hacking tool lands on the victim's workstation,
+	// the victim's account logs on to a second device over the network and
+	// the same binary encrypts files there. Defender for Endpoint alerts on
+	// each device, joined by the account and the tool's SHA256; Defender for
+	// Identity names the account by SID and both devices by name.
+	LateralMovement StoryKind = "lateral-movement"
+	// MaliciousURLClick: a credential-phishing link is delivered and
+	// clicked, and the victim's browser reaches the page. Defender for Office
+	// 365 alerts on the click and the removal of the message, Defender for
+	// Endpoint on the connection, joined by the URL and the mailbox.
+	MaliciousURLClick StoryKind = "malicious-url-click"
+	// IllicitConsent: the victim consents to an OAuth app, which reads the
+	// mailbox and creates an inbox rule from a hosting provider's address.
+	// Defender for Cloud Apps alerts on the app (by object id) and the rule
+	// (by mailbox), Entra ID Protection on the API traffic (by UPN), joined
+	// by the account, the app and the attacker's address.
+	IllicitConsent StoryKind = "illicit-consent"
 )
+
+// Kinds are the story kinds in planting order: story i is Kinds[i%5].
+var Kinds = []StoryKind{PhishToEndpoint, IdentityCompromise, LateralMovement, MaliciousURLClick, IllicitConsent}
 
 // StoryAlert is one alert a story raises.
 type StoryAlert struct {
@@ -47,13 +67,22 @@ type Story struct {
 	// The victim, in each of its identifiers.
 	User, UserSID, UserObjectID string
 	// Device is the victim's device FQDN and DeviceID its id
-	// (PhishToEndpoint; for IdentityCompromise the brute-force source).
+	// (PhishToEndpoint, LateralMovement, MaliciousURLClick; for
+	// IdentityCompromise the brute-force source; none for IllicitConsent).
 	Device, DeviceID string
-	// SHA256 and NetworkMessageID identify the malicious attachment and its
-	// message (PhishToEndpoint only).
+	// Target and TargetID are the device reached by lateral movement
+	// (LateralMovement only).
+	Target, TargetID string
+	// SHA256 identifies the malicious attachment (PhishToEndpoint) or the
+	// tool (LateralMovement); NetworkMessageID the message (PhishToEndpoint,
+	// MaliciousURLClick).
 	SHA256, NetworkMessageID string
-	// AttackerIPs are the attacker's addresses (sender IP and C2, or the
-	// two sign-in locations).
+	// URL is the phishing link (MaliciousURLClick).
+	URL string
+	// OAuthAppID is the consented app's id (IllicitConsent).
+	OAuthAppID string
+	// AttackerIPs are the attacker's addresses (sender IP and C2, the two
+	// sign-in locations, the phishing page's host, the app's address).
 	AttackerIPs []string
 	// Complete is true once every row of the story has been produced.
 	Complete bool
@@ -63,8 +92,8 @@ type alertDef struct {
 	id, title, category, severity, service, detection, techniques string
 }
 
-// plant starts the next story. Kinds alternate; tenants rotate every two
-// stories so each tenant sees both kinds.
+// plant starts the next story. Kinds take turns (Kinds); tenants rotate
+// every two stories, so each tenant sees every kind.
 func (s *Simulator) plant() {
 	i := len(s.stories)
 	t := &s.tenants[(i/2)%len(s.tenants)]
@@ -75,10 +104,17 @@ func (s *Simulator) plant() {
 	s.left = append(s.left, 0)
 	t0 := s.clock() + 1e9
 	s.stories[i].Start = time.Unix(0, t0).UTC()
-	if i%2 == 0 {
+	switch Kinds[i%len(Kinds)] {
+	case PhishToEndpoint:
 		s.plantPhish(i, t, t0)
-	} else {
+	case IdentityCompromise:
 		s.plantIdentity(i, t, t0)
+	case LateralMovement:
+		s.plantLateral(i, t, t0)
+	case MaliciousURLClick:
+		s.plantURLClick(i, t, t0)
+	default:
+		s.plantConsent(i, t, t0)
 	}
 	st := &s.stories[i]
 	for _, a := range st.Alerts {
@@ -102,6 +138,16 @@ func (s *Simulator) victim(t *tenant) int {
 	return u
 }
 
+// victimAtDesk picks a victim as victim does and claims the victim's
+// workstation for the story: the victim's index, user, workstation and
+// account.
+func (s *Simulator) victimAtDesk(t *tenant) (int, *user, *device, account) {
+	ui := s.victim(t)
+	u := &t.users[ui]
+	t.usedDevices[u.device] = true
+	return ui, u, &t.devices[u.device], t.account(ui)
+}
+
 // freeDevice picks a workstation no earlier story of the tenant used.
 func (s *Simulator) freeDevice(t *tenant) int {
 	n := len(t.devices) - t.wsFirst
@@ -117,8 +163,16 @@ func (s *Simulator) alertID(prefix string) string {
 	return fmt.Sprintf("%s%018d_%d", prefix, s.rng.Int64N(1e18), -s.rng.Int64N(1e10))
 }
 
+// publicIP draws an attacker address no earlier story used: two stories
+// sharing one would rightly be one incident.
 func (s *Simulator) publicIP(first ...int) string {
-	return fmt.Sprintf("%d.%d.%d.%d", first[s.rng.IntN(len(first))], 1+s.rng.IntN(250), s.rng.IntN(256), 1+s.rng.IntN(250))
+	for {
+		ip := fmt.Sprintf("%d.%d.%d.%d", first[s.rng.IntN(len(first))], 1+s.rng.IntN(250), s.rng.IntN(256), 1+s.rng.IntN(250))
+		if !s.usedIPs[ip] {
+			s.usedIPs[ip] = true
+			return ip
+		}
+	}
 }
 
 // at schedules one row of story i.
@@ -161,12 +215,67 @@ func entity(r *rec, typ, role string) {
 	r.str("EvidenceRole", role)
 }
 
+// lure is the inbound message that starts a mail story.
+type lure struct {
+	nmid, sender, senderName, domain, senderIP, subject, auth string
+	attachments                                               int64
+	latestLocation, latestAction                              string
+}
+
+// lureRow writes the EmailEvents row of a lure delivered to u, carrying
+// one URL.
+func lureRow(s *Simulator, r *rec, ts int64, u *user, l *lure) {
+	r.ts("Timestamp", ts)
+	r.str("NetworkMessageId", l.nmid)
+	r.str("InternetMessageId", "<"+l.nmid[:13]+"@"+l.domain+">")
+	r.str("SenderMailFromAddress", l.sender)
+	r.str("SenderFromAddress", l.sender)
+	r.str("SenderDisplayName", l.senderName)
+	r.str("SenderMailFromDomain", l.domain)
+	r.str("SenderFromDomain", l.domain)
+	r.str("SenderIPv4", l.senderIP)
+	r.str("RecipientEmailAddress", u.upn)
+	r.str("RecipientObjectId", u.objectID)
+	r.str("Subject", l.subject)
+	r.long("EmailClusterId", s.rng.Int64N(1<<40))
+	r.str("EmailDirection", "Inbound")
+	r.str("DeliveryAction", "Delivered")
+	r.str("DeliveryLocation", "Inbox/folder")
+	r.null("ThreatTypes")
+	r.long("BulkComplaintLevel", 0)
+	r.str("AuthenticationDetails", l.auth)
+	r.long("AttachmentCount", l.attachments)
+	r.long("UrlCount", 1)
+	r.str("EmailLanguage", "en")
+	r.strInt("ReportId", l.nmid+"-", s.nextReportID(), "-0")
+	r.str("LatestDeliveryLocation", l.latestLocation)
+	r.str("LatestDeliveryAction", l.latestAction)
+}
+
+// fileCreated schedules a DeviceFileEvents row of story i: process init
+// (child of parent) run by a writes f on d.
+func (s *Simulator) fileCreated(i int, t *tenant, due int64, d *device, f, init, parent *binary, a account) {
+	s.at(i, due, t, "DeviceFileEvents", func(s *Simulator, r *rec, ts int64) {
+		s.head(r, ts, d, "FileCreated")
+		fileCols(r, f)
+		s.initiating(r, ts, init, parent, a, true)
+		r.long("ReportId", s.nextReportID())
+	})
+}
+
+// processCreated schedules a DeviceProcessEvents row of story i: process
+// init (child of parent) run by ia starts b as a with cmd on d.
+func (s *Simulator) processCreated(i int, t *tenant, due int64, d *device, b *binary, a account, cmd string, init, parent *binary, ia account) {
+	s.at(i, due, t, "DeviceProcessEvents", func(s *Simulator, r *rec, ts int64) {
+		s.head(r, ts, d, "ProcessCreated")
+		s.processCols(r, ts, b, a, cmd)
+		s.initiating(r, ts, init, parent, ia, true)
+		r.long("ReportId", s.nextReportID())
+	})
+}
+
 func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
-	ui := s.victim(t)
-	u := &t.users[ui]
-	d := &t.devices[u.device]
-	t.usedDevices[u.device] = true
-	a := t.account(ui)
+	ui, u, d, a := s.victimAtDesk(t)
 	domain := "secure-docs-" + string(appendHex(nil, 4, s.rng)) + ".com"
 	sender, senderName := "accounts@"+domain, "Accounts Payable"
 	senderIP, c2IP := s.publicIP(185, 193, 45), s.publicIP(91, 146, 194)
@@ -184,56 +293,18 @@ func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
 	st.AttackerIPs = []string{senderIP, c2IP}
 	docm := &binary{name: file, folder: cache, path: cache + file, sha1: sha1, sha256: sha256, md5: string(appendHex(nil, 32, s.rng)), size: size}
 
-	s.at(i, t0, t, "EmailEvents", func(s *Simulator, r *rec, ts int64) {
-		r.ts("Timestamp", ts)
-		r.str("NetworkMessageId", nmid)
-		r.str("InternetMessageId", "<"+nmid[:13]+"@"+domain+">")
-		r.str("SenderMailFromAddress", sender)
-		r.str("SenderFromAddress", sender)
-		r.str("SenderDisplayName", senderName)
-		r.str("SenderMailFromDomain", domain)
-		r.str("SenderFromDomain", domain)
-		r.str("SenderIPv4", senderIP)
-		r.str("RecipientEmailAddress", u.upn)
-		r.str("RecipientObjectId", u.objectID)
-		r.str("Subject", subject)
-		r.long("EmailClusterId", s.rng.Int64N(1<<40))
-		r.str("EmailDirection", "Inbound")
-		r.str("DeliveryAction", "Delivered")
-		r.str("DeliveryLocation", "Inbox/folder")
-		r.null("ThreatTypes")
-		r.long("BulkComplaintLevel", 0)
-		r.str("AuthenticationDetails", `{"SPF":"pass","DKIM":"none","DMARC":"none","CompAuth":"softpass"}`)
-		r.long("AttachmentCount", 1)
-		r.long("UrlCount", 1)
-		r.str("EmailLanguage", "en")
-		r.strInt("ReportId", nmid+"-", s.nextReportID(), "-0")
-		r.str("LatestDeliveryLocation", "Quarantine")
-		r.str("LatestDeliveryAction", "Moved to quarantine")
-	})
+	mail := &lure{nmid: nmid, sender: sender, senderName: senderName, domain: domain, senderIP: senderIP, subject: subject,
+		auth: `{"SPF":"pass","DKIM":"none","DMARC":"none","CompAuth":"softpass"}`, attachments: 1,
+		latestLocation: "Quarantine", latestAction: "Moved to quarantine"}
+	s.at(i, t0, t, "EmailEvents", func(s *Simulator, r *rec, ts int64) { lureRow(s, r, ts, u, mail) })
 	s.at(i, t0+2e6, t, "EmailAttachmentInfo", func(s *Simulator, r *rec, ts int64) {
 		attachmentRow(s, r, ts, t, nmid, sender, senderName, ui, file, sha256, size, true)
 	})
 	s.at(i, t0+3e6, t, "EmailUrlInfo", func(s *Simulator, r *rec, ts int64) { urlInfoRow(s, r, ts, nmid, url, domain) })
 	s.at(i, t0+40e9, t, "UrlClickEvents", func(s *Simulator, r *rec, ts int64) { clickRow(s, r, ts, t, nmid, url, ui, true) })
-	s.at(i, t0+55e9, t, "DeviceFileEvents", func(s *Simulator, r *rec, ts int64) {
-		s.head(r, ts, d, "FileCreated")
-		fileCols(r, docm)
-		s.initiating(r, ts, binOutlook, binExplorer, a, true)
-		r.long("ReportId", s.nextReportID())
-	})
-	s.at(i, t0+70e9, t, "DeviceProcessEvents", func(s *Simulator, r *rec, ts int64) {
-		s.head(r, ts, d, "ProcessCreated")
-		s.processCols(r, ts, binWord, a, `"WINWORD.EXE" /n "`+docm.path+`" /o ""`)
-		s.initiating(r, ts, binOutlook, binExplorer, a, true)
-		r.long("ReportId", s.nextReportID())
-	})
-	s.at(i, t0+80e9, t, "DeviceProcessEvents", func(s *Simulator, r *rec, ts int64) {
-		s.head(r, ts, d, "ProcessCreated")
-		s.processCols(r, ts, binPowerShell, a, psCmd)
-		s.initiating(r, ts, binWord, binOutlook, a, true)
-		r.long("ReportId", s.nextReportID())
-	})
+	s.fileCreated(i, t, t0+55e9, d, docm, binOutlook, binExplorer, a)
+	s.processCreated(i, t, t0+70e9, d, binWord, a, `"WINWORD.EXE" /n "`+docm.path+`" /o ""`, binOutlook, binExplorer, a)
+	s.processCreated(i, t, t0+80e9, d, binPowerShell, a, psCmd, binWord, binOutlook, a)
 	s.at(i, t0+85e9, t, "DeviceNetworkEvents", func(s *Simulator, r *rec, ts int64) {
 		s.head(r, ts, d, "ConnectionSuccess")
 		r.str("RemoteIP", c2IP)
@@ -244,14 +315,7 @@ func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
 		r.long("ReportId", s.nextReportID())
 	})
 
-	user := func(r *rec) {
-		entity(r, "User", "Impacted")
-		r.str("AccountName", u.name)
-		r.str("AccountDomain", t.org)
-		r.str("AccountSid", u.sid)
-		r.str("AccountObjectId", u.objectID)
-		r.str("AccountUpn", u.upn)
-	}
+	user := userEvidence("Impacted", u, t.org, allIDs...)
 	attachment := func(r *rec) {
 		entity(r, "File", "Related")
 		r.str("FileName", file)
@@ -262,28 +326,9 @@ func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
 	// Endpoint first: the process alert fires before mail ZAP catches up.
 	mde := alertDef{s.alertID("da"), "Suspicious process executed", "Execution", "Medium", "Microsoft Defender for Endpoint", "EDR",
 		`["Command and Scripting Interpreter (T1059)","PowerShell (T1059.001)"]`}
-	s.alert(i, t, t0+95e9, 1e9, mde, []string{"AccountName", "AccountDomain", "AccountSid", "AccountObjectId", "AccountUpn"},
-		func(r *rec) {
-			entity(r, "Process", "Related")
-			r.str("FileName", binPowerShell.name)
-			r.str("FolderPath", binPowerShell.path)
-			r.str("SHA1", binPowerShell.sha1)
-			r.str("SHA256", binPowerShell.sha256)
-			r.long("FileSize", binPowerShell.size)
-			r.str("DeviceId", d.id)
-			r.str("DeviceName", d.name)
-			r.str("ProcessCommandLine", psCmd)
-		},
-		func(r *rec) {
-			entity(r, "File", "Related")
-			r.str("FileName", file)
-			r.str("FolderPath", docm.path)
-			r.str("SHA1", sha1)
-			r.str("SHA256", sha256)
-			r.long("FileSize", size)
-			r.str("DeviceId", d.id)
-			r.str("DeviceName", d.name)
-		},
+	s.alert(i, t, t0+95e9, 1e9, mde, allIDs,
+		fileEvidence("Process", "Related", d, binPowerShell, psCmd),
+		fileEvidence("File", "Related", d, docm, ""),
 		func(r *rec) {
 			entity(r, "Machine", "Impacted")
 			r.str("DeviceId", d.id)
@@ -292,11 +337,7 @@ func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
 			r.str("AdditionalFields", `{"OSFamily":"Windows","MachineGroup":"Workstations"}`)
 		},
 		user,
-		func(r *rec) {
-			entity(r, "Ip", "Related")
-			r.str("RemoteIP", c2IP)
-			r.str("EvidenceDirection", "Destination")
-		},
+		ipEvidence(c2IP, "Destination"),
 	)
 	mdo := alertDef{s.alertID("fa"), "Email messages containing malicious file removed after delivery", "InitialAccess", "Medium",
 		"Microsoft Defender for Office 365", "Microsoft Defender for Office 365", `["Phishing (T1566)","Spearphishing Attachment (T1566.001)"]`}
@@ -318,11 +359,7 @@ func (s *Simulator) plantPhish(i int, t *tenant, t0 int64) {
 			entity(r, "Url", "Related")
 			r.str("RemoteUrl", url)
 		},
-		func(r *rec) {
-			entity(r, "Ip", "Related")
-			r.str("RemoteIP", senderIP)
-			r.str("EvidenceDirection", "Source")
-		},
+		ipEvidence(senderIP, "Source"),
 	)
 }
 
@@ -386,41 +423,23 @@ func (s *Simulator) plantIdentity(i int, t *tenant, t0 int64) {
 	s.at(i, t0+160e9, t, "CloudAppEvents", cloud(ipB, "SG", "Singapore", "MailItemsAccessed"))
 	s.at(i, t0+170e9, t, "CloudAppEvents", cloud(ipB, "SG", "Singapore", "New-InboxRule"))
 
-	ip := func(addr string) func(r *rec) {
-		return func(r *rec) {
-			entity(r, "Ip", "Related")
-			r.str("RemoteIP", addr)
-		}
-	}
+	ip := func(addr string) func(r *rec) { return ipEvidence(addr, "") }
 	mdi := alertDef{s.alertID("aa"), "Suspected Brute Force attack (Kerberos, NTLM)", "CredentialAccess", "Medium",
 		"Microsoft Defender for Identity", "Microsoft Defender for Identity", `["Brute Force (T1110)","Password Guessing (T1110.001)"]`}
 	s.alert(i, t, t0+60e9, -1e9, mdi, []string{"AccountSid"},
-		func(r *rec) {
-			entity(r, "User", "Impacted")
-			r.str("AccountSid", u.sid)
-		},
-		func(r *rec) {
-			entity(r, "Machine", "Related")
-			r.str("DeviceName", src.name)
-			r.str("LocalIP", src.ip)
-		},
+		userEvidence("Impacted", u, "", "AccountSid"),
+		hostEvidence("Related", src),
 	)
 	entra := alertDef{s.alertID("ad"), "Unfamiliar sign-in properties", "InitialAccess", "Medium",
 		"Microsoft Entra ID Protection", "Microsoft Entra ID Protection", `["Valid Accounts (T1078)"]`}
 	s.alert(i, t, t0+120e9, -3e9, entra, []string{"AccountUpn"},
-		func(r *rec) {
-			entity(r, "User", "Impacted")
-			r.str("AccountUpn", u.upn)
-		},
+		userEvidence("Impacted", u, "", "AccountUpn"),
 		ip(ipA),
 	)
 	mdca := alertDef{s.alertID("ca"), "Impossible travel activity", "InitialAccess", "Medium",
 		"Microsoft Defender for Cloud Apps", "Microsoft Defender for Cloud Apps", `["Valid Accounts (T1078)","Cloud Accounts (T1078.004)"]`}
 	s.alert(i, t, t0+200e9, 1e9, mdca, []string{"AccountObjectId"},
-		func(r *rec) {
-			entity(r, "User", "Impacted")
-			r.str("AccountObjectId", u.objectID)
-		},
+		userEvidence("Impacted", u, "", "AccountObjectId"),
 		ip(ipA), ip(ipB),
 		func(r *rec) {
 			entity(r, "CloudApplication", "Related")
@@ -430,14 +449,7 @@ func (s *Simulator) plantIdentity(i int, t *tenant, t0 int64) {
 	)
 	xdr := alertDef{s.alertID("ed"), "Compromised user account in a recognized attack pattern", "CredentialAccess", "High",
 		"Microsoft Defender XDR", "Microsoft Defender XDR", `["Valid Accounts (T1078)","Brute Force (T1110)"]`}
-	s.alert(i, t, t0+240e9, 2e9, xdr, []string{"AccountName", "AccountDomain", "AccountSid", "AccountObjectId", "AccountUpn"},
-		func(r *rec) {
-			entity(r, "User", "Impacted")
-			r.str("AccountName", u.name)
-			r.str("AccountDomain", t.dns)
-			r.str("AccountSid", u.sid)
-			r.str("AccountObjectId", u.objectID)
-			r.str("AccountUpn", u.upn)
-		},
+	s.alert(i, t, t0+240e9, 2e9, xdr, allIDs,
+		userEvidence("Impacted", u, t.dns, allIDs...),
 	)
 }
