@@ -17,7 +17,8 @@ import (
 // TestScaleOut runs several `stitch run` processes in one group (each with
 // its own state directory) over one broker and compares what came out with
 // a single process on a fresh broker: the same incidents (final alert
-// groupings per id, redirects included) with no (id, version) published
+// groupings per id, redirects included, except arrival-order redirect
+// stubs: see incidentDiffs) with no (id, version) published
 // twice, the same dead letters once each, and the same hunting rows per
 // table summed over the instances' hunting directories.
 //
