@@ -186,34 +186,40 @@ var userIDs = []struct{ oid, upn, sid, domain, name string }{
 	{"RequestAccountSid", "", "RequestAccountSid", "RequestAccountDomain", "RequestAccountName"},
 }
 
-type userCols struct{ oid, upn, sid, domain, name normalize.StringColumn }
+// userCols are a table's account column groups (userIDs), each column
+// canonicalised once per distinct value of the batch.
+type userCols struct {
+	oid, sid, upn *colMemo
+	nt            *pairMemo
+}
 
-func userColumns(rec arrow.Record) []userCols {
+func userColumns(rec arrow.Record, rows int) []userCols {
 	var out []userCols
 	for _, g := range userIDs {
 		s := rec.Schema()
 		if !s.HasField(g.oid) && !s.HasField(g.upn) && !s.HasField(g.sid) && !s.HasField(g.name) {
 			continue // the table has no such account columns
 		}
-		out = append(out, userCols{str(rec, g.oid), str(rec, g.upn), str(rec, g.sid), str(rec, g.domain), str(rec, g.name)})
+		u := userCols{
+			oid: newColMemo(str(rec, g.oid), UserObjectID, rows), sid: newColMemo(str(rec, g.sid), UserSID, rows),
+			upn: newColMemo(str(rec, g.upn), UserUPN, rows),
+			nt:  &pairMemo{a: str(rec, g.domain), b: str(rec, g.name)},
+		}
+		if rows >= memoRows {
+			u.nt.m = map[string]canon{}
+		}
+		out = append(out, u)
 	}
 	return out
 }
 
 // ids returns the user entities of row i, best identifier first
 // (object id, SID, UPN, DOMAIN\name).
-func (u userCols) ids(dst []Entity, i int) []Entity {
-	if e, ok := UserObjectID(u.oid.Value(i)); ok {
-		dst = append(dst, e)
-	}
-	if e, ok := UserSID(u.sid.Value(i)); ok {
-		dst = append(dst, e)
-	}
-	if e, ok := UserUPN(u.upn.Value(i)); ok {
-		dst = append(dst, e)
-	}
-	if e, ok := UserNT(u.domain.Value(i), u.name.Value(i)); ok && u.domain.Value(i) != "" {
-		dst = append(dst, e)
+func (u userCols) ids(dst []canon, i int) []canon {
+	for _, c := range [...]canon{u.oid.at(i), u.sid.at(i), u.upn.at(i), u.nt.at(i)} {
+		if c.ok {
+			dst = append(dst, c)
+		}
 	}
 	return dst
 }
@@ -222,28 +228,28 @@ func (u userCols) ids(dst []Entity, i int) []Entity {
 type linker struct {
 	f    *Facts
 	seen map[string]bool
-	ents []Entity // scratch: the link being built
-	sig  []byte   // scratch: its keys, sorted, NUL-separated
+	ents []canon // scratch: the link being built
+	sig  []byte  // scratch: its keys, sorted, NUL-separated
 }
 
 // add records ids (one account's or one host's identifiers) as a link once
 // per batch. A batch repeats the same few links on most of its rows, so a
 // repeat is found without allocating: the signature is built in scratch
 // space and looked up as it is.
-func (l *linker) add(ids []Entity) {
+func (l *linker) add(ids []canon) {
 	l.ents = l.ents[:0]
 	for _, e := range ids {
-		if !WellKnown(e) && !slices.Contains(l.ents, e) {
+		if !e.wk && !slices.ContainsFunc(l.ents, func(c canon) bool { return c.e == e.e }) {
 			l.ents = append(l.ents, e)
 		}
 	}
 	if len(l.ents) < 2 {
 		return
 	}
-	slices.SortFunc(l.ents, compareKeys)
+	slices.SortFunc(l.ents, func(a, b canon) int { return compareKeys(a.e, b.e) })
 	l.sig = l.sig[:0]
 	for _, e := range l.ents {
-		l.sig = append(append(append(append(l.sig, e.Kind...), ':'), e.Value...), 0)
+		l.sig = append(e.appendKey(l.sig), 0)
 	}
 	if l.seen[string(l.sig)] {
 		return
@@ -251,7 +257,7 @@ func (l *linker) add(ids []Entity) {
 	l.seen[string(l.sig)] = true
 	keys := make([]string, len(l.ents))
 	for i, e := range l.ents {
-		keys[i] = e.Key()
+		keys[i] = e.k()
 	}
 	l.f.Links = append(l.f.Links, keys)
 }
@@ -266,9 +272,9 @@ func compareKeys(a, b Entity) int {
 
 func extractEvidence(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
 	c := evidenceCols(rec)
-	users := userColumns(rec)
+	users := userColumns(rec, n)
 	lk := linker{f: f, seen: map[string]bool{}}
-	var ents []Entity
+	var ents, devs []canon
 	for i := 0; i < n; i++ {
 		id := c.alertID.Value(i)
 		if id == "" || ts.IsNull(i) {
@@ -281,12 +287,19 @@ func extractEvidence(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int)
 			lk.add(ents[n:])
 		}
 		ev, more := c.evidence(i, ts.Value(i))
-		lk.add(deviceIDs(more))
-		ents = append(ents, more...)
+		devs = devs[:0]
+		for _, e := range more {
+			c := newCanon(e, true)
+			ents = append(ents, c)
+			if e.Kind == KindDevice {
+				devs = append(devs, c)
+			}
+		}
+		lk.add(devs)
 		keys := make([]string, 0, len(ents))
 		for _, e := range ents {
-			if !slices.Contains(keys, e.Key()) {
-				keys = append(keys, e.Key())
+			if k := e.k(); !slices.Contains(keys, k) {
+				keys = append(keys, k)
 			}
 		}
 		f.Evidence = append(f.Evidence, EvidenceFact{AlertID: id, Time: ts.Value(i), Entities: keys, Evidence: ev})
@@ -314,19 +327,15 @@ var telemetryEntities = []struct {
 }
 
 func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
-	devID, devName := str(rec, "DeviceId"), str(rec, "DeviceName")
-	users := userColumns(rec)
-	recip, recipOID := str(rec, "RecipientEmailAddress"), str(rec, "RecipientObjectId")
+	devID, devName := newColMemo(str(rec, "DeviceId"), DeviceID, n), newColMemo(str(rec, "DeviceName"), DeviceName, n)
+	users := userColumns(rec, n)
+	recipOID, recip := newColMemo(str(rec, "RecipientObjectId"), UserObjectID, n), newColMemo(str(rec, "RecipientEmailAddress"), mailboxUser, n)
 	appID := normalize.Int64s(rec, "ApplicationId")
-	type entCol struct {
-		c    normalize.StringColumn
-		conv func(string) (Entity, bool)
-	}
-	var cols []entCol
+	apps := map[int64]canon{}
+	var cols []*colMemo
 	for _, te := range telemetryEntities {
-		c := str(rec, te.col)
 		if rec.Schema().HasField(te.col) {
-			cols = append(cols, entCol{c, te.conv})
+			cols = append(cols, newColMemo(str(rec, te.col), te.conv, n))
 		}
 	}
 	lk := linker{f: f, seen: map[string]bool{}}
@@ -338,61 +347,63 @@ func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int
 	var seen [][]string
 	var scratch []byte
 	var obsKeys []string
-	var ids, observers, ents []Entity
+	var ids, ents []canon
 	for i := 0; i < n; i++ {
 		if ts.IsNull(i) {
 			continue
 		}
-		observers = observers[:0]
+		obsKeys = obsKeys[:0]
 		ids = ids[:0]
-		if e, ok := DeviceID(devID.Value(i)); ok {
-			ids = append(ids, e)
+		did, dname := devID.at(i), devName.at(i)
+		if did.ok {
+			ids = append(ids, did)
 		}
-		if e, ok := DeviceName(devName.Value(i)); ok {
-			ids = append(ids, e)
+		if dname.ok {
+			ids = append(ids, dname)
 		}
 		lk.add(ids) // DeviceId and DeviceName of one host
-		if e, ok := DeviceID(devID.Value(i)); ok {
-			observers = append(observers, e)
-		} else if e, ok := DeviceName(devName.Value(i)); ok {
-			observers = append(observers, e)
+		if did.ok {
+			obsKeys = append(obsKeys, did.k())
+		} else if dname.ok {
+			obsKeys = append(obsKeys, dname.k())
 		}
 		for _, u := range users {
 			ids = u.ids(ids[:0], i)
 			lk.add(ids)
-			if len(ids) > 0 && !WellKnown(ids[0]) {
-				observers = append(observers, ids[0])
+			if len(ids) > 0 && !ids[0].wk {
+				obsKeys = append(obsKeys, ids[0].k())
 			}
 		}
-		if e, ok := UserObjectID(recipOID.Value(i)); ok {
-			observers = append(observers, e)
-		} else if e, ok := Mailbox(recip.Value(i)); ok {
-			observers = append(observers, Entity{KindUser, "upn:" + e.Value})
+		if c := recipOID.at(i); c.ok {
+			obsKeys = append(obsKeys, c.k())
+		} else if c := recip.at(i); c.ok {
+			obsKeys = append(obsKeys, c.k())
 		}
-		if len(observers) == 0 {
+		if len(obsKeys) == 0 {
 			continue
 		}
 		ents = ents[:0]
 		for _, c := range cols {
-			if e, ok := c.conv(c.c.Value(i)); ok && !WellKnown(e) {
+			if e := c.at(i); e.ok && !e.wk {
 				ents = append(ents, e)
 			}
 		}
-		if e, ok := CloudApp(appID.Value(i)); ok {
+		if id := appID.Value(i); id > 0 {
+			e, ok := apps[id]
+			if !ok {
+				e = keyedCanon(CloudApp(id))
+				apps[id] = e
+			}
 			ents = append(ents, e)
 		}
 		b := state.Bucket(ts.Value(i), PrevalenceBucket)
-		obsKeys = obsKeys[:0]
-		for _, o := range observers {
-			obsKeys = append(obsKeys, o.Key())
-		}
 		for _, e := range ents {
-			scratch = append(append(append(state.AppendInt64(scratch[:0], b), e.Kind...), ':'), e.Value...)
+			scratch = e.appendKey(state.AppendInt64(scratch[:0], b))
 			j, ok := at[string(scratch)]
 			if !ok {
 				j = len(order)
 				at[string(scratch)] = j
-				order = append(order, sightingKey{e.Key(), b})
+				order = append(order, sightingKey{e.k(), b})
 				seen = append(seen, nil)
 			}
 			obs := seen[j]
@@ -407,15 +418,4 @@ func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int
 	for j, k := range order {
 		f.Sightings = append(f.Sightings, Sighting{Entity: k.entity, Bucket: k.bucket, Observers: seen[j]})
 	}
-}
-
-// deviceIDs picks the device identifiers of one evidence row.
-func deviceIDs(ents []Entity) []Entity {
-	var out []Entity
-	for _, e := range ents {
-		if e.Kind == KindDevice {
-			out = append(out, e)
-		}
-	}
-	return out
 }

@@ -1,0 +1,124 @@
+package correlate
+
+import (
+	"github.com/stitch-xdr/stitch/operators/normalize"
+)
+
+// canon is one column value canonicalised as an entity. A memoised one
+// (keyed) carries its key, a fresh string that e.Value is a part of, so it
+// never holds on to the batch's Arrow memory (a column's Value is a view
+// of it); an unmemoised one makes its key when asked (k), as one row
+// needs few of them.
+type canon struct {
+	e   Entity
+	key string // e.Key() when keyed, else ""
+	ok  bool
+	wk  bool // WellKnown(e)
+}
+
+func newCanon(e Entity, ok bool) canon {
+	if !ok {
+		return canon{}
+	}
+	return canon{e: e, ok: true, wk: WellKnown(e)}
+}
+
+func keyedCanon(e Entity, ok bool) canon {
+	c := newCanon(e, ok)
+	if ok {
+		c.key = e.Key()
+		c.e.Value = c.key[len(e.Kind)+1:]
+	}
+	return c
+}
+
+// k is the entity's key: a fresh string either way.
+func (c canon) k() string {
+	if c.key != "" {
+		return c.key
+	}
+	return c.e.Key()
+}
+
+// appendKey appends the entity's key to dst without allocating.
+func (c canon) appendKey(dst []byte) []byte {
+	return append(append(append(dst, c.e.Kind...), ':'), c.e.Value...)
+}
+
+// colMemo canonicalises one string column of a batch once per distinct
+// value: a batch repeats a few devices, accounts and addresses on most of
+// its rows, and canonicalising (trimming, case folding, parsing, the key's
+// concatenation) cost more than a map lookup of the raw value. The map's
+// keys are views of the batch's Arrow memory: a colMemo lives only while
+// Extract reads its batch.
+type colMemo struct {
+	col  normalize.StringColumn
+	conv func(string) (Entity, bool)
+	m    map[string]canon
+	null canon // the value of "" (most rows leave most columns empty)
+	set  bool  // null computed
+}
+
+// memoRows is the fewest rows of a batch whose columns are memoised: a
+// small batch (a table with a few rows in a transaction of
+// kafka.urgent_commit_interval) repeats too little to pay for the maps.
+var memoRows = 128
+
+func newColMemo(col normalize.StringColumn, conv func(string) (Entity, bool), rows int) *colMemo {
+	c := &colMemo{col: col, conv: conv}
+	if rows >= memoRows {
+		c.m = map[string]canon{}
+	}
+	return c
+}
+
+func (c *colMemo) at(i int) canon {
+	s := c.col.Value(i)
+	if c.m == nil {
+		return newCanon(c.conv(s))
+	}
+	if s == "" {
+		if !c.set {
+			c.null, c.set = keyedCanon(c.conv("")), true
+		}
+		return c.null
+	}
+	if v, ok := c.m[s]; ok {
+		return v
+	}
+	v := keyedCanon(c.conv(s))
+	c.m[s] = v
+	return v
+}
+
+// pairMemo is colMemo for UserNT's two columns (domain, name).
+type pairMemo struct {
+	a, b    normalize.StringColumn
+	m       map[string]canon
+	scratch []byte
+}
+
+func (p *pairMemo) at(i int) canon {
+	d, n := p.a.Value(i), p.b.Value(i)
+	if p.m == nil {
+		e, ok := UserNT(d, n)
+		return newCanon(e, ok && d != "")
+	}
+	p.scratch = append(append(append(p.scratch[:0], d...), 0), n...)
+	if v, ok := p.m[string(p.scratch)]; ok {
+		return v
+	}
+	e, ok := UserNT(d, n)
+	v := keyedCanon(e, ok && d != "") // DOMAIN\name only with a domain
+	p.m[string(p.scratch)] = v
+	return v
+}
+
+// mailboxUser is a recipient's mailbox as the user entity it observes
+// with (user:upn:...).
+func mailboxUser(s string) (Entity, bool) {
+	if e, ok := Mailbox(s); ok {
+		return Entity{KindUser, "upn:" + e.Value}, true
+	}
+	return Entity{}, false
+}
