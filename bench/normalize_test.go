@@ -131,7 +131,7 @@ func BenchmarkNormalizeFlush(b *testing.B) {
 	batches, factsBytes, ipcBytes = 0, 0, 0
 	b.ReportAllocs()
 	b.ResetTimer()
-	var cpu time.Duration // the process's CPU in the flushes: the wall time under a loaded machine is not
+	var cpu time.Duration // the process's CPU in the flushes: on a shared machine wall time says little
 	for range b.N {
 		b.StopTimer()
 		fill()
