@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -157,6 +158,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		Logger:             failingLogger{Logger: cfg.logger, s: s},
 		ReadOnly:           cfg.readOnly,
 	}
+	tune(po)
 	if cfg.fs != nil {
 		po.FS = cfg.fs
 	}
@@ -167,6 +169,36 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	s.db = db
 	return s, nil
+}
+
+// tune sets the LSM options for stitch's state, whose keys are mostly hashes
+// (incident ids, file hashes) spread over the whole key range, so every
+// memtable flush overlaps every file below it:
+//
+//   - A Bloom filter (10 bits a key, ~1% false positives) in every table,
+//     L0 included: a point Get that misses (a new (file, device) pair of
+//     respond, a partner incident not in the upper levels) probes a filter
+//     instead of reading a data block of each L0 sublevel and level. The
+//     filters are cached in the shared block cache, within its budget.
+//     (Pebble's Get does not consult the last level's filters; L6 has them
+//     as measured, dropping them there is untried.)
+//   - L0 is compacted at 6 sublevels (Pebble's default is 2) and writes stop
+//     at 24 (default 12): each L0 → Lbase compaction rewrites the whole
+//     overlapping base level whatever it brings, so letting three times as
+//     many flushes ride on one rewrite cuts compaction CPU by about half
+//     (bench/RESULTS.md, "Pebble settings"). The price is more L0 sublevels
+//     for iterators' seeks; Gets skip them by their filters.
+//
+// Options apply to tables written from now on: a store written with the old
+// settings opens as is, and its tables get filters as compactions rewrite
+// them (TestOpensStoreWrittenWithoutFilters).
+func tune(po *pebble.Options) {
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		po.Levels[i].FilterType = pebble.TableFilter
+	}
+	po.L0CompactionThreshold = 12
+	po.L0StopWritesThreshold = 24
 }
 
 // Failed is the failure that made the store unusable, or nil.
