@@ -98,7 +98,7 @@ func TestViewIsRebuiltFromTheTopicsInAnyProcess(t *testing.T) {
 			t.Errorf("%s: inc-1 is not its latest version: %+v", instance, d.Incident)
 		case d.Incident.Status != correlate.StatusInProgress || d.Incident.Classification != "truePositive" || d.Incident.Revision != 1:
 			t.Errorf("%s: the update is not laid over inc-1: %+v", instance, d.Incident)
-		case len(d.History) != 3 || d.History[2].Version != 2 || d.History[2].Change != "+1 alert(s); severity medium → high":
+		case len(d.History) != 3 || d.History[2].Version != 2 || d.History[2].Change != "+1 alert; severity medium → high":
 			t.Errorf("%s: history %+v, want versions 1 and 2 (what it changed) and the analyst's revision", instance, d.History)
 		case len(d.Actions) != 1 || d.Actions[0].Status != respond.StatusApproved:
 			t.Errorf("%s: actions %+v", instance, d.Actions)

@@ -8,12 +8,12 @@
 package view
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/stitch-xdr/stitch/internal/english"
 	"github.com/stitch-xdr/stitch/operators/correlate"
 	"github.com/stitch-xdr/stitch/operators/respond"
 )
@@ -120,11 +120,11 @@ func (x *Index) PutIncident(inc correlate.Incident) {
 // one before it (the first: what it began with).
 func versionChange(prev, inc correlate.Incident) string {
 	if prev.Version == 0 {
-		return fmt.Sprintf("created with %d alert(s)", len(inc.Alerts))
+		return "created with " + english.Count(len(inc.Alerts), "alert")
 	}
 	var parts []string
 	if n := len(inc.Alerts) - len(prev.Alerts); n > 0 {
-		parts = append(parts, fmt.Sprintf("+%d alert(s)", n))
+		parts = append(parts, "+"+english.Count(n, "alert"))
 	}
 	if inc.Severity != prev.Severity {
 		parts = append(parts, "severity "+prev.Severity+" → "+inc.Severity)
@@ -136,7 +136,7 @@ func versionChange(prev, inc correlate.Incident) string {
 		parts = append(parts, "merged into "+*inc.RedirectIncidentID)
 	}
 	if n := len(inc.CorrelationReasons) - len(prev.CorrelationReasons); n > 0 {
-		parts = append(parts, fmt.Sprintf("+%d link(s)", n))
+		parts = append(parts, "+"+english.Count(n, "link"))
 	}
 	if len(parts) == 0 {
 		return "updated"

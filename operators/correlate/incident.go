@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/stitch-xdr/stitch/internal/english"
 )
 
 // Incident is one correlated incident, shaped after the Microsoft Graph
@@ -187,7 +189,7 @@ func (inc *Incident) refresh(entities []Entity) {
 			titles = append(titles, a.Title)
 		}
 	}
-	inc.Description = fmt.Sprintf("%d alert(s): %s", len(inc.Alerts), strings.Join(titles, "; "))
+	inc.Description = english.Count(len(inc.Alerts), "alert") + ": " + strings.Join(titles, "; ")
 }
 
 // displayName says what happened and where, in the style of Defender's names:
