@@ -56,6 +56,11 @@ type Encoder struct {
 	buf   bytes.Buffer
 	mem   memory.Allocator
 	codec Compression
+	// One Arrow writer per schema, kept between batches (schemaWriter):
+	// the schema message is encoded once and the compressor is reused.
+	bySchema map[*arrow.Schema]*schemaWriter
+	byPrint  map[string][]*schemaWriter // same schema content, another *arrow.Schema
+	fresh    int                        // batches written by a fresh Writer (tests)
 }
 
 // Compression is the Arrow IPC body compression of the record batches.
@@ -93,25 +98,8 @@ func (e *Encoder) Encode(b normalize.Batch) (Message, error) {
 	if b.Tenant == "" || b.Table == "" {
 		return Message{}, fmt.Errorf("ipc: batch without table or tenant (%q, %q)", b.Table, b.Tenant)
 	}
-	mem := e.mem
-	if mem == nil {
-		mem = memory.DefaultAllocator
-	}
 	e.buf.Reset()
-	opts := []arrowipc.Option{arrowipc.WithSchema(b.Record.Schema()), arrowipc.WithAllocator(mem)}
-	switch e.codec {
-	case None:
-	case LZ4:
-		opts = append(opts, arrowipc.WithLZ4())
-	default:
-		opts = append(opts, arrowipc.WithZstd())
-	}
-	w := arrowipc.NewWriter(&e.buf, opts...)
-	if err := w.Write(b.Record); err != nil {
-		w.Close()
-		return Message{}, fmt.Errorf("ipc: encode %s batch: %w", b.Table, err)
-	}
-	if err := w.Close(); err != nil {
+	if err := e.encodeStream(b.Record); err != nil {
 		return Message{}, fmt.Errorf("ipc: encode %s batch: %w", b.Table, err)
 	}
 	version, _ := b.Record.Schema().Metadata().GetValue(normalize.MetaSchemaVersion)
