@@ -578,9 +578,9 @@ func (r *Responder) attachment(res *Result, tenant string, c *correlate.Attachme
 // batch: the tenant's index clock moves once, to the batch's latest
 // sighting (nothing in between reads it), and one scan of the tenant's
 // file blocks says which hashes are blocked (when they are few, else a
-// store lookup per hash); the blocks of a hash are read once per batch. Nothing here is kept from one
-// signal to the next, so an aborted transaction or a restored partition
-// leaves nothing behind to go stale.
+// store lookup per hash); the blocks of a hash are read once per batch.
+// Nothing here is kept from one signal to the next, so an aborted
+// transaction or a restored partition leaves nothing behind to go stale.
 func (r *Responder) files(res *Result, tenant string, fs []FileSeen) error {
 	var last time.Time
 	valid := 0
@@ -712,7 +712,7 @@ func (r *Responder) fileSeen(res *Result, tenant string, f *FileSeen, bl *blocks
 	var cur FileSeen
 	if ok {
 		if !r.plain || !sameSeen(v, r.vbuf, &cur.Time) {
-			if cur, err = decodeSeen(key, v); err != nil {
+			if err := decodeEntry(key, v, &cur); err != nil {
 				return err
 			}
 		} else {
@@ -772,15 +772,6 @@ func sameSeen(v, entry []byte, t *time.Time) bool {
 	head := entry[:bytes.LastIndex(entry, seenTime)+len(seenTime)]
 	return bytes.HasPrefix(v, head) && bytes.HasSuffix(v, seenEnd) && len(v) >= len(head)+len(seenEnd) &&
 		t.UnmarshalText(v[len(head):len(v)-len(seenEnd)]) == nil
-}
-
-// decodeSeen decodes a device index entry that sameSeen could not read.
-func decodeSeen(key, v []byte) (FileSeen, error) {
-	var e FileSeen
-	if err := json.Unmarshal(v, &e); err != nil {
-		return e, fmt.Errorf("respond: ledger entry %q: %w", key, err)
-	}
-	return e, nil
 }
 
 // plainJSON says whether s is written as it is in a JSON string by
@@ -920,10 +911,18 @@ func (r *Responder) get(key []byte, v any) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("respond: ledger entry %q: %w", key, err)
+	if err := decodeEntry(key, b, v); err != nil {
+		return false, err
 	}
 	return true, nil
+}
+
+// decodeEntry decodes the ledger entry b stored under key into v.
+func decodeEntry(key, b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("respond: ledger entry %q: %w", key, err)
+	}
+	return nil
 }
 
 func (r *Responder) put(key []byte, v any) error {
