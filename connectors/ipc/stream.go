@@ -88,8 +88,8 @@ func (e *Encoder) writerFor(schema *arrow.Schema) *schemaWriter {
 	// The fingerprint leaves out the schema's and the fields' metadata, and
 	// Equal the schema's: both are checked here, since the schema message
 	// carries them.
-	print := schema.Fingerprint()
-	for _, sw := range e.byPrint[print] {
+	fp := schema.Fingerprint()
+	for _, sw := range e.byPrint[fp] {
 		if sw.schema.Equal(schema) && sw.schema.Metadata().Equal(schema.Metadata()) {
 			e.bySchema[schema] = sw
 			return sw
@@ -98,8 +98,8 @@ func (e *Encoder) writerFor(schema *arrow.Schema) *schemaWriter {
 	sw, err := newSchemaWriter(schema, e.options(schema))
 	if err != nil {
 		sw = nil // cached as such: fresh writers for this schema
-	} else if print != "" {
-		e.byPrint[print] = append(e.byPrint[print], sw)
+	} else if fp != "" {
+		e.byPrint[fp] = append(e.byPrint[fp], sw)
 	}
 	e.bySchema[schema] = sw
 	return sw
