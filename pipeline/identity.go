@@ -122,10 +122,11 @@ func writeIdentity(dir string, id Identity) error {
 }
 
 // checkIdentity compares the state directory, and those the stages keep
-// (Stage.Dirs: hunting.dir), with the cluster: on first use it records the cluster and topic ids; later it
-// refuses state written against another cluster or against topics since
-// recreated, whose offsets would make the stages skip (or redo) records,
-// unless state.reset is set, in which case it discards that state.
+// (Stage.Dirs: hunting.dir), with the cluster: on first use it records the
+// cluster and topic ids; later it refuses state written against another
+// cluster or against topics since recreated, whose offsets would make the
+// stages skip (or redo) records, unless state.reset is set, in which case
+// it discards that state.
 func (p *Pipeline) checkIdentity(ctx context.Context) error {
 	cl, err := p.newAdminClient()
 	if err != nil {
