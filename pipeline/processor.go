@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -112,10 +113,15 @@ func (t *txn) failed() error {
 // deadLetter sends a record a stage cannot read to the dead-letter topic,
 // with the reason, the error, where it was and its bytes, inside the
 // stage's transaction, and counts it: never a crash, never a silent drop.
+// Bytes that are not text (a binary facts record) go as value_base64, as
+// normalize's dead letters do, so that they are kept as they were.
 func deadLetter(ctx context.Context, tx Txn, topic, reason string, r *kgo.Record, err error) {
-	tx.Produce(ctx, &kgo.Record{Topic: topic, Value: mustJSON(map[string]any{
-		"reason": reason, "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
-		"value": string(r.Value),
-	})})
+	dl := map[string]any{"reason": reason, "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset}
+	if utf8.Valid(r.Value) {
+		dl["value"] = string(r.Value)
+	} else {
+		dl["value_base64"] = r.Value // []byte: base64
+	}
+	tx.Produce(ctx, &kgo.Record{Topic: topic, Value: mustJSON(dl)})
 	tx.Count(CountDeadLetters, reason, 1)
 }

@@ -1,16 +1,17 @@
 package correlate
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
-	// Facts are the repartition topic's records: every telemetry batch's
-	// sightings are encoded by normalize and decoded by correlate and
-	// respond-feed, and encoding/json's reflection was a tenth of a
-	// drain's CPU. go-json reads and writes the same JSON.
+	// AttackTechniques' JSON arrays (techniques). The facts themselves are
+	// a binary encoding (facts_codec.go); go-json reads those an earlier
+	// release wrote as JSON.
 	json "github.com/goccy/go-json"
 
 	"github.com/stitch-xdr/stitch/operators/normalize"
@@ -77,19 +78,25 @@ const MaxObservers = 64
 // PrevalenceBucket is the width of prevalence buckets.
 const PrevalenceBucket = 24 * time.Hour
 
-// Marshal encodes the facts for the repartition topic.
+// Marshal encodes the facts for the repartition topic (facts_codec.go).
+// A record is built in a pooled buffer and copied out at its size: grown
+// by append from nothing, a telemetry batch's (100-200 KB) allocated and
+// copied five times its size.
 func (f *Facts) Marshal() ([]byte, error) {
-	b, err := json.Marshal(f)
-	if err != nil {
-		return nil, fmt.Errorf("correlate: marshal facts: %w", err)
-	}
-	return b, nil
+	buf := factsBufs.Get().(*[]byte)
+	*buf = appendFacts((*buf)[:0], f)
+	v := bytes.Clone(*buf)
+	factsBufs.Put(buf)
+	return v, nil
 }
 
-// UnmarshalFacts decodes facts written by Marshal; bad input is an error.
+var factsBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// UnmarshalFacts decodes facts written by Marshal, or by an earlier
+// release as JSON; bad input is an error.
 func UnmarshalFacts(b []byte) (*Facts, error) {
 	var f Facts
-	if err := json.Unmarshal(b, &f); err != nil {
+	if err := decodeFacts(b, &f); err != nil {
 		return nil, fmt.Errorf("correlate: unmarshal facts: %w", err)
 	}
 	if !state.ValidTenant(f.Tenant) {

@@ -1,11 +1,5 @@
 package correlate
 
-import (
-	"fmt"
-
-	json "github.com/goccy/go-json"
-)
-
 // MarshalChunks encodes the facts as record values of at most max bytes
 // each: one value when the facts fit (the common case, one Marshal), else
 // several, so that a batch of telemetry with many distinct entities never
@@ -27,13 +21,11 @@ func (f *Facts) MarshalChunks(max int) (chunks [][]byte, dropped int, err error)
 	if err != nil || len(v) <= max || max <= 0 {
 		return [][]byte{v}, 0, err
 	}
-	units, err := f.units()
-	if err != nil {
-		return nil, 0, err
-	}
-	// A chunk's JSON is about the sum of its units' (each measured as a
-	// Facts of its own, so with the envelope counted once per unit: an
-	// over-estimate that keeps every chunk under max).
+	units := f.units()
+	// A chunk's record is at most the sum of its units' (each measured
+	// as a Facts of its own, with both MaxTimes: units): the envelope is
+	// counted once per unit, which pays for the longer element counts of
+	// a chunk of many units (a byte for each 7 bits: 127 units and more).
 	var cur *Facts
 	size := 0
 	emit := func() error {
@@ -78,24 +70,22 @@ func (f *Facts) MarshalChunks(max int) (chunks [][]byte, dropped int, err error)
 type unit struct {
 	f    *Facts
 	n    int // elements in it
-	size int // its JSON as a Facts of its own
+	size int // its record as a Facts of its own, and its MaxTime's
 }
 
-func (f *Facts) units() ([]unit, error) {
+// units are f's units in the order of its record. Each is measured with
+// a zero MaxTime (what a chunk but the last carries) and the length of
+// f's added (what the last carries).
+func (f *Facts) units() []unit {
 	var units []unit
-	add := func(u *Facts, n int) error {
-		u.Tenant = f.Tenant
-		b, err := json.Marshal(u)
-		if err != nil {
-			return fmt.Errorf("correlate: marshal facts: %w", err)
-		}
-		units = append(units, unit{f: u, n: n, size: len(b)})
-		return nil
-	}
-	var err error
+	var buf []byte
+	maxTime := timeLen(f.MaxTime)
 	each := func(n int, mk func(i int) *Facts) {
-		for i := 0; i < n && err == nil; i++ {
-			err = add(mk(i), 1)
+		for i := range n {
+			u := mk(i)
+			u.Tenant = f.Tenant
+			buf = appendFacts(buf[:0], u)
+			units = append(units, unit{f: u, size: len(buf) + maxTime})
 		}
 	}
 	each(len(f.Links), func(i int) *Facts { return &Facts{Links: f.Links[i : i+1]} })
@@ -127,16 +117,13 @@ func (f *Facts) units() ([]unit, error) {
 	})
 	each(len(orphans), func(i int) *Facts { return &Facts{Evidence: orphans[i : i+1]} })
 	each(len(f.Updates), func(i int) *Facts { return &Facts{Updates: f.Updates[i : i+1]} })
-	if err != nil {
-		return nil, err
-	}
 	// An alert's unit counts its evidence too.
 	for i := range units {
 		units[i].n = len(units[i].f.Links) + len(units[i].f.Sightings) + len(units[i].f.Attachments) +
 			len(units[i].f.Files) + len(units[i].f.DeviceGroups) + len(units[i].f.Mail) + len(units[i].f.Alerts) +
 			len(units[i].f.Evidence) + len(units[i].f.Updates)
 	}
-	return units, nil
+	return units
 }
 
 func (f *Facts) add(u *Facts) {

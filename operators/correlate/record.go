@@ -38,6 +38,10 @@ type recCodec struct {
 	b   []byte // what an encode appends to
 	s   string // what a decode has left
 	err error
+	// shareSlices has a decode carve []string values from shared blocks
+	// (stringSlice: facts records).
+	shareSlices bool
+	block       []string
 }
 
 var errShortRecord = errors.New("truncated record")
@@ -131,7 +135,11 @@ func slice[T any](c *recCodec, p *[]T, omitEmpty bool, each func(*T)) {
 			c.fail()
 			return
 		}
-		*p = make([]T, n-1)
+		if sp, ok := any(p).(*[]string); ok && c.shareSlices {
+			*sp = c.stringSlice(int(n - 1))
+		} else {
+			*p = make([]T, n-1)
+		}
 	}
 	for i := range *p {
 		each(&(*p)[i])
@@ -199,11 +207,7 @@ func (c *recCodec) incState(s *incState) {
 	ptr(c, &in.RedirectIncidentID, c.str)
 	ptr(c, &in.AssignedTo, c.str)
 	c.strs(&in.Tags)
-	slice(c, &in.Comments, true, func(m *Comment) {
-		c.str(&m.By)
-		c.time(&m.Time)
-		c.str(&m.Text)
-	})
+	slice(c, &in.Comments, true, c.comment)
 	slice(c, &in.Alerts, false, c.alert)
 	a := &in.ImpactedAssets
 	for _, l := range [...]*[]string{&a.Devices, &a.Users, &a.Mailboxes, &a.Files, &a.IPs, &a.URLs, &a.Apps} {
