@@ -11,12 +11,36 @@ import (
 // Batch is an atomic set of changes that also reads its own writes. Commit or
 // Close it exactly once; it is not safe for concurrent use.
 type Batch struct {
-	b *pebble.Batch
-	s *Store
+	b     *pebble.Batch
+	s     *Store
+	reads Reads
 }
 
+// Reads counts the reads a batch asked of the store: point Gets, iterators
+// opened, and their positionings (First, SeekGE), which is where a
+// transaction's time in the LSM goes (bench/correlate_test.go reports them
+// per alert). Counting is a plain increment: a Batch is not shared.
+type Reads struct {
+	Gets, Iters, Seeks int64
+}
+
+// Add returns r plus o.
+func (r Reads) Add(o Reads) Reads {
+	return Reads{r.Gets + o.Gets, r.Iters + o.Iters, r.Seeks + o.Seeks}
+}
+
+// Reads are the reads made through the batch so far.
+func (b *Batch) Reads() Reads { return b.reads }
+
+// Writes is the number of changes staged in the batch (sets, deletions,
+// range deletions).
+func (b *Batch) Writes() int64 { return int64(b.b.Count()) }
+
 // Get reads key through the batch (uncommitted changes first).
-func (b *Batch) Get(key []byte) (val []byte, ok bool, err error) { return get(b.b, key) }
+func (b *Batch) Get(key []byte) (val []byte, ok bool, err error) {
+	b.reads.Gets++
+	return get(b.b, key)
+}
 
 // Set stages key=val.
 func (b *Batch) Set(key, val []byte) error {
@@ -48,7 +72,14 @@ func (b *Batch) DeletePrefix(prefix []byte) error {
 }
 
 // NewIter iterates keys with prefix as the batch sees them.
-func (b *Batch) NewIter(prefix []byte) (*Iter, error) { return newIter(b.b, prefix) }
+func (b *Batch) NewIter(prefix []byte) (*Iter, error) {
+	b.reads.Iters++
+	it, err := newIter(b.b, prefix)
+	if it != nil {
+		it.seeks = &b.reads.Seeks
+	}
+	return it, err
+}
 
 // SetOffset records that the changes in this batch account for the input of
 // topic/partition up to and including offset. Committing the batch commits

@@ -10,13 +10,7 @@ import (
 // carries), and not its range deletions (bucket expiry, which every replica
 // does by itself).
 func TestBatchChangesInOrder(t *testing.T) {
-	s, err := Open(t.TempDir(), WithCacheSize(1<<20), WithMemTableSize(1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	b := s.NewBatch()
-	defer b.Close()
+	_, b := smallStore(t)
 	inc := AppendString(TenantKey(nil, 'i', "t1"), "inc-1")
 	sight := AppendString(BucketKey(nil, 'v', 7, "t2"), "sha256:ab")
 	must := func(err error) {

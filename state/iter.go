@@ -11,6 +11,7 @@ import (
 type Iter struct {
 	it     *pebble.Iterator
 	prefix []byte
+	seeks  *int64 // its batch's count of positionings (Batch.Reads); nil for a store's
 }
 
 type iterSource interface {
@@ -26,10 +27,22 @@ func newIter(src iterSource, prefix []byte) (*Iter, error) {
 }
 
 // First moves to the first key; false when there is none.
-func (i *Iter) First() bool { return i.it.First() }
+func (i *Iter) First() bool {
+	i.count()
+	return i.it.First()
+}
 
 // SeekGE moves to the first key >= key (within the prefix).
-func (i *Iter) SeekGE(key []byte) bool { return i.it.SeekGE(key) }
+func (i *Iter) SeekGE(key []byte) bool {
+	i.count()
+	return i.it.SeekGE(key)
+}
+
+func (i *Iter) count() {
+	if i.seeks != nil {
+		*i.seeks++
+	}
+}
 
 // Next moves to the next key; false at the end.
 func (i *Iter) Next() bool { return i.it.Next() }

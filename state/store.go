@@ -373,6 +373,10 @@ type Metrics struct {
 	CacheBytes int64
 	// Compactions is the number of compactions since Open.
 	Compactions int64
+	// CacheHits and CacheMisses count block cache lookups since Open (of
+	// every store sharing the cache, with WithSharedCache): a miss is a
+	// block read from a file and decompressed.
+	CacheHits, CacheMisses int64
 	// ReadAmp is the read amplification (sublevels + L0 files); high values
 	// mean compactions are falling behind.
 	ReadAmp int
@@ -393,6 +397,8 @@ func (s *Store) Metrics() Metrics {
 		MemTableBytes: m.MemTable.Size,
 		CacheBytes:    m.BlockCache.Size,
 		Compactions:   m.Compact.Count,
+		CacheHits:     m.BlockCache.Hits,
+		CacheMisses:   m.BlockCache.Misses,
 		ReadAmp:       m.ReadAmp(),
 	}
 }

@@ -149,3 +149,45 @@ func TestWatermarkKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchCountsItsReadsAndWrites: what bench/correlate_test.go reports
+// an alert costs in the store comes from these counts.
+func TestBatchCountsItsReadsAndWrites(t *testing.T) {
+	s, b := smallStore(t)
+	pfx := TenantKey(nil, 'a', "t1")
+	for _, id := range []string{"a1", "a2"} {
+		if err := b.Set(AppendString(bytes.Clone(pfx), id), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Delete(AppendString(bytes.Clone(pfx), "a3")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _ = b.Get(AppendString(bytes.Clone(pfx), "a1"))
+	it, err := b.NewIter(pfx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() { // Next is not a positioning
+		n++
+	}
+	it.SeekGE(AppendString(bytes.Clone(pfx), "a2"))
+	it.Close()
+	if want := (Reads{Gets: 1, Iters: 1, Seeks: 2}); b.Reads() != want || n != 2 {
+		t.Fatalf("reads %+v over %d keys, want %+v over 2", b.Reads(), n, want)
+	}
+	if b.Writes() != 3 {
+		t.Fatalf("writes %d, want 3 (two sets, one deletion)", b.Writes())
+	}
+	// A store's own iterator is not a batch's: nothing to count into.
+	sit, err := s.NewIter(pfx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sit.First()
+	sit.Close()
+	if b.Reads().Seeks != 2 {
+		t.Fatalf("a store iterator counted into the batch: %+v", b.Reads())
+	}
+}

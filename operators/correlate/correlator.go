@@ -117,6 +117,30 @@ type Correlator struct {
 	rbuf []byte
 	// recent are committed values of recent alerts and incidents (recent.go).
 	recent recentValues
+	// ops counts the store work of every ended transaction (StateOps).
+	ops StateOps
+}
+
+// StateOps counts what the correlator's transactions asked of the store
+// since New: reads through their batches (gets, iterators, positionings)
+// and writes staged (sets and deletions), committed or aborted alike. Per
+// alert, it is the LSM work an alert costs (bench/correlate_test.go).
+type StateOps struct {
+	state.Reads
+	Writes int64
+}
+
+// StateOps reports the store work of the transactions ended so far.
+func (c *Correlator) StateOps() StateOps {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ops
+}
+
+// count adds the store work of p's batch to c.ops (once: at its end).
+func (c *Correlator) count(p *pending) {
+	c.ops.Reads = c.ops.Reads.Add(p.b.Reads())
+	c.ops.Writes += p.b.Writes()
 }
 
 // maxLinked and maxSighted bound the caches of applied identity links and
@@ -282,7 +306,9 @@ func (c *Correlator) CommitAt(positions map[state.TopicPartition]int64) error {
 		return fmt.Errorf("correlate: commit without a transaction")
 	}
 	c.pend = nil
-	if err := p.putIncidents(); err != nil {
+	err := p.putIncidents()
+	c.count(p) // its writes too; seal's offsets below are bookkeeping
+	if err != nil {
 		p.b.Close()
 		return err
 	}
@@ -420,6 +446,7 @@ func (c *Correlator) Abort() {
 		return
 	}
 	c.pend = nil
+	c.count(p)
 	_ = p.b.Close()
 	c.stats = p.stats
 	c.clock.marks = p.marks

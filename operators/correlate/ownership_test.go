@@ -4,8 +4,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/stitch-xdr/stitch/state"
 )
 
 // After a rebalance a store still holds tenants whose facts partition moved
@@ -27,15 +25,7 @@ func TestTickClosesOnlyOwnedTenants(t *testing.T) {
 		}
 	}
 	var all atomic.Bool
-	st, err := state.Open(t.TempDir(), state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c, err := New(st, WithIdleClose(time.Minute), WithLateness(time.Second), WithOwnership(func(tenant string) bool { return all.Load() || tenant == mine }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := smallCorrelator(t, WithIdleClose(time.Minute), WithLateness(time.Second), WithOwnership(func(tenant string) bool { return all.Load() || tenant == mine }))
 	if err := c.Begin(); err != nil {
 		t.Fatal(err)
 	}

@@ -335,3 +335,55 @@ func TestQuietCommitReportsAFailedStore(t *testing.T) {
 		t.Fatalf("empty commit on a failed store: %v, want state.ErrFailed", err)
 	}
 }
+
+// TestStateOpsCountEveryTransaction: StateOps adds up the store work of
+// committed and aborted transactions alike (what BenchmarkCorrelate
+// reports an alert costs).
+func TestStateOpsCountEveryTransaction(t *testing.T) {
+	c := smallCorrelator(t)
+	at := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	alert := func(id string) *Facts {
+		return &Facts{Tenant: "t1", MaxTime: at, Alerts: []AlertFact{{ID: id, Time: at}},
+			Evidence: []EvidenceFact{{AlertID: id, Time: at, Entities: []string{"device:name:h1"}}}}
+	}
+	// The first alert is committed; the second, aborted, shares its
+	// device, so it reads the index the first wrote.
+	var ends []StateOps
+	for _, commit := range []bool{true, false} {
+		if err := c.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(0, alert(fmt.Sprint("a-", commit))); err != nil {
+			t.Fatal(err)
+		}
+		if !commit {
+			c.Abort()
+		} else if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		ends = append(ends, c.StateOps())
+	}
+	committed, both := ends[0], ends[1]
+	if committed.Writes == 0 {
+		t.Fatalf("a committed alert wrote nothing: %+v", committed)
+	}
+	if both.Writes <= committed.Writes || both.Seeks <= committed.Seeks {
+		t.Fatalf("the aborted transaction added no writes or seeks: %+v after %+v", both, committed)
+	}
+}
+
+// smallCorrelator is a correlator with opts over a store with a small
+// cache and memtable, closed when the test ends.
+func smallCorrelator(t *testing.T, opts ...Option) *Correlator {
+	t.Helper()
+	st, err := state.Open(t.TempDir(), state.WithCacheSize(1<<20), state.WithMemTableSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := New(st, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
