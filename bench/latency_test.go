@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/internal/simulator"
+	"github.com/stitch-xdr/stitch/operators/correlate"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
 
@@ -196,12 +197,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 	readers.Add(1)
 	go func() {
 		defer readers.Done()
-		var f struct {
-			Alerts []struct {
-				ID string `json:"id"`
-			} `json:"alerts"`
-		}
-		probe := []byte(`"lat`)
+		probe := []byte("lat") // the probe alerts' ids (below)
 		for ctx.Err() == nil {
 			fs := fcons.PollFetches(ctx)
 			now := time.Now()
@@ -209,8 +205,8 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 				if !bytes.Contains(r.Value, probe) {
 					return
 				}
-				f.Alerts = f.Alerts[:0]
-				if json.Unmarshal(r.Value, &f) != nil {
+				f, err := correlate.UnmarshalFacts(r.Value)
+				if err != nil {
 					return
 				}
 				mu.Lock()
