@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/stitch-xdr/stitch/operators/correlate"
 	"github.com/stitch-xdr/stitch/pipeline"
 )
 
@@ -46,6 +47,46 @@ func newHopTracer(name string) *hopTracer {
 	return h
 }
 
+// probes are the probe alert ids that v names, once per mention: in the
+// JSON of an input record (quoted), or in the alerts and evidence of a
+// facts record (binary since 2d84193).
+func (h *hopTracer) probes(v []byte) []string {
+	if !bytes.Contains(v, h.prefix[1:]) {
+		return nil
+	}
+	var ids []string
+	if len(v) > 0 && v[0] != '{' {
+		f, err := correlate.UnmarshalFacts(v)
+		if err != nil {
+			return nil
+		}
+		for _, a := range f.Alerts {
+			if strings.HasPrefix(a.ID, string(h.prefix[1:])) {
+				ids = append(ids, a.ID)
+			}
+		}
+		for _, e := range f.Evidence {
+			if strings.HasPrefix(e.AlertID, string(h.prefix[1:])) {
+				ids = append(ids, e.AlertID)
+			}
+		}
+		return ids
+	}
+	for {
+		i := bytes.Index(v, h.prefix)
+		if i < 0 {
+			return ids
+		}
+		v = v[i+1:]
+		j := bytes.IndexByte(v, '"')
+		if j < 0 {
+			return ids
+		}
+		ids = append(ids, string(v[:j]))
+		v = v[j:]
+	}
+}
+
 func (h *hopTracer) event(ev pipeline.StageEvent) {
 	st := h.stages[ev.Stage]
 	if st == nil {
@@ -61,18 +102,7 @@ func (h *hopTracer) event(ev pipeline.StageEvent) {
 			st.records += n
 		}
 		ev.Fetches.EachRecord(func(r *kgo.Record) {
-			for v := r.Value; ; {
-				i := bytes.Index(v, h.prefix)
-				if i < 0 {
-					return
-				}
-				v = v[i+1:]
-				j := bytes.IndexByte(v, '"')
-				if j < 0 {
-					return
-				}
-				id := string(v[:j])
-				v = v[j:]
+			for _, id := range h.probes(r.Value) {
 				o := &hopTimes{pipeline.StagePolled: ev.At}
 				st.occ[id] = append(st.occ[id], o)
 				st.lastPoll = append(st.lastPoll, o)
