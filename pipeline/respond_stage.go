@@ -11,6 +11,12 @@ import (
 	"os"
 	"time"
 
+	// The respond topic's records are stitch's own (feedRecord, written
+	// by respond-feed, read as a respond.Signal): go-json reads and writes
+	// the same JSON at a few times encoding/json's speed, whose reflection
+	// was 2% of the CPU at 20,000 records/s (bench/RESULTS.md). What
+	// leaves stitch (actions) stays encoding/json's.
+	gojson "github.com/goccy/go-json"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
@@ -203,7 +209,7 @@ func (f *feedProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 			return nil
 		}
 	}
-	v, err := json.Marshal(&rec)
+	v, err := gojson.Marshal(&rec)
 	if err != nil {
 		return err
 	}
@@ -254,7 +260,7 @@ func newRespondProc(sc *StageContext) (Processor, error) {
 
 func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	var sig respond.Signal
-	if err := json.Unmarshal(r.Value, &sig); err != nil || !state.ValidTenant(sig.Tenant) {
+	if err := gojson.Unmarshal(r.Value, &sig); err != nil || !state.ValidTenant(sig.Tenant) {
 		if err == nil {
 			err = fmt.Errorf("invalid tenant %q", sig.Tenant)
 		}
