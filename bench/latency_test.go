@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +26,9 @@ import (
 // BenchmarkLatency is issue 14's latency figure: a running pipeline (default
 // config but for kafka.commit_interval and kafka.urgent_commit_interval) is
 // fed a steady stream of simulated records (STITCH_BENCH_RATE records/s,
-// default 20,000, stream time = wall time) on an embedded broker in a child
-// process, and every 200 ms (STITCH_BENCH_ALERT_EVERY) an alert of its own
+// default 20,000, rendered before the clock starts unless
+// STITCH_BENCH_PRERENDER_SECONDS=0: latency_load_test.go) on an embedded
+// broker in a child process, and every 200 ms (STITCH_BENCH_ALERT_EVERY) an alert of its own
 // (an AlertEvidence row naming a user, then its AlertInfo row, with a fresh
 // AlertId). A read-committed
 // consumer of the incidents topic notes when each alert first appears in a
@@ -72,7 +74,7 @@ func BenchmarkLatency(b *testing.B) {
 					rate, iv, u, len(r.lat), r.pct(50), r.pct(90), r.pct(99), r.pct(100), r.missing, r.produced, r.rate, r.read,
 					100*float64(r.produced-r.read)/float64(max(r.produced, 1)), r.cpu*1e6/float64(r.produced), r.bcpu*1e6/float64(r.produced),
 					r.txns["normalize"], r.txns["correlate"], "facts", percentile(r.hop1, 50), percentile(r.hop1, 99))
-				b.Logf("  hops (ms) %s; polls with records:%s", hopReport(r.hops), r.polls)
+				b.Logf("  hops (ms) %s; polls with records:%s; load: %s", hopReport(r.hops), r.polls, r.loadReport())
 				if r.notCaughtUp {
 					b.Logf("  (the pipeline never caught up with the start-up's backlog: measured from 2 minutes on)")
 				}
@@ -105,9 +107,21 @@ type latencyResult struct {
 	cpu, bcpu      float64
 	txns           map[string]float64 // committed per second of the measured stream, by stage
 	notCaughtUp    bool               // measured from 2 minutes on, never having caught up
+	rendered, live int                // records rendered ahead, and live once those ran out
 }
 
 func (r latencyResult) pct(p int) time.Duration { return percentile(r.lat, p) }
+
+// loadReport says how the telemetry was rendered.
+func (r latencyResult) loadReport() string {
+	switch {
+	case r.rendered == 0:
+		return "rendered live in this process (STITCH_BENCH_PRERENDER_SECONDS=0)"
+	case r.live > 0:
+		return fmt.Sprintf("%d records rendered ahead, then %d live (a start-up past the allowance)", r.rendered, r.live)
+	}
+	return fmt.Sprintf("rendered ahead (%d records, none live)", r.rendered)
+}
 
 // percentile of sorted durations, rounded to the millisecond (0: none).
 func percentile(sorted []time.Duration, p int) time.Duration {
@@ -120,6 +134,23 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 
 func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, measure time.Duration, name string) (latencyResult, error) {
 	res := latencyResult{txns: map[string]float64{}}
+	// The telemetry of STITCH_BENCH_PRERENDER_SECONDS (default 15: the
+	// start-up's allowance) plus the measured seconds, rendered before
+	// anything starts (latency_load_test.go); 0 renders it live, in this
+	// process, as it is produced (before 2026-12-03). The stream's event
+	// time then runs behind the wall clock by the rendering's time.
+	var load *renderedLoad
+	ahead := 15
+	if v, err := strconv.Atoi(os.Getenv("STITCH_BENCH_PRERENDER_SECONDS")); err == nil && v >= 0 {
+		ahead = v
+	}
+	if ahead > 0 {
+		var err error
+		if load, err = renderLoad(latencySim(time.Now(), rate), (ahead+int(measure.Seconds()))*rate); err != nil {
+			return res, err
+		}
+		defer load.close() // after the producer's Close (deferred later, run first)
+	}
 	addrs, brokerPid := childBroker(b)
 	cfg := pipeline.Default()
 	cfg.Kafka.Brokers = addrs
@@ -236,9 +267,12 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 	}
 	defer prod.Close()
 	start := time.Now()
-	sim := simulator.New(simulator.Seed(14), simulator.Tenants(3), simulator.Start(start),
-		simulator.EventsPerSecond(float64(rate)), simulator.AttackEvery(envInt("STITCH_BENCH_ATTACK_EVERY", 2000)))
-	tenantKey, _ := sim.Next(nil)
+	if load == nil { // rendered live, as it is produced
+		if load, err = renderLoad(latencySim(start, rate), 0); err != nil {
+			return res, err
+		}
+	}
+	tenantKey, _ := load.record()
 	tenant := string(tenantKey)
 	var countFrom time.Time // alerts produced from then on are measured
 	var measureFrom time.Time
@@ -307,7 +341,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 		// 200 ms even when a slice comes late), then records up to now.
 		for !now.Before(nextAlert) {
 			for want := int64(nextAlert.Sub(start).Seconds() * float64(rate)); nrec < want; nrec++ {
-				k, v := sim.Next(nil)
+				k, v := load.record()
 				prod.Produce(ctx, &kgo.Record{Key: k, Value: v}, nil)
 			}
 			nextAlert = nextAlert.Add(alertEvery)
@@ -326,11 +360,12 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 			}
 		}
 		for want := int64(time.Since(start).Seconds() * float64(rate)); nrec < want; nrec++ {
-			k, v := sim.Next(nil)
+			k, v := load.record()
 			prod.Produce(ctx, &kgo.Record{Key: k, Value: v}, nil)
 		}
 	}
 	took := time.Since(measureFrom)
+	res.rendered, res.live = len(load.offs)/2, load.live
 	res.cpu, res.bcpu = cpuSeconds(os.Getpid())-cpu0, cpuSeconds(brokerPid)-bcpu0
 	pprof.StopCPUProfile() // the measured seconds only (no-op without STITCH_BENCH_PROFILE)
 	res.produced = nrec - produced0
@@ -373,6 +408,14 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 	slices.Sort(res.lat)
 	slices.Sort(res.hop1)
 	return res, nil
+}
+
+// latencySim is the benchmark's load: three tenants at rate records/s of
+// stream time from start, an attack story every STITCH_BENCH_ATTACK_EVERY
+// records (default 2,000).
+func latencySim(start time.Time, rate int) *simulator.Simulator {
+	return simulator.New(simulator.Seed(14), simulator.Tenants(3), simulator.Start(start),
+		simulator.EventsPerSecond(float64(rate)), simulator.AttackEvery(envInt("STITCH_BENCH_ATTACK_EVERY", 2000)))
 }
 
 // latencyAlert is an AlertEvidence row naming a user of its own and the
