@@ -218,11 +218,18 @@ func (s *stage) Run(ctx context.Context) error {
 			perr = t.failed()
 		}
 		s.trace(StageEnding, nil)
-		if ctx.Err() != nil && perr == nil {
-			// Shutting down: commit what is done with a fresh context so that a
-			// drained pipeline does not redo its last interval on restart.
+		if ctx.Err() != nil {
+			// Shutting down: end the transaction with a fresh context.
+			// Commit what is done, so that a drained pipeline does not
+			// redo its last interval on restart; abort what failed (a
+			// produce or flush cut short by the cancelled context), so
+			// that it does not stay open on the broker until its timeout:
+			// an open transaction holds back the last stable offset of
+			// every partition it wrote, and its offsets hold back the
+			// partitions' next owner (KIP-447), for transaction.timeout
+			// (TestStopAbortsAFailedTransaction).
 			ectx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			ok, err := s.sess.End(ectx, kgo.TryCommit)
+			ok, err := s.sess.End(ectx, kgo.TransactionEndTry(perr == nil))
 			cancel()
 			s.ended(t, ok, err, begin)
 			return nil

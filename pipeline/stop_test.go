@@ -1,0 +1,110 @@
+package pipeline
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/connectors/kafka"
+)
+
+// A stop that cuts a transaction short (its later produce fails with the
+// cancelled context, as a respond stage's actions can) aborts it before
+// the process goes: left open, it would hold back the last stable offset
+// of every partition it wrote, and so every read-committed consumer of
+// them, until the broker's transaction timeout (15 s), which is what an
+// instance leaving a scaled-out group did to the respond stage's actions.
+func TestStopAbortsAFailedTransaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the pipeline")
+	}
+	ctx, addrs, cfg := countingSetup(t, 1)
+	cfg.Kafka.CommitInterval = Duration(10 * time.Second) // the stop ends the transaction, not the interval
+	cfg.State.Dir = t.TempDir()
+	const in, out = "stopper.in", "stopper.out"
+	reached := make(chan struct{})
+	stage := Stage{
+		Name:   "stopper",
+		Doc:    "test: produces each record, the second one after the stop",
+		Inputs: func(Config) []string { return []string{in} },
+		Outputs: func(Config) []Output {
+			return []Output{{Topic: kafka.TopicSpec{Name: out}}}
+		},
+		Processor: func(*StageContext) (Processor, error) { return &stopperProc{out: out, reached: reached}, nil },
+	}
+	p := newTestPipeline(t, ctx, cfg, addrs, "stop-test", WithStage(stage))
+	p.produce(ctx, &kgo.Record{Topic: in, Value: []byte("1")}, &kgo.Record{Topic: in, Value: []byte("2")})
+	p.start(ctx)
+	select {
+	case <-reached:
+	case err := <-p.done:
+		t.Fatalf("the pipeline stopped before the stage read its input: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the stage did not read its input")
+	}
+	if err := p.halt(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A record written after the stop is readable by a read-committed
+	// consumer at once only if nothing before it is still open.
+	p.produce(ctx, &kgo.Record{Topic: out, Value: []byte("after")})
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(out),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	const within = 5 * time.Second // the transaction timeout is 15 s
+	pctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		fs := cons.PollFetches(pctx)
+		if pctx.Err() != nil {
+			t.Fatalf("the record produced after the stop is not readable within %s: the stopped stage's transaction is still open", within)
+		}
+		var got []string
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		for _, v := range got {
+			if v != "after" {
+				t.Fatalf("read committed %q: the stopped transaction's output was committed", v)
+			}
+			return
+		}
+	}
+}
+
+// stopperProc produces every record it reads; at the second, once the
+// first is acknowledged (so the transaction is open on the broker), it
+// signals, waits for the stop and produces it with the cancelled context,
+// which fails the transaction.
+type stopperProc struct {
+	out     string
+	reached chan struct{}
+	acked   chan struct{}
+	n       int
+}
+
+func (s *stopperProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
+	s.n++
+	switch s.n {
+	case 1:
+		s.acked = make(chan struct{})
+		tx.(*txn).produceThen(ctx, &kgo.Record{Topic: s.out, Value: r.Value}, func(*kgo.Record) { close(s.acked) })
+		return nil
+	case 2:
+		<-s.acked
+		close(s.reached)
+		<-ctx.Done()
+	}
+	tx.Produce(ctx, &kgo.Record{Topic: s.out, Value: r.Value})
+	return nil
+}
+
+func (s *stopperProc) Flush(context.Context, Txn) error           { return nil }
+func (s *stopperProc) Tick(context.Context, time.Time, Txn) error { return nil }
+func (s *stopperProc) Aborted()                                   {}
+func (s *stopperProc) Committed()                                 {}
