@@ -60,14 +60,17 @@ func (h *hopTracer) probes(v []byte) []string {
 		if err != nil {
 			return nil
 		}
+		mentions := make([]string, 0, len(f.Alerts)+len(f.Evidence))
 		for _, a := range f.Alerts {
-			if strings.HasPrefix(a.ID, string(h.prefix[1:])) {
-				ids = append(ids, a.ID)
-			}
+			mentions = append(mentions, a.ID)
 		}
 		for _, e := range f.Evidence {
-			if strings.HasPrefix(e.AlertID, string(h.prefix[1:])) {
-				ids = append(ids, e.AlertID)
+			mentions = append(mentions, e.AlertID)
+		}
+		probe := string(h.prefix[1:])
+		for _, id := range mentions {
+			if strings.HasPrefix(id, probe) {
+				ids = append(ids, id)
 			}
 		}
 		return ids
