@@ -140,3 +140,74 @@ func TestMemoryBoundedByConfiguration(t *testing.T) {
 		})
 	}
 }
+
+// TestRollHasLittleLeftToWrite: a steady stream keeps the rows the files
+// hold near MaxBufferedBytes, and a roll writes out all that are pending
+// at once. Over the second half of a segment the bound falls, so that at
+// the roll (by age or by bytes) at most an eighth of it (and the last
+// batch) is left, while the first half still buffers up to the full bound
+// (large row groups). Every row is in Parquet.
+func TestRollHasLittleLeftToWrite(t *testing.T) {
+	const maxBuffered = 2 << 20
+	schema := parquettest.Schema("DeviceEvents")
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		opts []Option
+	}{
+		{"by-age", []Option{RollAge(time.Minute), RollBytes(1 << 40)}},
+		{"by-bytes", []Option{RollAge(time.Hour), RollBytes(480 << 20)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			now := base
+			w, err := Open(dir, append(c.opts, MaxBufferedBytes(maxBuffered), Clock(func() time.Time { return now }))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, offset := 0, int64(0)
+			var firstHalfPeak, batchBytes int64
+			for sec := 0; !w.Due(); sec++ {
+				if sec > 10_000 {
+					t.Fatal("the segment never became due")
+				}
+				for tenant := range 8 {
+					batch := make([]parquettest.Row, 50)
+					for i := range batch {
+						batch[i] = parquettest.Row{Time: base, ID: int64(rows + i)}
+					}
+					b := parquettest.Batch(memory.DefaultAllocator, schema, fmt.Sprintf("tenant-%d", tenant), batch)
+					b.Bytes = 1 << 20 // input bytes: 480 of them (a minute) roll by bytes
+					batchBytes = max(batchBytes, recordBytes(b.Record))
+					if err := w.Write(Source{Topic: "hunting.DeviceEvents", Offset: offset}, b); err != nil {
+						t.Fatal(err)
+					}
+					b.Release()
+					rows += len(batch)
+					offset++
+				}
+				if half := w.cfg.clock().Sub(w.started) < w.cfg.rollAge/2 && w.bytes < w.cfg.rollBytes/2; half {
+					firstHalfPeak = max(firstHalfPeak, w.buffered)
+				}
+				now = now.Add(time.Second)
+			}
+			t.Logf("pending at the roll %d KiB (batch %d KiB); peak in the first half %d KiB; bound %d KiB",
+				w.buffered>>10, batchBytes>>10, firstHalfPeak>>10, maxBuffered>>10)
+			if limit := maxBuffered/rampFloor + batchBytes; w.buffered > limit {
+				t.Errorf("%d KiB pending at the roll, want at most %d KiB", w.buffered>>10, limit>>10)
+			}
+			if firstHalfPeak < maxBuffered*3/4 {
+				t.Errorf("the first half buffered at most %d KiB, want near the bound of %d KiB", firstHalfPeak>>10, maxBuffered>>10)
+			}
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readBack(t, dir); len(got) != rows {
+				t.Errorf("%d rows in Parquet, want %d", len(got), rows)
+			}
+		})
+	}
+}

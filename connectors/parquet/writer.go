@@ -128,8 +128,10 @@ func MaxOpenFiles(n int) Option { return func(c *config) { c.maxOpen = n } }
 
 // MaxBufferedBytes bounds the rows the open files hold until they write
 // them out, in Arrow bytes, together (default 64 MiB): past it, the file
-// holding the most writes its rows out as a row group. A file also writes
-// one once it holds RowGroupRows rows, and when it is finished.
+// holding the most writes its rows out as a row group. Over the second half
+// of a segment (by RollAge or RollBytes) the bound falls to an eighth of
+// it, so that the roll has little left to write. A file also writes one
+// once it holds RowGroupRows rows, and when it is finished.
 func MaxBufferedBytes(n int64) Option { return func(c *config) { c.maxBuffered = n } }
 
 // OnQuarantine is called for each file of a segment that could not be
@@ -465,7 +467,7 @@ func (w *Writer) writeRecord(ctx context.Context, src Source, b normalize.Batch)
 				return err
 			}
 		}
-		for w.buffered > w.cfg.maxBuffered {
+		for limit := w.bufferLimit(); w.buffered > limit; {
 			if err := w.flushLargest(); err != nil {
 				return err
 			}
@@ -474,6 +476,34 @@ func (w *Writer) writeRecord(ctx context.Context, src Source, b normalize.Batch)
 	}
 	return nil
 }
+
+// bufferLimit is MaxBufferedBytes, lowered over the second half of the
+// segment (by age or by bytes, whichever is further along) to an eighth of
+// it at the roll. A roll writes out every pending row at once, all files
+// together; a steady stream keeps the buffer full, so without the ramp
+// each roll encoded a whole buffer in one burst that took both cores for
+// most of a second and held up every other stage (the incident latency's
+// p99: bench/RESULTS.md). With it the same rows are written out as the
+// roll nears, a file at a time.
+func (w *Writer) bufferLimit() int64 {
+	limit := w.cfg.maxBuffered
+	if len(w.ranges) == 0 {
+		return limit
+	}
+	left := 1.0 // of the ramp: 1 at the segment's midpoint, 0 at its roll
+	if age := w.cfg.rollAge; age > 0 {
+		left = min(left, 2*float64(age-w.cfg.clock().Sub(w.started))/float64(age))
+	}
+	if size := w.cfg.rollBytes; size > 0 {
+		left = min(left, 2*float64(size-w.bytes)/float64(size))
+	}
+	floor := limit / rampFloor
+	return floor + int64(float64(limit-floor)*max(left, 0))
+}
+
+// rampFloor: at its roll a segment holds at most 1/rampFloor of
+// MaxBufferedBytes pending (bufferLimit).
+const rampFloor = 8
 
 // flushRows writes the pending rows of a file out as one row group (or
 // several of RowGroupRows), then lets the batches go.
