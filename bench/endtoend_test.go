@@ -134,6 +134,10 @@ func TestMain(m *testing.M) {
 // output) is over 13 GB, more than a small machine's memory.
 const brokerDirEnv = "STITCH_BENCH_BROKER_DIR"
 
+// brokerProfileEnv names a file for a CPU profile of the bench broker's
+// whole life (a benchmark that starts several brokers leaves the last one's).
+const brokerProfileEnv = "STITCH_BENCH_BROKER_PROFILE"
+
 // serveBroker runs an embedded broker (in memory, or on disk with
 // STITCH_BENCH_BROKER_DIR), prints its addresses and serves until its stdin
 // closes (the parent exited or finished).
@@ -155,6 +159,19 @@ func serveBroker() int {
 		return 1
 	}
 	defer br.Close()
+	if path := os.Getenv(brokerProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench broker's profile:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench broker's profile:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Println(strings.Join(br.Addrs(), ","))
 	io.Copy(io.Discard, os.Stdin)
 	return 0

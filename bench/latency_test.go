@@ -53,6 +53,8 @@ import (
 // (pipeline plus load generator) and of the broker per produced record,
 // and the transactions the normalize and correlate stages committed per
 // second: at a fixed rate, what shorter transactions cost.
+// STITCH_BENCH_CONFIG=FILE runs stitch with a YAML config instead of the
+// defaults (the two intervals above still override it).
 // STITCH_BENCH_PROFILE=DIR writes a CPU profile of each setting's measured
 // seconds (latency-<round>-<interval>-<urgent>.pprof) into DIR.
 //
@@ -153,6 +155,13 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 	}
 	addrs, brokerPid := childBroker(b)
 	cfg := pipeline.Default()
+	if path := os.Getenv("STITCH_BENCH_CONFIG"); path != "" {
+		c, err := pipeline.Load(path)
+		if err != nil {
+			return res, err
+		}
+		cfg = c
+	}
 	cfg.Kafka.Brokers = addrs
 	cfg.Kafka.CommitInterval = pipeline.Duration(interval)
 	cfg.Kafka.UrgentCommit = pipeline.Duration(urgent)
