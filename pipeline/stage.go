@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -235,7 +236,12 @@ func (s *stage) Run(ctx context.Context) error {
 			return nil
 		}
 		try := kgo.TransactionEndTry(perr == nil)
-		ok, err := s.sess.End(ctx, try)
+		// A stop that comes while it ends gives it the same 10 s as one
+		// that came before: cut short, End returns at once and leaves the
+		// transaction open on the broker (TestStopWhileEndingFinishesTheTransaction).
+		ectx, cancel := graceAfter(ctx, 10*time.Second)
+		ok, err := s.sess.End(ectx, try)
+		cancel()
 		open = false
 		s.ended(t, ok, err, begin)
 		release()
@@ -506,4 +512,27 @@ func (in *inputPosition) behind() bool {
 		}
 	}
 	return false
+}
+
+// graceAfter is a context that ends grace after ctx does (or at cancel):
+// for what must finish once begun, ending a transaction, without
+// outliving a stop by more than grace.
+func graceAfter(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var timer *time.Timer
+	var mu sync.Mutex
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(grace, cancel)
+		mu.Unlock()
+	})
+	return gctx, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }

@@ -2,10 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stitch-xdr/stitch/connectors/kafka"
 )
@@ -74,6 +77,93 @@ func TestStopAbortsAFailedTransaction(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// A stop that comes while a transaction is ending (here: while its offsets
+// are being committed) lets the end finish instead of cutting it short:
+// cut short, franz-go's End returns at once and leaves the transaction
+// open on the broker until its timeout, holding back the last stable
+// offset of every partition it wrote, as above.
+func TestStopWhileEndingFinishesTheTransaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the pipeline")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.ControlKey(int16(kmsg.TxnOffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		once.Do(func() {
+			close(arrived)
+			c.SleepControl(func() { <-release }) // the other connections go on
+		})
+		return nil, nil, false
+	})
+	addrs := c.ListenAddrs()
+	cfg := Default()
+	cfg.Hunting.Enabled = false
+	cfg.Correlate.Enabled = false
+	cfg.Topics.Partitions = 1
+	cfg.Kafka.CommitInterval = Duration(100 * time.Millisecond)
+	cfg.State.Dir = t.TempDir()
+	const in, out = "ender.in", "ender.out"
+	stage := Stage{
+		Name:    "ender",
+		Doc:     "test: produces each record it reads",
+		Inputs:  func(Config) []string { return []string{in} },
+		Outputs: func(Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: out}}} },
+		Processor: func(*StageContext) (Processor, error) {
+			return &stopperProc{out: out, reached: make(chan struct{}), n: 2}, nil // n: no waiting
+		},
+	}
+	p := newTestPipeline(t, ctx, cfg, addrs, "ender-test", WithStage(stage))
+	p.produce(ctx, &kgo.Record{Topic: in, Value: []byte("1")})
+	p.start(ctx)
+	select {
+	case <-arrived:
+	case err := <-p.done:
+		t.Fatalf("the pipeline stopped before the stage ended a transaction: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the stage did not end a transaction")
+	}
+	halted := make(chan error, 1)
+	go func() { halted <- p.halt() }()
+	time.Sleep(300 * time.Millisecond) // the stop is under way, the offsets not committed
+	close(release)
+	if err := <-halted; err != nil {
+		t.Fatal(err)
+	}
+
+	// The record the stage produced is committed, and one written after
+	// the stop is readable at once.
+	p.produce(ctx, &kgo.Record{Topic: out, Value: []byte("after")})
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(out),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	const within = 5 * time.Second // the transaction timeout is 15 s
+	pctx, pcancel := context.WithTimeout(ctx, within)
+	defer pcancel()
+	var got []string
+	for len(got) < 2 {
+		fs := cons.PollFetches(pctx)
+		if pctx.Err() != nil {
+			t.Fatalf("read committed %q within %s, want [1 after]: the transaction the stop came into is still open", got, within)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if got[0] != "1" || got[1] != "after" {
+		t.Fatalf("read committed %q, want [1 after]", got)
 	}
 }
 
