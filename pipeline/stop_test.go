@@ -52,31 +52,10 @@ func TestStopAbortsAFailedTransaction(t *testing.T) {
 	}
 
 	// A record written after the stop is readable by a read-committed
-	// consumer at once only if nothing before it is still open.
-	p.produce(ctx, &kgo.Record{Topic: out, Value: []byte("after")})
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(out),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	const within = 5 * time.Second // the transaction timeout is 15 s
-	pctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	for {
-		fs := cons.PollFetches(pctx)
-		if pctx.Err() != nil {
-			t.Fatalf("the record produced after the stop is not readable within %s: the stopped stage's transaction is still open", within)
-		}
-		var got []string
-		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
-		for _, v := range got {
-			if v != "after" {
-				t.Fatalf("read committed %q: the stopped transaction's output was committed", v)
-			}
-			return
-		}
+	// consumer at once only if nothing before it is still open: the
+	// stopped transaction's output is not (aborted).
+	if got := p.afterStop(ctx, out, 1); got[0] != "after" {
+		t.Fatalf("read committed %q: the stopped transaction's output was committed", got)
 	}
 }
 
@@ -143,28 +122,37 @@ func TestStopWhileEndingFinishesTheTransaction(t *testing.T) {
 
 	// The record the stage produced is committed, and one written after
 	// the stop is readable at once.
-	p.produce(ctx, &kgo.Record{Topic: out, Value: []byte("after")})
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(out),
+	if got := p.afterStop(ctx, out, 2); got[0] != "1" || got[1] != "after" {
+		t.Fatalf("read committed %q, want [1 after]", got)
+	}
+}
+
+// afterStop produces "after" to topic and reads it back read-committed
+// from the start, with the want-1 records before it: it is readable at
+// once (within 5 s; the transaction timeout is 15 s) only if no
+// transaction before it is still open.
+func (p *testPipeline) afterStop(ctx context.Context, topic string, want int) []string {
+	p.t.Helper()
+	p.produce(ctx, &kgo.Record{Topic: topic, Value: []byte("after")})
+	cons, err := kgo.NewClient(kgo.SeedBrokers(p.addrs...), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
-		t.Fatal(err)
+		p.t.Fatal(err)
 	}
 	defer cons.Close()
-	const within = 5 * time.Second // the transaction timeout is 15 s
-	pctx, pcancel := context.WithTimeout(ctx, within)
-	defer pcancel()
+	const within = 5 * time.Second
+	pctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
 	var got []string
-	for len(got) < 2 {
+	for len(got) < want {
 		fs := cons.PollFetches(pctx)
 		if pctx.Err() != nil {
-			t.Fatalf("read committed %q within %s, want [1 after]: the transaction the stop came into is still open", got, within)
+			p.t.Fatalf("read committed %q within %s, want %d records ending in the one produced after the stop: a transaction of the stopped stage is still open", got, within, want)
 		}
 		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
 	}
-	if got[0] != "1" || got[1] != "after" {
-		t.Fatalf("read committed %q, want [1 after]", got)
-	}
+	return got
 }
 
 // stopperProc produces every record it reads; at the second, once the
