@@ -128,6 +128,11 @@ type Correlator struct {
 type StateOps struct {
 	state.Reads
 	Writes int64
+	// FilterBuilds are the lookup filters built from the store (filter.go:
+	// a group's first lookup, or one that ran out of layers), and
+	// FilterUnits the units they read: a scan of the group each, outside
+	// any transaction's batch.
+	FilterBuilds, FilterUnits int64
 }
 
 // StateOps reports the store work of the transactions ended so far.

@@ -404,6 +404,8 @@ func (c *Correlator) buildFilter(group []byte) (*groupFilter, error) {
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
+	c.ops.FilterBuilds++
+	c.ops.FilterUnits += int64(len(hashes))
 	slices.Sort(hashes)
 	hashes = slices.Compact(hashes) // pending evidence: one unit in several buckets
 	g := &groupFilter{key: string(group), units: len(hashes)}
