@@ -24,6 +24,7 @@ func huntingStage() Stage {
 		Doc:     "writes Arrow batches to Parquet hunting partitions in Hive layout under hunting.dir",
 		Enabled: func(c Config) bool { return c.Hunting.Enabled },
 		Dirs:    func(c Config) []string { return []string{c.HuntingDir()} },
+		Discard: func(_ Config, dir string) error { return parquet.Discard(dir) },
 		Inputs: func(c Config) []string {
 			var in []string
 			for _, table := range normalize.Tables() {

@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 
 // IdentityFile is the file, in the state directory and in the hunting
@@ -198,10 +197,11 @@ func (p *Pipeline) checkDir(dir string, now Identity) error {
 }
 
 // discardState removes what a directory keeps of a former cluster: in the
-// state directory the stores; in the hunting directory the writer's
-// manifest and the tables' partitions (whose file names the new offsets
-// would reuse). Anything else in them (an embedded broker's log, files
-// stitch does not write) stays.
+// state directory the stores; in a directory a stage keeps (Stage.Dirs)
+// what the stage's Discard removes (the hunting sink: its manifest and the
+// tables' partitions, whose file names the new offsets would reuse).
+// Anything else in them (an embedded broker's log, files stitch does not
+// write) stays.
 func (p *Pipeline) discardState(dir string) error {
 	var remove []string
 	if dir == p.cfg.State.Dir {
@@ -211,10 +211,11 @@ func (p *Pipeline) discardState(dir string) error {
 			}
 		}
 	}
-	if dir == p.cfg.HuntingDir() {
-		remove = append(remove, filepath.Join(dir, "_manifest"), filepath.Join(dir, "_staging"))
-		for _, t := range normalize.Tables() {
-			remove = append(remove, filepath.Join(dir, t))
+	for _, d := range p.topo.defs {
+		if d.Discard != nil && d.Dirs != nil && slices.Contains(d.Dirs(p.cfg), dir) {
+			if err := d.Discard(p.cfg, dir); err != nil {
+				return fmt.Errorf("state.reset: %s: %w", d.Name, err)
+			}
 		}
 	}
 	remove = append(remove, filepath.Join(dir, IdentityFile))

@@ -109,13 +109,20 @@ func sum(m map[string]int64) (n int64) {
 // A directory a stage declares (Stage.Dirs, as the hunting sink declares
 // hunting.dir) is checked against the cluster like state.dir: it records
 // the cluster's identity on first use, and state of another cluster in it
-// is refused, naming it. A stage that is off declares nothing checked.
+// is refused, naming it; with state.reset the stage's Discard clears it
+// and it is recorded again. A stage that is off declares nothing checked.
 func TestIdentityChecksTheStagesDirs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kept := t.TempDir()
 	count := countStage()
 	count.Dirs = func(Config) []string { return []string{kept} }
+	var discarded []string
+	count.Discard = func(_ Config, dir string) error {
+		discarded = append(discarded, dir)
+		return nil
+	}
+	reset := false
 	check := func(enabled bool) error {
 		b, err := kafka.StartBroker()
 		if err != nil {
@@ -125,6 +132,7 @@ func TestIdentityChecksTheStagesDirs(t *testing.T) {
 		cfg := Default()
 		cfg.State.Dir = t.TempDir() // fresh: only kept can be of another cluster
 		cfg.Hunting.Enabled = false
+		cfg.State.Reset = reset
 		count.Enabled = func(Config) bool { return enabled }
 		p, err := New(cfg, WithBrokers(b.Addrs()), WithInstance("dirs"), WithStage(count))
 		if err != nil {
@@ -150,5 +158,19 @@ func TestIdentityChecksTheStagesDirs(t *testing.T) {
 	err := check(true) // another broker: another cluster
 	if !errors.Is(err, ErrStateMismatch) || !strings.Contains(err.Error(), kept) {
 		t.Fatalf("the stage's directory of another cluster: %v; want a refusal naming it", err)
+	}
+	if len(discarded) > 0 {
+		t.Fatalf("refused, yet discarded %q", discarded)
+	}
+	reset = true
+	if err := check(true); err != nil {
+		t.Fatalf("state.reset over another cluster's directory: %v", err)
+	}
+	if len(discarded) != 1 || discarded[0] != kept {
+		t.Fatalf("state.reset discarded %q, want the stage's directory %s once", discarded, kept)
+	}
+	reset = false
+	if err := check(true); !errors.Is(err, ErrStateMismatch) {
+		t.Fatalf("after the reset, another cluster again: %v; want a refusal (the directory was recorded again)", err)
 	}
 }

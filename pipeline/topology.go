@@ -57,6 +57,9 @@ type Stage struct {
 	// hunting.dir): checked against the cluster's identity with state.dir,
 	// and cleared by a replay when they lie in its output directory.
 	Dirs func(Config) []string
+	// Discard removes what the stage keeps in one of its Dirs when
+	// state.reset discards the state of a former cluster (nil: nothing).
+	Discard func(c Config, dir string) error
 	// Progress is the stage's part of the progress line, from its committed
 	// counters (nil: none).
 	Progress func(StageSnapshot) string

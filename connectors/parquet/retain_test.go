@@ -88,3 +88,56 @@ func TestOpenRefusesSecondWriter(t *testing.T) {
 		t.Fatal("second writer on the same directory was allowed")
 	}
 }
+
+// Discard (state.reset over a former cluster's hunting.dir) removes the
+// committed partitions, the manifest and the staging files, and leaves what
+// stitch does not write; a writer opened afterwards starts from nothing.
+func TestDiscardLeavesOnlyWhatStitchDoesNotWrite(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := parquettest.Batch(memory.DefaultAllocator, parquettest.Schema("DeviceEvents"), "tenant-a",
+		[]parquettest.Row{{Time: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), ID: 1}})
+	if err := w.Write(Source{Topic: "hunting.DeviceEvents", Offset: 41}, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rows := readBack(t, dir); len(rows) != 1 {
+		t.Fatalf("%d rows before the discard, want 1", len(rows))
+	}
+	theirs := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(theirs, []byte("an analyst's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := Discard(dir); err != nil {
+		t.Fatal(err)
+	}
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range es {
+		left = append(left, e.Name())
+	}
+	if len(left) != 1 || left[0] != "notes.txt" {
+		t.Fatalf("left in the directory: %q, want only notes.txt", left)
+	}
+	w, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if next := w.Resume(); len(next) != 0 {
+		t.Fatalf("a writer after the discard resumes at %v, want nothing committed", next)
+	}
+}
