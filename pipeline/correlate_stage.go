@@ -65,7 +65,7 @@ func windowRetention(c CorrelateConfig) time.Duration {
 type correlateProc struct {
 	c          *correlate.Correlator
 	incidents  string
-	deadLetter string
+	deadLetter deadLetters
 	log        func(msg string, args ...any)
 }
 
@@ -97,7 +97,7 @@ func newCorrelateProc(sc *StageContext) (Processor, error) {
 	if err := sc.Attach("correlate", correlatorStore{cor}); err != nil {
 		return nil, err
 	}
-	return &correlateProc{c: cor, incidents: sc.Config.Topics.Incidents, deadLetter: sc.Config.Topics.DeadLetter, log: sc.Log.Error}, nil
+	return &correlateProc{c: cor, incidents: sc.Config.Topics.Incidents, deadLetter: deadLettersOf(sc.Config), log: sc.Log.Error}, nil
 }
 
 // correlatorStore is the correlator as a StateStore.
@@ -117,7 +117,7 @@ func (cp *correlateProc) Process(ctx context.Context, r *kgo.Record, tx Txn) err
 		// Facts are written by stitch itself; one that does not decode is a
 		// bug or a foreign producer: dead-letter it rather than stop.
 		cp.log("undecodable facts record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		deadLetter(ctx, tx, cp.deadLetter, "bad_facts", r, err)
+		cp.deadLetter.send(ctx, tx, "bad_facts", r, err)
 		return nil // the runtime records that the store covers the offset
 	}
 	incs, err := cp.c.ApplyOffset(r.Partition, f, r.Topic, r.Offset)

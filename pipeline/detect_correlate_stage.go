@@ -98,11 +98,12 @@ func detectCorrelateStage() Stage {
 }
 
 type detectCorrelateProc struct {
-	windows           *detect.Windows
-	facts, deadLetter string
-	max               int
-	owns              func(tenant string) bool
-	log               *slog.Logger
+	windows    *detect.Windows
+	facts      string
+	deadLetter deadLetters
+	max        int
+	owns       func(tenant string) bool
+	log        *slog.Logger
 }
 
 func newDetectCorrelateProc(sc *StageContext) (Processor, error) {
@@ -124,7 +125,7 @@ func newDetectCorrelateProc(sc *StageContext) (Processor, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &detectCorrelateProc{windows: set.NewWindows(kv), facts: sc.Config.Topics.Facts, deadLetter: sc.Config.Topics.DeadLetter,
+	return &detectCorrelateProc{windows: set.NewWindows(kv), facts: sc.Config.Topics.Facts, deadLetter: deadLettersOf(sc.Config),
 		max: factsRecordBytes(sc.Config), owns: func(tenant string) bool { return sc.OwnsKey([]byte(tenant)) }, log: log}, nil
 }
 
@@ -135,7 +136,7 @@ func (p *detectCorrelateProc) Process(ctx context.Context, r *kgo.Record, tx Txn
 			err = fmt.Errorf("invalid tenant %q", in.Tenant)
 		}
 		p.log.Error("undecodable detection matches", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		deadLetter(ctx, tx, p.deadLetter, "bad_detect_matches", r, err)
+		p.deadLetter.send(ctx, tx, "bad_detect_matches", r, err)
 		return nil
 	}
 	f := correlate.Facts{Tenant: in.Tenant}

@@ -143,7 +143,7 @@ func executorStage(name, doc string, enabled func(Config) bool, build func(Confi
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			return &executeProc{name: name, exec: exec, results: sc.Config.Topics.ActionResults, deadLetter: sc.Config.Topics.DeadLetter}, nil
+			return &executeProc{name: name, exec: exec, results: sc.Config.Topics.ActionResults, deadLetter: deadLettersOf(sc.Config)}, nil
 		},
 	}
 }
@@ -183,7 +183,7 @@ func microsoftStage() Stage {
 			return nil, err
 		}
 		c := sc.Config
-		return &executeProc{name: sc.Name, exec: exec, results: c.Topics.ActionResults, deadLetter: c.Topics.DeadLetter,
+		return &executeProc{name: sc.Name, exec: exec, results: c.Topics.ActionResults, deadLetter: deadLettersOf(c),
 			follow: &following{f: exec, store: followed, owns: sc.OwnsKey, log: sc.Log, due: map[string]due{},
 				policy: exec.Follow}}, nil
 	}
@@ -223,7 +223,7 @@ type executeProc struct {
 	exec    Executor
 	results string
 	// deadLetter takes records of the actions topic that are not actions.
-	deadLetter string
+	deadLetter deadLetters
 	// follow is set for a Follower.
 	follow *following
 }
@@ -231,7 +231,7 @@ type executeProc struct {
 func (w *executeProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	var a respond.Action
 	if err := json.Unmarshal(r.Value, &a); err != nil {
-		deadLetter(ctx, tx, w.deadLetter, "bad_action_record", r, fmt.Errorf("%s: not an action: %w", w.name, err))
+		w.deadLetter.send(ctx, tx, "bad_action_record", r, fmt.Errorf("%s: not an action: %w", w.name, err))
 		return nil
 	}
 	if w.follow != nil {

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 
 // Processor is the work of one transactional stage. The stage owns the
@@ -110,18 +111,25 @@ func (t *txn) failed() error {
 	return t.err
 }
 
-// deadLetter sends a record a stage cannot read to the dead-letter topic,
-// with the reason, the error, where it was and its bytes, inside the
-// stage's transaction, and counts it: never a crash, never a silent drop.
-// Bytes that are not text (a binary facts record) go as value_base64, as
-// normalize's dead letters do, so that they are kept as they were.
-func deadLetter(ctx context.Context, tx Txn, topic, reason string, r *kgo.Record, err error) {
-	dl := map[string]any{"reason": reason, "error": err.Error(), "topic": r.Topic, "partition": r.Partition, "offset": r.Offset}
-	if utf8.Valid(r.Value) {
-		dl["value"] = string(r.Value)
-	} else {
-		dl["value_base64"] = r.Value // []byte: base64
-	}
-	tx.Produce(ctx, &kgo.Record{Topic: topic, Value: mustJSON(dl)})
+// deadLetters is where a stage sends the records it cannot read.
+type deadLetters struct {
+	topic string
+	keep  int // normalize.deadletter_max_bytes
+}
+
+func deadLettersOf(c Config) deadLetters {
+	return deadLetters{topic: c.Topics.DeadLetter, keep: c.Normalize.DeadLetterMaxBytes}
+}
+
+// send sends a record a stage cannot read to the dead-letter topic inside
+// the stage's transaction, and counts it: never a crash, never a silent
+// drop. The dead letter has normalize's shape (reason, error, where and
+// when it was, size, SHA-256, the bytes as text or base64 up to
+// normalize.deadletter_max_bytes), so the topic has one schema.
+func (d deadLetters) send(ctx context.Context, tx Txn, reason string, r *kgo.Record, err error) {
+	in := normalize.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp}
+	dl := normalize.NewDeadLetter(in, -1, r.Value, normalize.Reason(reason), err.Error(), d.keep)
+	tx.Produce(ctx, &kgo.Record{Topic: d.topic, Value: mustJSON(dl),
+		Headers: []kgo.RecordHeader{{Key: "stitch-reason", Value: []byte(reason)}}})
 	tx.Count(CountDeadLetters, reason, 1)
 }

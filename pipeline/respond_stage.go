@@ -233,10 +233,11 @@ func (f *feedProc) Aborted()                                   {}
 func (f *feedProc) Committed()                                 {}
 
 type respondProc struct {
-	r                          *respond.Responder
-	actions, deadLetter, facts string
-	max                        int
-	log                        *slog.Logger
+	r              *respond.Responder
+	actions, facts string
+	deadLetter     deadLetters
+	max            int
+	log            *slog.Logger
 }
 
 func newRespondProc(sc *StageContext) (Processor, error) {
@@ -255,7 +256,7 @@ func newRespondProc(sc *StageContext) (Processor, error) {
 	r := respond.New(ledger, pb, respond.WithRetention(sc.Config.Respond.IndexRetention.D()),
 		// Only the owner of a tenant's partition ages its index.
 		respond.WithOwnership(func(tenant string) bool { return sc.OwnsKey([]byte(tenant)) }))
-	return &respondProc{r: r, actions: sc.Config.Topics.Actions, deadLetter: sc.Config.Topics.DeadLetter, facts: sc.Config.Topics.Facts, max: factsRecordBytes(sc.Config), log: sc.Log}, nil
+	return &respondProc{r: r, actions: sc.Config.Topics.Actions, deadLetter: deadLettersOf(sc.Config), facts: sc.Config.Topics.Facts, max: factsRecordBytes(sc.Config), log: sc.Log}, nil
 }
 
 func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
@@ -265,7 +266,7 @@ func (p *respondProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 			err = fmt.Errorf("invalid tenant %q", sig.Tenant)
 		}
 		p.log.Error("undecodable respond record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		deadLetter(ctx, tx, p.deadLetter, "bad_respond_record", r, err)
+		p.deadLetter.send(ctx, tx, "bad_respond_record", r, err)
 		return nil
 	}
 	res, err := p.r.Apply(&sig)

@@ -30,12 +30,15 @@ func updatesStage() Stage {
 			return []Output{{Topic: kafka.TopicSpec{Name: c.Topics.Facts}}, {Topic: kafka.TopicSpec{Name: c.Topics.DeadLetter}}}
 		},
 		Processor: func(sc *StageContext) (Processor, error) {
-			return &updatesProc{facts: sc.Config.Topics.Facts, deadLetter: sc.Config.Topics.DeadLetter}, nil
+			return &updatesProc{facts: sc.Config.Topics.Facts, deadLetter: deadLettersOf(sc.Config)}, nil
 		},
 	}
 }
 
-type updatesProc struct{ facts, deadLetter string }
+type updatesProc struct {
+	facts      string
+	deadLetter deadLetters
+}
 
 func (p *updatesProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
 	if r.Value == nil {
@@ -47,7 +50,7 @@ func (p *updatesProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 		err = fmt.Errorf("an update needs its incident id and tenant (tenant %q, incident %q)", u.TenantID, u.IncidentID)
 	}
 	if err != nil {
-		deadLetter(ctx, tx, p.deadLetter, "bad_incident_update", r, err)
+		p.deadLetter.send(ctx, tx, "bad_incident_update", r, err)
 		return nil
 	}
 	au := u.AnalystUpdate

@@ -14,6 +14,19 @@ func (n *Normalizer) deadLetter(in Input, index int, value []byte, reason Reason
 	if dead == nil {
 		return
 	}
+	if in.Timestamp.IsZero() {
+		in.Timestamp = n.cfg.clock()
+	}
+	dead(NewDeadLetter(in, index, value, reason, msg, n.cfg.dlLimit))
+}
+
+// NewDeadLetter describes a record that could not be read, for the
+// dead-letter topic: where it was (index: its position in an envelope, -1
+// for a whole Kafka record), when, why, its size and SHA-256, and its bytes
+// (as text when they are valid UTF-8, else as base64) up to keep bytes,
+// Truncated saying when there were more. Every stage's dead letters have
+// this one shape.
+func NewDeadLetter(in Input, index int, value []byte, reason Reason, msg string, keep int) DeadLetter {
 	sum := sha256.Sum256(value)
 	d := DeadLetter{
 		Reason: reason, Error: msg,
@@ -21,12 +34,9 @@ func (n *Normalizer) deadLetter(in Input, index int, value []byte, reason Reason
 		Time: in.Timestamp, Index: index,
 		Size: len(value), SHA256: hex.EncodeToString(sum[:]),
 	}
-	if d.Time.IsZero() {
-		d.Time = n.cfg.clock()
-	}
 	v := value
-	if len(v) > n.cfg.dlLimit {
-		v = v[:n.cfg.dlLimit]
+	if len(v) > keep {
+		v = v[:keep]
 		d.Truncated = true
 	}
 	if utf8.Valid(value) {
@@ -38,5 +48,5 @@ func (n *Normalizer) deadLetter(in Input, index int, value []byte, reason Reason
 	} else {
 		d.ValueBase64 = base64.StdEncoding.EncodeToString(v)
 	}
-	dead(d)
+	return d
 }
