@@ -29,9 +29,12 @@ func loadError(err error, data []byte, ptr any) string {
 	var oe *yaml.OverflowError
 	var ue *yaml.UnexpectedNodeTypeError
 	var fe *yaml.UnknownFieldError
+	var se *yaml.SyntaxError
 	switch {
 	case errors.As(err, &fe) && fe.Token != nil && fe.Token.Position != nil:
 		return unknownKey(data, ptr, fe.Token)
+	case errors.As(err, &se) && se.Token != nil && se.Token.Position != nil && strings.Contains(se.Message, "already defined at"):
+		return repeatedKey(data, se)
 	case errors.As(err, &te):
 		tk = te.Token
 	case errors.As(err, &oe):
@@ -80,6 +83,23 @@ func unknownKey(data []byte, ptr any, tk *token.Token) string {
 	return yaml.FormatErrorWithToken(msg, tk, false, true)
 }
 
+// repeatedKey is the message of a key given twice in one section: its
+// dotted path and both lines (the parser's own names the bare key and a
+// [line:column]).
+func repeatedKey(data []byte, se *yaml.SyntaxError) string {
+	tk := se.Token
+	path := keyPath(data, tk.Position.Line, tk.Position.Column, true)
+	if path == "" {
+		path = tk.Value
+	}
+	var first, col int
+	if i := strings.LastIndex(se.Message, "already defined at ["); i >= 0 {
+		fmt.Sscanf(se.Message[i:], "already defined at [%d:%d]", &first, &col)
+	}
+	msg := fmt.Sprintf("%s: set twice (lines %d and %d); keep one", path, first, tk.Position.Line)
+	return yaml.FormatErrorWithToken(msg, tk, false, true)
+}
+
 // cutLast splits a dotted path before its last key.
 func cutLast(path string) (parent, key string, ok bool) {
 	i := strings.LastIndexByte(path, '.')
@@ -118,7 +138,8 @@ func keysOf(t reflect.Type) []string {
 // indentation of the lines above where the document does not parse so far.
 // Entries of a list add no step (auth.tokens.sha256).
 func keyPath(data []byte, line, column int, key bool) string {
-	if f, err := parser.ParseBytes(data, 0); err == nil {
+	// Duplicate keys allowed: a repeated key is located like any other.
+	if f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey()); err == nil {
 		for _, doc := range f.Docs {
 			if path, ok := nodePath(doc.Body, nil, line, column, key); ok {
 				return strings.Join(path, ".")

@@ -57,6 +57,9 @@ func TestLoadTypeErrorsSpeakConfig(t *testing.T) {
 		{"sec:\n  count: 1\n  bogus: 1\n", `[3:3] sec.bogus: unknown key (sec takes on, count, list, every, items)`},
 		{"sec:\n  items:\n    - {name: a, bogus: 1}\n", `[3:17] sec.items.bogus: unknown key (sec.items takes name, max)`},
 		{"bogus: 1\n", `[1:1] bogus: unknown key (the file takes sec)`},
+		// A key given twice is named by its path and both lines.
+		{"sec:\n  count: 1\n  on: true\n  count: 2\n", `[4:3] sec.count: set twice (lines 2 and 4); keep one`},
+		{"sec: {count: 1, count: 2}\n", `[1:17] sec.count: set twice (lines 1 and 1); keep one`},
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		os.WriteFile(path, []byte(c.file), 0o644)
