@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -219,29 +218,24 @@ func (s *stage) Run(ctx context.Context) error {
 			perr = t.failed()
 		}
 		s.trace(StageEnding, nil)
-		if ctx.Err() != nil {
-			// Shutting down: end the transaction with a fresh context.
-			// Commit what is done, so that a drained pipeline does not
-			// redo its last interval on restart; abort what failed (a
-			// produce or flush cut short by the cancelled context), so
-			// that it does not stay open on the broker until its timeout:
-			// an open transaction holds back the last stable offset of
-			// every partition it wrote, and its offsets hold back the
-			// partitions' next owner (KIP-447), for transaction.timeout
-			// (TestStopAbortsAFailedTransaction).
-			ectx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			ok, err := s.sess.End(ectx, kgo.TransactionEndTry(perr == nil))
-			cancel()
+		// End it with a context that outlives a stop by 10 s, whether the
+		// stop came before (shutting down: commit what is done, so that a
+		// drained pipeline does not redo its last interval on restart;
+		// abort what failed, a produce or flush cut short by the cancelled
+		// context) or comes while it ends (franz-go's End, cut short,
+		// returns at once without aborting). Left open on the broker, a
+		// transaction holds back the last stable offset of every partition
+		// it wrote, and its offsets the partitions' next owner (KIP-447),
+		// until transaction.timeout (TestStopAbortsAFailedTransaction,
+		// TestStopWhileEndingFinishesTheTransaction).
+		stopping := ctx.Err() != nil
+		ectx, cancel := graceAfter(ctx, 10*time.Second)
+		ok, err := s.sess.End(ectx, kgo.TransactionEndTry(perr == nil))
+		cancel()
+		if stopping {
 			s.ended(t, ok, err, begin)
 			return nil
 		}
-		try := kgo.TransactionEndTry(perr == nil)
-		// A stop that comes while it ends gives it the same 10 s as one
-		// that came before: cut short, End returns at once and leaves the
-		// transaction open on the broker (TestStopWhileEndingFinishesTheTransaction).
-		ectx, cancel := graceAfter(ctx, 10*time.Second)
-		ok, err := s.sess.End(ectx, try)
-		cancel()
 		open = false
 		s.ended(t, ok, err, begin)
 		release()
@@ -519,20 +513,14 @@ func (in *inputPosition) behind() bool {
 // outliving a stop by more than grace.
 func graceAfter(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	var timer *time.Timer
-	var mu sync.Mutex
 	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		timer = time.AfterFunc(grace, cancel)
-		mu.Unlock()
-	})
-	return gctx, func() {
-		stop()
-		mu.Lock()
-		if timer != nil {
-			timer.Stop()
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-gctx.Done():
 		}
-		mu.Unlock()
-		cancel()
-	}
+	})
+	return gctx, func() { stop(); cancel() }
 }
