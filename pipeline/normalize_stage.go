@@ -80,6 +80,7 @@ type normalizeProc struct {
 	sc   *StageContext
 	norm *normalize.Normalizer
 	taps []BatchTap
+	dl   deadLetters
 	// emit and dead are bound once to avoid a closure per record.
 	emitFn func(normalize.Batch)
 	deadFn func(normalize.DeadLetter)
@@ -98,7 +99,7 @@ type normalizeProc struct {
 type batchSize struct{ rows, bytes int64 }
 
 func newNormalizeProc(sc *StageContext) (Processor, error) {
-	n := &normalizeProc{sc: sc}
+	n := &normalizeProc{sc: sc, dl: deadLettersOf(sc.Config)}
 	for _, t := range taps() {
 		if !t.Enabled(sc.Config) {
 			continue
@@ -162,17 +163,13 @@ func (n *normalizeProc) emit(b normalize.Batch) {
 }
 
 func (n *normalizeProc) deadLetter(d normalize.DeadLetter) {
-	n.tx.Count(CountDeadLetters, string(d.Reason), 1)
 	n.dead++
 	v, err := json.Marshal(d)
 	if err != nil {
 		n.err = fmt.Errorf("encode dead letter: %w", err)
 		return
 	}
-	n.tx.Produce(n.ctx, &kgo.Record{
-		Topic: n.sc.Config.Topics.DeadLetter, Value: v,
-		Headers: []kgo.RecordHeader{{Key: "stitch-reason", Value: []byte(d.Reason)}},
-	})
+	n.dl.produce(n.ctx, n.tx, d.Reason, v)
 }
 
 func (n *normalizeProc) Flush(ctx context.Context, tx Txn) error {

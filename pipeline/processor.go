@@ -128,8 +128,13 @@ func deadLettersOf(c Config) deadLetters {
 // normalize.deadletter_max_bytes), so the topic has one schema.
 func (d deadLetters) send(ctx context.Context, tx Txn, reason string, r *kgo.Record, err error) {
 	in := normalize.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp}
-	dl := normalize.NewDeadLetter(in, -1, r.Value, normalize.Reason(reason), err.Error(), d.keep)
-	tx.Produce(ctx, &kgo.Record{Topic: d.topic, Value: mustJSON(dl),
+	d.produce(ctx, tx, normalize.Reason(reason), mustJSON(normalize.NewDeadLetter(in, -1, r.Value, normalize.Reason(reason), err.Error(), d.keep)))
+}
+
+// produce writes an encoded dead letter, with its reason as the
+// stitch-reason header, and counts it.
+func (d deadLetters) produce(ctx context.Context, tx Txn, reason normalize.Reason, v []byte) {
+	tx.Produce(ctx, &kgo.Record{Topic: d.topic, Value: v,
 		Headers: []kgo.RecordHeader{{Key: "stitch-reason", Value: []byte(reason)}}})
-	tx.Count(CountDeadLetters, reason, 1)
+	tx.Count(CountDeadLetters, string(reason), 1)
 }
