@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -17,7 +18,7 @@ import (
 // short, JSON that is not facts) is a dead letter of normalize's shape that
 // keeps its bytes as they were (base64 when they are not text; up to the
 // configured limit, its size and SHA-256 describing the whole), and the
-// stage goes on.
+// stage goes on, whatever the record's timestamp.
 func TestUndecodableFactsAreDeadLetters(t *testing.T) {
 	good, err := (&correlate.Facts{Tenant: "t1", Sightings: []correlate.Sighting{{Entity: "ip:203.0.113.9", Bucket: 20790,
 		Observers: []string{"device:id:d1"}}}}).Marshal()
@@ -27,7 +28,9 @@ func TestUndecodableFactsAreDeadLetters(t *testing.T) {
 	cp := &correlateProc{deadLetter: deadLetters{topic: "dl", keep: 16}, log: func(string, ...any) {}}
 	for _, in := range [][]byte{good[:len(good)-3], append(bytes.Clone(good), 0x80), []byte(`{"tenant":""}`), []byte("not facts")} {
 		tx := &recordingTxn{}
-		r := &kgo.Record{Topic: "stitch.facts", Partition: 2, Offset: 7, Value: in}
+		// A timestamp JSON cannot write (a producer may set any): the dead
+		// letter still encodes, with the time it was written instead.
+		r := &kgo.Record{Topic: "stitch.facts", Partition: 2, Offset: 7, Value: in, Timestamp: time.UnixMilli(1 << 62)}
 		if err := cp.Process(context.Background(), r, tx); err != nil {
 			t.Fatalf("%q: %v", in, err)
 		}

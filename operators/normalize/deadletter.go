@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"time"
 	"unicode/utf8"
 )
 
@@ -14,15 +15,25 @@ func (n *Normalizer) deadLetter(in Input, index int, value []byte, reason Reason
 	if dead == nil {
 		return
 	}
-	if in.Timestamp.IsZero() {
-		in.Timestamp = n.cfg.clock()
-	}
+	in.Timestamp = deadLetterTime(in.Timestamp, n.cfg.clock)
 	dead(NewDeadLetter(in, index, value, reason, msg, n.cfg.dlLimit))
+}
+
+// deadLetterTime is the time a dead letter gives: its record's timestamp,
+// or now when the record has none, or one outside the years JSON can write
+// (0-9999). A producer may set any timestamp, and a dead letter that
+// cannot be encoded would fail its stage's transaction on every retry.
+func deadLetterTime(t time.Time, now func() time.Time) time.Time {
+	if t.IsZero() || t.Year() < 0 || t.Year() > 9999 {
+		return now()
+	}
+	return t
 }
 
 // NewDeadLetter describes a record that could not be read, for the
 // dead-letter topic: where it was (index: its position in an envelope, -1
-// for a whole Kafka record), when, why, its size and SHA-256, and its bytes
+// for a whole Kafka record), when (its timestamp, or now: deadLetterTime),
+// why, its size and SHA-256, and its bytes
 // (as text when they are valid UTF-8, else as base64) up to keep bytes,
 // Truncated saying when there were more. Every stage's dead letters have
 // this one shape.
@@ -31,7 +42,7 @@ func NewDeadLetter(in Input, index int, value []byte, reason Reason, msg string,
 	d := DeadLetter{
 		Reason: reason, Error: msg,
 		Topic: in.Topic, Partition: in.Partition, Offset: in.Offset,
-		Time: in.Timestamp, Index: index,
+		Time: deadLetterTime(in.Timestamp, time.Now), Index: index,
 		Size: len(value), SHA256: hex.EncodeToString(sum[:]),
 	}
 	v := value

@@ -3,10 +3,12 @@ package normalize
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/datadriven"
 )
@@ -14,7 +16,7 @@ import (
 // TestDeadLetters runs the datadriven cases in testdata/deadletter (go test
 // -rewrite rewrites their expectations). One command:
 //
-//	normalize [import[=Table]] [max-record-bytes=N] [quoted]
+//	normalize [import[=Table]] [max-record-bytes=N] [quoted] [kafka-time=MS]
 //	<one Kafka record value a line; Go-quoted with quoted, for bytes a text
 //	file cannot hold>
 //	----
@@ -27,6 +29,12 @@ func TestDeadLetters(t *testing.T) {
 				t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
 			}
 			n, c := newChecked(t, caseOptions(t, td)...)
+			var kafkaTime time.Time // the Kafka record's timestamp (none: the clock's)
+			if td.HasArg("kafka-time") {
+				var ms int64
+				td.ScanArgs(t, "kafka-time", &ms)
+				kafkaTime = time.UnixMilli(ms)
+			}
 			for i, line := range strings.Split(td.Input, "\n") {
 				if td.HasArg("quoted") {
 					var err error
@@ -34,7 +42,7 @@ func TestDeadLetters(t *testing.T) {
 						t.Fatalf("%s: %v", td.Pos, err)
 					}
 				}
-				n.Add(Input{Topic: "m365d", Partition: 3, Offset: int64(100 + i), Value: []byte(line)}, c.emit, c.deadL)
+				n.Add(Input{Topic: "m365d", Partition: 3, Offset: int64(100 + i), Value: []byte(line), Timestamp: kafkaTime}, c.emit, c.deadL)
 			}
 			n.Flush(c.emit)
 			var out strings.Builder
@@ -44,6 +52,9 @@ func TestDeadLetters(t *testing.T) {
 					t.Errorf("dead letter lacks its origin or error: %+v", d)
 				}
 				checkDeadValue(t, d)
+				if _, err := json.Marshal(d); err != nil {
+					t.Errorf("dead letter cannot be encoded for the topic: %v", err)
+				}
 			}
 			fmt.Fprintf(&out, "rows %d", c.rows())
 			checkStats(t, n.Stats())
@@ -66,7 +77,7 @@ func caseOptions(t *testing.T, td *datadriven.TestData) []Option {
 			var n int
 			a.Scan(t, 0, &n)
 			opts = append(opts, WithMaxRecordBytes(n))
-		case "quoted":
+		case "quoted", "kafka-time":
 		default:
 			t.Fatalf("%s: unknown argument %q", td.Pos, a.Key)
 		}
