@@ -28,25 +28,11 @@ func TestStopAbortsAFailedTransaction(t *testing.T) {
 	cfg.State.Dir = t.TempDir()
 	const in, out = "stopper.in", "stopper.out"
 	reached := make(chan struct{})
-	stage := Stage{
-		Name:   "stopper",
-		Doc:    "test: produces each record, the second one after the stop",
-		Inputs: func(Config) []string { return []string{in} },
-		Outputs: func(Config) []Output {
-			return []Output{{Topic: kafka.TopicSpec{Name: out}}}
-		},
-		Processor: func(*StageContext) (Processor, error) { return &stopperProc{out: out, reached: reached}, nil },
-	}
+	stage := copyStage("stopper", in, out, &stopperProc{copyProc: copyProc{out: out}, reached: reached})
 	p := newTestPipeline(t, ctx, cfg, addrs, "stop-test", WithStage(stage))
 	p.produce(ctx, &kgo.Record{Topic: in, Value: []byte("1")}, &kgo.Record{Topic: in, Value: []byte("2")})
 	p.start(ctx)
-	select {
-	case <-reached:
-	case err := <-p.done:
-		t.Fatalf("the pipeline stopped before the stage read its input: %v", err)
-	case <-ctx.Done():
-		t.Fatal("the stage did not read its input")
-	}
+	p.waitFor(ctx, reached, "the stage read its input")
 	if err := p.halt(); err != nil {
 		t.Fatal(err)
 	}
@@ -93,25 +79,10 @@ func TestStopWhileEndingFinishesTheTransaction(t *testing.T) {
 	cfg.Kafka.CommitInterval = Duration(100 * time.Millisecond)
 	cfg.State.Dir = t.TempDir()
 	const in, out = "ender.in", "ender.out"
-	stage := Stage{
-		Name:    "ender",
-		Doc:     "test: produces each record it reads",
-		Inputs:  func(Config) []string { return []string{in} },
-		Outputs: func(Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: out}}} },
-		Processor: func(*StageContext) (Processor, error) {
-			return &stopperProc{out: out, reached: make(chan struct{}), n: 2}, nil // n: no waiting
-		},
-	}
-	p := newTestPipeline(t, ctx, cfg, addrs, "ender-test", WithStage(stage))
+	p := newTestPipeline(t, ctx, cfg, addrs, "ender-test", WithStage(copyStage("ender", in, out, &copyProc{out: out})))
 	p.produce(ctx, &kgo.Record{Topic: in, Value: []byte("1")})
 	p.start(ctx)
-	select {
-	case <-arrived:
-	case err := <-p.done:
-		t.Fatalf("the pipeline stopped before the stage ended a transaction: %v", err)
-	case <-ctx.Done():
-		t.Fatal("the stage did not end a transaction")
-	}
+	p.waitFor(ctx, arrived, "the stage ended a transaction")
 	halted := make(chan error, 1)
 	go func() { halted <- p.halt() }()
 	time.Sleep(300 * time.Millisecond) // the stop is under way, the offsets not committed
@@ -155,15 +126,52 @@ func (p *testPipeline) afterStop(ctx context.Context, topic string, want int) []
 	return got
 }
 
+// copyStage is a test stage reading in, producing to out through proc.
+func copyStage(name, in, out string, proc Processor) Stage {
+	return Stage{
+		Name:      name,
+		Doc:       "test: produces to " + out + " what it reads",
+		Inputs:    func(Config) []string { return []string{in} },
+		Outputs:   func(Config) []Output { return []Output{{Topic: kafka.TopicSpec{Name: out}}} },
+		Processor: func(*StageContext) (Processor, error) { return proc, nil },
+	}
+}
+
+// waitFor waits for ch to close, failing the test if the started pipeline
+// stops or ctx ends first.
+func (p *testPipeline) waitFor(ctx context.Context, ch <-chan struct{}, what string) {
+	p.t.Helper()
+	select {
+	case <-ch:
+	case err := <-p.done:
+		p.t.Fatalf("the pipeline stopped before %s: %v", what, err)
+	case <-ctx.Done():
+		p.t.Fatalf("not in time: %s", what)
+	}
+}
+
+// copyProc produces every record it reads.
+type copyProc struct{ out string }
+
+func (c *copyProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
+	tx.Produce(ctx, &kgo.Record{Topic: c.out, Value: r.Value})
+	return nil
+}
+
+func (c *copyProc) Flush(context.Context, Txn) error           { return nil }
+func (c *copyProc) Tick(context.Context, time.Time, Txn) error { return nil }
+func (c *copyProc) Aborted()                                   {}
+func (c *copyProc) Committed()                                 {}
+
 // stopperProc produces every record it reads; at the second, once the
 // first is acknowledged (so the transaction is open on the broker), it
 // signals, waits for the stop and produces it with the cancelled context,
 // which fails the transaction.
 type stopperProc struct {
-	out     string
-	reached chan struct{}
-	acked   chan struct{}
-	n       int
+	copyProc // its no-op Flush, Tick, Aborted, Committed
+	reached  chan struct{}
+	acked    chan struct{}
+	n        int
 }
 
 func (s *stopperProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error {
@@ -181,8 +189,3 @@ func (s *stopperProc) Process(ctx context.Context, r *kgo.Record, tx Txn) error 
 	tx.Produce(ctx, &kgo.Record{Topic: s.out, Value: r.Value})
 	return nil
 }
-
-func (s *stopperProc) Flush(context.Context, Txn) error           { return nil }
-func (s *stopperProc) Tick(context.Context, time.Time, Txn) error { return nil }
-func (s *stopperProc) Aborted()                                   {}
-func (s *stopperProc) Committed()                                 {}
