@@ -92,11 +92,13 @@ func repeatedKey(data []byte, se *yaml.SyntaxError) string {
 	if path == "" {
 		path = tk.Value
 	}
+	msg := fmt.Sprintf("%s: set twice (again at line %d); keep one", path, tk.Position.Line)
 	var first, col int
 	if i := strings.LastIndex(se.Message, "already defined at ["); i >= 0 {
-		fmt.Sscanf(se.Message[i:], "already defined at [%d:%d]", &first, &col)
+		if n, _ := fmt.Sscanf(se.Message[i:], "already defined at [%d:%d]", &first, &col); n == 2 {
+			msg = fmt.Sprintf("%s: set twice (lines %d and %d); keep one", path, first, tk.Position.Line)
+		}
 	}
-	msg := fmt.Sprintf("%s: set twice (lines %d and %d); keep one", path, first, tk.Position.Line)
 	return yaml.FormatErrorWithToken(msg, tk, false, true)
 }
 
