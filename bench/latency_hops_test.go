@@ -26,8 +26,11 @@ type hopTracer struct {
 }
 
 type stageTrace struct {
-	polls, records int                    // polls that returned records, and their records
-	occ            map[string][]*hopTimes // by alert id, in read order
+	polls, records int                     // polls that returned records, and their records
+	last           pipeline.StageEventKind // the stage's previous event, at lastAt
+	lastAt         time.Time
+	spent          [pipeline.StageAborted + 1]time.Duration // wall time after each kind of event, until the next
+	occ            map[string][]*hopTimes                   // by alert id, in read order
 	lastPoll       []*hopTimes
 	open           []*hopTimes // read in the open transaction
 }
@@ -97,6 +100,10 @@ func (h *hopTracer) event(ev pipeline.StageEvent) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !st.lastAt.IsZero() {
+		st.spent[st.last] += ev.At.Sub(st.lastAt)
+	}
+	st.last, st.lastAt = ev.Kind, ev.At
 	switch ev.Kind {
 	case pipeline.StagePolled:
 		st.lastPoll = st.lastPoll[:0]
@@ -209,6 +216,42 @@ func hopReport(all [][]time.Duration) string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d", d.Round(time.Millisecond).Milliseconds()) }
+
+// phases says where each traced stage's goroutine spent its wall time
+// since the trace began, by what it was doing after each event: in a poll
+// (after StageProcessed, StageCommitted or StageAborted: waiting for
+// records, or for the CPU to return them), processing a poll's records
+// (after StagePolled), flushing its outputs (after StageClosing: the
+// processor's CPU), waiting for their acknowledgements (after
+// StageAcking) and in EndTxn (after StageEnding). A stage that falls
+// behind with little time in its polls is held up by its own work or the
+// broker's; one with most of it there waits for records or the CPU.
+func (h *hopTracer) phases() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	for _, name := range tracedStages {
+		st := h.stages[name]
+		var total time.Duration
+		for _, d := range st.spent {
+			total += d
+		}
+		if total == 0 {
+			continue
+		}
+		pct := func(ks ...pipeline.StageEventKind) float64 {
+			var d time.Duration
+			for _, k := range ks {
+				d += st.spent[k]
+			}
+			return 100 * float64(d) / float64(total)
+		}
+		fmt.Fprintf(&b, " %s poll %.0f%% process %.0f%% flush %.0f%% ack %.0f%% end %.0f%%;", name,
+			pct(pipeline.StageProcessed, pipeline.StageCommitted, pipeline.StageAborted), pct(pipeline.StagePolled),
+			pct(pipeline.StageClosing), pct(pipeline.StageAcking), pct(pipeline.StageEnding))
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
 
 // polls says how often each traced stage's polls returned records, and how
 // many a poll, over secs: what each fetch and poll's fixed cost is paid for.

@@ -77,6 +77,7 @@ func BenchmarkLatency(b *testing.B) {
 					100*float64(r.produced-r.read)/float64(max(r.produced, 1)), r.cpu*1e6/float64(r.produced), r.bcpu*1e6/float64(r.produced),
 					r.txns["normalize"], r.txns["correlate"], "facts", percentile(r.hop1, 50), percentile(r.hop1, 99))
 				b.Logf("  hops (ms) %s; polls with records:%s; load: %s", hopReport(r.hops), r.polls, r.loadReport())
+				b.Logf("  time of the stages' goroutines:%s; waits for a CPU: %s", r.phases, r.sched)
 				if r.notCaughtUp {
 					b.Logf("  (the pipeline never caught up with the start-up's backlog: measured from 2 minutes on)")
 				}
@@ -103,6 +104,8 @@ type latencyResult struct {
 	hop1           []time.Duration   // produce to the alert's facts committed (normalize)
 	hops           [][]time.Duration // each traced alert's hops (hopNames)
 	polls          string            // the traced stages' polls (hopTracer.polls)
+	phases         string            // where the traced stages' time went (hopTracer.phases)
+	sched          string            // goroutines' waits for a CPU in the measured seconds (schedLatency)
 	missing        int
 	produced, read int64
 	rate           float64
@@ -288,6 +291,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 	sawFirst := false
 	var measured []string
 	var cpu0, bcpu0 float64
+	var sched0 schedLatency
 	var produced0, read0 int64
 	var txns0 pipeline.Snapshot
 	var nrec int64
@@ -338,6 +342,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 				defer pprof.StopCPUProfile()
 			}
 			cpu0, bcpu0 = cpuSeconds(os.Getpid()), cpuSeconds(brokerPid)
+			sched0 = readSchedLatency()
 			txns0 = p.Totals()
 			produced0, read0 = nrec, txns0.RecordsRead
 			end = now.Add(measure) // from when it starts: a slice may come late
@@ -376,6 +381,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 	took := time.Since(measureFrom)
 	res.rendered, res.live = len(load.offs)/2, load.live
 	res.cpu, res.bcpu = cpuSeconds(os.Getpid())-cpu0, cpuSeconds(brokerPid)-bcpu0
+	res.sched = readSchedLatency().since(sched0)
 	pprof.StopCPUProfile() // the measured seconds only (no-op without STITCH_BENCH_PROFILE)
 	res.produced = nrec - produced0
 	txns1 := p.Totals()
@@ -385,6 +391,7 @@ func measureLatency(b *testing.B, interval, urgent time.Duration, rate int, meas
 	}
 	res.rate = float64(res.produced) / took.Seconds()
 	res.polls = tracer.polls(time.Since(start).Seconds())
+	res.phases = tracer.phases()
 	// Let the last alerts' incidents arrive (the stream has stopped).
 	wait := time.Now().Add(10*interval + 5*time.Second)
 	for len(measured) > 0 && time.Now().Before(wait) {

@@ -172,12 +172,16 @@ type factsWriter struct {
 	topic    string
 	max      int
 	log      *slog.Logger
-	evidence []*kgo.Record // AlertEvidence facts held until the telemetry is out
-	alerts   []*kgo.Record // AlertInfo facts held until the evidence is out
+	extract  *correlate.Extractor // made at the first batch: the stage's, across its transactions
+	evidence []*kgo.Record        // AlertEvidence facts held until the telemetry is out
+	alerts   []*kgo.Record        // AlertInfo facts held until the evidence is out
 }
 
 func (f *factsWriter) Batch(ctx context.Context, b normalize.Batch, tx Txn) error {
-	facts := correlate.Extract(b)
+	if f.extract == nil {
+		f.extract = correlate.NewExtractor()
+	}
+	facts := f.extract.Extract(b)
 	if facts == nil {
 		return nil
 	}

@@ -110,8 +110,25 @@ func (f *Facts) empty() bool {
 }
 
 // Extract summarises one normalized batch; nil when it holds nothing that
-// correlation uses (or the tenant cannot be keyed).
-func Extract(b normalize.Batch) *Facts {
+// correlation uses (or the tenant cannot be keyed). It remembers nothing
+// between calls: a stream's batches go through an Extractor.
+func Extract(b normalize.Batch) *Facts { return (&Extractor{}).extract(b, nil) }
+
+// Extractor is Extract for the batches of a stream, one after the other
+// (one goroutine). It keeps the canonical entities of the column values it
+// has seen (canonMemo), so that a device, account or address costs its
+// canonicalising once, not once a batch: a live stream's batches are a
+// table's few hundred rows of one transaction, and the same values come
+// back in every one (bench/RESULTS.md, "Facts extraction").
+type Extractor struct{ memo canonMemo }
+
+// NewExtractor is an Extractor with an empty memory.
+func NewExtractor() *Extractor { return &Extractor{} }
+
+// Extract is Extract(b), with x's memory.
+func (x *Extractor) Extract(b normalize.Batch) *Facts { return x.extract(b, &x.memo) }
+
+func (x *Extractor) extract(b normalize.Batch, memo *canonMemo) *Facts {
 	if b.Record == nil || b.Record.NumRows() == 0 || !state.ValidTenant(b.Tenant) {
 		return nil
 	}
@@ -130,7 +147,7 @@ func Extract(b normalize.Batch) *Facts {
 	case "AlertEvidence":
 		extractEvidence(f, rec, ts, n)
 	default:
-		extractTelemetry(f, rec, ts, n)
+		extractTelemetry(f, rec, ts, n, memo)
 		switch b.Table {
 		case "EmailAttachmentInfo":
 			extractAttachments(f, rec, ts, n)
@@ -200,7 +217,7 @@ type userCols struct {
 	nt            *pairMemo
 }
 
-func userColumns(rec arrow.Record, rows int) []userCols {
+func userColumns(rec arrow.Record, rows int, memo *canonMemo) []userCols {
 	var out []userCols
 	for _, g := range userIDs {
 		s := rec.Schema()
@@ -208,11 +225,14 @@ func userColumns(rec arrow.Record, rows int) []userCols {
 			continue // the table has no such account columns
 		}
 		u := userCols{
-			oid: newColMemo(str(rec, g.oid), UserObjectID, rows), sid: newColMemo(str(rec, g.sid), UserSID, rows),
-			upn: newColMemo(str(rec, g.upn), UserUPN, rows),
+			oid: newColMemo(memo, "oid "+g.oid, str(rec, g.oid), UserObjectID, rows),
+			sid: newColMemo(memo, "sid "+g.sid, str(rec, g.sid), UserSID, rows),
+			upn: newColMemo(memo, "upn "+g.upn, str(rec, g.upn), UserUPN, rows),
 			nt:  &pairMemo{a: str(rec, g.domain), b: str(rec, g.name)},
 		}
-		if rows >= memoRows {
+		if memo != nil {
+			u.nt.m, u.nt.keep = memo.slot("nt "+g.domain+" "+g.name), memo
+		} else if rows >= memoRows {
 			u.nt.m = map[string]canon{}
 		}
 		out = append(out, u)
@@ -279,7 +299,7 @@ func compareKeys(a, b Entity) int {
 
 func extractEvidence(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
 	c := evidenceCols(rec)
-	users := userColumns(rec, n)
+	users := userColumns(rec, n, nil)
 	lk := linker{f: f, seen: map[string]bool{}}
 	var ents, devs []canon
 	for i := 0; i < n; i++ {
@@ -333,16 +353,17 @@ var telemetryEntities = []struct {
 	{"NetworkMessageId", MailMessage}, {"OAuthApplicationId", OAuthApp},
 }
 
-func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int) {
-	devID, devName := newColMemo(str(rec, "DeviceId"), DeviceID, n), newColMemo(str(rec, "DeviceName"), DeviceName, n)
-	users := userColumns(rec, n)
-	recipOID, recip := newColMemo(str(rec, "RecipientObjectId"), UserObjectID, n), newColMemo(str(rec, "RecipientEmailAddress"), mailboxUser, n)
+func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int, memo *canonMemo) {
+	devID, devName := newColMemo(memo, "device id", str(rec, "DeviceId"), DeviceID, n), newColMemo(memo, "device name", str(rec, "DeviceName"), DeviceName, n)
+	users := userColumns(rec, n, memo)
+	recipOID, recip := newColMemo(memo, "recipient oid", str(rec, "RecipientObjectId"), UserObjectID, n),
+		newColMemo(memo, "recipient mailbox", str(rec, "RecipientEmailAddress"), mailboxUser, n)
 	appID := normalize.Int64s(rec, "ApplicationId")
 	apps := map[int64]canon{}
 	var cols []*colMemo
 	for _, te := range telemetryEntities {
 		if rec.Schema().HasField(te.col) {
-			cols = append(cols, newColMemo(str(rec, te.col), te.conv, n))
+			cols = append(cols, newColMemo(memo, te.col, str(rec, te.col), te.conv, n))
 		}
 	}
 	lk := linker{f: f, seen: map[string]bool{}}

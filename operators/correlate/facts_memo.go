@@ -1,6 +1,8 @@
 package correlate
 
 import (
+	"strings"
+
 	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 
@@ -48,25 +50,35 @@ func (c canon) appendKey(dst []byte) []byte {
 // colMemo canonicalises one string column of a batch once per distinct
 // value: a batch repeats a few devices, accounts and addresses on most of
 // its rows, and canonicalising (trimming, case folding, parsing, the key's
-// concatenation) cost more than a map lookup of the raw value. The map's
-// keys are views of the batch's Arrow memory: a colMemo lives only while
-// Extract reads its batch.
+// concatenation) cost more than a map lookup of the raw value.
+//
+// Its map is the batch's own, whose keys are views of the batch's Arrow
+// memory (a colMemo lives only while Extract reads its batch), or, for an
+// Extractor, a slot of its canonMemo, kept across batches, whose keys are
+// copies.
 type colMemo struct {
 	col  normalize.StringColumn
 	conv func(string) (Entity, bool)
 	m    map[string]canon
-	null canon // the value of "" (most rows leave most columns empty)
-	set  bool  // null computed
+	keep *canonMemo // m is a slot of keep
+	null canon      // the value of "" (most rows leave most columns empty)
+	set  bool       // null computed
 }
 
-// memoRows is the fewest rows of a batch whose columns are memoised: a
-// small batch (a table with a few rows in a transaction of
-// kafka.urgent_commit_interval) repeats too little to pay for the maps.
+// memoRows is the fewest rows of a batch whose columns are memoised
+// without an Extractor: a small batch (a table with a few rows in a
+// transaction of kafka.urgent_commit_interval) repeats too little to pay
+// for the maps.
 var memoRows = 128
 
-func newColMemo(col normalize.StringColumn, conv func(string) (Entity, bool), rows int) *colMemo {
+// newColMemo memoises col's values in memo's slot (a name for the column
+// and conversion, one conv a slot), or, with no memo, in a map of its own
+// for a batch of memoRows or more.
+func newColMemo(memo *canonMemo, slot string, col normalize.StringColumn, conv func(string) (Entity, bool), rows int) *colMemo {
 	c := &colMemo{col: col, conv: conv}
-	if rows >= memoRows {
+	if memo != nil {
+		c.m, c.keep = memo.slot(slot), memo
+	} else if rows >= memoRows {
 		c.m = map[string]canon{}
 	}
 	return c
@@ -87,7 +99,12 @@ func (c *colMemo) at(i int) canon {
 		return v
 	}
 	v := keyedCanon(c.conv(s))
-	c.m[s] = v
+	if c.keep != nil {
+		c.m[strings.Clone(s)] = v
+		c.keep.added()
+	} else {
+		c.m[s] = v
+	}
 	return v
 }
 
@@ -95,6 +112,7 @@ func (c *colMemo) at(i int) canon {
 type pairMemo struct {
 	a, b    normalize.StringColumn
 	m       map[string]canon
+	keep    *canonMemo // m is a slot of keep
 	scratch []byte
 }
 
@@ -111,7 +129,47 @@ func (p *pairMemo) at(i int) canon {
 	e, ok := UserNT(d, n)
 	v := keyedCanon(e, ok && d != "") // DOMAIN\name only with a domain
 	p.m[string(p.scratch)] = v
+	if p.keep != nil {
+		p.keep.added()
+	}
 	return v
+}
+
+// canonMemo is an Extractor's canonical entities of the column values it
+// has seen, by slot (a column and its conversion) and raw value. The
+// canons are keyed (their strings are their own, not the batch's), and so
+// are the raw values it keeps. It holds at most maxCanonMemo values, about
+// 200 bytes each; past it every slot starts empty again.
+type canonMemo struct {
+	slots   map[string]map[string]canon
+	entries int
+}
+
+var maxCanonMemo = 1 << 16 // a variable for tests
+
+// slot is the map of the slot named name.
+func (m *canonMemo) slot(name string) map[string]canon {
+	s := m.slots[name]
+	if s == nil {
+		if m.slots == nil {
+			m.slots = map[string]map[string]canon{}
+		}
+		s = map[string]canon{}
+		m.slots[name] = s
+	}
+	return s
+}
+
+// added counts a value put in a slot, and empties every slot past the
+// bound (in place: the colMemos of the batch being read keep theirs).
+func (m *canonMemo) added() {
+	m.entries++
+	if m.entries > maxCanonMemo {
+		for _, s := range m.slots {
+			clear(s)
+		}
+		m.entries = 0
+	}
 }
 
 // mailboxUser is a recipient's mailbox as the user entity it observes

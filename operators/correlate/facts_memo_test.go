@@ -2,17 +2,21 @@ package correlate
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
 
 	"github.com/stitch-xdr/stitch/internal/simulator"
 	"github.com/stitch-xdr/stitch/operators/normalize"
 )
 
 // The facts of a batch do not depend on whether Extract canonicalised its
-// columns once per distinct value (memoRows) or row by row: the same
-// simulated stream (attack stories, three tenants, mixed-case names and
-// well-known accounts) gives byte-identical facts records, chunked or not.
+// columns once per distinct value (memoRows) or row by row, or an
+// Extractor from what it kept of earlier batches: the same simulated
+// stream (attack stories, three tenants, mixed-case names and well-known
+// accounts) gives byte-identical facts records, chunked or not.
 func TestExtractMemoSameFacts(t *testing.T) {
 	sim := simulator.New(simulator.Seed(7), simulator.Tenants(3), simulator.AttackEvery(300))
 	n := normalize.New(normalize.WithBatchAge(24 * time.Hour))
@@ -29,39 +33,91 @@ func TestExtractMemoSameFacts(t *testing.T) {
 			b.Release()
 		}
 	}()
-	encode := func(rows int) (out [][]byte, memoised int) {
+	encode := func(rows int, x *Extractor) (out [][]byte, memoised int) {
 		defer func(old int) { memoRows = old }(memoRows)
 		memoRows = rows
 		for _, b := range batches {
 			if b.Record.NumRows() >= int64(rows) {
 				memoised++
 			}
-			f := Extract(b)
+			var f *Facts
+			if x != nil {
+				f = x.Extract(b)
+			} else {
+				f = Extract(b)
+			}
 			if f == nil {
 				out = append(out, nil)
-				continue
 			}
 			for _, max := range []int{0, 2048} {
+				if f == nil {
+					break
+				}
 				chunks, _, err := f.MarshalChunks(max)
 				if err != nil {
 					t.Fatal(err)
 				}
 				out = append(out, chunks...)
 			}
+			if x != nil {
+				// What the Extractor keeps must be its own: once the
+				// facts are encoded, spoil the batch's strings, as the
+				// recycled memory of a released batch would be.
+				spoilStrings(b.Record)
+			}
 		}
 		return out, memoised
 	}
-	memo, m := encode(1)
-	plain, p := encode(1 << 30)
+	memo, m := encode(1, nil)
+	plain, p := encode(1<<30, nil)
 	if m != len(batches) || p != 0 || len(batches) < 50 {
 		t.Fatalf("%d batches, %d memoised, %d not: the test does not compare the two paths", len(batches), m, p)
 	}
-	if len(memo) != len(plain) {
-		t.Fatalf("memoised extraction gave %d records, row by row %d", len(memo), len(plain))
+	same := func(what string, got [][]byte) {
+		t.Helper()
+		if len(got) != len(plain) {
+			t.Fatalf("%s gave %d records, row by row %d", what, len(got), len(plain))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], plain[i]) {
+				t.Fatalf("record %d differs:\n%s %.300s\nrow by row %.300s", i, what, got[i], plain[i])
+			}
+		}
 	}
-	for i := range memo {
-		if !bytes.Equal(memo[i], plain[i]) {
-			t.Fatalf("record %d differs:\nmemoised   %.300s\nrow by row %.300s", i, memo[i], plain[i])
+	same("memoised", memo)
+	// A small bound empties the Extractor's memory many times over.
+	defer func(old int) { maxCanonMemo = old }(maxCanonMemo)
+	maxCanonMemo = 50
+	x := NewExtractor()
+	kept, _ := encode(1<<30, x)
+	if x.memo.entries == 0 || len(x.memo.slots) < 5 {
+		t.Fatalf("the Extractor kept %d values in %d slots: it did not memoise", x.memo.entries, len(x.memo.slots))
+	}
+	same("an Extractor", kept) // last: it spoils the batches
+	for name, slot := range x.memo.slots {
+		for k := range slot {
+			if strings.ContainsRune(k, 0xFFFD) || strings.Contains(k, "\xff") {
+				t.Fatalf("slot %s keeps %q: a view of a batch's memory, not a copy", name, k)
+			}
+		}
+	}
+}
+
+// spoilStrings overwrites the bytes of rec's string columns (and string
+// dictionaries).
+func spoilStrings(rec arrow.Record) {
+	spoil := func(d arrow.ArrayData) {
+		if d.DataType().ID() == arrow.STRING && len(d.Buffers()) > 2 && d.Buffers()[2] != nil {
+			b := d.Buffers()[2].Bytes()
+			for i := range b {
+				b[i] = 0xFF
+			}
+		}
+	}
+	for _, col := range rec.Columns() {
+		spoil(col.Data())
+		if col.DataType().ID() == arrow.DICTIONARY {
+			spoil(col.Data().Dictionary())
 		}
 	}
 }
