@@ -50,11 +50,17 @@ func (s schedLatency) since(from schedLatency) string {
 			acc += c
 			if acc > want {
 				// The bucket's upper bound (Buckets[i+1]).
-				return time.Duration(schedBuckets[i+1] * float64(time.Second)).Round(time.Microsecond)
+				return time.Duration(schedBuckets[i+1] * float64(time.Second)).Round(time.Microsecond / 10)
 			}
 		}
 		return 0
 	}
-	return fmt.Sprintf("p50 %s p99 %s p99.9 %s, %.2f%% over 10ms (%d waits)", q(0.5), q(0.99), q(0.999),
+	show := func(d time.Duration) string {
+		if d < time.Microsecond {
+			return "<1µs"
+		}
+		return d.String()
+	}
+	return fmt.Sprintf("p50 %s p99 %s p99.9 %s, %.2f%% over 10ms (%d waits)", show(q(0.5)), show(q(0.99)), show(q(0.999)),
 		100*float64(over)/float64(total), total)
 }
