@@ -139,7 +139,9 @@ func (p *pairMemo) at(i int) canon {
 // has seen, by slot (a column and its conversion) and raw value. The
 // canons are keyed (their strings are their own, not the batch's), and so
 // are the raw values it keeps. It holds at most maxCanonMemo values, about
-// 200 bytes each; past it every slot starts empty again.
+// 200 bytes each; past it the largest slot starts empty again: a column of
+// mostly distinct values (file hashes, message ids) churns on its own, and
+// the devices and accounts that every batch repeats stay.
 type canonMemo struct {
 	slots   map[string]map[string]canon
 	entries int
@@ -160,15 +162,20 @@ func (m *canonMemo) slot(name string) map[string]canon {
 	return s
 }
 
-// added counts a value put in a slot, and empties every slot past the
-// bound (in place: the colMemos of the batch being read keep theirs).
+// added counts a value put in a slot (a new key: entries is the slots'
+// sizes together), and past the bound empties the largest slot (in place:
+// a colMemo of the batch being read keeps its map).
 func (m *canonMemo) added() {
 	m.entries++
-	if m.entries > maxCanonMemo {
+	for m.entries > maxCanonMemo {
+		var largest map[string]canon
 		for _, s := range m.slots {
-			clear(s)
+			if len(s) > len(largest) {
+				largest = s
+			}
 		}
-		m.entries = 0
+		m.entries -= len(largest)
+		clear(largest)
 	}
 }
 

@@ -2,6 +2,7 @@ package correlate
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,29 @@ func spoilStrings(rec arrow.Record) {
 		if col.DataType().ID() == arrow.DICTIONARY {
 			spoil(col.Data().Dictionary())
 		}
+	}
+}
+
+// Past its bound an Extractor's memory empties the slot with the most
+// values, so that a column of distinct values (file hashes) churns on its
+// own and the devices every batch repeats stay memoised.
+func TestCanonMemoEmptiesTheLargestSlot(t *testing.T) {
+	defer func(old int) { maxCanonMemo = old }(maxCanonMemo)
+	maxCanonMemo = 100
+	var m canonMemo
+	dev, hashes := m.slot("device id"), m.slot("SHA256")
+	for i := range 10 {
+		dev[fmt.Sprint("ws-", i)] = canon{}
+		m.added()
+	}
+	for i := range 1000 {
+		hashes[fmt.Sprint("hash-", i)] = canon{}
+		m.added()
+		if m.entries > maxCanonMemo || m.entries != len(dev)+len(hashes) {
+			t.Fatalf("after %d hashes: %d values counted, %d held, bound %d", i+1, m.entries, len(dev)+len(hashes), maxCanonMemo)
+		}
+	}
+	if len(dev) != 10 {
+		t.Fatalf("the devices' slot holds %d of its 10 values: the hashes' churn emptied it", len(dev))
 	}
 }
