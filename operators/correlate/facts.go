@@ -112,7 +112,7 @@ func (f *Facts) empty() bool {
 // Extract summarises one normalized batch; nil when it holds nothing that
 // correlation uses (or the tenant cannot be keyed). It remembers nothing
 // between calls: a stream's batches go through an Extractor.
-func Extract(b normalize.Batch) *Facts { return (&Extractor{}).extract(b, nil) }
+func Extract(b normalize.Batch) *Facts { return extract(b, nil) }
 
 // Extractor is Extract for the batches of a stream, one after the other
 // (one goroutine). It keeps the canonical entities of the column values it
@@ -126,9 +126,10 @@ type Extractor struct{ memo canonMemo }
 func NewExtractor() *Extractor { return &Extractor{} }
 
 // Extract is Extract(b), with x's memory.
-func (x *Extractor) Extract(b normalize.Batch) *Facts { return x.extract(b, &x.memo) }
+func (x *Extractor) Extract(b normalize.Batch) *Facts { return extract(b, &x.memo) }
 
-func (x *Extractor) extract(b normalize.Batch, memo *canonMemo) *Facts {
+// extract is Extract with memo's memory (nil: a map a column and batch).
+func extract(b normalize.Batch, memo *canonMemo) *Facts {
 	if b.Record == nil || b.Record.NumRows() == 0 || !state.ValidTenant(b.Tenant) {
 		return nil
 	}
