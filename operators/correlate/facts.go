@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -120,16 +121,23 @@ func Extract(b normalize.Batch) *Facts { return extract(b, nil) }
 // canonicalising once, not once a batch: a live stream's batches are a
 // table's few hundred rows of one transaction, and the same values come
 // back in every one (bench/RESULTS.md, "Facts extraction").
-type Extractor struct{ memo canonMemo }
+type Extractor struct {
+	canons canonMemo
+	idents identityMemo
+	batch  uint64 // batches extracted: the identities' linked stamps
+}
 
 // NewExtractor is an Extractor with an empty memory.
 func NewExtractor() *Extractor { return &Extractor{} }
 
 // Extract is Extract(b), with x's memory.
-func (x *Extractor) Extract(b normalize.Batch) *Facts { return extract(b, &x.memo) }
+func (x *Extractor) Extract(b normalize.Batch) *Facts {
+	x.batch++
+	return extract(b, x)
+}
 
-// extract is Extract with memo's memory (nil: a map a column and batch).
-func extract(b normalize.Batch, memo *canonMemo) *Facts {
+// extract is Extract with x's memory (nil: a map a column and batch).
+func extract(b normalize.Batch, x *Extractor) *Facts {
 	if b.Record == nil || b.Record.NumRows() == 0 || !state.ValidTenant(b.Tenant) {
 		return nil
 	}
@@ -148,7 +156,7 @@ func extract(b normalize.Batch, memo *canonMemo) *Facts {
 	case "AlertEvidence":
 		extractEvidence(f, rec, ts, n)
 	default:
-		extractTelemetry(f, rec, ts, n, memo)
+		extractTelemetry(f, rec, ts, n, x)
 		switch b.Table {
 		case "EmailAttachmentInfo":
 			extractAttachments(f, rec, ts, n)
@@ -211,25 +219,36 @@ var userIDs = []struct{ oid, upn, sid, domain, name string }{
 	{"RequestAccountSid", "", "RequestAccountSid", "RequestAccountDomain", "RequestAccountName"},
 }
 
+// accountSlots name userIDs' groups in an Extractor's identityMemo.
+var accountSlots = func() []string {
+	s := make([]string, len(userIDs))
+	for i := range userIDs {
+		s[i] = "account " + strconv.Itoa(i)
+	}
+	return s
+}()
+
 // userCols are a table's account column groups (userIDs), each column
 // canonicalised once per distinct value of the batch.
 type userCols struct {
 	oid, sid, upn *colMemo
 	nt            *pairMemo
+	slot          string // the group's, in an Extractor's identityMemo
 }
 
 func userColumns(rec arrow.Record, rows int, memo *canonMemo) []userCols {
 	var out []userCols
-	for _, g := range userIDs {
+	for gi, g := range userIDs {
 		s := rec.Schema()
 		if !s.HasField(g.oid) && !s.HasField(g.upn) && !s.HasField(g.sid) && !s.HasField(g.name) {
 			continue // the table has no such account columns
 		}
 		u := userCols{
-			oid: newColMemo(memo, "oid "+g.oid, str(rec, g.oid), UserObjectID, rows),
-			sid: newColMemo(memo, "sid "+g.sid, str(rec, g.sid), UserSID, rows),
-			upn: newColMemo(memo, "upn "+g.upn, str(rec, g.upn), UserUPN, rows),
-			nt:  &pairMemo{a: str(rec, g.domain), b: str(rec, g.name)},
+			oid:  newColMemo(memo, "oid "+g.oid, str(rec, g.oid), UserObjectID, rows),
+			sid:  newColMemo(memo, "sid "+g.sid, str(rec, g.sid), UserSID, rows),
+			upn:  newColMemo(memo, "upn "+g.upn, str(rec, g.upn), UserUPN, rows),
+			nt:   &pairMemo{a: str(rec, g.domain), b: str(rec, g.name)},
+			slot: accountSlots[gi],
 		}
 		if memo != nil {
 			u.nt.m, u.nt.keep = memo.slot("nt "+g.domain+" "+g.name), memo
@@ -265,6 +284,27 @@ type linker struct {
 // repeat is found without allocating: the signature is built in scratch
 // space and looked up as it is.
 func (l *linker) add(ids []canon) {
+	if !l.sortedLink(ids) || l.seen[string(l.sig)] {
+		return
+	}
+	l.seen[string(l.sig)] = true
+	l.f.Links = append(l.f.Links, l.keys())
+}
+
+// addKnown records a link that sortedLink and keys made before (an
+// Extractor's identity), with its signature, once per batch.
+func (l *linker) addKnown(link []string, sig string) {
+	if link == nil || l.seen[sig] {
+		return
+	}
+	l.seen[sig] = true
+	l.f.Links = append(l.f.Links, link)
+}
+
+// sortedLink puts in l.ents the entities of ids that a link joins (not
+// well known, each once), sorted, and their signature in l.sig; false
+// when there are fewer than two.
+func (l *linker) sortedLink(ids []canon) bool {
 	l.ents = l.ents[:0]
 	for _, e := range ids {
 		if !e.wk && !slices.ContainsFunc(l.ents, func(c canon) bool { return c.e == e.e }) {
@@ -272,22 +312,23 @@ func (l *linker) add(ids []canon) {
 		}
 	}
 	if len(l.ents) < 2 {
-		return
+		return false
 	}
 	slices.SortFunc(l.ents, func(a, b canon) int { return compareKeys(a.e, b.e) })
 	l.sig = l.sig[:0]
 	for _, e := range l.ents {
 		l.sig = append(e.appendKey(l.sig), 0)
 	}
-	if l.seen[string(l.sig)] {
-		return
-	}
-	l.seen[string(l.sig)] = true
+	return true
+}
+
+// keys are the keys of the link sortedLink made.
+func (l *linker) keys() []string {
 	keys := make([]string, len(l.ents))
 	for i, e := range l.ents {
 		keys[i] = e.k()
 	}
-	l.f.Links = append(l.f.Links, keys)
+	return keys
 }
 
 // compareKeys orders entities as their keys (Entity.Key) sort.
@@ -354,7 +395,11 @@ var telemetryEntities = []struct {
 	{"NetworkMessageId", MailMessage}, {"OAuthApplicationId", OAuthApp},
 }
 
-func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int, memo *canonMemo) {
+func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int, x *Extractor) {
+	var memo *canonMemo
+	if x != nil {
+		memo = &x.canons
+	}
 	devID, devName := newColMemo(memo, "device id", str(rec, "DeviceId"), DeviceID, n), newColMemo(memo, "device name", str(rec, "DeviceName"), DeviceName, n)
 	users := userColumns(rec, n, memo)
 	recipOID, recip := newColMemo(memo, "recipient oid", str(rec, "RecipientObjectId"), UserObjectID, n),
@@ -368,6 +413,16 @@ func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int
 		}
 	}
 	lk := linker{f: f, seen: map[string]bool{}}
+	// With an Extractor, a row's host and accounts are identities it
+	// keeps (facts_identity.go).
+	var hosts *identityCols
+	var accounts []*identityCols
+	if x != nil {
+		hosts = hostIdentities(devID, devName, x, &lk)
+		for _, u := range users {
+			accounts = append(accounts, accountIdentities(u, x, &lk))
+		}
+	}
 	// Sightings of the batch, in first-seen order: the row loop looks each
 	// (bucket, entity) up by a key built in scratch space, and allocates
 	// only for one it has not seen (most rows repeat a few entities).
@@ -382,25 +437,39 @@ func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int
 			continue
 		}
 		obsKeys = obsKeys[:0]
-		ids = ids[:0]
-		did, dname := devID.at(i), devName.at(i)
-		if did.ok {
-			ids = append(ids, did)
-		}
-		if dname.ok {
-			ids = append(ids, dname)
-		}
-		lk.add(ids) // DeviceId and DeviceName of one host
-		if did.ok {
-			obsKeys = append(obsKeys, did.k())
-		} else if dname.ok {
-			obsKeys = append(obsKeys, dname.k())
-		}
-		for _, u := range users {
-			ids = u.ids(ids[:0], i)
-			lk.add(ids)
-			if len(ids) > 0 && !ids[0].wk {
-				obsKeys = append(obsKeys, ids[0].k())
+		if hosts != nil {
+			// The same as below, with the identities the Extractor kept.
+			h := hosts.link(i)
+			if len(h.ids) > 0 {
+				obsKeys = append(obsKeys, h.ids[0].k())
+			}
+			for _, a := range accounts {
+				id := a.link(i)
+				if len(id.ids) > 0 && !id.ids[0].wk {
+					obsKeys = append(obsKeys, id.ids[0].k())
+				}
+			}
+		} else {
+			ids = ids[:0]
+			did, dname := devID.at(i), devName.at(i)
+			if did.ok {
+				ids = append(ids, did)
+			}
+			if dname.ok {
+				ids = append(ids, dname)
+			}
+			lk.add(ids) // DeviceId and DeviceName of one host
+			if did.ok {
+				obsKeys = append(obsKeys, did.k())
+			} else if dname.ok {
+				obsKeys = append(obsKeys, dname.k())
+			}
+			for _, u := range users {
+				ids = u.ids(ids[:0], i)
+				lk.add(ids)
+				if len(ids) > 0 && !ids[0].wk {
+					obsKeys = append(obsKeys, ids[0].k())
+				}
 			}
 		}
 		if c := recipOID.at(i); c.ok {

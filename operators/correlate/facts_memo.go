@@ -100,8 +100,7 @@ func (c *colMemo) at(i int) canon {
 	}
 	v := keyedCanon(c.conv(s))
 	if c.keep != nil {
-		c.m[strings.Clone(s)] = v
-		c.keep.added()
+		c.keep.put(c.m, strings.Clone(s), v, maxCanonMemo)
 	} else {
 		c.m[s] = v
 	}
@@ -128,9 +127,10 @@ func (p *pairMemo) at(i int) canon {
 	}
 	e, ok := UserNT(d, n)
 	v := keyedCanon(e, ok && d != "") // DOMAIN\name only with a domain
-	p.m[string(p.scratch)] = v
 	if p.keep != nil {
-		p.keep.added()
+		p.keep.put(p.m, string(p.scratch), v, maxCanonMemo)
+	} else {
+		p.m[string(p.scratch)] = v
 	}
 	return v
 }
@@ -142,33 +142,38 @@ func (p *pairMemo) at(i int) canon {
 // 200 bytes each; past it the largest slot starts empty again: a column of
 // mostly distinct values (file hashes, message ids) churns on its own, and
 // the devices and accounts that every batch repeats stay.
-type canonMemo struct {
-	slots   map[string]map[string]canon
-	entries int
-}
+type canonMemo struct{ slotMemo[canon] }
 
 var maxCanonMemo = 1 << 16 // a variable for tests
 
+// slotMemo is values by slot and raw key, at most max together (canonMemo,
+// identityMemo).
+type slotMemo[V any] struct {
+	slots   map[string]map[string]V
+	entries int
+}
+
 // slot is the map of the slot named name.
-func (m *canonMemo) slot(name string) map[string]canon {
+func (m *slotMemo[V]) slot(name string) map[string]V {
 	s := m.slots[name]
 	if s == nil {
 		if m.slots == nil {
-			m.slots = map[string]map[string]canon{}
+			m.slots = map[string]map[string]V{}
 		}
-		s = map[string]canon{}
+		s = map[string]V{}
 		m.slots[name] = s
 	}
 	return s
 }
 
-// added counts a value put in a slot (a new key: entries is the slots'
-// sizes together), and past the bound empties the largest slot (in place:
-// a colMemo of the batch being read keeps its map).
-func (m *canonMemo) added() {
+// put adds a new key (entries is the slots' sizes together), and past max
+// empties the largest slot (in place: a colMemo of the batch being read
+// keeps its map).
+func (m *slotMemo[V]) put(slot map[string]V, k string, v V, max int) {
+	slot[k] = v
 	m.entries++
-	for m.entries > maxCanonMemo {
-		var largest map[string]canon
+	for m.entries > max {
+		var largest map[string]V
 		for _, s := range m.slots {
 			if len(s) > len(largest) {
 				largest = s

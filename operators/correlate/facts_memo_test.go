@@ -34,7 +34,7 @@ func TestExtractMemoSameFacts(t *testing.T) {
 			b.Release()
 		}
 	}()
-	encode := func(rows int, x *Extractor) (out [][]byte, memoised int) {
+	encode := func(rows int, x *Extractor, spoil bool) (out [][]byte, memoised int) {
 		defer func(old int) { memoRows = old }(memoRows)
 		memoRows = rows
 		for _, b := range batches {
@@ -60,7 +60,7 @@ func TestExtractMemoSameFacts(t *testing.T) {
 				}
 				out = append(out, chunks...)
 			}
-			if x != nil {
+			if spoil {
 				// What the Extractor keeps must be its own: once the
 				// facts are encoded, spoil the batch's strings, as the
 				// recycled memory of a released batch would be.
@@ -69,8 +69,8 @@ func TestExtractMemoSameFacts(t *testing.T) {
 		}
 		return out, memoised
 	}
-	memo, m := encode(1, nil)
-	plain, p := encode(1<<30, nil)
+	memo, m := encode(1, nil, false)
+	plain, p := encode(1<<30, nil, false)
 	if m != len(batches) || p != 0 || len(batches) < 50 {
 		t.Fatalf("%d batches, %d memoised, %d not: the test does not compare the two paths", len(batches), m, p)
 	}
@@ -86,16 +86,19 @@ func TestExtractMemoSameFacts(t *testing.T) {
 		}
 	}
 	same("memoised", memo)
+	whole, _ := encode(1<<30, NewExtractor(), false)
+	same("an Extractor", whole)
 	// A small bound empties the Extractor's memory many times over.
-	defer func(old int) { maxCanonMemo = old }(maxCanonMemo)
-	maxCanonMemo = 50
+	defer func(old, oldID int) { maxCanonMemo, maxIdentityMemo = old, oldID }(maxCanonMemo, maxIdentityMemo)
+	maxCanonMemo, maxIdentityMemo = 50, 20
 	x := NewExtractor()
-	kept, _ := encode(1<<30, x)
-	if x.memo.entries == 0 || len(x.memo.slots) < 5 {
-		t.Fatalf("the Extractor kept %d values in %d slots: it did not memoise", x.memo.entries, len(x.memo.slots))
+	kept, _ := encode(1<<30, x, true)
+	if x.canons.entries == 0 || len(x.canons.slots) < 5 || x.idents.entries == 0 || len(x.idents.slots) < 3 {
+		t.Fatalf("the Extractor kept %d values in %d slots and %d identities in %d: it did not memoise",
+			x.canons.entries, len(x.canons.slots), x.idents.entries, len(x.idents.slots))
 	}
-	same("an Extractor", kept) // last: it spoils the batches
-	for name, slot := range x.memo.slots {
+	same("an Extractor at a small bound", kept) // last: it spoils the batches
+	for name, slot := range x.canons.slots {
 		for k := range slot {
 			if strings.ContainsRune(k, 0xFFFD) || strings.Contains(k, "\xff") {
 				t.Fatalf("slot %s keeps %q: a view of a batch's memory, not a copy", name, k)
@@ -132,12 +135,10 @@ func TestCanonMemoEmptiesTheLargestSlot(t *testing.T) {
 	var m canonMemo
 	dev, hashes := m.slot("device id"), m.slot("SHA256")
 	for i := range 10 {
-		dev[fmt.Sprint("ws-", i)] = canon{}
-		m.added()
+		m.put(dev, fmt.Sprint("ws-", i), canon{}, maxCanonMemo)
 	}
 	for i := range 1000 {
-		hashes[fmt.Sprint("hash-", i)] = canon{}
-		m.added()
+		m.put(hashes, fmt.Sprint("hash-", i), canon{}, maxCanonMemo)
 		if m.entries > maxCanonMemo || m.entries != len(dev)+len(hashes) {
 			t.Fatalf("after %d hashes: %d values counted, %d held, bound %d", i+1, m.entries, len(dev)+len(hashes), maxCanonMemo)
 		}
