@@ -26,11 +26,12 @@ type identity struct {
 
 // identityMemo is an Extractor's identities by slot (the hosts' columns,
 // an account group's) and the row's raw values, at most maxIdentityMemo
-// together (past it the largest slot starts empty again). Its identities
-// hold keyed canons only, never the batch's memory.
+// together, about 600 bytes each (past it the largest slot starts empty
+// again). Its identities hold keyed canons only, never the batch's
+// memory.
 type identityMemo struct{ slotMemo[*identity] }
 
-var maxIdentityMemo = 1 << 15 // a variable for tests
+var maxIdentityMemo = 1 << 14 // a variable for tests
 
 // identityCols reads one identity's columns of a batch through an
 // Extractor's memory.
