@@ -26,7 +26,7 @@ func TestConfigUnknownKeyNamesTheLine(t *testing.T) {
 
 func TestConfigOverridesAndValidation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(path, []byte("correlate:\n  window: 2d\nnormalize:\n  batch_rows: 0\ntopics:\n  partitions: 0\n  replication_factor: 0\nrespond:\n  playbooks: no-such-playbooks.yaml\n  webhook_attempts: 0\n  webhook_backoff: -1s\n"), 0o644)
+	os.WriteFile(path, []byte("kafka:\n  compression: brotli\ncorrelate:\n  window: 2d\nnormalize:\n  batch_rows: 0\ntopics:\n  partitions: 0\n  replication_factor: 0\nrespond:\n  playbooks: no-such-playbooks.yaml\n  webhook_attempts: 0\n  webhook_backoff: -1s\n"), 0o644)
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +40,8 @@ func TestConfigOverridesAndValidation(t *testing.T) {
 	err = cfg.Validate()
 	for _, want := range []string{"normalize.batch_rows", "topics.partitions", "respond.playbooks: playbooks: stat no-such-playbooks.yaml",
 		"topics.replication_factor: 0 is out of range: must be -1 (the broker default) or at least 1",
-		"respond.webhook_attempts: 0 is out of range: must be at least 1", "respond.webhook_backoff: -1s is out of range: must be 0s or more"} {
+		"respond.webhook_attempts: 0 is out of range: must be at least 1", "respond.webhook_backoff: -1s is out of range: must be 0s or more",
+		`kafka.compression: "brotli" is not one of lz4, zstd, snappy, gzip, none`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validation error does not name %s: %v", want, err)
 		}

@@ -150,9 +150,13 @@ func (p *Pipeline) clientOpts(stage string) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
+	codec, err := kafka.ParseCompression(p.cfg.Kafka.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("kafka.compression: %w", err)
+	}
 	opts = append(opts,
 		kgo.ClientID(p.cfg.Kafka.ClientID+"-"+stage),
-		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchCompression(codec),
 		kgo.MaxBufferedBytes(int(p.cfg.Kafka.MaxBufferedBytes)),
 		kgo.FetchMaxBytes(p.cfg.Kafka.FetchMaxBytes),
 		kgo.RecordRetries(20),

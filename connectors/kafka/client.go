@@ -156,3 +156,24 @@ func saslMechanism(name, user, pass string) (sasl.Mechanism, error) {
 		return nil, fmt.Errorf("sasl: unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", name)
 	}
 }
+
+// Compressions are the producer batch compressions ParseCompression knows.
+const Compressions = "lz4, zstd, snappy, gzip, none"
+
+// ParseCompression is the producer batch compression named s (Kafka's
+// compression.type: lz4, zstd, snappy, gzip or none).
+func ParseCompression(s string) (kgo.CompressionCodec, error) {
+	switch s {
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("%q is not one of %s", s, Compressions)
+}
