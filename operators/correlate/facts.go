@@ -413,14 +413,19 @@ func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int
 		}
 	}
 	lk := linker{f: f, seen: map[string]bool{}}
-	// With an Extractor, a row's host and accounts are identities it
-	// keeps (facts_identity.go).
-	var hosts *identityCols
-	var accounts []*identityCols
+	// A row's host and accounts: with an Extractor, identities it keeps
+	// (facts_identity.go).
+	var host identities
+	accounts := make([]identities, len(users))
 	if x != nil {
-		hosts = hostIdentities(devID, devName, x, &lk)
-		for _, u := range users {
-			accounts = append(accounts, accountIdentities(u, x, &lk))
+		host = hostIdentities(devID, devName, x, &lk)
+		for j, u := range users {
+			accounts[j] = accountIdentities(u, x, &lk)
+		}
+	} else {
+		host = &freshIdentities{canon: hostIDs(devID, devName), lk: &lk}
+		for j, u := range users {
+			accounts[j] = &freshIdentities{canon: u.ids, lk: &lk}
 		}
 	}
 	// Sightings of the batch, in first-seen order: the row loop looks each
@@ -431,45 +436,18 @@ func extractTelemetry(f *Facts, rec arrow.Record, ts normalize.TimeColumn, n int
 	var seen [][]string
 	var scratch []byte
 	var obsKeys []string
-	var ids, ents []canon
+	var ents []canon
 	for i := 0; i < n; i++ {
 		if ts.IsNull(i) {
 			continue
 		}
 		obsKeys = obsKeys[:0]
-		if hosts != nil {
-			// The same as below, with the identities the Extractor kept.
-			h := hosts.link(i)
-			if len(h.ids) > 0 {
-				obsKeys = append(obsKeys, h.ids[0].k())
-			}
-			for _, a := range accounts {
-				id := a.link(i)
-				if len(id.ids) > 0 && !id.ids[0].wk {
-					obsKeys = append(obsKeys, id.ids[0].k())
-				}
-			}
-		} else {
-			ids = ids[:0]
-			did, dname := devID.at(i), devName.at(i)
-			if did.ok {
-				ids = append(ids, did)
-			}
-			if dname.ok {
-				ids = append(ids, dname)
-			}
-			lk.add(ids) // DeviceId and DeviceName of one host
-			if did.ok {
-				obsKeys = append(obsKeys, did.k())
-			} else if dname.ok {
-				obsKeys = append(obsKeys, dname.k())
-			}
-			for _, u := range users {
-				ids = u.ids(ids[:0], i)
-				lk.add(ids)
-				if len(ids) > 0 && !ids[0].wk {
-					obsKeys = append(obsKeys, ids[0].k())
-				}
+		if ids := host.row(i); len(ids) > 0 {
+			obsKeys = append(obsKeys, ids[0].k()) // DeviceId, else DeviceName
+		}
+		for _, a := range accounts {
+			if ids := a.row(i); len(ids) > 0 && !ids[0].wk {
+				obsKeys = append(obsKeys, ids[0].k())
 			}
 		}
 		if c := recipOID.at(i); c.ok {

@@ -45,15 +45,34 @@ type identityCols struct {
 	key   []byte  // scratch: the row's memo key
 }
 
-// link gives row i's identity's link to the batch's linker, once, and
-// returns the identity.
-func (c *identityCols) link(i int) *identity {
+// identities read one identity's columns of a batch (a host's, an account
+// group's) row by row: row gives the row's identity link to the batch's
+// linker and returns its identifiers, best first, to be read before the
+// next call.
+type identities interface{ row(i int) []canon }
+
+// row gives row i's identity's link to the batch's linker, once a batch.
+func (c *identityCols) row(i int) []canon {
 	id := c.at(i)
 	if id.link != nil && id.linked != c.batch {
 		id.linked = c.batch
 		c.lk.addKnown(id.link, id.sig)
 	}
-	return id
+	return id.ids
+}
+
+// freshIdentities are identities without an Extractor: canonicalised and
+// linked again on every row.
+type freshIdentities struct {
+	canon func(dst []canon, i int) []canon
+	lk    *linker
+	ids   []canon
+}
+
+func (f *freshIdentities) row(i int) []canon {
+	f.ids = f.canon(f.ids[:0], i)
+	f.lk.add(f.ids)
+	return f.ids
 }
 
 // at is row i's identity.
@@ -74,20 +93,25 @@ func (c *identityCols) at(i int) *identity {
 	return id
 }
 
+// hostIDs are a row's host identifiers, DeviceId then DeviceName.
+func hostIDs(devID, devName *colMemo) func(dst []canon, i int) []canon {
+	return func(dst []canon, i int) []canon {
+		if did := devID.at(i); did.ok {
+			dst = append(dst, did)
+		}
+		if dname := devName.at(i); dname.ok {
+			dst = append(dst, dname)
+		}
+		return dst
+	}
+}
+
 // hostIdentities reads a batch's DeviceId and DeviceName columns.
 func hostIdentities(devID, devName *colMemo, x *Extractor, lk *linker) *identityCols {
 	return &identityCols{
-		raw: []normalize.StringColumn{devID.col, devName.col},
-		canon: func(dst []canon, i int) []canon {
-			if did := devID.at(i); did.ok {
-				dst = append(dst, did)
-			}
-			if dname := devName.at(i); dname.ok {
-				dst = append(dst, dname)
-			}
-			return dst
-		},
-		m: x.idents.slot("host"), memo: &x.idents, lk: lk, batch: x.batch,
+		raw:   []normalize.StringColumn{devID.col, devName.col},
+		canon: hostIDs(devID, devName),
+		m:     x.idents.slot("host"), memo: &x.idents, lk: lk, batch: x.batch,
 	}
 }
 
