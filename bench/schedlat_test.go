@@ -10,18 +10,18 @@ import (
 // waited runnable before they ran (/sched/latencies:seconds). Two reads
 // give the waits between them: on a machine whose cores are all busy, the
 // time a stage's goroutine had work but no CPU.
-type schedLatency struct{ counts []uint64 }
+type schedLatency struct {
+	counts  []uint64
+	buckets []float64 // the histogram's bounds, in seconds (len(counts)+1)
+}
 
 const schedMetric = "/sched/latencies:seconds"
-
-var schedBuckets []float64
 
 func readSchedLatency() schedLatency {
 	s := []metrics.Sample{{Name: schedMetric}}
 	metrics.Read(s)
 	h := s[0].Value.Float64Histogram()
-	schedBuckets = h.Buckets
-	return schedLatency{counts: append([]uint64(nil), h.Counts...)}
+	return schedLatency{counts: append([]uint64(nil), h.Counts...), buckets: h.Buckets}
 }
 
 // since reports the waits after from up to s: their p50, p99 and p99.9
@@ -36,7 +36,7 @@ func (s schedLatency) since(from schedLatency) string {
 	for i := range d {
 		d[i] = s.counts[i] - from.counts[i]
 		total += d[i]
-		if schedBuckets[i] >= 0.010 {
+		if s.buckets[i] >= 0.010 {
 			over += d[i]
 		}
 	}
@@ -50,7 +50,7 @@ func (s schedLatency) since(from schedLatency) string {
 			acc += c
 			if acc > want {
 				// The bucket's upper bound (Buckets[i+1]).
-				return time.Duration(schedBuckets[i+1] * float64(time.Second)).Round(time.Microsecond / 10)
+				return time.Duration(s.buckets[i+1] * float64(time.Second)).Round(time.Microsecond / 10)
 			}
 		}
 		return 0
