@@ -407,3 +407,51 @@ func TestClientConfigErrors(t *testing.T) {
 		t.Fatalf("opts %d, err %v", len(opts), err)
 	}
 }
+
+// Every kafka.compression a producer may be given round-trips through the
+// embedded broker, on a compacted topic as the changelogs are, with each
+// record's key (a tenant) still on its own value; a name Kafka does not
+// know is refused, naming the ones it does.
+func TestCompressionRoundTrip(t *testing.T) {
+	ctx := testCtx(t)
+	b := startBroker(t)
+	cfg := ClientConfig{Brokers: b.Addrs()}
+	adm := newClient(t, cfg)
+	for _, name := range strings.Split(Compressions, ", ") {
+		codec, err := ParseCompression(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		topic := "changelog-" + name
+		if err := EnsureTopics(ctx, adm, TopicSpec{Name: topic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}}); err != nil {
+			t.Fatal(err)
+		}
+		cl := newClient(t, cfg, kgo.ProducerBatchCompression(codec), kgo.ProducerLinger(50*time.Millisecond))
+		want := map[string]string{}
+		var recs []*kgo.Record
+		for i := range 200 {
+			tenant := fmt.Sprintf("tenant-%d", i%2)
+			v := fmt.Sprintf("%s %s %03d %s", name, tenant, i, strings.Repeat("sighting ", 20))
+			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("%s/%03d", tenant, i)), Value: []byte(v)})
+			want[fmt.Sprintf("%s/%03d", tenant, i)] = v
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("%s: produce: %v", name, err)
+		}
+		got := map[string]string{}
+		if _, err := Drain(ctx, cfg, topic, 150*time.Millisecond, func(r *kgo.Record) error {
+			got[string(r.Key)] = string(r.Value)
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: drain: %v", name, err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: read back %d records, not the %d written with their keys", name, len(got), len(want))
+		}
+	}
+	for _, bad := range []string{"", "LZ4", "brotli", "lz4 ", "none,lz4"} {
+		if _, err := ParseCompression(bad); err == nil || !strings.Contains(err.Error(), Compressions) {
+			t.Errorf("ParseCompression(%q) = %v, want an error naming %s", bad, err, Compressions)
+		}
+	}
+}
